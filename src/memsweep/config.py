@@ -1,0 +1,150 @@
+"""Composing a run's config with Hydra, checking it, and naming it.
+
+We use Hydra's compose API rather than @hydra.main: memsweep has several subcommands (train, sweep, status,
+report, eval), composes many runs in one process for a sweep, and must validate them all before launching.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+from pathlib import Path
+
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from hydra.errors import HydraException
+from omegaconf import DictConfig, OmegaConf, open_dict
+from omegaconf.errors import OmegaConfBaseException
+
+from . import data as data_mod
+from .errors import ConfigError
+
+# What defines a run's result. Logging, launching, paths and runtime (device, threads, checkpoint cadence)
+# do not, so changing them resumes the same run instead of starting a new one.
+IDENTITY_KEYS = ("data", "model", "optim", "train", "eval", "seed")
+NOT_IDENTITY = {"data": ("root", "download"), "eval": ("inception_path",)}
+
+
+def config_dir() -> Path:
+    """configs/ at the top of the checkout (editable install), or MEMSWEEP_CONFIG_DIR."""
+    env = os.environ.get("MEMSWEEP_CONFIG_DIR")
+    path = Path(env) if env else Path(__file__).resolve().parents[2] / "configs"
+    if not (path / "train.yaml").is_file():
+        raise ConfigError(f"MEMSWEEP_CONFIG_DIR={path}: no train.yaml there (install memsweep with "
+                          "`pip install -e .` from its checkout, or point MEMSWEEP_CONFIG_DIR at configs/)")
+    return path
+
+
+def compose_run(overrides=()) -> DictConfig:
+    """The resolved config of one run, from configs/train.yaml and command-line style overrides."""
+    overrides = list(overrides)
+    GlobalHydra.instance().clear()
+    try:
+        with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3", job_name="memsweep"):
+            cfg = compose(config_name="train", overrides=overrides)
+        OmegaConf.resolve(cfg)
+    except (HydraException, OmegaConfBaseException) as e:
+        raise ConfigError(_one_line(e)) from None
+    finally:
+        GlobalHydra.instance().clear()
+    with open_dict(cfg.train):
+        cfg.train.total_steps = total_steps(cfg)
+    validate(cfg)
+    return cfg
+
+
+def _one_line(e: Exception) -> str:
+    text = " ".join(str(e).split())
+    return text.replace("Could not override", "unknown setting in override").split(". Did you mean")[0]
+
+
+def total_steps(cfg) -> int:
+    """train.steps, or a budget in epochs (passes over the n images) or in images seen, so steps can scale with n."""
+    t = cfg.train
+    given = [k for k in ("steps", "epochs", "images") if t.get(k) is not None]
+    if len(given) != 1:
+        raise ConfigError(f"train: set exactly one of train.steps, train.epochs, train.images (got {given or 'none'})")
+    for key in given:
+        if not isinstance(t[key], (int, float)) or t[key] <= 0:
+            raise ConfigError(f"train.{key}={t[key]}: must be a positive number")
+    if t.get("steps") is not None:
+        return int(t.steps)
+    images = t.images if t.get("images") is not None else t.epochs * cfg.data.n
+    return max(1, math.ceil(images / t.batch_size))
+
+
+def _positive(cfg, key: str, kind=(int,), minimum=1):
+    value = OmegaConf.select(cfg, key)
+    if isinstance(value, bool) or not isinstance(value, kind) or value < minimum:
+        raise ConfigError(f"{key}={value}: must be {'an integer' if kind == (int,) else 'a number'} >= {minimum}")
+
+
+def validate(cfg) -> None:
+    """Every check that can fail before work starts; the message names the setting."""
+    known = {"data": ("digits", "cifar10", "synthetic")}
+    if cfg.data.name not in known["data"]:
+        raise ConfigError(f"data.name={cfg.data.name!r}: unknown dataset (known: {', '.join(known['data'])})")
+    _positive(cfg, "data.n", minimum=2)  # the 1/3 rule needs a nearest and a second-nearest image
+    _positive(cfg, "data.offset", minimum=0)
+    _positive(cfg, "data.test_size", minimum=2)
+    available = data_mod.pool_size(cfg.data)
+    if cfg.data.name != "cifar10" and cfg.data.n + cfg.data.offset > available:
+        raise ConfigError(f"data.n={cfg.data.n} (data.offset={cfg.data.offset}) exceeds the {available} "
+                          f"training images of {cfg.data.name}")
+    if cfg.data.name == "cifar10":
+        if cfg.data.n + cfg.data.offset > 50000:
+            raise ConfigError(f"data.n={cfg.data.n}: CIFAR-10 has 50000 training images")
+        root = cfg.data.root
+        if not cfg.data.get("download") and (not root or not (Path(str(root)).expanduser() / "cifar-10-batches-py").is_dir()):
+            raise ConfigError(f"data.root={root}: no cifar-10-batches-py folder there "
+                              "(set data.root, or data.download=true on a machine with internet)")
+    _positive(cfg, "train.batch_size")
+    _positive(cfg, "optim.lr", kind=(int, float), minimum=1e-12)
+    _positive(cfg, "train.total_steps")
+    for key in ("eval.num_samples", "eval.loss_points", "eval.sampler_steps", "eval.num_points",
+                "eval.sw_projections", "eval.t_bins", "model.channels", "model.num_res_blocks"):
+        _positive(cfg, key)
+    if not 0 <= cfg.train.ema_decay < 1:
+        raise ConfigError(f"train.ema_decay={cfg.train.ema_decay}: must be in [0, 1)")
+    if not 0 <= cfg.train.label_dropout < 1:
+        raise ConfigError(f"train.label_dropout={cfg.train.label_dropout}: must be in [0, 1)")
+    if cfg.eval.sampler not in ("euler", "heun"):
+        raise ConfigError(f"eval.sampler={cfg.eval.sampler!r}: use euler or heun")
+    if cfg.eval.cfg_weight and not cfg.train.label_dropout:
+        raise ConfigError(f"eval.cfg_weight={cfg.eval.cfg_weight}: guidance needs train.label_dropout > 0")
+    for key in ("sw_features", "fid_features"):
+        spec = str(cfg.eval[key])
+        if spec not in ("pixels", "inception", "none") and not spec.startswith("torchscript:"):
+            raise ConfigError(f"eval.{key}={spec!r}: use pixels, inception, torchscript:<path> or none")
+    if cfg.runtime.device not in ("auto", "cpu", "cuda") and not str(cfg.runtime.device).startswith("cuda:"):
+        raise ConfigError(f"runtime.device={cfg.runtime.device!r}: use auto, cpu or cuda")
+    if cfg.logger.name not in ("wandb", "none"):
+        raise ConfigError(f"logger.name={cfg.logger.name!r}: use wandb or none")
+    if cfg.logger.name == "wandb" and cfg.logger.mode not in ("online", "offline", "disabled"):
+        raise ConfigError(f"logger.mode={cfg.logger.mode!r}: use online, offline or disabled")
+    if cfg.train.dtype not in ("float32", "bfloat16"):
+        raise ConfigError(f"train.dtype={cfg.train.dtype!r}: use float32 or bfloat16")
+
+
+def identity(cfg) -> dict:
+    ident = {k: OmegaConf.to_container(cfg[k], resolve=True) if isinstance(cfg[k], DictConfig) else cfg[k]
+             for k in IDENTITY_KEYS}
+    for group, keys in NOT_IDENTITY.items():
+        for key in keys:
+            ident[group].pop(key, None)
+    return ident
+
+
+def run_id(cfg) -> str:
+    """A short hash of what defines the result: the same run asked for twice is the same directory."""
+    blob = json.dumps(identity(cfg), sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+
+def output_root(cfg) -> Path:
+    return Path(str(cfg.paths.output_root)).expanduser().resolve()
+
+
+def run_dir(cfg) -> Path:
+    return output_root(cfg) / "runs" / run_id(cfg)

@@ -1,0 +1,134 @@
+"""Datasets as tensors: the first n images of a fixed order for training, a fixed disjoint test subset.
+
+Every dataset is small enough (or subset enough) to live on the device whole; the training loop indexes
+batches from it, so there is no DataLoader in the hot loop. Images are float32 in [-1, 1], NCHW.
+"""
+from __future__ import annotations
+
+import pickle
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .errors import ConfigError
+
+CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
+CIFAR10_MD5 = "c58f30108f718f92721af3b95e74349a"
+
+
+@dataclass
+class Dataset:
+    train_x: torch.Tensor  # (n, C, H, W) in [-1, 1]: the first n images of the pool (after the offset)
+    train_y: torch.Tensor  # (n,) int64 class labels
+    test_x: torch.Tensor   # fixed test subset, disjoint from every training subset
+    test_y: torch.Tensor
+    num_classes: int
+
+    def to(self, device) -> "Dataset":
+        return Dataset(self.train_x.to(device), self.train_y.to(device), self.test_x.to(device),
+                       self.test_y.to(device), self.num_classes)
+
+
+def pool_size(cfg) -> int:
+    """Images available for training subsets (the test subset is excluded)."""
+    return {"digits": 1797 - cfg.test_size, "cifar10": 50000,
+            "synthetic": cfg.get("pool_size", 0)}.get(cfg.name, 0)
+
+
+def load(cfg) -> Dataset:
+    """Build the dataset described by the `data` config group."""
+    loaders = {"digits": _digits, "cifar10": _cifar10, "synthetic": _synthetic}
+    if cfg.name not in loaders:
+        raise ConfigError(f"data.name={cfg.name!r}: unknown dataset (known: {', '.join(loaders)})")
+    pool_x, pool_y, test_x, test_y, num_classes = loaders[cfg.name](cfg)
+    lo, hi = cfg.offset, cfg.offset + cfg.n
+    if hi > len(pool_x):
+        raise ConfigError(f"data.n={cfg.n} (with data.offset={cfg.offset}) exceeds the {len(pool_x)} "
+                          f"training images of {cfg.name}")
+    return Dataset(_to_tensor(pool_x[lo:hi]), torch.as_tensor(pool_y[lo:hi], dtype=torch.long),
+                   _to_tensor(test_x), torch.as_tensor(test_y, dtype=torch.long), num_classes)
+
+
+def _to_tensor(images_uint8_nhwc: np.ndarray) -> torch.Tensor:
+    x = torch.as_tensor(np.ascontiguousarray(images_uint8_nhwc), dtype=torch.float32)
+    return (x.permute(0, 3, 1, 2) / 127.5 - 1.0).contiguous()
+
+
+def _digits(cfg):
+    """scikit-learn's 1,797 8x8 digits (values 0..16), in their shipped order; the test subset is the last
+    `test_size` images, the training pool everything before it."""
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    images = np.round(d.images * (255.0 / 16.0)).astype(np.uint8)[..., None]  # NHWC, 1 channel
+    cut = len(images) - cfg.test_size
+    return images[:cut], d.target[:cut], images[cut:], d.target[cut:], 10
+
+
+def _cifar10(cfg):
+    """The standard CIFAR-10 python batches (data_batch_1..5, test_batch) under `data.root`.
+
+    We read the pickles ourselves rather than through torchvision.datasets.CIFAR10 because that class
+    insists on the md5 of each full batch file, which rules out the small files in the real format
+    that the tests write; torchvision still does the opt-in download."""
+    root = Path(str(cfg.root)).expanduser() if cfg.root else None
+    if root is None:
+        raise ConfigError("data.root is not set: point it at the folder holding cifar-10-batches-py "
+                          "(or set data.download=true on a machine with internet)")
+    folder = root / "cifar-10-batches-py"
+    if not folder.is_dir() and cfg.get("download", False):
+        from torchvision.datasets.utils import download_and_extract_archive
+        download_and_extract_archive(CIFAR10_URL, str(root), md5=CIFAR10_MD5)
+    if not folder.is_dir():
+        raise ConfigError(f"data.root={cfg.root}: no cifar-10-batches-py folder there "
+                          "(download it, or set data.download=true on a machine with internet)")
+    train = [_cifar_batch(folder / f"data_batch_{i}") for i in range(1, 6)]
+    train_x = np.concatenate([b[0] for b in train])
+    train_y = np.concatenate([b[1] for b in train])
+    test_x, test_y = _cifar_batch(folder / "test_batch")
+    k = min(cfg.test_size, len(test_x))
+    return train_x, train_y, test_x[:k], test_y[:k], 10
+
+
+def _cifar_batch(path: Path):
+    if not path.is_file():
+        raise ConfigError(f"data.root: missing CIFAR-10 batch file {path}")
+    with open(path, "rb") as f:
+        batch = pickle.load(f, encoding="bytes")  # the format CIFAR-10 ships in
+    x = np.asarray(batch[b"data"], dtype=np.uint8).reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
+    return x, np.asarray(batch[b"labels"], dtype=np.int64)
+
+
+def write_cifar_batch(path: Path, images_nhwc: np.ndarray, labels) -> None:
+    """Write images in the CIFAR-10 python batch format (used by tests and tools)."""
+    data = np.asarray(images_nhwc, dtype=np.uint8).transpose(0, 3, 1, 2).reshape(len(images_nhwc), -1)
+    with open(path, "wb") as f:
+        pickle.dump({b"data": data, b"labels": list(map(int, labels))}, f)
+
+
+def make_synthetic_cifar(root: Path, per_batch: int = 20, seed: int = 0) -> Path:
+    """A tiny CIFAR-10 lookalike in the real on-disk format, for tests and offline dry runs."""
+    rng = np.random.default_rng(seed)
+    folder = Path(root) / "cifar-10-batches-py"
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
+        write_cifar_batch(folder / name, rng.integers(0, 256, (per_batch, 32, 32, 3)),
+                          rng.integers(0, 10, per_batch))
+    return folder
+
+
+def _synthetic(cfg):
+    """A Gaussian mixture in image space: one random mean image per class, isotropic spread.
+    Drawn from `data.data_seed`, so every run of a sweep sees the same data whatever its seed."""
+    rng = np.random.default_rng(cfg.data_seed)
+    size, ch, k = cfg.image_size, cfg.channels, cfg.num_classes
+    means = rng.uniform(-0.8, 0.8, (k, size, size, ch))
+    total = cfg.pool_size + cfg.test_size
+    labels = rng.integers(0, k, total)
+    x = means[labels] + cfg.spread * rng.standard_normal((total, size, size, ch))
+    images = np.round((np.clip(x, -1, 1) + 1) * 127.5).astype(np.uint8)
+    cut = cfg.pool_size
+    return images[:cut], labels[:cut], images[cut:], labels[cut:], k
+

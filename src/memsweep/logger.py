@@ -1,0 +1,70 @@
+"""Weights & Biases logging (or none). The local run store is the record; wandb mirrors it.
+
+The wandb run id is memsweep's run id and runs are resumed with resume="allow", so a resumed or requeued run
+continues the same wandb run. Metrics use `step` as their x axis (define_metric) instead of wandb's internal
+step, so re-logging an evaluation after a resume is harmless.
+"""
+from __future__ import annotations
+
+import os
+
+from omegaconf import OmegaConf
+
+
+def flatten(d: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+            out.update(flatten(v, key + "."))
+        else:
+            out[key] = v
+    return out
+
+
+def loggable(row: dict) -> dict:
+    """Lists (the loss per t bin) become one scalar per bin."""
+    out = {}
+    for k, v in row.items():
+        if isinstance(v, (list, tuple)):
+            out.update({f"{k}/{i}": x for i, x in enumerate(v)})
+        else:
+            out[k] = v
+    return out
+
+
+class NullLogger:
+    def log(self, row: dict) -> None: ...
+    def summary(self, values: dict) -> None: ...
+    def finish(self) -> None: ...
+
+
+class WandbLogger:
+    def __init__(self, cfg, run_id: str, run_dir, extra_config: dict | None = None):
+        import wandb
+
+        lg = cfg.logger
+        os.environ.setdefault("WANDB_SILENT", "true")
+        config = flatten(OmegaConf.to_container(cfg, resolve=True))
+        config.update(extra_config or {})
+        self.run = wandb.init(project=lg.project, entity=lg.entity, group=lg.group, tags=list(lg.tags),
+                              id=run_id, name=run_id, resume="allow", mode=lg.mode, dir=str(run_dir),
+                              config=config, settings=wandb.Settings(console="off"))
+        self.run.define_metric("step")
+        self.run.define_metric("*", step_metric="step")
+
+    def log(self, row: dict) -> None:
+        self.run.log(loggable(row))
+
+    def summary(self, values: dict) -> None:
+        for k, v in values.items():
+            self.run.summary[k] = v
+
+    def finish(self) -> None:
+        self.run.finish()
+
+
+def make_logger(cfg, run_id: str, run_dir, extra_config: dict | None = None):
+    if cfg.logger.name == "none" or cfg.logger.get("mode") == "disabled":
+        return NullLogger()
+    return WandbLogger(cfg, run_id, run_dir, extra_config)

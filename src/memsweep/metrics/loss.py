@@ -1,0 +1,38 @@
+"""The denoising loss on fixed (image, noise, t) triples, so that evaluations differ only by the model."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from ..flow import loss_per_sample
+
+
+@dataclass
+class FixedLossBatch:
+    x1: torch.Tensor
+    labels: torch.Tensor
+    x0: torch.Tensor
+    t: torch.Tensor
+
+    @classmethod
+    def make(cls, images, labels, points: int, generator: torch.Generator) -> "FixedLossBatch":
+        """`points` triples: images cycled in order (each of a small set gets several noises), fresh
+        Gaussian noise, and t on a stratified grid (i + 1/2) / points shuffled across images."""
+        idx = torch.arange(points) % len(images)
+        t = (torch.randperm(points, generator=generator).float() + 0.5) / points
+        x0 = torch.randn((points, *images.shape[1:]), generator=generator)
+        dev = images.device
+        return cls(images[idx.to(dev)], labels[idx.to(dev)], x0.to(dev), t.to(dev))
+
+
+@torch.no_grad()
+def fixed_loss(model, batch: FixedLossBatch, t_bins: int, chunk: int = 1024):
+    """Mean loss, and mean loss in each of `t_bins` equal bins of t over [0, 1]."""
+    losses = torch.cat([loss_per_sample(model, batch.x1[i:i + chunk], batch.labels[i:i + chunk],
+                                        batch.x0[i:i + chunk], batch.t[i:i + chunk])
+                        for i in range(0, len(batch.t), chunk)])
+    bins = (batch.t * t_bins).long().clamp_max(t_bins - 1)
+    sums = torch.zeros(t_bins, device=losses.device, dtype=losses.dtype).index_add_(0, bins, losses)
+    counts = torch.bincount(bins, minlength=t_bins).clamp_min(1)
+    return losses.mean().item(), (sums / counts).tolist()

@@ -1,0 +1,163 @@
+"""The run store: one directory per run, files other tools and people read.
+
+outputs/runs/<run_id>/
+  config.yaml      the resolved config
+  status.json      state (pending | running | finished | failed | diverged), step, total_steps, times, job id
+  metrics.jsonl    one JSON object per evaluation, append-only, one line per write
+  checkpoints/     step_<N>.pt, written atomically; the latest few kept, plus any kept for `memsweep eval`
+  samples/         PNG grids of generated samples beside their nearest training images
+  lock             held (flock) by the process training the run; the OS releases it if that process dies
+
+Every file that is rewritten is written to a temporary file and renamed, so a reader or a killed writer
+never sees half a file.
+"""
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import socket
+import time
+import warnings
+from pathlib import Path
+
+import torch
+from omegaconf import OmegaConf
+
+STATES = ("pending", "running", "finished", "failed", "diverged")
+
+
+class RunLocked(RuntimeError):
+    """Another live process is training this run."""
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    atomic_write_bytes(path, text.encode())
+
+
+def read_json(path: Path, default=None):
+    try:
+        return json.loads(Path(path).read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return default
+
+
+class RunStore:
+    def __init__(self, run_dir: Path):
+        self.dir = Path(run_dir)
+        self.run_id = self.dir.name
+        self.ckpt_dir = self.dir / "checkpoints"
+        self.samples_dir = self.dir / "samples"
+
+    # -- config and status ---------------------------------------------------------------------------
+    @property
+    def config_path(self) -> Path:
+        return self.dir / "config.yaml"
+
+    def write_config(self, cfg) -> None:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(self.config_path, OmegaConf.to_yaml(cfg, resolve=True))
+
+    def read_config(self):
+        return OmegaConf.load(self.config_path)
+
+    def status(self) -> dict:
+        return read_json(self.dir / "status.json", default={"state": "pending"})
+
+    def set_status(self, **fields) -> dict:
+        status = {**self.status(), **fields, "updated": time.time()}
+        self.dir.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(self.dir / "status.json", json.dumps(status, indent=1))
+        return status
+
+    # -- metrics --------------------------------------------------------------------------------------
+    @property
+    def metrics_path(self) -> Path:
+        return self.dir / "metrics.jsonl"
+
+    def read_metrics(self) -> list[dict]:
+        """All complete rows (a line cut short by a kill is ignored)."""
+        rows = []
+        if self.metrics_path.exists():
+            for line in self.metrics_path.read_text().splitlines():
+                try:
+                    rows.append(json.loads(line))
+                except json.JSONDecodeError:
+                    pass
+        return rows
+
+    def append_metrics(self, row: dict) -> None:
+        line = json.dumps(row, allow_nan=True) + "\n"
+        with open(self.metrics_path, "a") as f:  # one write of one line: appends never interleave
+            f.write(line)
+            f.flush()
+            os.fsync(f.fileno())
+
+    def keep_metrics_until(self, step: int) -> None:
+        """Drop rows after `step` (written after the checkpoint we resume from) and any torn line."""
+        rows = [r for r in self.read_metrics() if r["step"] <= step]
+        atomic_write_text(self.metrics_path, "".join(json.dumps(r) + "\n" for r in rows))
+
+    # -- checkpoints ----------------------------------------------------------------------------------
+    def checkpoint_steps(self) -> list[int]:
+        if not self.ckpt_dir.exists():
+            return []
+        return sorted(int(p.stem.split("_")[1]) for p in self.ckpt_dir.glob("step_*.pt"))
+
+    def save_checkpoint(self, state: dict, step: int, keep_last: int = 2, keep_steps=()) -> Path:
+        """Write step_<step>.pt atomically; prune older ones beyond the last `keep_last`, except `keep_steps`."""
+        self.ckpt_dir.mkdir(parents=True, exist_ok=True)
+        path = self.ckpt_dir / f"step_{step:09d}.pt"
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        torch.save(state, tmp)
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+        keep = set(self.checkpoint_steps()[-keep_last:]) | set(keep_steps)
+        for s in self.checkpoint_steps():
+            if s not in keep:
+                (self.ckpt_dir / f"step_{s:09d}.pt").unlink(missing_ok=True)
+        return path
+
+    def load_checkpoint(self, step: int, map_location="cpu") -> dict:
+        return torch.load(self.ckpt_dir / f"step_{step:09d}.pt", map_location=map_location, weights_only=True)
+
+    def load_latest_checkpoint(self, map_location="cpu") -> dict | None:
+        """The newest loadable checkpoint; a truncated or corrupt one is skipped with a warning."""
+        for step in reversed(self.checkpoint_steps()):
+            try:
+                return self.load_checkpoint(step, map_location)
+            except Exception as e:  # a torn file: fall back to the one before
+                warnings.warn(f"{self.run_id}: checkpoint at step {step} is unreadable ({type(e).__name__}); "
+                              "falling back to the previous one")
+        return None
+
+    # -- the training lock ----------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def lock(self):
+        """Exclusive right to train this run. flock is released by the OS when the holder dies, so a lock
+        left by a killed process is taken over without any stale-lock heuristics."""
+        self.dir.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.dir / "lock", os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                holder = os.pread(fd, 200, 0).decode(errors="replace").strip()
+                raise RunLocked(f"run {self.run_id} is being trained by another process ({holder})") from None
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{socket.gethostname()} pid {os.getpid()}".encode(), 0)
+            yield
+        finally:
+            os.close(fd)

@@ -1,0 +1,183 @@
+"""The training loop: one function, read top to bottom.
+
+Rectified flow on the first n images, Adam, an EMA of the weights, evaluations at log-spaced steps.
+"To resume, run the same command again": the run directory holds the latest checkpoint (model, EMA,
+optimizer, RNG state, step), and a resumed run produces exactly the rows an uninterrupted run would.
+"""
+from __future__ import annotations
+
+import contextlib
+import copy
+import logging
+import math
+import os
+import signal
+import socket
+import time
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from . import config as config_mod
+from . import data as data_mod
+from . import unet
+from .evaluate import Evaluator
+from .flow import loss_per_sample
+from .logger import make_logger
+from .store import RunStore
+
+log = logging.getLogger("memsweep")
+
+
+def eval_steps(total: int, first: int, num: int) -> list[int]:
+    """`num` log-spaced steps from `first` to `total`, rounded and deduplicated; `total` always included."""
+    first = min(max(1, first), total)
+    steps = np.unique(np.round(np.geomspace(first, total, num)).astype(int)).tolist()
+    return sorted(set(steps) | {total})
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise config_mod.ConfigError(f"runtime.device={name}: CUDA is not available on {socket.gethostname()}")
+    return torch.device(name)
+
+
+class SignalGuard:
+    """Holds back the given signals (e.g. submitit's USR2) while a step or an evaluation runs, so that a
+    checkpoint taken from a signal handler always sees a consistent state between steps."""
+
+    def __init__(self, signals=()):
+        self.signals = set(signals)
+
+    @contextlib.contextmanager
+    def hold(self):
+        if not self.signals:
+            yield
+            return
+        signal.pthread_sigmask(signal.SIG_BLOCK, self.signals)
+        try:
+            yield
+        finally:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, self.signals)
+
+
+class Session:
+    """The state of a run in progress; `checkpoint()` may be called from a signal handler between steps."""
+
+    def __init__(self, cfg, store, model, ema, opt, gen, step):
+        self.cfg, self.store, self.model, self.ema, self.opt, self.gen, self.step = cfg, store, model, ema, opt, gen, step
+        self.keep_steps = set()  # checkpoints kept for `memsweep eval`
+
+    def state(self) -> dict:
+        return {"step": self.step, "model": self.model.state_dict(), "ema": self.ema.state_dict(),
+                "optimizer": self.opt.state_dict(), "generator": self.gen.get_state()}
+
+    def checkpoint(self) -> None:
+        self.store.save_checkpoint(self.state(), self.step, self.cfg.runtime.keep_checkpoints, self.keep_steps)
+
+
+def train(cfg, guard: SignalGuard | None = None, on_session=None, job_id: str | None = None) -> dict:
+    """Train (or resume, or skip if finished) the run `cfg` describes. Returns its status."""
+    guard = guard or SignalGuard()
+    store = RunStore(config_mod.run_dir(cfg))
+    with store.lock():
+        status = store.status()
+        if status["state"] in ("finished", "diverged"):
+            log.info("run %s is already %s; nothing to do", store.run_id, status["state"])
+            return status
+        if cfg.runtime.threads:
+            torch.set_num_threads(cfg.runtime.threads)
+        device = pick_device(cfg.runtime.device)
+        total = cfg.train.total_steps
+        schedule = set(eval_steps(total, cfg.eval.first_step, cfg.eval.num_points))
+
+        # -- data, model, optimizer, random stream ---------------------------------------------------
+        torch.manual_seed(cfg.seed)
+        data = data_mod.load(cfg.data).to(device)
+        n, batch_size, null_label = len(data.train_x), cfg.train.batch_size, data.num_classes
+        model = unet.build(cfg.model, cfg.data.image_size, cfg.data.channels, data.num_classes).to(device)
+        ema = copy.deepcopy(model).requires_grad_(False)
+        opt = torch.optim.Adam(model.parameters(), lr=cfg.optim.lr, betas=tuple(cfg.optim.betas),
+                               eps=cfg.optim.eps, weight_decay=cfg.optim.weight_decay, fused=True)
+        gen = torch.Generator(device).manual_seed(cfg.seed)
+        session = Session(cfg, store, model, ema, opt, gen, step=0)
+
+        ckpt = store.load_latest_checkpoint(map_location=device)
+        if ckpt is not None:  # resume: restore everything, and forget rows written after this checkpoint
+            model.load_state_dict(ckpt["model"])
+            ema.load_state_dict(ckpt["ema"])
+            opt.load_state_dict(ckpt["optimizer"])
+            gen.set_state(ckpt["generator"].cpu())  # generator states are CPU byte tensors
+            session.step = ckpt["step"]
+            store.keep_metrics_until(session.step)
+            log.info("run %s: resuming from step %d", store.run_id, session.step)
+        else:
+            store.write_config(cfg)
+            store.keep_metrics_until(0)
+        evaluator = Evaluator(cfg, data, device)
+        logger = make_logger(cfg, store.run_id, store.dir)
+        store.set_status(state="running", step=session.step, total_steps=total, run_id=store.run_id,
+                         host=socket.gethostname(), pid=os.getpid(), job_id=job_id or status.get("job_id"),
+                         started=status.get("started", time.time()), error=None,
+                         parameters=unet.count_parameters(model))
+        if on_session:
+            on_session(session)
+
+        autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.train.dtype == "bfloat16")
+        running_loss = torch.zeros((), device=device)
+        bar = tqdm(total=total, initial=session.step, disable=not cfg.runtime.progress,
+                   desc=f"run {store.run_id} n={cfg.data.n}", dynamic_ncols=True, mininterval=1.0)
+        try:
+            while session.step < total:
+                with guard.hold():
+                    # -- one step of rectified flow ----------------------------------------------
+                    idx = torch.randint(n, (batch_size,), device=device, generator=gen)
+                    x1, labels = data.train_x[idx], data.train_y[idx]
+                    x0 = torch.randn(x1.shape, device=device, generator=gen)
+                    t = torch.rand(batch_size, device=device, generator=gen)
+                    drop = torch.rand(batch_size, device=device, generator=gen) < cfg.train.label_dropout
+                    labels = torch.where(drop, torch.full_like(labels, null_label), labels)
+                    with autocast:
+                        loss = loss_per_sample(model, x1, labels, x0, t).mean()
+                    opt.zero_grad(set_to_none=True)
+                    loss.backward()
+                    if cfg.optim.grad_clip:
+                        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.optim.grad_clip)
+                    opt.step()
+                    beta = min(cfg.train.ema_decay, (1 + session.step) / (10 + session.step))
+                    torch._foreach_lerp_(list(ema.parameters()), list(model.parameters()), 1 - beta)
+                    session.step += 1
+                    step = session.step
+                    running_loss += loss.detach()
+
+                    if step in schedule or step % 50 == 0:  # a sync, so only now and then
+                        if not math.isfinite(running_loss.item()):
+                            bar.close()
+                            log.error("run %s diverged (non-finite loss) by step %d", store.run_id, step)
+                            logger.summary({"diverged_step": step})
+                            logger.finish()
+                            return store.set_status(state="diverged", step=step, diverged_step=step)
+                        running_loss.zero_()
+                    if step in schedule:  # -- evaluation ------------------------------------------
+                        row, samples, nn_idx = evaluator(ema if cfg.eval.use_ema else model, step)
+                        store.append_metrics(row)
+                        evaluator.save_grid(store.samples_dir / f"step_{step:09d}.png", samples, nn_idx)
+                        logger.log(row)
+                        bar.set_postfix(gap=f"{row['loss_gap']:.4f}", mem=f"{row['mem_ratio']:.2f}", refresh=False)
+                    if step in schedule or step % cfg.runtime.checkpoint_every == 0:
+                        session.checkpoint()
+                        store.set_status(step=step)
+                bar.update(1)
+        except BaseException as e:
+            bar.close()
+            if not isinstance(e, (KeyboardInterrupt, SystemExit)):
+                store.set_status(state="failed", error=f"{type(e).__name__}: {e}")
+            raise
+        bar.close()
+        last = store.read_metrics()[-1]
+        logger.summary({k: v for k, v in last.items() if not isinstance(v, list)})
+        logger.finish()
+        return store.set_status(state="finished", step=session.step, finished=time.time())
