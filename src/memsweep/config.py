@@ -9,6 +9,7 @@ import hashlib
 import json
 import math
 import os
+import re
 from pathlib import Path
 
 from hydra import compose, initialize_config_dir
@@ -55,8 +56,17 @@ def compose_run(overrides=()) -> DictConfig:
 
 
 def _one_line(e: Exception) -> str:
+    """Hydra's messages, cut to the line a user needs: which setting, and what the choices are."""
     text = " ".join(str(e).split())
-    return text.replace("Could not override", "unknown setting in override").split(". Did you mean")[0]
+    text = re.sub(r"^In '\w+': ", "", text).split(" Config search path")[0].split(". Did you mean")[0]
+    match = re.match(r"Could not find '(\w+)/(\S+)' Available options in '\w+': (.*)", text)
+    if match:
+        group, option, choices = match.groups()
+        return f"{group}={option}: unknown {group} (choose from: {', '.join(choices.split())})"
+    match = re.match(r"Could not override '(\S+)'", text)
+    if match:
+        return f"{match.group(1)}: unknown setting (see `memsweep train --help` and configs/)"
+    return text
 
 
 def total_steps(cfg) -> int:

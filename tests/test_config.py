@@ -1,0 +1,67 @@
+"""Composition of every config group, overrides, validation, and run identity."""
+from pathlib import Path
+
+import pytest
+
+from memsweep import config
+from memsweep.errors import ConfigError
+
+CONFIGS = Path(config.config_dir())
+
+
+def options(group):
+    return sorted(p.stem for p in (CONFIGS / group).glob("*.yaml"))
+
+
+@pytest.mark.parametrize("group", ["data", "model", "optim", "train", "eval", "logger", "launcher", "paths", "runtime"])
+def test_every_option_of_every_group_composes(group, tmp_path):
+    assert options(group), f"configs/{group} is empty"
+    for option in options(group):
+        extra = ["data.download=true"] if (group == "data" and option == "cifar10") else []
+        cfg = config.compose_run([f"{group}={option}", *extra])
+        assert cfg.train.total_steps > 0
+
+
+def test_every_model_preset_builds():
+    from memsweep import unet
+    for option in options("model"):
+        cfg = config.compose_run([f"model={option}"])
+        size = 8 if option == "tiny" else 32
+        m = unet.build(cfg.model, size, 1 if size == 8 else 3, 10)
+        assert unet.count_parameters(m) > 0
+
+
+def test_canonical_keys_and_overrides():
+    cfg = config.compose_run(["data.n=64", "optim.lr=3e-4", "train.batch_size=16", "seed=3", "model=tiny"])
+    assert (cfg.data.n, cfg.optim.lr, cfg.train.batch_size, cfg.seed, cfg.model.name) == (64, 3e-4, 16, 3, "tiny")
+
+
+def test_budget_in_epochs_or_images_scales_with_n():
+    a = config.compose_run(["train.steps=null", "train.epochs=10", "data.n=64", "train.batch_size=32"])
+    b = config.compose_run(["train.steps=null", "train.epochs=10", "data.n=128", "train.batch_size=32"])
+    c = config.compose_run(["train.steps=null", "train.images=3200", "train.batch_size=32"])
+    assert (a.train.total_steps, b.train.total_steps, c.train.total_steps) == (20, 40, 100)
+
+
+def test_run_id_depends_on_what_defines_the_result_only():
+    base = config.run_id(config.compose_run([]))
+    assert base == config.run_id(config.compose_run([]))
+    assert base == config.run_id(config.compose_run(["logger=none", "runtime.device=cpu", "runtime.threads=1"]))
+    for change in (["data.n=32"], ["seed=1"], ["optim.lr=2e-3"], ["train.batch_size=64"], ["eval.num_samples=100"]):
+        assert config.run_id(config.compose_run(change)) != base, change
+
+
+@pytest.mark.parametrize("override, setting", [
+    ("data.n=0", "data.n"), ("data.n=100000", "data.n"), ("data.n=-3", "data.n"),
+    ("train.batch_size=0", "train.batch_size"), ("optim.lr=0", "optim.lr"), ("optim.lr=-1", "optim.lr"),
+    ("train.steps=0", "train.steps"), ("eval.num_samples=0", "eval.num_samples"),
+    ("model=huge", "model"), ("data=imagenet", "data"), ("logger=tensorboard", "logger"),
+    ("data.nn=3", "data.nn"), ("eval.sampler=rk4", "eval.sampler"), ("runtime.device=tpu", "runtime.device"),
+    ("data=cifar10", "data.root"), ("train.ema_decay=1.5", "train.ema_decay"),
+])
+def test_bad_settings_are_named(override, setting, monkeypatch):
+    monkeypatch.delenv("CIFAR10_ROOT", raising=False)
+    with pytest.raises(ConfigError) as e:
+        config.compose_run([override])
+    assert setting in str(e.value)
+    assert "\n" not in str(e.value)

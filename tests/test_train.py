@@ -1,0 +1,85 @@
+"""A short CPU training run, its files, and a run killed and resumed that ends as an uninterrupted one."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import yaml
+
+from memsweep import config
+from memsweep.store import RunStore
+from memsweep.train import eval_steps, train
+
+from conftest import FAST, run_cli
+
+REQUIRED = {"step", "train_loss", "test_loss", "loss_gap", "mem_ratio", "sw_train", "sw_test",
+            "fid_train", "fid_test", "train_loss_by_t", "test_loss_by_t"}
+
+
+def test_eval_steps_are_log_spaced_and_end_at_the_last_step():
+    s = eval_steps(10_000, 10, 20)
+    assert s[0] == 10 and s[-1] == 10_000 and s == sorted(set(s))
+    ratios = [b / a for a, b in zip(s, s[1:])]
+    assert max(ratios) / min(ratios) < 1.3  # geometric spacing
+    assert eval_steps(5, 10, 20) == [5]
+
+
+def test_short_run_writes_the_run_directory(out):
+    cfg = config.compose_run(FAST)
+    status = train(cfg)
+    store = RunStore(config.run_dir(cfg))
+    assert status["state"] == "finished" and status["step"] == 60
+    rows = store.read_metrics()
+    assert [r["step"] for r in rows] == eval_steps(60, 10, 4)
+    for r in rows:
+        assert REQUIRED <= set(r)
+        assert r["loss_gap"] == pytest.approx(r["test_loss"] - r["train_loss"])
+        assert 0 <= r["mem_ratio"] <= 1 and len(r["train_loss_by_t"]) == cfg.eval.t_bins
+    assert rows[-1]["train_loss"] < rows[0]["train_loss"]  # it learns
+    saved = yaml.safe_load(store.config_path.read_text())
+    assert saved["data"]["n"] == cfg.data.n and saved["train"]["total_steps"] == 60
+    assert store.checkpoint_steps()[-1] == 60
+    assert len(list(store.samples_dir.glob("step_*.png"))) == len(rows)
+    # asked again: the finished run is left alone
+    mtime = store.metrics_path.stat().st_mtime_ns
+    assert train(cfg)["state"] == "finished" and store.metrics_path.stat().st_mtime_ns == mtime
+
+
+def _metrics(root, run_id):
+    return [json.loads(l) for l in (root / "runs" / run_id / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_killed_run_resumes_to_the_same_metrics(tmp_path):
+    args = [*FAST, "train.steps=120", "eval.num_points=6", "runtime.checkpoint_every=10"]
+    ref_root, kill_root = tmp_path / "ref", tmp_path / "killed"
+    assert run_cli("train", *args, env={"MEMSWEEP_OUTPUT_ROOT": str(ref_root)}).returncode == 0
+    run_id = next((ref_root / "runs").iterdir()).name
+
+    env = {**os.environ, "MEMSWEEP_OUTPUT_ROOT": str(kill_root)}
+    proc = subprocess.Popen([sys.executable, "-m", "memsweep.cli", "train", *args], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    status = kill_root / "runs" / run_id / "status.json"
+    deadline = time.time() + 300
+    while time.time() < deadline:  # kill it once it has checkpointed past step 40
+        try:
+            if json.loads(status.read_text()).get("step", 0) >= 40:
+                break
+        except (FileNotFoundError, json.JSONDecodeError):
+            pass
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    killed_at = json.loads(status.read_text())["step"]
+    assert 40 <= killed_at < 120
+    assert run_cli("train", *args, env={"MEMSWEEP_OUTPUT_ROOT": str(kill_root)}).returncode == 0
+    assert _metrics(kill_root, run_id) == _metrics(ref_root, run_id)
+
+
+def test_bad_input_exits_with_one_line_and_no_traceback(out):
+    r = run_cli("train", "data.n=0")
+    assert r.returncode == 2
+    assert r.stderr.strip().splitlines() == ["memsweep: error: data.n=0: must be an integer >= 2"]
+    assert not (out / "runs").exists()
