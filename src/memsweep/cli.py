@@ -10,6 +10,10 @@ from .errors import ConfigError
 USAGE_EXAMPLES = """examples:
   memsweep train data.n=64 optim.lr=3e-4
   memsweep train model=c128 data=cifar10 data.root=/data runtime.device=cuda
+  memsweep sweep demo --dry-run
+  memsweep sweep dataset_size launcher=slurm launcher.partition=gpu data.root=/data
+  memsweep status demo
+  memsweep report demo
 """
 
 
@@ -24,6 +28,83 @@ def cmd_train(args) -> int:
     return 0 if status["state"] in ("finished", "diverged") else 1
 
 
+def cmd_sweep(args) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    from . import config, launch
+    from . import sweep as sweep_mod
+
+    sweep = sweep_mod.expand(args.name, args.overrides)  # composes and validates every run first
+    launcher = sweep.runs[0].cfg.launcher.name
+    if launcher not in ("local", "slurm"):
+        raise config.ConfigError(f"launcher={launcher}: unknown launcher (choose from: local, slurm)")
+    root = config.output_root(sweep.runs[0].cfg)
+    todo, counts = sweep_mod.plan(sweep, retry=args.retry)
+    console = Console(width=160)
+    table = Table(title=f"sweep {sweep.name}: {len(sweep.runs)} runs, launcher={launcher}")
+    for col in ["run_id", *sweep.axes, "steps", "state", "action"]:
+        table.add_column(col)
+    launching = {r.run_id for r in todo}
+    for r in sweep.runs:
+        state = r.store.status()["state"]
+        action = ("resume" if r.store.checkpoint_steps() else "start") if r.run_id in launching else "-"
+        table.add_row(r.run_id, *[str(r.axes.get(a)) for a in sweep.axes], str(r.cfg.train.total_steps), state, action)
+    console.print(table)
+    console.print(", ".join(f"{v} {k}" for k, v in counts.items() if v) + f"; {len(todo)} to launch")
+    if args.dry_run:
+        if launcher == "slurm":
+            res = {**dict(sweep.runs[0].cfg.launcher), **sweep.runs[0].resources}
+            console.print(f"would submit {len(todo)} Slurm jobs as arrays of at most "
+                          f"{res.get('max_array_size', 1000)} (partition={res.get('partition')}, "
+                          f"timeout_min={res.get('timeout_min')})")
+        return 0
+    if launcher == "slurm":
+        launch.check_slurm()
+    sweep_dir = sweep.dir(root)
+    sweep_mod.record(sweep, root)
+    if not todo:
+        console.print("nothing to launch")
+        return 0
+    if launcher == "slurm":
+        submitted = launch.submit_slurm(todo, sweep_dir)
+        console.print(f"submitted {len(submitted)} jobs: " + " ".join(j for _, j in submitted))
+        console.print(f"follow them with: memsweep status {sweep.name}")
+        return 0
+    results = launch.run_local(todo, workers=sweep.runs[0].cfg.launcher.workers, show_progress=not args.quiet)
+    from .status import print_status
+
+    print_status(sweep_mod.load_record(root, sweep.name), root / "runs", console)
+    return 0 if all(v in ("finished", "diverged") for v in results.values()) else 1
+
+
+def cmd_status(args) -> int:
+    from . import config
+    from . import sweep as sweep_mod
+    from .status import print_status
+
+    root = _root(args)
+    print_status(sweep_mod.load_record(root, args.name), root / "runs")
+    return 0
+
+
+def cmd_report(args) -> int:
+    from .report import make_report
+
+    path = make_report(_root(args), args.name)
+    print(f"report: {path}")
+    return 0
+
+
+def _root(args):
+    from pathlib import Path
+
+    from . import config
+    if args.output_root:
+        return Path(args.output_root).resolve()
+    return config.output_root(config.compose_run([]))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="memsweep", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter, epilog=USAGE_EXAMPLES)
@@ -31,12 +112,30 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="train one run (resumes it if unfinished, skips it if finished)")
     p.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. data.n=64 model=tiny optim.lr=3e-4")
     p.set_defaults(func=cmd_train)
+    p = sub.add_parser("sweep", help="launch a sweep from configs/sweep/NAME.yaml (locally or on Slurm)")
+    p.add_argument("name", help="a sweep in configs/sweep/ (demo, dataset_size, ...) or a path to a sweep file")
+    p.add_argument("overrides", nargs="*", help="overrides applied to every run, e.g. launcher=slurm")
+    p.add_argument("--dry-run", action="store_true", help="print the runs and what would be launched, launch nothing")
+    p.add_argument("--retry", action="store_true", help="also relaunch failed runs")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=cmd_sweep)
+    for name, func, helptext in (("status", cmd_status, "a table of a sweep's runs"),
+                                 ("report", cmd_report, "analysis, figures and report.md of a sweep")):
+        p = sub.add_parser(name, help=helptext)
+        p.add_argument("name", help="the sweep's name")
+        p.add_argument("--output-root", default=None, help="the output root (default: paths.output_root)")
+        p.set_defaults(func=func)
     return parser
 
 
 def main(argv=None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)  # overrides may come before or after the flags
+    if any(x.startswith("-") for x in extra) or (extra and not hasattr(args, "overrides")):
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    if extra:
+        args.overrides = [*args.overrides, *extra]
     try:
         return args.func(args)
     except ConfigError as e:

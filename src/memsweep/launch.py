@@ -1,0 +1,170 @@
+"""Launching runs: local worker processes, or Slurm job arrays through submitit.
+
+Jobs carry only the run's resolved config: when a job starts (or restarts after a requeue) the run finds
+its own latest checkpoint in its directory, so no checkpoint path is ever pickled into a job.
+"""
+from __future__ import annotations
+
+import logging
+import multiprocessing as mp
+import os
+import shutil
+import signal
+import subprocess
+import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from pathlib import Path
+
+import submitit
+from omegaconf import OmegaConf, open_dict
+
+from .errors import ConfigError
+
+log = logging.getLogger("memsweep")
+
+
+def _container(cfg) -> dict:
+    return OmegaConf.to_container(cfg, resolve=True)
+
+
+# -- the job: what a worker process or a Slurm job runs -------------------------------------------------
+class TrainJob(submitit.helpers.Checkpointable):
+    """Train one run. On Slurm, submitit calls `checkpoint` on its pre-timeout or preemption signal (USR2):
+    we save the run at the current step, between two training steps, and submitit requeues the job."""
+
+    def __init__(self, cfg_container: dict):
+        self.cfg_container = cfg_container
+        self.session = None
+
+    def __getstate__(self):  # only the config travels with the job, never the training state
+        return {"cfg_container": self.cfg_container, "session": None}
+
+    def __call__(self) -> str:
+        from .train import SignalGuard, train
+
+        cfg = OmegaConf.create(self.cfg_container)
+        job_id, guard = None, SignalGuard()
+        try:
+            env = submitit.JobEnvironment()
+            job_id, guard = env.job_id, SignalGuard([signal.SIGUSR2])
+        except RuntimeError:
+            pass  # not under submitit (local workers)
+        status = train(cfg, guard=guard, on_session=self._set_session, job_id=job_id)
+        return status["state"]
+
+    def _set_session(self, session) -> None:
+        self.session = session
+
+    def checkpoint(self, *args, **kwargs):
+        if self.session is not None:
+            self.session.checkpoint()
+            log.warning("checkpointed run %s at step %d before requeue", self.session.store.run_id,
+                        self.session.step)
+        return submitit.helpers.DelayedSubmission(TrainJob(self.cfg_container))
+
+
+# -- local ----------------------------------------------------------------------------------------------
+def _local_worker(cfg_container: dict) -> str:
+    import torch
+
+    torch.set_num_threads(1)  # two one-thread processes beat one two-thread process for small models
+    return TrainJob(cfg_container)()
+
+
+def run_local(runs, workers: int | None = None, show_progress: bool = True) -> dict:
+    """Train runs in parallel worker processes, one thread each; wait for all and show progress."""
+    workers = workers or os.cpu_count() or 1
+    containers = []
+    for run in runs:
+        with open_dict(run.cfg):
+            run.cfg.runtime.progress = False
+            run.cfg.runtime.threads = 1
+        containers.append((run, _container(run.cfg)))
+    results = {}
+    from .status import LiveProgress
+
+    with LiveProgress(runs, enabled=show_progress) as progress, \
+            ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn")) as pool:
+        futures = {pool.submit(_local_worker, c): run for run, c in containers}
+        pending = set(futures)
+        while pending:
+            done = {f for f in pending if f.done()}
+            for f in done:
+                run = futures[f]
+                try:
+                    results[run.run_id] = f.result()
+                except Exception as e:  # the run's status.json says failed; the sweep goes on
+                    results[run.run_id] = "failed"
+                    log.error("run %s failed: %s: %s", run.run_id, type(e).__name__, e)
+            pending -= done
+            progress.refresh()
+            if pending:
+                time.sleep(0.5)
+    return results
+
+
+# -- Slurm ----------------------------------------------------------------------------------------------
+def check_slurm() -> None:
+    """Fail before any submission if no Slurm controller answers."""
+    if not shutil.which("sbatch") or not shutil.which("sinfo"):
+        raise ConfigError("launcher=slurm: no Slurm here (sbatch/sinfo not found); start one with slurm/up.sh "
+                          "or use launcher=local")
+    try:
+        subprocess.run(["sinfo", "-h"], check=True, capture_output=True, timeout=20)
+    except (subprocess.SubprocessError, OSError):
+        raise ConfigError("launcher=slurm: the Slurm controller does not answer (sinfo failed)") from None
+
+
+SLURM_KEYS = ("partition", "account", "qos", "timeout_min", "gpus_per_node", "cpus_per_task", "mem_gb",
+              "max_array_size", "array_parallelism", "signal_delay_s", "constraint", "additional_parameters",
+              "folder", "name")
+
+
+def _executor(folder: Path, res: dict) -> submitit.AutoExecutor:
+    ex = submitit.AutoExecutor(folder=str(folder), cluster="slurm")
+    params = {"timeout_min": int(res.get("timeout_min", 60)), "cpus_per_task": int(res.get("cpus_per_task", 1)),
+              "slurm_array_parallelism": int(res.get("array_parallelism", 256)),
+              "slurm_signal_delay_s": int(res.get("signal_delay_s", 120)),
+              "slurm_additional_parameters": dict(res.get("additional_parameters") or {})}
+    if res.get("mem_gb"):
+        params["mem_gb"] = float(res["mem_gb"])
+    if res.get("gpus_per_node"):
+        params["gpus_per_node"] = int(res["gpus_per_node"])
+    for key in ("partition", "account", "qos", "constraint"):
+        if res.get(key):
+            params[f"slurm_{key}"] = res[key]
+    ex.update_parameters(name=f"memsweep", **params)
+    return ex
+
+
+def submit_slurm(runs, sweep_dir: Path) -> list[tuple[str, str]]:
+    """Submit runs as job arrays (split under max_array_size, grouped by resources); return immediately."""
+    from .store import RunStore
+    from . import config as config_mod
+
+    check_slurm()
+    groups: dict[str, list] = {}
+    for run in runs:
+        res = {**_container(run.cfg.launcher), **run.resources}
+        unknown = set(res) - set(SLURM_KEYS)
+        if unknown:
+            raise ConfigError(f"launcher.{sorted(unknown)[0]}: unknown Slurm setting (known: {', '.join(SLURM_KEYS)})")
+        threads = int(res.get("cpus_per_task", 1))
+        with open_dict(run.cfg):
+            run.cfg.runtime.progress = False
+            run.cfg.runtime.threads = threads
+        groups.setdefault(repr(sorted(res.items(), key=str)), []).append((run, res))
+    submitted = []
+    for items in groups.values():
+        res = items[0][1]
+        folder = Path(res.get("folder") or sweep_dir / "slurm") / "%j"
+        ex = _executor(folder, res)
+        size = max(1, int(res.get("max_array_size", 1000)))
+        for start in range(0, len(items), size):
+            chunk = items[start:start + size]
+            with ex.batch():
+                jobs = [ex.submit(TrainJob(_container(run.cfg))) for run, _ in chunk]
+            for (run, _), job in zip(chunk, jobs):
+                RunStore(config_mod.run_dir(run.cfg)).set_status(state="queued", job_id=job.job_id)
+                submitted.append((run.run_id, job.job_id))
+    return submitted

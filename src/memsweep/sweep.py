@@ -1,0 +1,197 @@
+"""Sweeps: a file in configs/sweep/ expanded into runs, and the sweep's record in the store.
+
+A sweep file:
+
+    description: what the sweep shows
+    axes:                  # the cartesian product of these
+      data.n: [16, 32, 64]
+      seed: [0, 1]
+    zip:                   # optional: keys varied together (equal-length lists), crossed with the axes
+      train.batch_size: [32, 64]
+      optim.lr: [1.0e-3, 2.0e-3]
+    overrides: [model=tiny, train.steps=null, train.epochs=2000]   # fixed for every run
+    launcher:              # optional launcher settings for every run (e.g. timeout_min: 120)
+      timeout_min: 60
+    resources:             # optional launcher settings that depend on an axis value
+      - when: {model: c192}
+        set: {timeout_min: 720, mem_gb: 32}
+
+The sweep's record lives in outputs/sweeps/<name>/sweep.json: its axes and its runs (ids and axis values).
+Runs live in outputs/runs/<run_id>/ like any run, so two sweeps containing the same run share it.
+"""
+from __future__ import annotations
+
+import itertools
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from omegaconf import OmegaConf, open_dict
+
+from . import config as config_mod
+from .errors import ConfigError
+from .store import RunStore, atomic_write_text, read_json
+
+SWEEP_KEYS = {"description", "axes", "zip", "overrides", "launcher", "resources"}
+
+
+@dataclass
+class PlannedRun:
+    axes: dict                      # axis key -> value for this run
+    overrides: list[str]
+    cfg: object = None              # the composed, validated config
+    resources: dict = field(default_factory=dict)
+
+    @property
+    def run_id(self) -> str:
+        return config_mod.run_id(self.cfg)
+
+    @property
+    def store(self) -> RunStore:
+        return RunStore(config_mod.run_dir(self.cfg))
+
+
+@dataclass
+class Sweep:
+    name: str
+    spec: dict
+    runs: list[PlannedRun]
+
+    @property
+    def axes(self) -> list[str]:
+        return list(self.spec.get("axes", {})) + list(self.spec.get("zip", {}))
+
+    def dir(self, output_root: Path) -> Path:
+        return Path(output_root) / "sweeps" / self.name
+
+
+def sweep_file(name: str) -> Path:
+    path = Path(name)
+    if path.suffix in (".yaml", ".yml") and path.is_file():
+        return path
+    path = config_mod.config_dir() / "sweep" / f"{name}.yaml"
+    if not path.is_file():
+        known = sorted(p.stem for p in (config_mod.config_dir() / "sweep").glob("*.yaml"))
+        raise ConfigError(f"sweep {name!r}: no such sweep file (known: {', '.join(known)})")
+    return path
+
+
+def load_spec(name: str) -> dict:
+    path = sweep_file(name)
+    try:
+        spec = OmegaConf.to_container(OmegaConf.load(path), resolve=True) or {}
+    except Exception as e:
+        raise ConfigError(f"sweep {name}: cannot read {path}: {' '.join(str(e).split())}") from None
+    unknown = set(spec) - SWEEP_KEYS
+    if unknown:
+        raise ConfigError(f"sweep {name}: unknown key {sorted(unknown)[0]!r} (allowed: {', '.join(sorted(SWEEP_KEYS))})")
+    for section in ("axes", "zip"):
+        for key, values in (spec.get(section) or {}).items():
+            if not isinstance(values, list) or not values:
+                raise ConfigError(f"sweep {name}: {section}.{key} must be a non-empty list of values")
+    zipped = spec.get("zip") or {}
+    if len({len(v) for v in zipped.values()}) > 1:
+        raise ConfigError(f"sweep {name}: the lists under zip must have equal lengths "
+                          f"({', '.join(f'{k}: {len(v)}' for k, v in zipped.items())})")
+    if not (spec.get("axes") or zipped):
+        raise ConfigError(f"sweep {name}: no axes (give at least one under axes or zip)")
+    if not isinstance(spec.get("overrides") or [], list):
+        raise ConfigError(f"sweep {name}: overrides must be a list like [model=tiny, data.n=64]")
+    return spec
+
+
+def _points(spec: dict) -> list[dict]:
+    axes = spec.get("axes") or {}
+    zipped = spec.get("zip") or {}
+    zip_rows = [dict(zip(zipped, vals)) for vals in zip(*zipped.values())] if zipped else [{}]
+    points = []
+    for combo in itertools.product(*axes.values()):
+        for row in zip_rows:
+            points.append({**dict(zip(axes, combo)), **row})
+    return points
+
+
+def _format(value) -> str:
+    return "null" if value is None else str(value)
+
+
+def expand(name: str, cli_overrides=()) -> Sweep:
+    """Compose and validate every run of the sweep; nothing is launched or written."""
+    spec = load_spec(name)
+    sweep_name = Path(name).stem
+    base = [str(o) for o in spec.get("overrides") or []]
+    runs = []
+    for point in _points(spec):
+        overrides = base + [f"{k}={_format(v)}" for k, v in point.items()] + list(cli_overrides)
+        try:
+            cfg = config_mod.compose_run(overrides)
+        except ConfigError as e:
+            where = ", ".join(f"{k}={v}" for k, v in point.items())
+            raise ConfigError(f"sweep {sweep_name} ({where}): {e}") from None
+        resources = dict(spec.get("launcher") or {})
+        for rule in spec.get("resources") or []:
+            if all(str(OmegaConf.select(cfg, k)) == str(v) or str(point.get(k)) == str(v)
+                   for k, v in (rule.get("when") or {}).items()):
+                resources.update(rule.get("set") or {})
+        runs.append(PlannedRun(point, overrides, cfg, resources))
+    ids = [r.run_id for r in runs]
+    if len(set(ids)) != len(ids):
+        raise ConfigError(f"sweep {sweep_name}: some runs are identical (an axis does not change the run)")
+    _attach_context(sweep_name, runs)
+    return Sweep(sweep_name, spec, runs)
+
+
+def _attach_context(name: str, runs: list[PlannedRun]) -> None:
+    """wandb group and the sweep's reference values for the normalized step (logging only, not identity)."""
+    ref = {"n": min(r.cfg.data.n for r in runs), "batch_size": min(r.cfg.train.batch_size for r in runs),
+           "lr": min(r.cfg.optim.lr for r in runs)}
+    for r in runs:
+        with open_dict(r.cfg):
+            if r.cfg.logger.name == "wandb":
+                r.cfg.logger.group = r.cfg.logger.group or name
+            r.cfg.logger.sweep = name
+            r.cfg.logger.reference = ref
+            r.cfg.logger.axes = {k: v for k, v in r.axes.items()}
+
+
+def record(sweep: Sweep, output_root: Path) -> Path:
+    """Write (or refresh) outputs/sweeps/<name>/sweep.json atomically."""
+    d = sweep.dir(output_root)
+    d.mkdir(parents=True, exist_ok=True)
+    path = d / "sweep.json"
+    previous = read_json(path, default={})
+    body = {"name": sweep.name, "axes": sweep.axes, "spec": sweep.spec,
+            "created": previous.get("created", time.time()), "updated": time.time(),
+            "runs": [{"run_id": r.run_id, "axes": r.axes, "overrides": r.overrides} for r in sweep.runs]}
+    atomic_write_text(path, json.dumps(body, indent=1, default=str))
+    return path
+
+
+def load_record(output_root: Path, name: str) -> dict:
+    path = Path(output_root) / "sweeps" / name / "sweep.json"
+    body = read_json(path)
+    if body is None:
+        raise ConfigError(f"sweep {name}: not launched yet under {Path(output_root)} (no {path.name})")
+    return body
+
+
+def plan(sweep: Sweep, retry: bool = False) -> tuple[list[PlannedRun], dict]:
+    """Which runs to launch: unfinished ones (resumed), never finished or diverged ones, failed ones only
+    with `retry`. Returns the runs to launch and the count of each decision."""
+    from .status import is_active
+
+    todo, counts = [], {"finished": 0, "diverged": 0, "failed (use --retry)": 0, "active": 0, "new": 0, "resume": 0}
+    for run in sweep.runs:
+        status = run.store.status()
+        state = status["state"]
+        if is_active(status):  # already being trained, or queued on Slurm: never twice
+            counts["active"] += 1
+        elif state in ("finished", "diverged"):
+            counts[state] += 1
+        elif state == "failed" and not retry:
+            counts["failed (use --retry)"] += 1
+        else:
+            counts["new" if not run.store.checkpoint_steps() else "resume"] += 1
+            todo.append(run)
+    return todo, counts
