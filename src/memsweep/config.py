@@ -24,7 +24,7 @@ from .errors import ConfigError
 # What defines a run's result. Logging, launching, paths and runtime (device, threads, checkpoint cadence)
 # do not, so changing them resumes the same run instead of starting a new one.
 IDENTITY_KEYS = ("data", "model", "optim", "train", "eval", "seed")
-NOT_IDENTITY = {"data": ("root", "download"), "eval": ("inception_path",)}
+NOT_IDENTITY = {"data": ("root", "download"), "eval": ("inception_path", "save_samples", "save_weights", "grid_samples")}
 
 
 def config_dir() -> Path:
@@ -51,6 +51,8 @@ def compose_run(overrides=()) -> DictConfig:
         GlobalHydra.instance().clear()
     with open_dict(cfg.train):
         cfg.train.total_steps = total_steps(cfg)
+    # absolute, so a Slurm job or worker started elsewhere writes to the same place
+    cfg.paths.output_root = str(Path(str(cfg.paths.output_root)).expanduser().resolve())
     validate(cfg)
     return cfg
 

@@ -75,7 +75,7 @@ def run_local(runs, workers: int | None = None, show_progress: bool = True) -> d
     """Train runs in parallel worker processes, one thread each; wait for all and show progress."""
     workers = workers or os.cpu_count() or 1
     containers = []
-    for run in runs:
+    for run in sorted(runs, key=lambda r: -r.cfg.train.total_steps):  # longest first: the sweep ends sooner
         with open_dict(run.cfg):
             run.cfg.runtime.progress = False
             run.cfg.runtime.threads = 1

@@ -46,15 +46,21 @@ class WandbLogger:
         lg = cfg.logger
         os.environ.setdefault("WANDB_SILENT", "true")
         config = flatten(OmegaConf.to_container(cfg, resolve=True))
+        config.update({f"axis.{k}": v for k, v in (lg.get("axes") or {}).items()})  # the swept values, flat
         config.update(extra_config or {})
         self.run = wandb.init(project=lg.project, entity=lg.entity, group=lg.group, tags=list(lg.tags),
                               id=run_id, name=run_id, resume="allow", mode=lg.mode, dir=str(run_dir),
                               config=config, settings=wandb.Settings(console="off"))
         self.run.define_metric("step")
+        self.run.define_metric("norm_step")  # pick it as the x axis in the UI for the collapse plots
         self.run.define_metric("*", step_metric="step")
+        # s_norm = s * (B / B0) * (lr / lr0) / (n / n0), with the sweep's smallest values (shared/science.md)
+        ref = lg.get("reference")
+        self.norm = 1.0 if not ref else (cfg.train.batch_size / ref["batch_size"]) * (
+            cfg.optim.lr / ref["lr"]) / (cfg.data.n / ref["n"])
 
     def log(self, row: dict) -> None:
-        self.run.log(loggable(row))
+        self.run.log({**loggable(row), "norm_step": row["step"] * self.norm})
 
     def summary(self, values: dict) -> None:
         for k, v in values.items():

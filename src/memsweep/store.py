@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import io
 import json
 import os
 import socket
@@ -22,6 +23,7 @@ import time
 import warnings
 from pathlib import Path
 
+import numpy as np
 import torch
 from omegaconf import OmegaConf
 
@@ -142,6 +144,37 @@ class RunStore:
                 warnings.warn(f"{self.run_id}: checkpoint at step {step} is unreadable ({type(e).__name__}); "
                               "falling back to the previous one")
         return None
+
+    # -- what each evaluation saw, for metrics computed after the fact ----------------------------------
+    def save_samples(self, step: int, samples: torch.Tensor, labels: torch.Tensor) -> Path:
+        """Generated samples as compressed uint8 images (NCHW) with their labels."""
+        self.samples_dir.mkdir(parents=True, exist_ok=True)
+        path = self.samples_dir / f"step_{step:09d}.npz"
+        u8 = ((samples.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).cpu().numpy()
+        buf = io.BytesIO()
+        np.savez_compressed(buf, images=u8, labels=labels.cpu().numpy())
+        atomic_write_bytes(path, buf.getvalue())
+        return path
+
+    def load_samples(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Samples saved at `step`, back in [-1, 1] (quantized to 8 bits), and their labels."""
+        with np.load(self.samples_dir / f"step_{step:09d}.npz", allow_pickle=False) as z:
+            return torch.from_numpy(z["images"]).float() / 127.5 - 1, torch.from_numpy(z["labels"])
+
+    def save_eval_weights(self, step: int, state_dict: dict) -> Path:
+        """The weights an evaluation used (EMA by default): small, kept for every evaluation."""
+        path = self.ckpt_dir / f"eval_{step:09d}.pt"
+        self.ckpt_dir.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        torch.save(state_dict, tmp)
+        os.replace(tmp, path)
+        return path
+
+    def eval_weight_steps(self) -> list[int]:
+        return sorted(int(p.stem.split("_")[1]) for p in self.ckpt_dir.glob("eval_*.pt"))
+
+    def load_eval_weights(self, step: int, map_location="cpu") -> dict:
+        return torch.load(self.ckpt_dir / f"eval_{step:09d}.pt", map_location=map_location, weights_only=True)
 
     # -- the training lock ----------------------------------------------------------------------------
     @contextlib.contextmanager

@@ -99,9 +99,15 @@ def train(cfg, guard: SignalGuard | None = None, on_session=None, job_id: str | 
         data = data_mod.load(cfg.data).to(device)
         n, batch_size, null_label = len(data.train_x), cfg.train.batch_size, data.num_classes
         model = unet.build(cfg.model, cfg.data.image_size, cfg.data.channels, data.num_classes).to(device)
+        if cfg.runtime.channels_last:
+            model = model.to(memory_format=torch.channels_last)
         ema = copy.deepcopy(model).requires_grad_(False)
+        # the compiled callable trains; `model` keeps the plain parameter names for checkpoints
+        net = model if not cfg.runtime.compile else torch.compile(
+            model, **({} if cfg.runtime.compile is True else {"backend": cfg.runtime.compile}))
         opt = torch.optim.Adam(model.parameters(), lr=cfg.optim.lr, betas=tuple(cfg.optim.betas),
-                               eps=cfg.optim.eps, weight_decay=cfg.optim.weight_decay, fused=True)
+                               eps=cfg.optim.eps, weight_decay=cfg.optim.weight_decay,
+                               fused=bool(cfg.runtime.fused_adam))
         gen = torch.Generator(device).manual_seed(cfg.seed)
         session = Session(cfg, store, model, ema, opt, gen, step=0)
 
@@ -136,12 +142,14 @@ def train(cfg, guard: SignalGuard | None = None, on_session=None, job_id: str | 
                     # -- one step of rectified flow ----------------------------------------------
                     idx = torch.randint(n, (batch_size,), device=device, generator=gen)
                     x1, labels = data.train_x[idx], data.train_y[idx]
+                    if cfg.runtime.channels_last:
+                        x1 = x1.contiguous(memory_format=torch.channels_last)
                     x0 = torch.randn(x1.shape, device=device, generator=gen)
                     t = torch.rand(batch_size, device=device, generator=gen)
                     drop = torch.rand(batch_size, device=device, generator=gen) < cfg.train.label_dropout
                     labels = torch.where(drop, torch.full_like(labels, null_label), labels)
                     with autocast:
-                        loss = loss_per_sample(model, x1, labels, x0, t).mean()
+                        loss = loss_per_sample(net, x1, labels, x0, t).mean()
                     opt.zero_grad(set_to_none=True)
                     loss.backward()
                     if cfg.optim.grad_clip:
@@ -162,9 +170,14 @@ def train(cfg, guard: SignalGuard | None = None, on_session=None, job_id: str | 
                             return store.set_status(state="diverged", step=step, diverged_step=step)
                         running_loss.zero_()
                     if step in schedule:  # -- evaluation ------------------------------------------
-                        row, samples, nn_idx = evaluator(ema if cfg.eval.use_ema else model, step)
-                        store.append_metrics(row)
+                        eval_model = ema if cfg.eval.use_ema else model
+                        row, samples, nn_idx = evaluator(eval_model, step)
                         evaluator.save_grid(store.samples_dir / f"step_{step:09d}.png", samples, nn_idx)
+                        if cfg.eval.save_samples:  # for metrics computed after the fact (memsweep eval)
+                            store.save_samples(step, samples, evaluator.sample_labels)
+                        if cfg.eval.save_weights:
+                            store.save_eval_weights(step, eval_model.state_dict())
+                        store.append_metrics(row)
                         logger.log(row)
                         bar.set_postfix(gap=f"{row['loss_gap']:.4f}", mem=f"{row['mem_ratio']:.2f}", refresh=False)
                     if step in schedule or step % cfg.runtime.checkpoint_every == 0:

@@ -1,0 +1,97 @@
+"""Sweeps on a real single-node Slurm cluster (slurm/up.sh): submission, no duplicates, preemption."""
+import json
+import os
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from memsweep import config
+from memsweep.train import train
+
+from conftest import FAST, run_cli
+
+pytestmark = pytest.mark.slurm
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def slurm_cluster():
+    if os.geteuid() != 0:
+        pytest.skip("starting the local Slurm cluster needs root")
+    r = subprocess.run(["bash", str(ROOT / "slurm" / "up.sh")], capture_output=True, text=True, timeout=900)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    return True
+
+
+def write_sweep(tmp_path, name, axes, extra=()):
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(yaml.safe_dump({"axes": axes, "overrides": [*FAST, *extra]}, sort_keys=False))
+    return str(path)
+
+
+def wait_for(predicate, timeout, what):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(1)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+def states(out, name):
+    record = json.loads((out / "sweeps" / name / "sweep.json").read_text())
+    return {e["run_id"]: json.loads((out / "runs" / e["run_id"] / "status.json").read_text())
+            for e in record["runs"]}
+
+
+def test_sweep_on_slurm_returns_at_once_finishes_and_is_never_submitted_twice(slurm_cluster, tmp_path, out):
+    path = write_sweep(tmp_path, "onslurm", {"data.n": [8, 16]})
+    args = ["launcher=slurm", "launcher.partition=debug", f"launcher.folder={tmp_path / 'submitit'}",
+            "launcher.timeout_min=10", "launcher.mem_gb=1"]
+    r = run_cli("sweep", path, *args)
+    assert r.returncode == 0, r.stderr
+    assert "submitted 2 jobs" in r.stdout
+    assert all(s["state"] in ("queued", "running") for s in states(out, "onslurm").values())
+    wait_for(lambda: all(s["state"] == "finished" for s in states(out, "onslurm").values()), 600, "both runs")
+    assert all(s["job_id"] for s in states(out, "onslurm").values())
+    r = run_cli("sweep", path, *args)
+    assert r.returncode == 0 and "2 finished" in r.stdout and "nothing to launch" in r.stdout
+    assert "submitted" not in r.stdout
+
+
+def test_preempted_job_checkpoints_requeues_and_ends_as_if_uninterrupted(slurm_cluster, tmp_path, out, monkeypatch):
+    extra = ["train.steps=600", "eval.num_points=8", "runtime.checkpoint_every=100000"]
+    path = write_sweep(tmp_path, "preempt", {"data.n": [16]}, extra)
+    folder = tmp_path / "submitit"
+    r = run_cli("sweep", path, "launcher=slurm", "launcher.partition=debug", f"launcher.folder={folder}",
+                "launcher.timeout_min=20", "launcher.mem_gb=1")
+    assert r.returncode == 0, r.stderr
+    (run_id, status), = states(out, "preempt").items()
+    job_id = status["job_id"]
+    # preempt it mid-training: a job in the higher-priority partition that needs the whole node
+    wait_for(lambda: states(out, "preempt")[run_id].get("step", 0) >= 150, 300, "training to pass step 150")
+    hog = subprocess.run(["sbatch", "-p", "high", "-c", "2", "--parsable", "--wrap", "sleep 3"],
+                         capture_output=True, text=True, check=True).stdout.strip()
+    wait_for(lambda: list(folder.glob(f"{job_id}*/*log.err")) and any(
+        "checkpointed run" in p.read_text() for p in folder.glob(f"{job_id}*/*log.err")), 120, "the checkpoint")
+    stopped_at = json.loads((out / "runs" / run_id / "status.json").read_text())["step"]
+    wait_for(lambda: states(out, "preempt")[run_id]["state"] == "finished", 600, "the requeued run to finish")
+    subprocess.run(["scancel", hog])
+    sacct = subprocess.run(["sacct", "-j", job_id, "-n", "-X", "-D", "-o", "State"], capture_output=True,
+                           text=True).stdout.split()
+    assert any(s.startswith(("PREEMPTED", "REQUEUED")) for s in sacct), sacct
+    assert 150 <= stopped_at < 600
+
+    # the same run, uninterrupted, in this process
+    monkeypatch.setenv("MEMSWEEP_OUTPUT_ROOT", str(tmp_path / "reference"))
+    reference = config.compose_run(["data.n=16", *FAST, *extra])
+    assert config.run_id(reference) == run_id
+    train(reference)
+    got = [json.loads(l) for l in (out / "runs" / run_id / "metrics.jsonl").read_text().splitlines()]
+    want = [json.loads(l) for l in (config.run_dir(reference) / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in got] == [r["step"] for r in want]  # no duplicated or missing rows
+    assert got == want

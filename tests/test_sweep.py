@@ -1,0 +1,109 @@
+"""Sweep files, expansion, validation, identity, and a real local launch."""
+import json
+import shutil
+
+import pytest
+import yaml
+
+from memsweep import config
+from memsweep import sweep as sweep_mod
+from memsweep.errors import ConfigError
+from memsweep.store import RunStore
+
+from conftest import FAST, run_cli
+
+
+def write_sweep(tmp_path, body, name="tiny"):
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(body, sort_keys=False))
+    return str(path)
+
+
+def test_axes_zip_overrides_and_resources_expand(tmp_path, out):
+    path = write_sweep(tmp_path, {
+        "axes": {"data.n": [8, 16], "model": ["tiny"]},
+        "zip": {"train.batch_size": [16, 32], "optim.lr": [1e-3, 2e-3]},
+        "overrides": FAST,
+        "launcher": {"timeout_min": 10},
+        "resources": [{"when": {"data.n": 16}, "set": {"timeout_min": 99}}]})
+    sw = sweep_mod.expand(path)
+    assert len(sw.runs) == 4 and sw.axes == ["data.n", "model", "train.batch_size", "optim.lr"]
+    pairs = {(r.cfg.data.n, r.cfg.train.batch_size, r.cfg.optim.lr) for r in sw.runs}
+    assert pairs == {(8, 16, 1e-3), (8, 32, 2e-3), (16, 16, 1e-3), (16, 32, 2e-3)}
+    assert {r.cfg.data.n: r.resources["timeout_min"] for r in sw.runs} == {8: 10, 16: 99}
+    assert all(r.cfg.train.total_steps == 60 for r in sw.runs)
+    assert all(r.cfg.logger.reference == {"n": 8, "batch_size": 16, "lr": 1e-3} for r in sw.runs)
+
+
+@pytest.mark.parametrize("body, message", [
+    ({"axes": {"data.n": [8]}, "overides": []}, "unknown key 'overides'"),
+    ({"axes": {"data.n": []}}, "axes.data.n must be a non-empty list"),
+    ({"axes": {}}, "no axes"),
+    ({"zip": {"data.n": [8, 16], "seed": [0]}}, "equal lengths"),
+    ({"axes": {"data.n": [8, 0]}}, "data.n=0"),
+    ({"axes": {"model": ["tiny", "huge"]}}, "model=huge"),
+])
+def test_bad_sweep_files_are_named(tmp_path, body, message):
+    with pytest.raises(ConfigError, match=message):
+        sweep_mod.expand(write_sweep(tmp_path, body))
+
+
+def test_shipped_sweeps_expand():
+    for path in (config.config_dir() / "sweep").glob("*.yaml"):
+        sw = sweep_mod.expand(path.stem, ["data.download=true"] if path.stem != "demo" else [])
+        assert len(sw.runs) >= 3, path.stem
+
+
+def test_changing_a_default_in_a_config_file_changes_the_run_id(tmp_path, monkeypatch):
+    before = config.run_id(config.compose_run([]))
+    copy = tmp_path / "configs"
+    shutil.copytree(config.config_dir(), copy)
+    eval_cfg = copy / "eval" / "default.yaml"
+    eval_cfg.write_text(eval_cfg.read_text().replace("num_samples: 256", "num_samples: 128"))
+    monkeypatch.setenv("MEMSWEEP_CONFIG_DIR", str(copy))
+    assert config.run_id(config.compose_run([])) != before
+
+
+def test_dry_run_prints_the_runs_and_launches_nothing(tmp_path, out):
+    path = write_sweep(tmp_path, {"axes": {"data.n": [8, 16, 32]}, "overrides": FAST})
+    r = run_cli("sweep", path, "--dry-run")
+    assert r.returncode == 0, r.stderr
+    assert "3 runs" in r.stdout and "3 to launch" in r.stdout
+    assert not out.exists()
+
+
+def test_local_sweep_runs_resumes_nothing_twice_and_shares_runs(tmp_path, out):
+    path = write_sweep(tmp_path, {"axes": {"data.n": [8, 16]}, "overrides": FAST}, name="first")
+    r = run_cli("sweep", path, "--quiet")
+    assert r.returncode == 0, r.stderr + r.stdout
+    record = json.loads((out / "sweeps" / "first" / "sweep.json").read_text())
+    ids = [e["run_id"] for e in record["runs"]]
+    assert [RunStore(out / "runs" / i).status()["state"] for i in ids] == ["finished", "finished"]
+    # again: nothing to launch
+    r = run_cli("sweep", path, "--quiet")
+    assert r.returncode == 0 and "0 to launch" in r.stdout and "nothing to launch" in r.stdout
+    # a second sweep that contains one of the runs shares its directory
+    other = write_sweep(tmp_path, {"axes": {"data.n": [16, 32]}, "overrides": FAST}, name="second")
+    r = run_cli("sweep", other, "--dry-run")
+    assert "1 finished" in r.stdout and "1 to launch" in r.stdout
+    # status from a fresh shell
+    r = run_cli("status", "first")
+    assert r.returncode == 0 and r.stdout.count("finished") >= 2 and "60/60" in r.stdout
+
+
+def test_failed_runs_are_retried_only_when_asked(tmp_path, out):
+    path = write_sweep(tmp_path, {"axes": {"data.n": [8]}, "overrides": FAST}, name="retry")
+    sw = sweep_mod.expand(path)
+    sw.runs[0].store.set_status(state="failed", error="boom")
+    assert sweep_mod.plan(sw)[0] == []
+    assert [r.run_id for r in sweep_mod.plan(sw, retry=True)[0]] == [sw.runs[0].run_id]
+
+
+def test_slurm_launch_without_slurm_fails_before_submitting(tmp_path, out, monkeypatch):
+    monkeypatch.setenv("PATH", "/nonexistent")
+    path = write_sweep(tmp_path, {"axes": {"data.n": [8]}, "overrides": FAST}, name="noslurm")
+    import sys, subprocess, os
+    r = subprocess.run([sys.executable, "-m", "memsweep.cli", "sweep", path, "launcher=slurm"],
+                       capture_output=True, text=True, env=dict(os.environ))
+    assert r.returncode == 2 and "launcher=slurm" in r.stderr and "Traceback" not in r.stderr
+    assert not (out / "runs").exists()
