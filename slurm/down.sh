@@ -21,6 +21,9 @@ for a in "$@"; do
     esac
 done
 [ "$(id -u)" -eq 0 ] || { echo "must run as root" >&2; exit 1; }
+# up.sh and down.sh never run at the same time (shared lock)
+exec 9>/run/memsweep-slurm.lock
+flock -w 300 9 || { echo "another slurm/up.sh or down.sh is running" >&2; exit 1; }
 
 RUN=/run/slurm
 DB_NAME=slurm_acct_db
@@ -81,7 +84,7 @@ if [ $WIPE -eq 1 ] && [ -d /var/lib/mysql/$DB_NAME ] && ! mariadb-admin ping >/d
     # the DB must be dropped by a running server (InnoDB keeps a dictionary)
     log "starting mariadb to drop $DB_NAME"
     install -d -o mysql -g mysql -m 755 /run/mysqld
-    setsid /usr/bin/mysqld_safe --user=mysql </dev/null >/dev/null 2>&1 &
+    setsid /usr/bin/mysqld_safe --user=mysql </dev/null >/dev/null 2>&1 9>&- &
     for _ in $(seq 150); do mariadb-admin ping >/dev/null 2>&1 && break; sleep 0.2; done
 fi
 if mariadb-admin ping >/dev/null 2>&1; then

@@ -14,6 +14,9 @@ log() { echo "[up.sh +$(elapsed)s] $*"; }
 die() { echo "[up.sh +$(elapsed)s] ERROR: $*" >&2; exit 1; }
 
 [ "$(id -u)" -eq 0 ] || die "must run as root"
+# up.sh and down.sh never run at the same time (shared lock)
+exec 9>/run/memsweep-slurm.lock
+flock -w 300 9 || { echo "another slurm/up.sh or down.sh is running" >&2; exit 1; }
 
 # ----------------------------------------------------------------- settings
 CLUSTER=${SLURM_CLUSTER_NAME:-memsweep}
@@ -49,14 +52,25 @@ if [ ${#missing[@]} -gt 0 ]; then
     log "installing: ${missing[*]}"
     # Services must not be started by the package scripts (no systemd here;
     # we start everything ourselves below).
-    policy_created=0
+    # Rebuilding the man-db index (a dpkg trigger) costs ~4 s: skip it for
+    # this install only (its trigger looks at /var/lib/man-db/auto-update).
+    # Both changes are undone on exit, even when the install fails.
+    policy_created=0 mandb_flag=0
+    restore_apt_env() {
+        if [ $policy_created -eq 1 ]; then rm -f /usr/sbin/policy-rc.d; fi
+        if [ $mandb_flag -eq 1 ]; then mv -f /var/lib/man-db/auto-update.memsweep-off /var/lib/man-db/auto-update; fi
+        policy_created=0 mandb_flag=0
+    }
+    trap restore_apt_env EXIT
     if [ ! -e /usr/sbin/policy-rc.d ]; then
         printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d
         chmod 755 /usr/sbin/policy-rc.d
         policy_created=1
     fi
-    # Rebuilding the man-db index is the slowest part of the install.
-    echo 'man-db man-db/auto-update boolean false' | debconf-set-selections 2>/dev/null || true
+    if [ -e /var/lib/man-db/auto-update ]; then
+        mv /var/lib/man-db/auto-update /var/lib/man-db/auto-update.memsweep-off
+        mandb_flag=1
+    fi
     # apt-get update only when the package lists do not know the packages
     need_update=0
     policy=$(apt-cache policy "${missing[@]}" 2>/dev/null || true)
@@ -75,7 +89,8 @@ if [ ${#missing[@]} -gt 0 ]; then
         apt-get update -q > /tmp/slurm-up-apt-update.log 2>&1 || true
         apt_install || { tail -20 /tmp/slurm-up-apt.log >&2; die "apt-get install failed (log: /tmp/slurm-up-apt.log)"; }
     fi
-    [ $policy_created -eq 1 ] && rm -f /usr/sbin/policy-rc.d
+    restore_apt_env
+    trap - EXIT
     log "packages installed"
 fi
 
@@ -228,7 +243,7 @@ EOF
 # ------------------------------------------------------------------ 4. munge
 if ! munge -n 2>/dev/null | unmunge >/dev/null 2>&1; then
     log "starting munged"
-    runuser -u munge -- /usr/sbin/munged </dev/null >/dev/null 2>&1 \
+    runuser -u munge -- /usr/sbin/munged </dev/null >/dev/null 2>&1 9>&- \
         || die "munged failed to start (see /var/log/munge/munged.log)"
     wait_for 10 munged sh -c 'munge -n | unmunge'
 fi
@@ -241,7 +256,7 @@ if ! mariadb-admin ping >/dev/null 2>&1; then
             || die "mariadb-install-db failed (see /tmp/slurm-up-mariadb-install.log)"
     fi
     log "starting mariadb"
-    setsid /usr/bin/mysqld_safe --user=mysql </dev/null >/dev/null 2>&1 &
+    setsid /usr/bin/mysqld_safe --user=mysql </dev/null >/dev/null 2>&1 9>&- &
     wait_for 60 mariadb mariadb-admin ping
 fi
 mariadb -u root <<EOF
@@ -259,7 +274,7 @@ if pid_alive $RUN/slurmdbd.pid && [ "$SLURMDBD_CONF_CHANGED" = 1 ]; then
 fi
 if ! pid_alive $RUN/slurmdbd.pid; then
     log "starting slurmdbd"
-    /usr/sbin/slurmdbd </dev/null >/dev/null 2>&1 || die "slurmdbd failed (see $LOGDIR/slurmdbd.log)"
+    /usr/sbin/slurmdbd </dev/null >/dev/null 2>&1 9>&- || die "slurmdbd failed (see $LOGDIR/slurmdbd.log)"
 fi
 wait_for 60 "slurmdbd (sacctmgr)" sacctmgr -n -P list cluster format=cluster
 
@@ -290,12 +305,12 @@ if [ "$SLURM_CONF_CHANGED" = 1 ] && { pid_alive $RUN/slurmctld.pid || pid_alive 
 fi
 if ! pid_alive $RUN/slurmctld.pid; then
     log "starting slurmctld"
-    /usr/sbin/slurmctld </dev/null >/dev/null 2>&1 || die "slurmctld failed (see $LOGDIR/slurmctld.log)"
+    /usr/sbin/slurmctld </dev/null >/dev/null 2>&1 9>&- || die "slurmctld failed (see $LOGDIR/slurmctld.log)"
 fi
 wait_for 30 slurmctld scontrol ping
 if ! pid_alive $RUN/slurmd.pid; then
     log "starting slurmd"
-    /usr/sbin/slurmd </dev/null >/dev/null 2>&1 || die "slurmd failed (see $LOGDIR/slurmd.log)"
+    /usr/sbin/slurmd </dev/null >/dev/null 2>&1 9>&- || die "slurmd failed (see $LOGDIR/slurmd.log)"
 fi
 
 # ------------------------------------------------------------------ 9. wait

@@ -83,3 +83,24 @@ def test_bad_input_exits_with_one_line_and_no_traceback(out):
     assert r.returncode == 2
     assert r.stderr.strip().splitlines() == ["memsweep: error: data.n=0: must be an integer >= 2"]
     assert not (out / "runs").exists()
+
+
+def test_a_run_is_never_trained_by_two_processes_at_once(out):
+    from memsweep.store import RunLocked, RunStore
+    cfg = config.compose_run(FAST)
+    store = RunStore(config.run_dir(cfg))
+    holder = subprocess.Popen([sys.executable, "-c", (
+        "import sys, time; from memsweep.store import RunStore; "
+        f"s = RunStore({str(store.dir)!r}); cm = s.lock(); cm.__enter__(); print('locked', flush=True); time.sleep(60)")],
+        stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        with pytest.raises(RunLocked, match="another process"):
+            train(cfg)
+        r = run_cli("train", *FAST)
+        assert r.returncode == 3 and "not starting it twice" in r.stderr and "Traceback" not in r.stderr
+    finally:
+        holder.kill()
+        holder.wait()
+    # the holder is dead: its lock is gone with it and the run trains
+    assert train(cfg)["state"] == "finished"

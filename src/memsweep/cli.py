@@ -6,6 +6,7 @@ import logging
 import sys
 
 from .errors import ConfigError
+from .store import RunLocked
 
 USAGE_EXAMPLES = """examples:
   memsweep train data.n=64 optim.lr=3e-4
@@ -141,6 +142,9 @@ def main(argv=None) -> int:
     except ConfigError as e:
         print(f"memsweep: error: {e}", file=sys.stderr)
         return 2
+    except RunLocked as e:
+        print(f"memsweep: {e}; not starting it twice", file=sys.stderr)
+        return 3
     except KeyboardInterrupt:
         print("memsweep: interrupted", file=sys.stderr)
         return 130

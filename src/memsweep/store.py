@@ -18,6 +18,7 @@ import fcntl
 import io
 import json
 import os
+import signal
 import socket
 import time
 import warnings
@@ -28,6 +29,20 @@ import torch
 from omegaconf import OmegaConf
 
 STATES = ("pending", "running", "finished", "failed", "diverged")
+
+
+_hits: dict[str, int] = {}
+
+
+def failpoint(name: str) -> None:
+    """Fault injection for the kill tests: MEMSWEEP_FAILPOINT=name:k SIGKILLs this process the k-th time
+    it reaches the point `name` (checkpoint, metrics, eval, step, status). A no-op otherwise."""
+    spec = os.environ.get("MEMSWEEP_FAILPOINT")
+    if not spec or spec.partition(":")[0] != name:
+        return
+    _hits[name] = _hits.get(name, 0) + 1
+    if _hits[name] == int(spec.partition(":")[2] or 1):
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 class RunLocked(RuntimeError):
@@ -80,6 +95,7 @@ class RunStore:
     def set_status(self, **fields) -> dict:
         status = {**self.status(), **fields, "updated": time.time()}
         self.dir.mkdir(parents=True, exist_ok=True)
+        failpoint("status")
         atomic_write_text(self.dir / "status.json", json.dumps(status, indent=1))
         return status
 
@@ -102,7 +118,13 @@ class RunStore:
     def append_metrics(self, row: dict) -> None:
         line = json.dumps(row, allow_nan=True) + "\n"
         with open(self.metrics_path, "a") as f:  # one write of one line: appends never interleave
-            f.write(line)
+            if os.environ.get("MEMSWEEP_FAILPOINT", "").startswith("metrics"):  # a torn line, for the kill tests
+                f.write(line[: len(line) // 2])
+                f.flush()
+                failpoint("metrics")
+                f.write(line[len(line) // 2:])
+            else:
+                f.write(line)
             f.flush()
             os.fsync(f.fileno())
 
@@ -125,6 +147,7 @@ class RunStore:
         torch.save(state, tmp)
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())
+        failpoint("checkpoint")
         os.replace(tmp, path)
         keep = set(self.checkpoint_steps()[-keep_last:]) | set(keep_steps)
         for s in self.checkpoint_steps():
@@ -137,6 +160,8 @@ class RunStore:
 
     def load_latest_checkpoint(self, map_location="cpu") -> dict | None:
         """The newest loadable checkpoint; a truncated or corrupt one is skipped with a warning."""
+        for tmp in self.ckpt_dir.glob(".*.tmp") if self.ckpt_dir.exists() else ():
+            tmp.unlink(missing_ok=True)  # left by a writer killed before its rename (we hold the lock)
         for step in reversed(self.checkpoint_steps()):
             try:
                 return self.load_checkpoint(step, map_location)

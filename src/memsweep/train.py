@@ -25,7 +25,7 @@ from . import unet
 from .evaluate import Evaluator
 from .flow import loss_per_sample
 from .logger import make_logger
-from .store import RunStore
+from .store import RunStore, failpoint
 
 log = logging.getLogger("memsweep")
 
@@ -155,6 +155,7 @@ def train(cfg, guard: SignalGuard | None = None, on_session=None, job_id: str | 
                     if cfg.optim.grad_clip:
                         torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.optim.grad_clip)
                     opt.step()
+                    failpoint("step")
                     beta = min(cfg.train.ema_decay, (1 + session.step) / (10 + session.step))
                     torch._foreach_lerp_(list(ema.parameters()), list(model.parameters()), 1 - beta)
                     session.step += 1
@@ -172,6 +173,7 @@ def train(cfg, guard: SignalGuard | None = None, on_session=None, job_id: str | 
                     if step in schedule:  # -- evaluation ------------------------------------------
                         eval_model = ema if cfg.eval.use_ema else model
                         row, samples, nn_idx = evaluator(eval_model, step)
+                        failpoint("eval")
                         evaluator.save_grid(store.samples_dir / f"step_{step:09d}.png", samples, nn_idx)
                         if cfg.eval.save_samples:  # for metrics computed after the fact (memsweep eval)
                             store.save_samples(step, samples, evaluator.sample_labels)
