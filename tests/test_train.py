@@ -104,3 +104,22 @@ def test_a_run_is_never_trained_by_two_processes_at_once(out):
         holder.wait()
     # the holder is dead: its lock is gone with it and the run trains
     assert train(cfg)["state"] == "finished"
+
+
+def test_signal_guard_defers_handlers_until_the_step_is_done():
+    import signal as sig
+    import threading
+    from memsweep.train import SignalGuard
+    calls = []
+    previous = sig.signal(sig.SIGUSR2, lambda s, f: calls.append("handler"))
+    try:
+        guard = SignalGuard([sig.SIGUSR2])
+        with guard.hold():
+            t = threading.Thread(target=os.kill, args=(os.getpid(), sig.SIGUSR2))  # from another thread
+            t.start()
+            t.join()
+            time.sleep(0.05)
+            calls.append("step done")
+        assert calls == ["step done", "handler"]
+    finally:
+        sig.signal(sig.SIGUSR2, previous)

@@ -46,22 +46,38 @@ def pick_device(name: str) -> torch.device:
 
 
 class SignalGuard:
-    """Holds back the given signals (e.g. submitit's USR2) while a step or an evaluation runs, so that a
-    checkpoint taken from a signal handler always sees a consistent state between steps."""
+    """Holds back the handlers of the given signals (e.g. submitit's USR2 checkpoint-and-requeue) while a step
+    or an evaluation runs, and runs them right after it, so a checkpoint taken from a signal handler always
+    sees a consistent state between two steps.
+
+    This wraps the Python-level handlers rather than masking signals with pthread_sigmask: the OS may deliver
+    a process-directed signal to any thread that does not mask it, while Python always runs handlers in the
+    main thread, between bytecodes, where a flag can defer them."""
 
     def __init__(self, signals=()):
-        self.signals = set(signals)
+        self.handlers, self.pending, self.busy = {}, [], False
+        for sig in signals:
+            original = signal.getsignal(sig)
+            if callable(original):
+                self.handlers[sig] = original
+                signal.signal(sig, self._handle)
+
+    def _handle(self, signum, frame):
+        if self.busy:
+            self.pending.append(signum)
+        else:
+            self.handlers[signum](signum, frame)
 
     @contextlib.contextmanager
     def hold(self):
-        if not self.signals:
-            yield
-            return
-        signal.pthread_sigmask(signal.SIG_BLOCK, self.signals)
+        self.busy = True
         try:
             yield
         finally:
-            signal.pthread_sigmask(signal.SIG_UNBLOCK, self.signals)
+            self.busy = False
+            while self.pending:
+                signum = self.pending.pop(0)
+                self.handlers[signum](signum, None)
 
 
 class Session:
