@@ -68,7 +68,8 @@ def test_preempted_job_checkpoints_requeues_and_ends_as_if_uninterrupted(slurm_c
     path = write_sweep(tmp_path, "preempt", {"data.n": [16]}, extra)
     folder = tmp_path / "submitit"
     r = run_cli("sweep", path, "launcher=slurm", "launcher.partition=debug", f"launcher.folder={folder}",
-                "launcher.timeout_min=20", "launcher.mem_gb=1")
+                "launcher.timeout_min=20", "launcher.mem_gb=1", "logger=wandb", "logger.mode=offline",
+                env={"WANDB_MODE": "offline"})
     assert r.returncode == 0, r.stderr
     (run_id, status), = states(out, "preempt").items()
     job_id = status["job_id"]
@@ -85,6 +86,9 @@ def test_preempted_job_checkpoints_requeues_and_ends_as_if_uninterrupted(slurm_c
                            text=True).stdout.split()
     assert any(s.startswith(("PREEMPTED", "REQUEUED")) for s in sacct), sacct
     assert 150 <= stopped_at < 600
+    # both attempts logged to the same wandb run (offline runs are named by the run id)
+    attempts = list((out / "runs" / run_id / "wandb").glob("offline-run-*"))
+    assert len(attempts) == 2 and all(p.name.endswith(run_id) for p in attempts), attempts
 
     # the same run, uninterrupted, in this process
     monkeypatch.setenv("MEMSWEEP_OUTPUT_ROOT", str(tmp_path / "reference"))
