@@ -23,6 +23,7 @@ def cmd_train(args) -> int:
     from .train import train
 
     cfg = config.compose_run(args.overrides)
+    config.check_writable(cfg)
     status = train(cfg)
     print(f"run {config.run_id(cfg)}: {status['state']} at step {status.get('step')} "
           f"-> {config.run_dir(cfg)}")
@@ -41,6 +42,8 @@ def cmd_sweep(args) -> int:
     if launcher not in ("local", "slurm"):
         raise config.ConfigError(f"launcher={launcher}: unknown launcher (choose from: local, slurm)")
     root = config.output_root(sweep.runs[0].cfg)
+    if not args.dry_run:
+        config.check_writable(sweep.runs[0].cfg)
     todo, counts = sweep_mod.plan(sweep, retry=args.retry)
     console = Console(width=160)
     table = Table(title=f"sweep {sweep.name}: {len(sweep.runs)} runs, launcher={launcher}")

@@ -160,3 +160,15 @@ def output_root(cfg) -> Path:
 
 def run_dir(cfg) -> Path:
     return output_root(cfg) / "runs" / run_id(cfg)
+
+
+def check_writable(cfg) -> None:
+    """Fail before any work if the output root cannot be written."""
+    root = output_root(cfg)
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        probe = root / f".write-test-{os.getpid()}"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as e:
+        raise ConfigError(f"paths.output_root={root}: cannot write there ({e.strerror or type(e).__name__})") from None

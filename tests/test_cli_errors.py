@@ -1,0 +1,51 @@
+"""Bad input: one line naming the setting, exit 2, no traceback, nothing started or written."""
+import pytest
+import yaml
+
+from memsweep.cli import main
+
+BAD_TRAIN = [
+    (["data.n=5000"], "data.n=5000"), (["data.n=0"], "data.n=0"), (["data.n=-4"], "data.n=-4"),
+    (["train.batch_size=0"], "train.batch_size"), (["train.batch_size=-1"], "train.batch_size"),
+    (["optim.lr=0"], "optim.lr"), (["optim.lr=-0.1"], "optim.lr"), (["train.steps=0"], "train.steps"),
+    (["train.steps=null"], "train.steps"), (["train.steps=null", "train.epochs=-2"], "train.epochs"),
+    (["model=giant"], "model=giant"), (["data=mnist"], "data=mnist"), (["logger=mlflow"], "logger=mlflow"),
+    (["launcher=kubernetes"], "launcher=kubernetes"), (["data=cifar10", "data.root=/no/such/dir"], "data.root"),
+    (["eval.num_samples=0"], "eval.num_samples"), (["eval.sampler_steps=0"], "eval.sampler_steps"),
+    (["eval.fid_features=clip"], "eval.fid_features"), (["runtime.device=tpu"], "runtime.device"),
+    (["paths.output_root=/etc/hostname/outputs"], "paths.output_root"), (["data.typo=1"], "data.typo"),
+    (["train.dtype=float8"], "train.dtype"), (["seed=abc", "data.n=abc"], "data.n"),
+]
+
+
+@pytest.mark.parametrize("overrides, setting", BAD_TRAIN)
+def test_bad_train_settings(overrides, setting, capsys, out):
+    assert main(["train", *overrides]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("memsweep: error:") and setting in err[0], err
+    assert not (out / "runs").exists()
+
+
+@pytest.mark.parametrize("body, setting", [
+    ({"axes": {"data.n": [8]}, "axis": {}}, "unknown key 'axis'"),
+    ({"axes": {"data.n": []}}, "axes.data.n"),
+    ({"axes": {"data.n": [8, 99999]}}, "data.n=99999"),
+    ({"axes": {"data.n": [8]}, "overrides": ["train.batch_size=0"]}, "train.batch_size"),
+])
+def test_bad_sweeps(body, setting, tmp_path, capsys, out):
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(body))
+    assert main(["sweep", str(path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and setting in err[0], err
+    assert not out.exists()
+
+
+def test_unknown_sweep_name(capsys):
+    assert main(["sweep", "no_such_sweep"]) == 2
+    assert "no_such_sweep" in capsys.readouterr().err
+
+
+def test_status_of_a_sweep_never_launched(capsys, out):
+    assert main(["status", "demo", "--output-root", str(out)]) == 2
+    assert "not launched yet" in capsys.readouterr().err
