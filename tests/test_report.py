@@ -1,0 +1,151 @@
+"""memsweep.report: a report from a fake sweep written in the run store's formats, and from a real tiny sweep."""
+import argparse
+import json
+import math
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import pytest  # noqa: E402
+import yaml  # noqa: E402
+
+from conftest import FAST  # noqa: E402
+from memsweep import analysis, report  # noqa: E402
+from memsweep.errors import ConfigError  # noqa: E402
+
+FIGURES = ["curves_n_step.png", "curves_n_normalized.png", "scaling_n.png", "rate_fidelity_n.png",
+           "samples_n.png", "gap_by_t_n.png"]
+
+
+def write_grid(path, rng, k=4):
+    """A sample grid like memsweep's: k generated 8x8 images above their k nearest training images."""
+    tiles = rng.random((2, k, 8, 8))
+    grid = np.ones((2 * 10, k * 10))
+    for r in range(2):
+        for c in range(k):
+            grid[r * 10 + 1:r * 10 + 9, c * 10 + 1:c * 10 + 9] = tiles[r, c]
+    plt.imsave(path, np.kron(grid, np.ones((4, 4))), cmap="gray", vmin=0, vmax=1)
+
+
+def synthetic_rows(n, steps, rng):
+    """Curves whose onset is proportional to n: tau_mem = c * n, so the fitted exponent is 1."""
+    onset = 10.0 * n
+    ls = np.log(steps / onset)
+    gap = np.where(ls <= 0, 0.0, 0.9 * np.clip(ls / np.log(3), 0, 1)) + rng.normal(0, 0.01, len(steps))
+    test = 1.0 + 0.2 * np.clip(ls, 0, None) + 0.3 * np.clip(-ls / np.log(onset / 20), 0, 1)  # falls, then rises
+    train = test * (1 - gap)
+    mem = 1 / (1 + np.exp(-(np.log10(steps) - np.log10(4 * onset)) / 0.15))
+    sw = 0.15 + 0.05 * np.abs(np.log10(steps / (2 * onset)))
+    rows = []
+    for i, s in enumerate(steps):
+        by_t = np.linspace(0.5, 1.5, 10)
+        rows.append({"step": int(s), "train_loss": train[i], "test_loss": test[i], "loss_gap": test[i] - train[i],
+                     "train_loss_by_t": list(by_t * train[i]), "test_loss_by_t": list(by_t * test[i]),
+                     "mem_ratio": float(mem[i]), "nn_dist": 3.0 * (1 - mem[i]), "sw_train": sw[i] * 0.95,
+                     "sw_test": sw[i]})
+    return rows
+
+
+def write_run(root, run_id, n, rows, status, rng):
+    d = root / "runs" / run_id
+    (d / "samples").mkdir(parents=True)
+    cfg = {"data": {"name": "digits", "n": n}, "model": {"name": "tiny"},
+           "train": {"batch_size": 32, "total_steps": 3000}, "optim": {"lr": 1e-3}, "seed": 0,
+           "eval": {"sw_features": "pixels", "fid_features": "pixels"}}
+    (d / "config.yaml").write_text(yaml.safe_dump(cfg))
+    (d / "status.json").write_text(json.dumps({"total_steps": 3000, "parameters": 95665, **status}))
+    (d / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    for r in rows[:: max(1, len(rows) // 3)] + rows[-1:]:
+        write_grid(d / "samples" / f"step_{r['step']:09d}.png", rng)
+
+
+@pytest.fixture
+def fake_sweep(tmp_path):
+    """Three finished runs (n = 16, 32, 64), one diverged after 2 evaluations (n = 128), one never started."""
+    root = tmp_path / "outputs"
+    rng = np.random.default_rng(0)
+    steps = np.unique(np.geomspace(20, 3000, 16).astype(int))
+    entries = []
+    for n in (16, 32, 64):
+        run_id = f"run{n:03d}abcdef"[:12]
+        write_run(root, run_id, n, synthetic_rows(n, steps, rng), {"state": "finished", "step": 3000}, rng)
+        entries.append({"run_id": run_id, "axes": {"data.n": n}})
+    rows = synthetic_rows(128, steps, rng)[:2]
+    rows[-1]["train_loss"] = float("nan")
+    write_run(root, "diverged0128", 128, rows, {"state": "diverged", "step": 30, "diverged_step": 30}, rng)
+    entries.append({"run_id": "diverged0128", "axes": {"data.n": 128}})
+    entries.append({"run_id": "pending00256", "axes": {"data.n": 256}})
+    (root / "sweeps" / "fake").mkdir(parents=True)
+    (root / "sweeps" / "fake" / "sweep.json").write_text(json.dumps(
+        {"name": "fake", "axes": ["data.n"], "spec": {"description": "a fake sweep over n"}, "runs": entries}))
+    return root
+
+
+def test_report_from_a_fake_sweep(fake_sweep, monkeypatch, capsys):
+    monkeypatch.setenv("MEMSWEEP_OUTPUT_ROOT", str(fake_sweep))     # cmd_report's default output root
+    assert report.cmd_report(argparse.Namespace(name="fake", output_root=None)) == 0
+    out = fake_sweep / "sweeps" / "fake"
+    path = out / "report.md"
+    assert capsys.readouterr().out.strip() == f"report: {path}"
+    for name in ["summary.csv", "fits.csv", "report.md", *FIGURES]:
+        assert (out / name).is_file() and (out / name).stat().st_size > 0, name
+
+    summary = pd.read_csv(out / "summary.csv")
+    assert set(analysis.SUMMARY_COLUMNS) <= set(summary.columns)
+    assert len(summary) == 5 and summary["run_id"].is_unique
+    s = summary.set_index("run_id")
+    assert s.loc["diverged0128", "state"] == "diverged" and s.loc["pending00256", "state"] == "pending"
+    assert math.isnan(s.loc["diverged0128", "tau_mem"])
+    assert s.loc["run016abcdef", "tau_mem"] < s.loc["run032abcdef", "tau_mem"] < s.loc["run064abcdef", "tau_mem"]
+
+    fits = pd.read_csv(out / "fits.csv")
+    tau = fits[(fits.axis == "n") & (fits.metric == "tau_mem")].iloc[0]
+    assert tau["n_points"] == 3 and tau["n_missing"] == 2
+    assert tau["exponent_lo"] <= 1.0 <= tau["exponent_hi"] and abs(tau["exponent"] - 1) < 0.1
+    tmin = fits[(fits.axis == "n") & (fits.metric == "tau_test_min")].iloc[0]
+    assert abs(tmin["exponent"] - 1) < 0.1
+    rate = fits[(fits.axis == "n") & (fits.metric == "mem_rate")].iloc[0]
+    assert rate["n_runs"] == 3                                 # not the diverged run's
+
+    text = path.read_text()
+    assert f"tau_mem grows as n^a with a = {tau['exponent']:.2f} [{tau['exponent_lo']:.2f}, " \
+           f"{tau['exponent_hi']:.2f}]" in text
+    assert "exponent 1" in text                                # compared with the paper's linear claim
+    assert "diverged0128" in text and "**diverged**" in text and "diverged (non-finite loss) at step 30" in text
+    assert "pending00256" in text and "**pending**" in text
+    for fig in FIGURES:
+        assert f"]({fig})" in text
+    assert "could not be drawn" not in text
+    assert "| run_id | state | n |" in text                    # the summary as a markdown table
+
+
+def test_missing_sweep_is_a_one_line_config_error(fake_sweep):
+    with pytest.raises(ConfigError, match="sweep nope: no such sweep under"):
+        report.cmd_report(argparse.Namespace(name="nope", output_root=fake_sweep))
+
+
+def test_report_from_a_real_tiny_sweep(out):
+    from memsweep import config
+    from memsweep.train import train
+
+    entries = []
+    for n in (8, 16, 32):
+        cfg = config.compose_run([*FAST, f"data.n={n}"])
+        assert config.output_root(cfg) == out.resolve()
+        assert train(cfg)["state"] == "finished"
+        entries.append({"run_id": config.run_id(cfg), "axes": {"data.n": n}})
+    (out / "sweeps" / "real").mkdir(parents=True)
+    (out / "sweeps" / "real" / "sweep.json").write_text(json.dumps({"name": "real", "axes": ["data.n"],
+                                                                    "runs": entries}))
+    path = report.make_report(out, "real")
+    d = path.parent
+    summary = pd.read_csv(d / "summary.csv")
+    assert len(summary) == 3 and (summary["state"] == "finished").all()
+    assert (summary["final_step"] == 60).all() and (summary["n_evals"] == 4).all()
+    for name in ["fits.csv", "curves_n_step.png", "curves_n_normalized.png", "samples_n.png", "gap_by_t_n.png"]:
+        assert (d / name).is_file(), name
+    text = path.read_text()
+    assert "could not be drawn" not in text and "## Summary" in text and "tau_mem" in text
