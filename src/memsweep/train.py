@@ -24,6 +24,7 @@ from . import data as data_mod
 from . import unet
 from .evaluate import Evaluator
 from .flow import loss_per_sample
+from .analysis import analyze_run, metrics_frame
 from .logger import make_logger
 from .store import RunStore, failpoint
 
@@ -43,6 +44,12 @@ def pick_device(name: str) -> torch.device:
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise config_mod.ConfigError(f"runtime.device={name}: CUDA is not available on {socket.gethostname()}")
     return torch.device(name)
+
+
+def run_summary(rows: list[dict], norm_factor: float = 1.0) -> dict:
+    """The run's quantities of interest (tau_mem, crossings, mem_rate, best fidelity) for wandb's summary."""
+    out = analyze_run(metrics_frame(rows), norm_factor)
+    return {k: v for k, v in out.items() if isinstance(v, (int, float)) and math.isfinite(v)}
 
 
 class SignalGuard:
@@ -208,7 +215,8 @@ def train(cfg, guard: SignalGuard | None = None, on_session=None, job_id: str | 
                 store.set_status(state="failed", error=f"{type(e).__name__}: {e}")
             raise
         bar.close()
-        last = store.read_metrics()[-1]
-        logger.summary({k: v for k, v in last.items() if not isinstance(v, list)})
+        rows = store.read_metrics()
+        logger.summary({**{k: v for k, v in rows[-1].items() if not isinstance(v, list)},
+                        **run_summary(rows, getattr(logger, "norm", 1.0))})
         logger.finish()
         return store.set_status(state="finished", step=session.step, finished=time.time())
