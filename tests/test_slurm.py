@@ -32,14 +32,30 @@ def write_sweep(tmp_path, name, axes, extra=()):
     return str(path)
 
 
-def wait_for(predicate, timeout, what):
+def cluster_report(folder=None):
+    """What Slurm and the jobs say, for the message of a failed wait."""
+    commands = [["squeue", "-a", "-l"], ["sinfo", "-N", "-l"], ["sacct", "-a", "-D", "-X", "-o",
+                "JobID,Partition,State,ExitCode,Reason%30,Start,End"], ["tail", "-40", "/var/log/slurm/slurmctld.log"]]
+    parts = [f"$ {' '.join(c)}\n" + subprocess.run(c, capture_output=True, text=True).stdout for c in commands]
+    for log in sorted(Path(folder).glob("*/*log.*")) if folder else []:
+        parts.append(f"--- {log}\n" + log.read_text()[-1500:])
+    return "\n".join(parts)
+
+
+def wait_for(predicate, timeout, what, folder=None):
     deadline = time.time() + timeout
     while time.time() < deadline:
         value = predicate()
         if value:
             return value
         time.sleep(1)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}\n{cluster_report(folder)}")
+
+
+def finished_or_raise(status, folder):
+    if status["state"] in ("failed", "diverged"):
+        raise AssertionError(f"run {status['state']}: {status.get('error')}\n{cluster_report(folder)}")
+    return status["state"] == "finished"
 
 
 def states(out, name):
@@ -56,7 +72,9 @@ def test_sweep_on_slurm_returns_at_once_finishes_and_is_never_submitted_twice(sl
     assert r.returncode == 0, r.stderr
     assert "submitted 2 jobs" in r.stdout
     assert all(s["state"] in ("queued", "running") for s in states(out, "onslurm").values())
-    wait_for(lambda: all(s["state"] == "finished" for s in states(out, "onslurm").values()), 600, "both runs")
+    wait_for(lambda: all(finished_or_raise(s, tmp_path / "submitit") for s in states(out, "onslurm").values()), 600,
+             "both runs",
+             tmp_path / "submitit")
     assert all(s["job_id"] for s in states(out, "onslurm").values())
     r = run_cli("sweep", path, *args)
     assert r.returncode == 0 and "2 finished" in r.stdout and "nothing to launch" in r.stdout
@@ -74,13 +92,15 @@ def test_preempted_job_checkpoints_requeues_and_ends_as_if_uninterrupted(slurm_c
     (run_id, status), = states(out, "preempt").items()
     job_id = status["job_id"]
     # preempt it mid-training: a job in the higher-priority partition that needs the whole node
-    wait_for(lambda: states(out, "preempt")[run_id].get("step", 0) >= 150, 300, "training to pass step 150")
+    wait_for(lambda: states(out, "preempt")[run_id].get("step", 0) >= 150, 300, "training to pass step 150",
+             folder)
     hog = subprocess.run(["sbatch", "-p", "high", "-c", "2", "--parsable", "--wrap", "sleep 3"],
                          capture_output=True, text=True, check=True).stdout.strip()
     wait_for(lambda: list(folder.glob(f"{job_id}*/*log.err")) and any(
-        "checkpointed run" in p.read_text() for p in folder.glob(f"{job_id}*/*log.err")), 120, "the checkpoint")
+        "checkpointed run" in p.read_text() for p in folder.glob(f"{job_id}*/*log.err")), 120, "the checkpoint", folder)
     stopped_at = json.loads((out / "runs" / run_id / "status.json").read_text())["step"]
-    wait_for(lambda: states(out, "preempt")[run_id]["state"] == "finished", 600, "the requeued run to finish")
+    wait_for(lambda: finished_or_raise(states(out, "preempt")[run_id], folder), 300, "the requeued run to finish",
+             folder)
     subprocess.run(["scancel", hog])
     sacct = subprocess.run(["sacct", "-j", job_id, "-n", "-X", "-D", "-o", "State"], capture_output=True,
                            text=True).stdout.split()

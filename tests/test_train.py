@@ -106,6 +106,22 @@ def test_a_run_is_never_trained_by_two_processes_at_once(out):
     assert train(cfg)["state"] == "finished"
 
 
+def test_a_requeued_job_waits_for_its_previous_attempt_to_let_go(out):
+    from memsweep.store import RunStore
+    store = RunStore(out / "runs" / "r")
+    holder = subprocess.Popen([sys.executable, "-c", (
+        "import time; from memsweep.store import RunStore; "
+        f"s = RunStore({str(store.dir)!r}); cm = s.lock(); cm.__enter__(); print('locked', flush=True); time.sleep(3)")],
+        stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        with store.lock(wait_s=60):  # taken once the holder exits, not refused
+            assert holder.poll() is not None
+    finally:
+        holder.kill()
+        holder.wait()
+
+
 def test_signal_guard_defers_handlers_until_the_step_is_done():
     import signal as sig
     import threading

@@ -28,6 +28,9 @@ def _container(cfg) -> dict:
 
 
 # -- the job: what a worker process or a Slurm job runs -------------------------------------------------
+REQUEUE_LOCK_WAIT_S = 300.0
+
+
 class TrainJob(submitit.helpers.Checkpointable):
     """Train one run. On Slurm, submitit calls `checkpoint` on its pre-timeout or preemption signal (USR2):
     we save the run at the current step, between two training steps, and submitit requeues the job."""
@@ -43,13 +46,14 @@ class TrainJob(submitit.helpers.Checkpointable):
         from .train import SignalGuard, train
 
         cfg = OmegaConf.create(self.cfg_container)
-        job_id, guard = None, SignalGuard()
+        job_id, guard, lock_wait_s = None, SignalGuard(), 0.0
         try:
             env = submitit.JobEnvironment()
-            job_id, guard = env.job_id, SignalGuard([signal.SIGUSR2])
+            # a requeued job may start before its previous attempt has finished exiting: wait for its lock
+            job_id, guard, lock_wait_s = env.job_id, SignalGuard([signal.SIGUSR2]), REQUEUE_LOCK_WAIT_S
         except RuntimeError:
             pass  # not under submitit (local workers)
-        status = train(cfg, guard=guard, on_session=self._set_session, job_id=job_id)
+        status = train(cfg, guard=guard, on_session=self._set_session, job_id=job_id, lock_wait_s=lock_wait_s)
         return status["state"]
 
     def _set_session(self, session) -> None:

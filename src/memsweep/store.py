@@ -17,6 +17,7 @@ import contextlib
 import fcntl
 import io
 import json
+import logging
 import os
 import signal
 import socket
@@ -27,6 +28,8 @@ from pathlib import Path
 import numpy as np
 import torch
 from omegaconf import OmegaConf
+
+log = logging.getLogger("memsweep")
 
 STATES = ("pending", "running", "finished", "failed", "diverged")
 
@@ -203,17 +206,26 @@ class RunStore:
 
     # -- the training lock ----------------------------------------------------------------------------
     @contextlib.contextmanager
-    def lock(self):
+    def lock(self, wait_s: float = 0.0):
         """Exclusive right to train this run. flock is released by the OS when the holder dies, so a lock
-        left by a killed process is taken over without any stale-lock heuristics."""
+        left by a killed process is taken over without any stale-lock heuristics. `wait_s`: how long to wait
+        for a holder to go away (a requeued Slurm job can start while its previous attempt still exits)."""
         self.dir.mkdir(parents=True, exist_ok=True)
         fd = os.open(self.dir / "lock", os.O_RDWR | os.O_CREAT, 0o644)
+        deadline, waited = time.monotonic() + wait_s, False
         try:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                holder = os.pread(fd, 200, 0).decode(errors="replace").strip()
-                raise RunLocked(f"run {self.run_id} is being trained by another process ({holder})") from None
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    holder = os.pread(fd, 200, 0).decode(errors="replace").strip()
+                    if time.monotonic() >= deadline:
+                        raise RunLocked(f"run {self.run_id} is being trained by another process ({holder})") from None
+                    if not waited:
+                        log.warning("run %s is held by %s; waiting up to %.0f s", self.run_id, holder, wait_s)
+                    waited = True
+                    time.sleep(2)
             os.ftruncate(fd, 0)
             os.pwrite(fd, f"{socket.gethostname()} pid {os.getpid()}".encode(), 0)
             yield

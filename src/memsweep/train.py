@@ -102,11 +102,12 @@ class Session:
         self.store.save_checkpoint(self.state(), self.step, self.cfg.runtime.keep_checkpoints, self.keep_steps)
 
 
-def train(cfg, guard: SignalGuard | None = None, on_session=None, job_id: str | None = None) -> dict:
+def train(cfg, guard: SignalGuard | None = None, on_session=None, job_id: str | None = None,
+          lock_wait_s: float = 0.0) -> dict:
     """Train (or resume, or skip if finished) the run `cfg` describes. Returns its status."""
     guard = guard or SignalGuard()
     store = RunStore(config_mod.run_dir(cfg))
-    with store.lock():
+    with store.lock(lock_wait_s):
         status = store.status()
         if status["state"] in ("finished", "diverged"):
             log.info("run %s is already %s; nothing to do", store.run_id, status["state"])
