@@ -1,6 +1,9 @@
 """Sweep files, expansion, validation, identity, and a real local launch."""
 import json
+import os
 import shutil
+import subprocess
+import sys
 
 import pytest
 import yaml
@@ -107,3 +110,38 @@ def test_slurm_launch_without_slurm_fails_before_submitting(tmp_path, out, monke
                        capture_output=True, text=True, env=dict(os.environ))
     assert r.returncode == 2 and "launcher=slurm" in r.stderr and "Traceback" not in r.stderr
     assert not (out / "runs").exists()
+
+
+def test_two_sweeps_at_once_under_one_root_share_a_run_and_corrupt_nothing(tmp_path, out):
+    a = write_sweep(tmp_path, {"axes": {"data.n": [8, 16]}, "overrides": FAST}, name="a")
+    b = write_sweep(tmp_path, {"axes": {"data.n": [16, 24]}, "overrides": FAST}, name="b")
+    procs = [subprocess.Popen([sys.executable, "-m", "memsweep.cli", "sweep", p, "--quiet"], text=True,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE) for p in (a, b)]
+    outputs = [p.communicate(timeout=600) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outputs
+    for name in ("a", "b"):
+        record = json.loads((out / "sweeps" / name / "sweep.json").read_text())
+        for entry in record["runs"]:
+            store = RunStore(out / "runs" / entry["run_id"])
+            assert store.status()["state"] == "finished"
+            steps = [row["step"] for row in store.read_metrics()]
+            assert steps == sorted(set(steps)) and steps[-1] == 60  # no row twice, none missing at the end
+    shared = sweep_mod.expand(a).runs[1].run_id
+    assert shared in [e["run_id"] for e in json.loads((out / "sweeps" / "b" / "sweep.json").read_text())["runs"]]
+    assert not list(out.rglob("*.tmp*"))  # no half-written file left behind
+
+
+def test_a_diverging_run_does_not_stop_its_sweep_and_shows_in_status_and_report(tmp_path, out):
+    path = write_sweep(tmp_path, {"axes": {"data.n": [8]}, "zip": {"optim.lr": [1e-3, 1e6]},
+                                  "overrides": FAST}, name="lrs")
+    r = run_cli("sweep", path, "--quiet")
+    assert r.returncode == 0, r.stderr + r.stdout
+    assert "diverged" in r.stdout and "finished" in r.stdout
+    r = run_cli("status", "lrs")
+    assert "diverged" in r.stdout
+    r = run_cli("report", "lrs")
+    assert r.returncode == 0, r.stderr
+    import pandas as pd
+    summary = pd.read_csv(out / "sweeps" / "lrs" / "summary.csv")
+    assert sorted(summary["state"]) == ["diverged", "finished"]
+    assert summary.loc[summary["state"] == "diverged", "lr"].item() == 1e6

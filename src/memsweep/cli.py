@@ -79,7 +79,7 @@ def cmd_sweep(args) -> int:
     from .status import print_status
 
     print_status(sweep_mod.load_record(root, sweep.name), root / "runs", console)
-    return 0 if all(v in ("finished", "diverged") for v in results.values()) else 1
+    return 0 if all(v in ("finished", "diverged", launch.ELSEWHERE) for v in results.values()) else 1
 
 
 def cmd_status(args) -> int:

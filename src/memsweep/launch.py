@@ -29,6 +29,7 @@ def _container(cfg) -> dict:
 
 # -- the job: what a worker process or a Slurm job runs -------------------------------------------------
 REQUEUE_LOCK_WAIT_S = 300.0
+ELSEWHERE = "trained by another process"
 
 
 class TrainJob(submitit.helpers.Checkpointable):
@@ -86,6 +87,7 @@ def run_local(runs, workers: int | None = None, show_progress: bool = True) -> d
         containers.append((run, _container(run.cfg)))
     results = {}
     from .status import LiveProgress
+    from .store import RunLocked
 
     with LiveProgress(runs, enabled=show_progress) as progress, \
             ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn")) as pool:
@@ -97,6 +99,9 @@ def run_local(runs, workers: int | None = None, show_progress: bool = True) -> d
                 run = futures[f]
                 try:
                     results[run.run_id] = f.result()
+                except RunLocked as e:  # another sweep's worker got to it first: left to that process
+                    results[run.run_id] = ELSEWHERE
+                    log.warning("%s; left to it", e)
                 except Exception as e:  # the run's status.json says failed; the sweep goes on
                     results[run.run_id] = "failed"
                     log.error("run %s failed: %s: %s", run.run_id, type(e).__name__, e)
