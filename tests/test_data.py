@@ -37,6 +37,22 @@ def test_cifar10_reads_the_python_batch_format(tmp_path):
     assert d.train_y[:20].tolist() == raw[b"labels"]
 
 
+def test_cifar10_batches_cannot_run_code(tmp_path):
+    import os
+    import pickle
+    data.make_synthetic_cifar(tmp_path, per_batch=20)
+    evil = tmp_path / "cifar-10-batches-py" / "data_batch_1"
+
+    class Evil:
+        def __reduce__(self):
+            return os.system, ("touch " + str(tmp_path / "pwned"),)
+    evil.write_bytes(pickle.dumps({b"data": Evil(), b"labels": []}))
+    cfg = config.compose_run(["data=cifar10", f"data.root={tmp_path}", "data.n=10", "data.test_size=10"])
+    with pytest.raises(ConfigError, match="not a CIFAR-10 python batch.*refusing to load"):
+        data.load(cfg.data)
+    assert not (tmp_path / "pwned").exists()
+
+
 def test_cifar10_missing_root_is_a_clear_error(tmp_path):
     with pytest.raises(ConfigError, match="data.root"):
         config.compose_run(["data=cifar10", f"data.root={tmp_path / 'nowhere'}"])

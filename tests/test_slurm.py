@@ -85,6 +85,11 @@ def test_preempted_job_checkpoints_requeues_and_ends_as_if_uninterrupted(slurm_c
     extra = ["train.steps=600", "eval.num_points=8", "runtime.checkpoint_every=100000"]
     path = write_sweep(tmp_path, "preempt", {"data.n": [16]}, extra)
     folder = tmp_path / "submitit"
+    # the launching process has a wandb service of its own (as a notebook would), exported to the jobs in
+    # WANDB_SERVICE: a job sharing it would find its killed attempt's stream still open after the requeue
+    import wandb
+    wandb.init(mode="offline", dir=str(tmp_path)).finish()
+    assert "WANDB_SERVICE" in os.environ
     r = run_cli("sweep", path, "launcher=slurm", "launcher.partition=debug", f"launcher.folder={folder}",
                 "launcher.timeout_min=20", "launcher.mem_gb=1", "logger=wandb", "logger.mode=offline",
                 env={"WANDB_MODE": "offline"})

@@ -106,7 +106,7 @@ def test_a_run_is_never_trained_by_two_processes_at_once(out):
     assert train(cfg)["state"] == "finished"
 
 
-def test_a_requeued_job_waits_for_its_previous_attempt_to_let_go(out):
+def test_a_requeued_job_waits_for_its_previous_attempt_to_let_go(out, caplog):
     from memsweep.store import RunStore
     store = RunStore(out / "runs" / "r")
     holder = subprocess.Popen([sys.executable, "-c", (
@@ -115,8 +115,9 @@ def test_a_requeued_job_waits_for_its_previous_attempt_to_let_go(out):
         stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "locked"
-        with store.lock(wait_s=60):  # taken once the holder exits, not refused
-            assert holder.poll() is not None
+        with store.lock(wait_s=60):  # taken once the holder lets go, not refused
+            assert holder.wait(timeout=30) == 0
+        assert "waiting up to 60 s" in caplog.text
     finally:
         holder.kill()
         holder.wait()
@@ -139,3 +140,15 @@ def test_signal_guard_defers_handlers_until_the_step_is_done():
         assert calls == ["step done", "handler"]
     finally:
         sig.signal(sig.SIGUSR2, previous)
+
+
+def test_a_run_that_fails_while_setting_up_says_failed(tmp_path, out):
+    data_mod = __import__("memsweep.data", fromlist=["make_synthetic_cifar"])
+    data_mod.make_synthetic_cifar(tmp_path, per_batch=20)
+    (tmp_path / "cifar-10-batches-py" / "data_batch_1").write_bytes(b"not a pickle")  # a corrupt download
+    cfg = config.compose_run([*FAST, "data=cifar10", f"data.root={tmp_path}", "data.n=16", "data.test_size=10",
+                              "model=tiny"])
+    with pytest.raises(Exception):
+        train(cfg)
+    status = json.loads((config.run_dir(cfg) / "status.json").read_text())
+    assert status["state"] == "failed" and "data_batch_1 is not a CIFAR-10 python batch" in status["error"]

@@ -95,10 +95,24 @@ def _cifar10(cfg):
 def _cifar_batch(path: Path):
     if not path.is_file():
         raise ConfigError(f"data.root: missing CIFAR-10 batch file {path}")
-    with open(path, "rb") as f:
-        batch = pickle.load(f, encoding="bytes")  # the format CIFAR-10 ships in
-    x = np.asarray(batch[b"data"], dtype=np.uint8).reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
-    return x, np.asarray(batch[b"labels"], dtype=np.int64)
+    try:
+        with open(path, "rb") as f:
+            batch = _BatchUnpickler(f, encoding="bytes").load()  # the format CIFAR-10 ships in
+        x = np.asarray(batch[b"data"], dtype=np.uint8).reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
+        return x, np.asarray(batch[b"labels"], dtype=np.int64)
+    except (pickle.UnpicklingError, EOFError, KeyError, TypeError, ValueError) as e:
+        raise ConfigError(f"data.root: {path} is not a CIFAR-10 python batch ({type(e).__name__}: {e})") from None
+
+
+class _BatchUnpickler(pickle.Unpickler):
+    """CIFAR-10 batches are pickles; a pickle can run code, so only the numpy classes an array needs load."""
+    ALLOWED = {("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+               ("numpy", "ndarray"), ("numpy", "dtype")}
+
+    def find_class(self, module, name):
+        if (module, name) not in self.ALLOWED:
+            raise pickle.UnpicklingError(f"refusing to load {module}.{name}")
+        return super().find_class(module, name)
 
 
 def write_cifar_batch(path: Path, images_nhwc: np.ndarray, labels) -> None:

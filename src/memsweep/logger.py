@@ -45,6 +45,10 @@ class WandbLogger:
 
         lg = cfg.logger
         os.environ.setdefault("WANDB_SILENT", "true")
+        # A run owns its wandb service. One inherited from the launching process (WANDB_SERVICE, e.g. a
+        # notebook or test that used wandb, exported to every Slurm job) outlives a killed attempt with its
+        # stream still open, and the requeued attempt's init then fails with "run ID ... is in use".
+        os.environ.pop("WANDB_SERVICE", None)
         config = flatten(OmegaConf.to_container(cfg, resolve=True))
         config.update({f"axis.{k}": v for k, v in (lg.get("axes") or {}).items()})  # the swept values, flat
         config.update(extra_config or {})
