@@ -87,9 +87,12 @@ def total_steps(cfg) -> int:
 
 
 def _positive(cfg, key: str, kind=(int,), minimum=1):
+    """`minimum=None`: any number above zero."""
     value = OmegaConf.select(cfg, key)
-    if isinstance(value, bool) or not isinstance(value, kind) or value < minimum:
-        raise ConfigError(f"{key}={value}: must be {'an integer' if kind == (int,) else 'a number'} >= {minimum}")
+    low = minimum if minimum is not None else 0
+    if isinstance(value, bool) or not isinstance(value, kind) or value < low or (minimum is None and value == 0):
+        bound = f">= {minimum}" if minimum is not None else "> 0"
+        raise ConfigError(f"{key}={value}: must be {'an integer' if kind == (int,) else 'a number'} {bound}")
 
 
 def validate(cfg) -> None:
@@ -112,7 +115,7 @@ def validate(cfg) -> None:
             raise ConfigError(f"data.root={root}: no cifar-10-batches-py folder there "
                               "(set data.root, or data.download=true on a machine with internet)")
     _positive(cfg, "train.batch_size")
-    _positive(cfg, "optim.lr", kind=(int, float), minimum=1e-12)
+    _positive(cfg, "optim.lr", kind=(int, float), minimum=None)
     _positive(cfg, "train.total_steps")
     for key in ("eval.num_samples", "eval.loss_points", "eval.sampler_steps", "eval.num_points",
                 "eval.sw_projections", "eval.t_bins", "model.channels", "model.num_res_blocks"):
