@@ -1,4 +1,5 @@
 """A short CPU training run, its files, and a run killed and resumed that ends as an uninterrupted one."""
+import contextlib
 import json
 import os
 import signal
@@ -85,23 +86,29 @@ def test_bad_input_exits_with_one_line_and_no_traceback(out):
     assert not (out / "runs").exists()
 
 
+@contextlib.contextmanager
+def lock_held_elsewhere(store, seconds):
+    """Another process holds the run's lock for `seconds` (or until killed)."""
+    holder = subprocess.Popen([sys.executable, "-c", (
+        "import time; from memsweep.store import RunStore; "
+        f"s = RunStore({str(store.dir)!r}); cm = s.lock(); cm.__enter__(); print('locked', flush=True); "
+        f"time.sleep({seconds})")], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        yield holder
+    finally:
+        holder.kill()
+        holder.wait()
+
+
 def test_a_run_is_never_trained_by_two_processes_at_once(out):
     from memsweep.store import RunLocked, RunStore
     cfg = config.compose_run(FAST)
-    store = RunStore(config.run_dir(cfg))
-    holder = subprocess.Popen([sys.executable, "-c", (
-        "import sys, time; from memsweep.store import RunStore; "
-        f"s = RunStore({str(store.dir)!r}); cm = s.lock(); cm.__enter__(); print('locked', flush=True); time.sleep(60)")],
-        stdout=subprocess.PIPE, text=True)
-    try:
-        assert holder.stdout.readline().strip() == "locked"
+    with lock_held_elsewhere(RunStore(config.run_dir(cfg)), 60):
         with pytest.raises(RunLocked, match="another process"):
             train(cfg)
         r = run_cli("train", *FAST)
         assert r.returncode == 3 and "not starting it twice" in r.stderr and "Traceback" not in r.stderr
-    finally:
-        holder.kill()
-        holder.wait()
     # the holder is dead: its lock is gone with it and the run trains
     assert train(cfg)["state"] == "finished"
 
@@ -109,18 +116,10 @@ def test_a_run_is_never_trained_by_two_processes_at_once(out):
 def test_a_requeued_job_waits_for_its_previous_attempt_to_let_go(out, caplog):
     from memsweep.store import RunStore
     store = RunStore(out / "runs" / "r")
-    holder = subprocess.Popen([sys.executable, "-c", (
-        "import time; from memsweep.store import RunStore; "
-        f"s = RunStore({str(store.dir)!r}); cm = s.lock(); cm.__enter__(); print('locked', flush=True); time.sleep(3)")],
-        stdout=subprocess.PIPE, text=True)
-    try:
-        assert holder.stdout.readline().strip() == "locked"
+    with lock_held_elsewhere(store, 3) as holder:
         with store.lock(wait_s=60):  # taken once the holder lets go, not refused
             assert holder.wait(timeout=30) == 0
-        assert "waiting up to 60 s" in caplog.text
-    finally:
-        holder.kill()
-        holder.wait()
+    assert "waiting up to 60 s" in caplog.text
 
 
 def test_signal_guard_defers_handlers_until_the_step_is_done():
