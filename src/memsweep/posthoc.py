@@ -62,6 +62,21 @@ def parse_count(value):
     return count
 
 
+def check_request(metrics=(), features=(), num_samples=None) -> None:
+    """Bad input to `memsweep eval` (unknown metric, feature space or sample count) fails before any work."""
+    from .metrics.features import SPACES, space_name
+
+    for metric in metrics or ():
+        if metric not in METRICS:
+            raise ConfigError(f"metric {metric!r}: unknown (choose from: {', '.join(METRICS)})")
+    for spec in features or ():
+        try:
+            space_name(spec)
+        except ValueError:
+            raise ConfigError(f"--features={spec}: unknown feature space (use {', '.join(SPACES)})") from None
+    parse_count(num_samples)
+
+
 def plan_jobs(ev_cfg, metrics=(), features=(), count=None, threshold=None) -> list[Job]:
     """The metrics to compute for a run whose eval config is `ev_cfg`."""
     features = [str(f) for f in (features or [])]
@@ -257,6 +272,7 @@ def evaluate_after(run_dir_or_sweep, metrics=(), output_root=None, **options) ->
     """`memsweep eval` as a function: every run of a sweep (or the one run given), one result per run."""
     from .metrics.features import FeatureUnavailable
 
+    check_request(metrics, options.get("features"), options.get("num_samples"))
     if output_root is None:
         from . import config
         output_root = config.output_root(config.compose_run([]))

@@ -79,6 +79,8 @@ class Inception(FeatureSpace):
             raise FeatureUnavailable(
                 f"Inception weights ({INCEPTION_FILE}) not found at eval.inception_path={weights_path} "
                 f"nor in clean-fid's cache /tmp; download {INCEPTION_URL} and set eval.inception_path to it")
+        if path.name != INCEPTION_FILE:  # clean-fid loads the network by its folder and this file name
+            raise FeatureUnavailable(f"eval.inception_path={weights_path}: the file must be named {INCEPTION_FILE}")
         from cleanfid.inception_torchscript import InceptionV3W
         from cleanfid.resize import build_resizer
 
@@ -238,6 +240,20 @@ def space_name(spec: str) -> str:
     if spec in ("pixels", "inception", "digitnet"):
         return spec
     raise ValueError(f"unknown feature space {spec!r} (use {', '.join(SPACES)})")
+
+
+def check_spec(spec: str, dataset: str) -> str | None:
+    """What is wrong with a feature-space spec for this dataset (None if nothing). Missing Inception weights are
+    not an error here: metrics in that space are then skipped with a warning (see Evaluator.space)."""
+    spec = str(spec)
+    if spec in ("none", "pixels", "inception"):
+        return None
+    if spec == "digitnet":
+        return None if dataset == "digits" else "the digitnet space is for data=digits"
+    if spec.startswith("torchscript:"):
+        path = Path(_torchscript_name_and_path(spec.split(":", 1)[1])[1]).expanduser()
+        return None if path.is_file() else f"no TorchScript file at {path}"
+    return f"unknown feature space (use {', '.join(SPACES)} or none)"
 
 
 def build(spec: str, device="cpu", inception_path: str | None = None, data_cfg=None, cache=None) -> FeatureSpace:
