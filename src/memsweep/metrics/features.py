@@ -13,8 +13,10 @@ Specs (eval.sw_features, eval.fid_features, eval.copy_features, `memsweep eval -
   sscd_disc_mixup).
 - `digitnet`: offline, for data=digits: the 64-d penultimate layer of a small CNN classifier trained
   deterministically on the digits training pool (never on the test subset), the analogue for 8x8 digits of
-  the Inception network of FID (like LeNet features for MNIST). Trained once per cache (a few seconds) and
-  kept in <output_root>/cache/models, keyed by its recipe and the pool's content.
+  the Inception network of FID (like LeNet features for MNIST). Trained once per cache (about a minute on a
+  busy CPU) and kept in <output_root>/cache/models, keyed by its recipe and the pool's content. A class-level
+  space: held-out digits are as close to the training set in it as copies are, so it suits Frechet and SW
+  distances, not copy detection.
 
 Each space has a `name` (used in metric keys: fd_<name>_test, copy_<name>, ...) and an `identity()` (what
 determines its features, including a hash of its weights: part of the reference-feature cache key).
