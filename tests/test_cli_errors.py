@@ -60,6 +60,7 @@ def test_status_of_a_sweep_never_launched(capsys, out):
 @pytest.mark.parametrize("args, message", [
     (["no_such_run"], "no_such_run"), (["demo", "bogus"], "metric 'bogus'"),
     (["demo", "copy", "--features", "clip"], "--features=clip"), (["demo", "mem", "--num-samples", "x"], "--num-samples"),
+    (["demo", "mem", "--steps", "first"], "--steps=first"),
 ])
 def test_bad_eval_requests(args, message, capsys, out):
     out.mkdir()

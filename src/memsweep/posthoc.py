@@ -62,8 +62,8 @@ def parse_count(value):
     return count
 
 
-def check_request(metrics=(), features=(), num_samples=None) -> None:
-    """Bad input to `memsweep eval` (unknown metric, feature space or sample count) fails before any work."""
+def check_request(metrics=(), features=(), num_samples=None, steps=None) -> None:
+    """Bad input to `memsweep eval` (unknown metric, feature space, sample count or steps) fails before any work."""
     from .metrics.features import SPACES, space_name
 
     for metric in metrics or ():
@@ -75,6 +75,8 @@ def check_request(metrics=(), features=(), num_samples=None) -> None:
         except ValueError:
             raise ConfigError(f"--features={spec}: unknown feature space (use {', '.join(SPACES)})") from None
     parse_count(num_samples)
+    if steps not in (None, "all", "last") and not all(p.strip().isdigit() for p in str(steps).split(",")):
+        raise ConfigError(f"--steps={steps}: use all, last, or a comma-separated list of steps")
 
 
 def plan_jobs(ev_cfg, metrics=(), features=(), count=None, threshold=None) -> list[Job]:
@@ -272,7 +274,7 @@ def evaluate_after(run_dir_or_sweep, metrics=(), output_root=None, **options) ->
     """`memsweep eval` as a function: every run of a sweep (or the one run given), one result per run."""
     from .metrics.features import FeatureUnavailable
 
-    check_request(metrics, options.get("features"), options.get("num_samples"))
+    check_request(metrics, options.get("features"), options.get("num_samples"), options.get("steps"))
     if output_root is None:
         from . import config
         output_root = config.output_root(config.compose_run([]))
