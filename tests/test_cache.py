@@ -5,6 +5,7 @@ import multiprocessing
 import os
 import time
 
+import pytest
 import torch
 from omegaconf import OmegaConf
 
@@ -15,6 +16,15 @@ from memsweep.evaluate import Evaluator, References
 from memsweep.metrics import features as feat
 
 from conftest import FAST
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """One torch thread, as runs use (runtime.threads=1): on a shared CPU more threads only contend."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 def _writer(root, go, out):
     """One of several processes asking for the same missing value at the same time."""
@@ -104,3 +114,17 @@ def test_runs_of_a_sweep_share_the_reference_features(tmp_path):
     assert first and {e["event"] for e in first} == {"computed"}
     assert second and {e["event"] for e in second} == {"hit"}  # the second run computed nothing
     assert sorted(e["key"] for e in first) == sorted(e["key"] for e in second)
+
+
+def test_digitnet_is_trained_once_per_cache_and_deterministic(tmp_path, monkeypatch):
+    monkeypatch.setitem(feat.DIGITNET_RECIPE, "steps", 5)  # the plumbing, not the accuracy: a short recipe
+    cfg, data = digits()
+    a = feat.build("digitnet", data_cfg=cfg, cache=Cache(tmp_path / "one"))
+    b = feat.build("digitnet", data_cfg=cfg, cache=Cache(tmp_path / "one"))
+    c = feat.build("digitnet", data_cfg=cfg, cache=Cache(tmp_path / "two"))  # trained again, elsewhere
+    assert computed(Cache(tmp_path / "one")) == ["digitnet (test_size=100)"]
+    fa = a(data.train_x)
+    assert fa.shape == (32, 64) and torch.equal(fa, b(data.train_x)) and torch.equal(fa, c(data.train_x))
+    assert a.identity() == c.identity()
+    with pytest.raises(feat.FeatureUnavailable, match="data=digits"):
+        feat.build("digitnet", data_cfg=OmegaConf.create({"name": "synthetic"}))

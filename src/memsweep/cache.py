@@ -28,7 +28,6 @@ from collections import OrderedDict
 from pathlib import Path
 from typing import Callable
 
-import numpy as np
 import torch
 
 from .store import atomic_write_text
@@ -75,7 +74,7 @@ class Cache:
     `root` None gives a cache in memory only (nothing on disk). Recently used values are also kept in memory
     (`keep_in_memory` of them), so a process evaluating many runs reads a shared value once."""
 
-    def __init__(self, root: Path | None, keep_in_memory: int = 4):
+    def __init__(self, root: Path | None, keep_in_memory: int = 8):
         self.root = Path(root) if root is not None else None
         self.keep = keep_in_memory
         self.memory: OrderedDict[str, dict] = OrderedDict()
@@ -168,6 +167,3 @@ def for_config(cfg) -> Cache:
         return Cache(None)
     return Cache(Path(str(cfg.paths.output_root)).expanduser() / "cache")
 
-
-def as_numpy(x) -> np.ndarray:
-    return x.numpy() if isinstance(x, torch.Tensor) else np.asarray(x)

@@ -224,10 +224,6 @@ class Evaluator:
             self._proj[dim] = projections(dim, self.cfg.sw_projections, seed=self.cfg.sw_seed).to(self.device)
         return self._proj[dim]
 
-    @property
-    def sw_proj(self) -> torch.Tensor:  # the projections of eval.sw_features (kept for readers of the old name)
-        return self.projections(self.refs.features(self.sw_space, "train").shape[1])
-
     def sample_count(self, count, split: str = "train") -> int:
         """None -> eval.num_samples; "reference" -> the size of the reference split; else the count."""
         if count in (None, "null"):
