@@ -18,13 +18,7 @@ from memsweep.metrics import features as feat
 from conftest import FAST
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One torch thread, as runs use (runtime.threads=1): on a shared CPU more threads only contend."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 def _writer(root, go, out):
     """One of several processes asking for the same missing value at the same time."""

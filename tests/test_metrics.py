@@ -10,6 +10,8 @@ from memsweep.metrics.sliced_wasserstein import projections, sliced_wasserstein,
 from memsweep.data import load
 from omegaconf import OmegaConf
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 
 def digits(n=64, test_size=500):
     return load(OmegaConf.create({"name": "digits", "n": n, "offset": 0, "test_size": test_size}))
