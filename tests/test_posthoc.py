@@ -105,10 +105,11 @@ def test_missing_inception_weights_give_one_warning_and_no_fid(tmp_path, caplog)
     assert "mem_ratio" in rows[0] and "sw_test" in rows[0]
 
 
-def test_inception_space_matches_clean_fid_pipeline_and_gives_fid_keys(tmp_path, one_thread):
+def test_inception_space_matches_clean_fid_pipeline(tmp_path, one_thread):
     """The Inception space with a stand-in network file (the real weights cannot be downloaded here): our
-    preprocessing (8-bit, clean-fid's PIL bicubic resize to 299, channels) against clean-fid's own folder
-    pipeline feeding the same network, then the FID keys of an evaluation."""
+    preprocessing (8-bit, clean-fid's PIL bicubic resize to 299, grayscale to RGB) against clean-fid's own
+    folder pipeline feeding the same network. (The Frechet distance of its features is the code path tested
+    in pixels; a 2048-d one costs a minute of scipy sqrtm on this CPU.)"""
     from PIL import Image
     from cleanfid.fid import get_folder_features
     from cleanfid.inception_torchscript import InceptionV3W
@@ -119,17 +120,15 @@ def test_inception_space_matches_clean_fid_pipeline_and_gives_fid_keys(tmp_path,
         def __init__(self):
             super().__init__()
             torch.manual_seed(0)
-            self.layers = torch.nn.Sequential(torch.nn.AvgPool2d(13), torch.nn.Flatten(), torch.nn.Linear(3 * 23 * 23, 2048))
+            self.layers = torch.nn.Sequential(torch.nn.AvgPool2d(13), torch.nn.Flatten(),
+                                              torch.nn.Linear(3 * 23 * 23, 2048))
 
         def forward(self, x):
             return self.layers(x)
     weights = tmp_path / "weights"
     weights.mkdir()
     torch.jit.script(StandIn()).save(str(weights / INCEPTION_FILE))
-    cfg = config.compose_run([*FAST, f"paths.output_root={tmp_path}", "eval.fid_features=inception",
-                              f"eval.inception_path={weights}"])
-    data = load(cfg.data)
-    images = data.test_x[:12]
+    images = load(config.compose_run(FAST).data).test_x[:12]
     ours = build("inception", "cpu", str(weights))(images)
     folder = tmp_path / "png"
     folder.mkdir()
@@ -139,7 +138,3 @@ def test_inception_space_matches_clean_fid_pipeline_and_gives_fid_keys(tmp_path,
                                  batch_size=5, device=torch.device("cpu"), mode="clean", verbose=False)
     assert ours.shape == (12, 2048)
     assert torch.allclose(ours, torch.from_numpy(theirs).float(), rtol=1e-4, atol=1e-4)
-    model = unet.build(cfg.model, cfg.data.image_size, cfg.data.channels, data.num_classes).eval()
-    row = Evaluator(cfg, data, torch.device("cpu"))(model, 1)[0]
-    assert {"fd_inception_train", "fd_inception_test", "fd_inception_train_test"} <= set(row)
-    assert row["fid_test"] == row["fd_inception_test"] > 0
