@@ -3,6 +3,7 @@ import subprocess
 import sys
 
 import pytest
+import torch
 
 os.environ.setdefault("WANDB_MODE", "disabled")  # tests never talk to wandb's servers
 os.environ.setdefault("WANDB_SILENT", "true")
@@ -26,3 +27,12 @@ def run_cli(*args, env=None, timeout=600):
     full_env = {**os.environ, **(env or {})}
     return subprocess.run([sys.executable, "-m", "memsweep.cli", *args], capture_output=True, text=True,
                           env=full_env, timeout=timeout)
+
+
+@pytest.fixture
+def one_thread():
+    """One torch thread, as runs use (runtime.threads=1): on a shared CPU more threads only contend."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -15,6 +15,12 @@ BAD_TRAIN = [
     (["eval.fid_features=clip"], "eval.fid_features"), (["runtime.device=tpu"], "runtime.device"),
     (["paths.output_root=/etc/hostname/outputs"], "paths.output_root"), (["data.typo=1"], "data.typo"),
     (["train.dtype=float8"], "train.dtype"), (["seed=abc", "data.n=abc"], "data.n"),
+    (["eval.copy_features=clip"], "eval.copy_features"), (["eval.sw_features=digitnet", "data=synthetic"],
+                                                          "eval.sw_features"),
+    (["eval.copy_features=torchscript:/no/such/sscd.pt"], "eval.copy_features"),
+    (["eval.fid_samples=1"], "eval.fid_samples"), (["eval.fid_samples=all"], "eval.fid_samples"),
+    (["eval.copy_threshold=1.5"], "eval.copy_threshold"), (["eval.bootstrap=-1"], "eval.bootstrap"),
+    (["eval.nn_block=0"], "eval.nn_block"), (["eval.fd_train_test=maybe"], "eval.fd_train_test"),
 ]
 
 
@@ -49,3 +55,15 @@ def test_unknown_sweep_name(capsys):
 def test_status_of_a_sweep_never_launched(capsys, out):
     assert main(["status", "demo", "--output-root", str(out)]) == 2
     assert "not launched yet" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("args, message", [
+    (["no_such_run"], "no_such_run"), (["demo", "bogus"], "metric 'bogus'"),
+    (["demo", "copy", "--features", "clip"], "--features=clip"), (["demo", "mem", "--num-samples", "x"], "--num-samples"),
+    (["demo", "mem", "--steps", "first"], "--steps=first"),
+])
+def test_bad_eval_requests(args, message, capsys, out):
+    out.mkdir()
+    assert main(["eval", *args, "--output-root", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("memsweep: error:") and message in err[0], err

@@ -10,6 +10,8 @@ from memsweep.metrics.sliced_wasserstein import projections, sliced_wasserstein,
 from memsweep.data import load
 from omegaconf import OmegaConf
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 
 def digits(n=64, test_size=500):
     return load(OmegaConf.create({"name": "digits", "n": n, "offset": 0, "test_size": test_size}))
@@ -75,3 +77,82 @@ def test_nn_ratio_by_hand():
     train = torch.tensor([[0.0], [1.0], [10.0]])
     r = nn_ratio(torch.tensor([[0.1], [0.5]]), train)
     assert torch.allclose(r, torch.tensor([0.1 / 0.9, 1.0]))
+
+
+# -- at full strength: blocked searches, copy detection, bootstrap, each against brute force -----------------
+from memsweep.metrics.bootstrap import bootstrap_ci
+from memsweep.metrics.copy_detection import copy_fraction, max_cosine
+from memsweep.metrics.memorization import ratio_of
+
+
+def near_copies(g, n_refs=300, n_queries=200, dim=48, copied=60):
+    """References, and queries of which the first `copied` are references plus small noise."""
+    r = torch.randn(n_refs, dim, generator=g)
+    q = torch.randn(n_queries, dim, generator=g)
+    pick = torch.randperm(n_refs, generator=g)[:copied]
+    q[:copied] = r[pick] + 0.05 * torch.randn(copied, dim, generator=g)
+    return q, r
+
+
+def test_nearest_neighbours_blocked_over_references_equals_brute_force_with_near_copies():
+    g = torch.Generator().manual_seed(2)
+    q, r = near_copies(g)
+    d, i = nearest_neighbours(q, r, k=2, block=17, ref_block=23)  # blocks that do not divide the sizes
+    ref_d, ref_i = torch.cdist(q.double(), r.double()).topk(2, largest=False)
+    assert torch.equal(i, ref_i)
+    assert torch.allclose(d.double(), ref_d, rtol=1e-5, atol=1e-6)
+
+
+def test_one_third_rule_equals_brute_force():
+    g = torch.Generator().manual_seed(3)
+    q, r = near_copies(g)
+    full = torch.cdist(q.double(), r.double()).sort(1).values
+    expected = (full[:, 0] < full[:, 1] / 3).double().mean().item()
+    d, _ = nearest_neighbours(q, r, k=2, block=32, ref_block=50)
+    assert (ratio_of(d) < 1 / 3).double().mean().item() == expected
+    assert mem_ratio(q, r) == pytest.approx(expected)
+    assert 0.2 < expected < 0.4  # the 60 near-copies of 200 queries, and none of the random ones
+
+
+def test_copy_detection_equals_brute_force_cosine():
+    g = torch.Generator().manual_seed(4)
+    q, r = near_copies(g)
+    q[60:80] = -q[60:80]  # anti-correlated: the largest |cosine| would be wrong, the largest cosine is right
+    sim, idx = max_cosine(q, r, block=19, ref_block=41)
+    full = torch.nn.functional.normalize(q.double(), dim=1) @ torch.nn.functional.normalize(r.double(), dim=1).T
+    ref_sim, ref_idx = full.max(1)
+    assert torch.equal(idx, ref_idx)
+    assert torch.allclose(sim.double(), ref_sim, atol=1e-6)
+    for threshold in (0.3, 0.5, 0.9):
+        assert copy_fraction(q, r, threshold) == pytest.approx((ref_sim > threshold).double().mean().item())
+
+
+def test_gaussian_stats_in_chunks_equal_numpy():
+    x = torch.randn(1001, 12, dtype=torch.float64)
+    mu, cov = gaussian_stats(x.float(), chunk=64)
+    assert np.allclose(mu, x.float().double().numpy().mean(0), atol=1e-12)
+    assert np.allclose(cov, np.cov(x.float().double().numpy(), rowvar=False), atol=1e-12)
+
+
+def test_bootstrap_interval_is_reproducible_and_matches_the_binomial_width():
+    g = torch.Generator().manual_seed(5)
+    p, n = 0.3, 400
+    values = (torch.rand(n, generator=g) < p).float()
+    lo, hi = bootstrap_ci(values, 2000, seed=1)
+    assert (lo, hi) == bootstrap_ci(values, 2000, seed=1)
+    mean = values.mean().item()
+    assert lo < mean < hi
+    normal_half_width = 1.96 * (mean * (1 - mean) / n) ** 0.5  # the normal approximation of the binomial
+    assert (hi - lo) / 2 == pytest.approx(normal_half_width, rel=0.15)
+    assert bootstrap_ci(torch.ones(50), 500) == (1.0, 1.0)  # nothing to resample from
+    assert all(np.isnan(bootstrap_ci(values, 0)))
+
+
+def test_bootstrap_interval_covers_the_true_fraction_about_95_percent_of_the_time():
+    g = torch.Generator().manual_seed(6)
+    p, n, trials = 0.2, 200, 200
+    covered = 0
+    for t in range(trials):
+        lo, hi = bootstrap_ci((torch.rand(n, generator=g) < p).float(), 400, seed=t)
+        covered += lo <= p <= hi
+    assert 0.88 <= covered / trials <= 0.99

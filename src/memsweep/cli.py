@@ -15,6 +15,8 @@ USAGE_EXAMPLES = """examples:
   memsweep sweep dataset_size launcher=slurm launcher.partition=gpu data.root=/data
   memsweep status demo
   memsweep report demo
+  memsweep eval demo copy --features digitnet        # a metric after the fact, from the saved samples
+  memsweep eval demo fid --inception-path /models/   # FID, once the Inception weights are at hand
 """
 
 
@@ -129,6 +131,11 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("name", help="the sweep's name")
         p.add_argument("--output-root", default=None, help="the output root (default: paths.output_root)")
         p.set_defaults(func=func)
+    from . import posthoc
+
+    p = sub.add_parser("eval", help="compute metrics after the fact from saved samples, added to metrics.jsonl")
+    posthoc.add_arguments(p)
+    p.set_defaults(func=posthoc.cmd_eval)
     return parser
 
 

@@ -24,7 +24,8 @@ from .errors import ConfigError
 # What defines a run's result. Logging, launching, paths and runtime (device, threads, checkpoint cadence)
 # do not, so changing them resumes the same run instead of starting a new one.
 IDENTITY_KEYS = ("data", "model", "optim", "train", "eval", "seed")
-NOT_IDENTITY = {"data": ("root", "download"), "eval": ("inception_path", "save_samples", "save_weights", "grid_samples")}
+NOT_IDENTITY = {"data": ("root", "download"),
+                "eval": ("inception_path", "save_samples", "save_weights", "grid_samples", "feature_cache", "nn_block")}
 
 
 def config_dir() -> Path:
@@ -128,10 +129,7 @@ def validate(cfg) -> None:
         raise ConfigError(f"eval.sampler={cfg.eval.sampler!r}: use euler or heun")
     if cfg.eval.cfg_weight and not cfg.train.label_dropout:
         raise ConfigError(f"eval.cfg_weight={cfg.eval.cfg_weight}: guidance needs train.label_dropout > 0")
-    for key in ("sw_features", "fid_features"):
-        spec = str(cfg.eval[key])
-        if spec not in ("pixels", "inception", "none") and not spec.startswith("torchscript:"):
-            raise ConfigError(f"eval.{key}={spec!r}: use pixels, inception, torchscript:<path> or none")
+    _validate_metrics(cfg)
     if cfg.runtime.device not in ("auto", "cpu", "cuda") and not str(cfg.runtime.device).startswith("cuda:"):
         raise ConfigError(f"runtime.device={cfg.runtime.device!r}: use auto, cpu or cuda")
     if cfg.logger.name not in ("wandb", "none"):
@@ -140,6 +138,30 @@ def validate(cfg) -> None:
         raise ConfigError(f"logger.mode={cfg.logger.mode!r}: use online, offline or disabled")
     if cfg.train.dtype not in ("float32", "bfloat16"):
         raise ConfigError(f"train.dtype={cfg.train.dtype!r}: use float32 or bfloat16")
+
+
+def _validate_metrics(cfg) -> None:
+    """Feature spaces, thresholds and sample counts of the evaluation metrics (see memsweep.evaluate)."""
+    from .metrics.features import check_spec
+
+    ev = cfg.eval
+    for key in ("sw_features", "fid_features", "copy_features"):
+        problem = check_spec(str(ev.get(key, "none")), cfg.data.name)
+        if problem:
+            raise ConfigError(f"eval.{key}={ev.get(key)!r}: {problem}")
+    count = ev.get("fid_samples")
+    if count is not None and str(count) not in ("reference", "ref") and (
+            isinstance(count, bool) or not isinstance(count, int) or count < 2):
+        raise ConfigError(f"eval.fid_samples={count}: use null (eval.num_samples), reference, or a count >= 2")
+    for key, lo, hi in (("mem_threshold", 0.0, 1.0), ("copy_threshold", -1.0, 1.0)):
+        value = ev.get(key)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not lo < value < hi:
+            raise ConfigError(f"eval.{key}={value}: must be a number strictly between {lo:g} and {hi:g}")
+    _positive(cfg, "eval.bootstrap", minimum=0)
+    _positive(cfg, "eval.nn_block")
+    for key in ("fd_train_test", "feature_cache"):
+        if not isinstance(ev.get(key), bool):
+            raise ConfigError(f"eval.{key}={ev.get(key)}: use true or false")
 
 
 def identity(cfg) -> dict:

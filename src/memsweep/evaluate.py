@@ -1,10 +1,31 @@
 """One evaluation of a model: the row appended to metrics.jsonl, and a sample grid.
 
-Everything random here (loss noise and t, initial noise and labels for samples, SW projections) is drawn
-once from eval.noise_seed, so two evaluations differ only by the model.
+Everything random here (loss noise and t, initial noise and labels for samples, SW projections, bootstrap
+resamples) is drawn from eval.noise_seed (and eval.sw_seed), so two evaluations differ only by the model.
+
+Metric keys. A metric's identity is its kind, its feature space, its threshold and its number of generated
+samples; the key says all of them, except the values the run's config sets (eval.num_samples,
+eval.mem_threshold, eval.copy_threshold), which are left implicit:
+
+    mem_ratio[_<space>][_t<threshold>][_s<count>]    1/3 nearest-neighbour rule (pixel L2 unless a space is named)
+    copy_<space>[_t<threshold>][_s<count>]           copy detection: fraction with max cosine > threshold
+    fd_<space>_<train|test>[_s<count>]               Frechet distance to the training / test subset
+    fd_<space>_train_test                            Frechet distance between the training and test subsets
+    sw_<space>_<train|test>[_s<count>]               sliced Wasserstein-2 distance
+
+with `_lo` / `_hi` (95% percentile-bootstrap interval over the samples) after mem_ratio* and copy_* keys, and
+`_sim` (mean maximum cosine similarity) after copy_* keys. <space> is pixels, inception (fd_inception_* is
+the FID), digitnet, or a TorchScript model's name; <count> is a number of samples or `ref` (as many as the
+reference split has). Examples: fd_inception_test_sref (FID against the test set with as many samples as it
+has), copy_sscd, copy_sscd_lo, mem_ratio_s10000.
+
+Kept for existing readers: `mem_ratio`, `nn_dist` (pixel L2 to the nearest training image), and the aliases
+`sw_train`, `sw_test` (sw in eval.sw_features), `fid_train`, `fid_test`, `fid_train_test` (fd in
+eval.fid_features, with eval.fid_samples samples).
 """
 from __future__ import annotations
 
+import hashlib
 import logging
 import math
 from pathlib import Path
@@ -13,79 +34,344 @@ import torch
 import torch.nn.functional as F
 from torchvision.utils import make_grid, save_image
 
+from . import cache as cache_mod
 from . import flow
 from .metrics import features as feat
+from .metrics.bootstrap import bootstrap_ci
+from .metrics.copy_detection import max_cosine
 from .metrics.fid import frechet_distance, gaussian_stats
 from .metrics.loss import FixedLossBatch, fixed_loss
-from .metrics.memorization import nearest_neighbours
+from .metrics.memorization import nearest_neighbours, ratio_of
 from .metrics.sliced_wasserstein import projections, sliced_wasserstein
 
 log = logging.getLogger("memsweep")
 
+KINDS = ("mem", "copy", "fd", "sw")
+SPLITS = ("train", "test")
+EXTRA_NOISE_CHUNK = 1024  # noise of samples beyond eval.num_samples comes in chunks seeded by their index
+
+
+def _fmt(x: float) -> str:
+    return f"{x:g}"
+
+
+def metric_key(kind: str, space: str = "pixels", split: str | None = None, threshold: float | None = None,
+               samples=None, stat: str | None = None) -> str:
+    """The key of a metric (see the module docstring). `threshold` and `samples` are given only when they
+    differ from the run's config (`samples` a count or "ref")."""
+    if kind == "mem":
+        key = "mem_ratio" + ("" if space == "pixels" else f"_{space}")
+    elif kind == "copy":
+        key = f"copy_{space}"
+    elif kind in ("fd", "sw"):
+        key = f"{kind}_{space}_{split}"
+    else:
+        raise ValueError(f"unknown metric kind {kind!r} (use {', '.join(KINDS)})")
+    if threshold is not None and kind in ("mem", "copy"):
+        key += f"_t{_fmt(threshold)}"
+    if samples is not None and split != "train_test":
+        key += f"_s{samples}"
+    return key + (f"_{stat}" if stat else "")
+
+
+def sample_tag(num_samples: int, count):
+    """What a key says about a number of samples: nothing if it is the run's eval.num_samples."""
+    if count in (None, "null"):
+        return None
+    if str(count) in ("reference", "ref"):
+        return "ref"
+    return None if int(count) == int(num_samples) else int(count)
+
+
+def threshold_tag(configured: float, threshold: float | None):
+    """What a key says about a threshold: nothing if it is the run's configured one."""
+    return None if threshold is None or math.isclose(float(threshold), float(configured)) else float(threshold)
+
+
+def keys_of(ev_cfg, kind: str, spec: str, threshold: float | None = None, count=None,
+            train_test: bool = True) -> list[str]:
+    """The keys a metric writes (the Evaluator's *_metrics methods write exactly these)."""
+    name, tag = feat.space_name(spec), sample_tag(ev_cfg.num_samples, count)
+    boot = ["lo", "hi"] if int(ev_cfg.get("bootstrap", 1000) or 0) else []
+    if kind == "mem":
+        key = metric_key("mem", name, threshold=threshold_tag(ev_cfg.mem_threshold, threshold), samples=tag)
+        return [key] + [f"{key}_{s}" for s in boot]
+    if kind == "copy":
+        key = metric_key("copy", name, threshold=threshold_tag(ev_cfg.get("copy_threshold", 0.5), threshold),
+                         samples=tag)
+        return [key, f"{key}_sim"] + [f"{key}_{s}" for s in boot]
+    keys = [metric_key(kind, name, split, samples=tag) for split in SPLITS]
+    if kind == "fd" and train_test:
+        keys.append(metric_key("fd", name, "train_test"))
+    return keys
+
+
+class References:
+    """Features and Gaussian statistics of the training subset and the test subset in each feature space,
+    from the cache on disk (computed once per dataset, subset and space, shared by the runs of a sweep)."""
+
+    def __init__(self, data, data_cfg, cache: cache_mod.Cache, device):
+        self.images = {"train": data.train_x, "test": data.test_x}
+        self.data_cfg, self.cache, self.device = data_cfg, cache, device
+        self._hashes: dict[str, str] = {}
+
+    def describe(self, split: str) -> dict:
+        if split not in self._hashes:
+            self._hashes[split] = cache_mod.tensor_hash(self.images[split])
+        c = self.data_cfg
+        d = {"dataset": str(c.get("name")), "split": split, "count": len(self.images[split]),
+             "test_size": c.get("test_size"), "images": self._hashes[split]}
+        if split == "train":
+            d.update(n=c.get("n"), offset=c.get("offset"))
+        return d
+
+    def entry(self, space: feat.FeatureSpace, split: str) -> dict:
+        """{"mean", "cov"[, "features"]} of a split in a space."""
+        parts = {**self.describe(split), "space": space.identity()}
+        images = self.images[split]
+
+        def compute():
+            f = space(images).float().cpu()
+            mu, cov = gaussian_stats(f)
+            out = {"mean": torch.from_numpy(mu), "cov": torch.from_numpy(cov), "count": len(f)}
+            if space.cache_features:
+                out["features"] = f
+            return out
+        return self.cache.get("features", parts, compute,
+                              what=f"{space.name} {parts['dataset']} {split} ({len(images)} images)")
+
+    def features(self, space: feat.FeatureSpace, split: str) -> torch.Tensor:
+        if not space.cache_features:
+            return space(self.images[split])
+        return self.entry(space, split)["features"].to(self.device)
+
+    def stats(self, space: feat.FeatureSpace, split: str):
+        e = self.entry(space, split)
+        return e["mean"].numpy(), e["cov"].numpy()
+
+    def fd_train_test(self, space: feat.FeatureSpace) -> float:
+        """The Frechet distance between the training subset and the test subset: what a model that generates
+        exactly its training set would score against the test set (the floor of FID at small n)."""
+        parts = {"train": {**self.describe("train"), "space": space.identity()},
+                 "test": {**self.describe("test"), "space": space.identity()}}
+        value = self.cache.get("values", parts, lambda: {"fd_train_test": frechet_distance(
+            self.stats(space, "train"), self.stats(space, "test"))}, what=f"fd {space.name} train-test")
+        return float(value["fd_train_test"])
+
 
 class Evaluator:
-    def __init__(self, cfg, data, device):
+    def __init__(self, cfg, data, device, eager: bool = True):
+        """`eager`: compute (or read from the cache) the reference features of the configured spaces now,
+        rather than at the first evaluation."""
         ev = cfg.eval
+        self.run_cfg = cfg
         self.cfg, self.data, self.device = ev, data, device
         g = torch.Generator().manual_seed(ev.noise_seed)
         self.train_batch = FixedLossBatch.make(data.train_x, data.train_y, ev.loss_points, g)
         self.test_batch = FixedLossBatch.make(data.test_x, data.test_y, ev.loss_points, g)
         self.sample_noise = torch.randn((ev.num_samples, *data.train_x.shape[1:]), generator=g).to(device)
         # sample labels follow the training set's labels, in order (its class proportions)
-        self.sample_labels = data.train_y[torch.arange(ev.num_samples, device=data.train_y.device) % len(data.train_y)]
+        self.sample_labels = self.labels(0, ev.num_samples)
         self.null_label = data.num_classes
-        self.sw_space = self._space(ev.sw_features)
-        self.fid_space = self._space(ev.fid_features)
-        self.sw_refs = self._refs(self.sw_space)
-        if self.sw_space is not None:
-            dim = self.sw_refs["train"].shape[1]
-            self.sw_proj = projections(dim, ev.sw_projections, seed=ev.sw_seed).to(device)
-        self.fid_refs = {k: gaussian_stats(v) for k, v in self._refs(self.fid_space).items()}
+        self.cache = cache_mod.for_config(cfg)
+        self.refs = References(data, cfg.data, self.cache, device)
+        self._spaces: dict[str, feat.FeatureSpace | None] = {}
+        self._proj: dict[int, torch.Tensor] = {}
+        self.sw_space = self.space(ev.sw_features)
+        self.fid_space = self.space(ev.fid_features)
+        self.copy_space = self.space(ev.get("copy_features", "none"))
+        if eager:
+            if self.sw_space is not None:
+                for split in SPLITS:
+                    self.refs.features(self.sw_space, split)
+            if self.fid_space is not None:
+                for split in SPLITS:
+                    self.refs.stats(self.fid_space, split)
+                if ev.get("fd_train_test", True):
+                    self.refs.fd_train_test(self.fid_space)
+            if self.copy_space is not None:
+                self.refs.features(self.copy_space, "train")
 
-    def _space(self, spec):
+    # -- settings ------------------------------------------------------------------------------------
+    @property
+    def bootstrap(self) -> int:
+        return int(self.cfg.get("bootstrap", 1000) or 0)
+
+    @property
+    def block(self) -> int:
+        return int(self.cfg.get("nn_block", 1024))
+
+    def space(self, spec, required: bool = False) -> feat.FeatureSpace | None:
+        """The feature space of a spec, built once; None (with a warning) if unavailable here, or if `none`."""
+        spec = str(spec)
         if spec == "none":
             return None
-        try:
-            return feat.build(spec, self.device, self.cfg.inception_path)
-        except feat.FeatureUnavailable as e:
-            log.warning("%s: no metric in this space is computed or logged. %s", spec, e)
-            return None
+        if spec not in self._spaces:
+            try:
+                self._spaces[spec] = feat.build(spec, self.device, self.cfg.get("inception_path"),
+                                                data_cfg=self.run_cfg.data, cache=self.cache)
+            except feat.FeatureUnavailable as e:
+                if required:
+                    raise
+                log.warning("%s: no metric in this space is computed or logged. %s", spec, e)
+                self._spaces[spec] = None
+        if required and self._spaces[spec] is None:
+            raise feat.FeatureUnavailable(f"feature space {spec} is unavailable here (see the warning above)")
+        return self._spaces[spec]
 
-    def _refs(self, space):
-        if space is None:
-            return {}
-        return {"train": space(self.data.train_x), "test": space(self.data.test_x)}
+    def projections(self, dim: int) -> torch.Tensor:
+        if dim not in self._proj:
+            self._proj[dim] = projections(dim, self.cfg.sw_projections, seed=self.cfg.sw_seed).to(self.device)
+        return self._proj[dim]
+
+    def sample_count(self, count, split: str = "train") -> int:
+        """None -> eval.num_samples; "reference" -> the size of the reference split; else the count."""
+        if count in (None, "null"):
+            return int(self.cfg.num_samples)
+        if str(count) in ("reference", "ref"):
+            return len(self.refs.images[split])
+        return int(count)
+
+    def sample_tag(self, count):
+        return sample_tag(self.cfg.num_samples, count)
+
+    # -- generated samples -----------------------------------------------------------------------------
+    def labels(self, start: int, count: int) -> torch.Tensor:
+        y = self.data.train_y
+        return y[torch.arange(start, start + count, device=y.device) % len(y)]
+
+    def noise(self, start: int, count: int) -> torch.Tensor:
+        """Initial noise of samples start..start+count-1. The first eval.num_samples are the fixed noise of
+        every evaluation; later ones come in chunks seeded by (eval.noise_seed, chunk index), so sample i has
+        the same noise whatever the count asked for."""
+        num, shape = int(self.cfg.num_samples), tuple(self.data.train_x.shape[1:])
+        parts = []
+        if start < num:
+            parts.append(self.sample_noise[start:min(start + count, num)])
+        first, stop = max(start, num), start + count
+        for chunk in range((first - num) // EXTRA_NOISE_CHUNK, math.ceil((stop - num) / EXTRA_NOISE_CHUNK)
+                           if stop > num else 0):
+            lo = num + chunk * EXTRA_NOISE_CHUNK
+            seed = int(hashlib.sha256(f"{self.cfg.noise_seed}:extra:{chunk}".encode()).hexdigest()[:15], 16)
+            z = torch.randn((EXTRA_NOISE_CHUNK, *shape), generator=torch.Generator().manual_seed(seed))
+            parts.append(z[max(first, lo) - lo:min(stop, lo + EXTRA_NOISE_CHUNK) - lo].to(self.device))
+        return torch.cat(parts) if parts else self.sample_noise[:0]
 
     @torch.no_grad()
-    def generate(self, model) -> torch.Tensor:
-        def field(x, t):
-            return flow.velocity(model, x, t, self.sample_labels, self.null_label, self.cfg.cfg_weight)
-        return flow.sample(field, self.sample_noise, self.cfg.sampler_steps, self.cfg.sampler).clamp(-1, 1)
+    def generate(self, model, count: int | None = None, start: int = 0) -> torch.Tensor:
+        """Samples start..start+count-1 (default: the eval.num_samples samples of every evaluation), with the
+        fixed noise and labels above, in batches of at least eval.num_samples."""
+        count = int(self.cfg.num_samples) if count is None else int(count)
+        batch = max(int(self.cfg.num_samples), 1024)
+        out = []
+        for s in range(start, start + count, batch):
+            c = min(batch, start + count - s)
+            x0 = self.sample_noise if (s, c) == (0, int(self.cfg.num_samples)) else self.noise(s, c)
+            labels = self.sample_labels if (s, c) == (0, int(self.cfg.num_samples)) else self.labels(s, c)
 
+            def field(x, t, labels=labels):
+                return flow.velocity(model, x, t, labels, self.null_label, self.cfg.cfg_weight)
+            out.append(flow.sample(field, x0, self.cfg.sampler_steps, self.cfg.sampler).clamp(-1, 1))
+        return torch.cat(out) if out else self.sample_noise[:0]
+
+    # -- metrics of a set of samples -------------------------------------------------------------------
+    def _interval(self, values: torch.Tensor) -> tuple[float, float]:
+        return bootstrap_ci(values, self.bootstrap, seed=int(self.cfg.noise_seed))
+
+    def mem_metrics(self, samples, spec: str = "pixels", threshold: float | None = None, count=None):
+        """The 1/3 rule (or `threshold`) in a space: ({key: value}, index of each sample's nearest training
+        image). `threshold` None means eval.mem_threshold; `count` as in sample_count."""
+        space = self.space(spec, required=True)
+        thr = float(self.cfg.mem_threshold if threshold is None else threshold)
+        s = samples[:self.sample_count(count, "train")]
+        refs = self.data.train_x if space.cache_features is False else self.refs.features(space, "train")
+        dist, idx = nearest_neighbours(space(s).to(self.device), refs, k=2, block=self.block)
+        memorized = (ratio_of(dist) < thr).float()
+        key = metric_key("mem", space.name, threshold=threshold_tag(self.cfg.mem_threshold, thr),
+                         samples=self.sample_tag(count))
+        row = {key: memorized.mean().item()}
+        if self.bootstrap:
+            row[f"{key}_lo"], row[f"{key}_hi"] = self._interval(memorized)
+        return row, dist, idx[:, 0]
+
+    def copy_metrics(self, samples, spec: str, threshold: float | None = None, count=None) -> dict:
+        space = self.space(spec, required=True)
+        default = float(self.cfg.get("copy_threshold", 0.5))
+        thr = default if threshold is None else float(threshold)
+        s = samples[:self.sample_count(count, "train")]
+        sim, _ = max_cosine(space(s).to(self.device), self.refs.features(space, "train"), block=self.block)
+        copied = (sim > thr).float()
+        key = metric_key("copy", space.name, threshold=threshold_tag(default, thr), samples=self.sample_tag(count))
+        row = {key: copied.mean().item(), f"{key}_sim": sim.mean().item()}
+        if self.bootstrap:
+            row[f"{key}_lo"], row[f"{key}_hi"] = self._interval(copied)
+        return row
+
+    def fd_metrics(self, samples, spec: str, count=None, train_test: bool = True) -> dict:
+        space = self.space(spec, required=True)
+        row, cache = {}, {}
+        for split in SPLITS:
+            k = self.sample_count(count, split)
+            if k not in cache:
+                cache[k] = gaussian_stats(space(samples[:k]))
+            row[metric_key("fd", space.name, split, samples=self.sample_tag(count))] = frechet_distance(
+                cache[k], self.refs.stats(space, split))
+        if train_test:
+            row[metric_key("fd", space.name, "train_test")] = self.refs.fd_train_test(space)
+        return row
+
+    def sw_metrics(self, samples, spec: str, count=None) -> dict:
+        space = self.space(spec, required=True)
+        row, cache = {}, {}
+        for split in SPLITS:
+            k = self.sample_count(count, split)
+            if k not in cache:
+                cache[k] = space(samples[:k]).to(self.device)
+            refs = self.refs.features(space, split)
+            row[metric_key("sw", space.name, split, samples=self.sample_tag(count))] = sliced_wasserstein(
+                cache[k], refs, self.projections(refs.shape[1]))
+        return row
+
+    def samples_needed(self, kind: str, count=None) -> int:
+        """How many generated samples a metric needs (the largest over the splits it compares with)."""
+        splits = ("train",) if kind in ("mem", "copy") else SPLITS
+        return max(self.sample_count(count, s) for s in splits)
+
+    # -- one evaluation --------------------------------------------------------------------------------
     @torch.no_grad()
     def __call__(self, model, step: int) -> tuple[dict, torch.Tensor, torch.Tensor]:
         """The metrics row, the generated samples, and the index of each sample's nearest training image."""
         was_training = model.training
         model.eval()
+        ev = self.cfg
         row = {"step": step}
-        row["train_loss"], row["train_loss_by_t"] = fixed_loss(model, self.train_batch, self.cfg.t_bins)
-        row["test_loss"], row["test_loss_by_t"] = fixed_loss(model, self.test_batch, self.cfg.t_bins)
+        row["train_loss"], row["train_loss_by_t"] = fixed_loss(model, self.train_batch, ev.t_bins)
+        row["test_loss"], row["test_loss_by_t"] = fixed_loss(model, self.test_batch, ev.t_bins)
         row["loss_gap"] = row["test_loss"] - row["train_loss"]
         samples = self.generate(model)
-        dist, idx = nearest_neighbours(samples, self.data.train_x, k=2)
-        ratio = dist[:, 0] / dist[:, 1].clamp_min(1e-12)
-        row["mem_ratio"] = (ratio < self.cfg.mem_threshold).float().mean().item()
+        mem, dist, nn_idx = self.mem_metrics(samples)
+        row.update(mem)
         row["nn_dist"] = dist[:, 0].mean().item()  # mean pixel L2 to the nearest training image
+        if self.copy_space is not None:
+            row.update(self.copy_metrics(samples, ev.copy_features))
         if self.sw_space is not None:
-            f = self.sw_space(samples)
-            for split in ("train", "test"):
-                row[f"sw_{split}"] = sliced_wasserstein(f, self.sw_refs[split], self.sw_proj)
+            sw = self.sw_metrics(samples, ev.sw_features)
+            row.update(sw)
+            for split in SPLITS:
+                row[f"sw_{split}"] = sw[metric_key("sw", self.sw_space.name, split)]
         if self.fid_space is not None:
-            stats = gaussian_stats(self.fid_space(samples))
-            for split in ("train", "test"):
-                row[f"fid_{split}"] = frechet_distance(stats, self.fid_refs[split])
+            count = ev.get("fid_samples")
+            need = self.samples_needed("fd", count)
+            more = samples if need <= len(samples) else torch.cat(
+                [samples, self.generate(model, need - len(samples), start=len(samples))])
+            fd = self.fd_metrics(more, ev.fid_features, count, train_test=ev.get("fd_train_test", True))
+            row.update(fd)
+            for split in (*SPLITS, "train_test"):
+                key = metric_key("fd", self.fid_space.name, split, samples=self.sample_tag(count))
+                if key in fd:
+                    row[f"fid_{split}"] = fd[key]
         model.train(was_training)
-        return row, samples, idx[:, 0]
+        return row, samples, nn_idx
 
     def save_grid(self, path: Path, samples: torch.Tensor, nn_idx: torch.Tensor) -> None:
         """Generated samples (top row) above their nearest training images (bottom row)."""

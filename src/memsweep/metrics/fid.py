@@ -10,9 +10,21 @@ import torch
 from cleanfid.fid import frechet_distance as _cleanfid_frechet_distance
 
 
-def gaussian_stats(features: torch.Tensor):
-    f = features.flatten(1).double().cpu().numpy()
-    return f.mean(0), np.cov(f, rowvar=False)
+def gaussian_stats(features: torch.Tensor, chunk: int = 8192):
+    """Mean and covariance (unbiased, like np.cov) in float64, accumulated over row chunks so that a large
+    set (50,000 x 3,072 pixels) never needs a float64 copy of itself."""
+    f = features.flatten(1)
+    n = len(f)
+    mu = torch.zeros(f.shape[1], dtype=torch.float64)
+    for s in range(0, n, chunk):
+        mu += f[s:s + chunk].double().cpu().sum(0)
+    mu /= n
+    cov = torch.zeros(f.shape[1], f.shape[1], dtype=torch.float64)
+    for s in range(0, n, chunk):
+        c = f[s:s + chunk].double().cpu() - mu
+        cov += c.T @ c
+    cov /= max(n - 1, 1)
+    return mu.numpy(), cov.numpy()
 
 
 def frechet_distance(stats_a, stats_b) -> float:

@@ -1,0 +1,325 @@
+"""Metrics after the fact: `memsweep eval RUN_OR_SWEEP [METRIC ...]`.
+
+Every evaluation of a run saved its generated samples (samples/step_<N>.npz, uint8) and the weights it used
+(checkpoints/eval_<N>.pt). From them a metric can be computed later for every evaluation step — FID once the
+Inception weights are at hand, a new feature space, a different threshold, more samples — and merged into
+the run's metrics.jsonl: the new keys are added to the existing row of each step (never a new row), the file
+is rewritten atomically, and keys already there are left alone (unless --force). Keys follow the scheme of
+memsweep.evaluate (fd_inception_test, copy_sscd, ..._s<count> for another number of samples).
+
+METRIC is one of
+  mem    the nearest-neighbour rule (pixels unless --features; threshold eval.mem_threshold unless --threshold)
+  copy   copy detection (in eval.copy_features unless --features; threshold eval.copy_threshold or --threshold)
+  fd     Frechet distance to the training and test subsets, and between them (eval.fid_features or --features)
+  fid    fd in the Inception space (the usual FID)
+  sw     sliced Wasserstein distance (eval.sw_features or --features)
+Without METRIC, the run's own configured metrics: those missing are computed (e.g. FID skipped in training
+because the Inception weights were missing).
+
+More samples than were saved (--num-samples N, or `reference`: as many as each reference split has) are
+generated from the evaluation's weights with the run's sampler and the same fixed noise and labels (the first
+eval.num_samples are the saved ones). A run being trained is skipped (its lock is held); `memsweep eval`
+holds that lock while it works, so the run cannot start training meanwhile.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from omegaconf import open_dict
+
+from .errors import ConfigError
+from .store import RunLocked, RunStore, atomic_write_text, read_json
+
+log = logging.getLogger("memsweep")
+
+METRICS = ("mem", "copy", "fd", "fid", "sw")
+
+
+@dataclass(frozen=True)
+class Job:
+    kind: str                  # mem | copy | fd | sw
+    spec: str                  # feature space spec
+    threshold: float | None = None
+    count: object = None       # None (eval.num_samples) | int | "reference"
+
+
+def parse_count(value):
+    if value in (None, "", "null"):
+        return None
+    if str(value) in ("reference", "ref"):
+        return "reference"
+    try:
+        count = int(value)
+    except ValueError:
+        raise ConfigError(f"--num-samples={value}: give a number of samples or `reference`") from None
+    if count < 2:
+        raise ConfigError(f"--num-samples={value}: at least 2 samples")
+    return count
+
+
+def check_request(metrics=(), features=(), num_samples=None, steps=None) -> None:
+    """Bad input to `memsweep eval` (unknown metric, feature space, sample count or steps) fails before any work."""
+    from .metrics.features import SPACES, space_name
+
+    for metric in metrics or ():
+        if metric not in METRICS:
+            raise ConfigError(f"metric {metric!r}: unknown (choose from: {', '.join(METRICS)})")
+    for spec in features or ():
+        try:
+            space_name(spec)
+        except ValueError:
+            raise ConfigError(f"--features={spec}: unknown feature space (use {', '.join(SPACES)})") from None
+    parse_count(num_samples)
+    if steps not in (None, "all", "last") and not all(p.strip().isdigit() for p in str(steps).split(",")):
+        raise ConfigError(f"--steps={steps}: use all, last, or a comma-separated list of steps")
+
+
+def plan_jobs(ev_cfg, metrics=(), features=(), count=None, threshold=None) -> list[Job]:
+    """The metrics to compute for a run whose eval config is `ev_cfg`."""
+    features = [str(f) for f in (features or [])]
+    jobs = []
+    if not metrics:  # the run's own metrics
+        jobs.append(Job("mem", "pixels", None, count))
+        for kind, key in (("sw", "sw_features"), ("fd", "fid_features"), ("copy", "copy_features")):
+            spec = str(ev_cfg.get(key, "none"))
+            if spec != "none":
+                jobs.append(Job(kind, spec, None, ev_cfg.get("fid_samples") if kind == "fd" and count is None
+                                else count))
+        return jobs
+    for metric in metrics:
+        if metric not in METRICS:
+            raise ConfigError(f"metric {metric!r}: unknown (choose from: {', '.join(METRICS)})")
+        if metric == "fid":
+            jobs.append(Job("fd", "inception", None, count))
+            continue
+        default = {"mem": "pixels", "copy": str(ev_cfg.get("copy_features", "none")),
+                   "fd": str(ev_cfg.fid_features), "sw": str(ev_cfg.sw_features)}[metric]
+        for spec in features or [default]:
+            if spec == "none":
+                raise ConfigError(f"metric {metric}: no feature space configured for this run; give --features "
+                                  "(pixels, inception, digitnet, torchscript:<path>)")
+            jobs.append(Job(metric, spec, threshold if metric in ("mem", "copy") else None, count))
+    return jobs
+
+
+def _aliases(ev_cfg, job: Job) -> dict[str, str]:
+    """Old-style keys (sw_train, fid_test, ...) that mean the same as a job's keys for this run: canonical key
+    -> alias. Only for the run's configured spaces and sample counts."""
+    from .evaluate import metric_key, sample_tag
+    from .metrics.features import space_name
+
+    tag = sample_tag(ev_cfg.num_samples, job.count)
+    if job.kind == "sw" and job.spec == str(ev_cfg.sw_features) and tag is None:
+        return {metric_key("sw", space_name(job.spec), s): f"sw_{s}" for s in ("train", "test")}
+    if (job.kind == "fd" and job.spec == str(ev_cfg.fid_features)
+            and tag == sample_tag(ev_cfg.num_samples, ev_cfg.get("fid_samples"))):
+        return {metric_key("fd", space_name(job.spec), s, samples=tag if s != "train_test" else None): f"fid_{s}"
+                for s in ("train", "test", "train_test")}
+    return {}
+
+
+def resolve_runs(target: str, output_root: Path) -> list[Path]:
+    """A run directory, a run id, or a sweep's name -> run directories."""
+    p = Path(target).expanduser()
+    if (p / "config.yaml").is_file():
+        return [p.resolve()]
+    root = Path(output_root)
+    if (root / "runs" / target / "config.yaml").is_file():
+        return [root / "runs" / target]
+    record = read_json(root / "sweeps" / target / "sweep.json")
+    if record is not None:
+        return [root / "runs" / r["run_id"] for r in record["runs"]]
+    raise ConfigError(f"{target}: neither a run directory, nor a run id or a launched sweep under {root}")
+
+
+def _quantize(x: torch.Tensor) -> torch.Tensor:
+    """Like the saved samples: 8-bit images back in [-1, 1]."""
+    return ((x.clamp(-1, 1) + 1) * 127.5).round() / 127.5 - 1
+
+
+class _Samples:
+    """A step's generated samples: the saved ones, and more from the evaluation's weights if needed."""
+
+    def __init__(self, store: RunStore, cfg, evaluator, device):
+        self.store, self.cfg, self.ev, self.device = store, cfg, evaluator, device
+
+    def get(self, step: int, need: int) -> tuple[torch.Tensor | None, str]:
+        saved = None
+        if (self.store.samples_dir / f"step_{step:09d}.npz").is_file():
+            saved, _ = self.store.load_samples(step)
+            saved = saved.to(self.device)
+        have = 0 if saved is None else len(saved)
+        if need <= have:
+            return saved[:need], f"{need} saved samples"
+        if not (self.store.ckpt_dir / f"eval_{step:09d}.pt").is_file():
+            return None, (f"step {step}: {have} samples saved, {need} needed, and no evaluation weights "
+                          f"(checkpoints/eval_{step:09d}.pt) to generate more")
+        from . import unet
+
+        c = self.cfg
+        model = unet.build(c.model, c.data.image_size, c.data.channels, self.ev.data.num_classes)
+        model.load_state_dict(self.store.load_eval_weights(step, map_location="cpu"))
+        model = model.to(self.device).eval()
+        t0 = time.time()
+        more = _quantize(self.ev.generate(model, need - have, start=have))
+        note = f"{have} saved + {need - have} generated in {time.time() - t0:.0f}s"
+        return (more if saved is None else torch.cat([saved, more])), note
+
+
+def _select_steps(rows: list[dict], steps) -> list[dict]:
+    if steps in (None, "all"):
+        return rows
+    if steps == "last":
+        return rows[-1:]
+    wanted = {int(s) for s in str(steps).split(",")}
+    return [r for r in rows if r["step"] in wanted]
+
+
+def evaluate_run(run_dir: Path, metrics=(), output_root: Path | None = None, *, features=(), num_samples=None,
+                 threshold=None, force: bool = False, device: str = "cpu", steps=None, data_root=None,
+                 inception_path=None) -> dict:
+    """Compute `metrics` for every evaluation of one run and merge them into its metrics.jsonl.
+    Returns {"run_id", "status", "steps", "keys", "notes"}."""
+    from . import data as data_mod
+    from .evaluate import Evaluator, keys_of
+
+    store = RunStore(run_dir)
+    result = {"run_id": store.run_id, "status": "ok", "steps": 0, "keys": [], "notes": []}
+    if not store.config_path.is_file():
+        return {**result, "status": "skipped", "notes": ["not started (no config.yaml)"]}
+    cfg = store.read_config()
+    with open_dict(cfg):
+        if output_root is not None:  # the cache lives under the output root we are given
+            cfg.paths.output_root = str(Path(output_root).resolve())
+        if inception_path:
+            cfg.eval.inception_path = str(inception_path)
+        if data_root:
+            cfg.data.root = str(data_root)
+    count = parse_count(num_samples)
+    jobs = plan_jobs(cfg.eval, metrics, features, count, threshold)
+    rows = store.read_metrics()
+    if not rows:
+        return {**result, "status": "skipped", "notes": ["no evaluations logged yet"]}
+    added: set[str] = set()
+    try:
+        with store.lock():
+            rows = store.read_metrics()  # as of now that we hold the lock
+            todo = []
+            for row in _select_steps(rows, steps):
+                for job in jobs:
+                    for canonical, alias in _aliases(cfg.eval, job).items():  # an old-style key says it already
+                        if canonical not in row and alias in row and not force:
+                            row[canonical] = row[alias]
+                            added.add(canonical)
+                    wanted = keys_of(cfg.eval, job.kind, job.spec, job.threshold, job.count)
+                    if force or any(k not in row for k in wanted):
+                        todo.append((row, job))
+            if not todo:
+                if added:
+                    _write(store, rows)
+                result["notes"].append("nothing missing")
+                return {**result, "keys": sorted(added)}
+            dev = torch.device(device)
+            data = data_mod.load(cfg.data).to(dev)
+            ev = Evaluator(cfg, data, dev, eager=False)
+            source = _Samples(store, cfg, ev, dev)
+            by_row: dict[int, tuple[dict, list[Job]]] = {}
+            for row, job in todo:
+                by_row.setdefault(id(row), (row, []))[1].append(job)
+            for row, row_jobs in by_row.values():
+                need = max(ev.samples_needed(j.kind, j.count) for j in row_jobs)
+                samples, note = source.get(row["step"], need)
+                if samples is None:
+                    result["notes"].append(note)
+                    continue
+                new = {}
+                for job in row_jobs:
+                    new.update(_compute(ev, samples, job))
+                    for canonical, alias in _aliases(cfg.eval, job).items():
+                        if canonical in new:
+                            new[alias] = new[canonical]
+                for k, v in new.items():
+                    if force or k not in row:
+                        row[k] = v
+                        added.add(k)
+                _write(store, rows)  # after every step: the work done so far is kept if we are stopped
+                result["steps"] += 1
+                log.info("run %s step %d: %s (%s)", store.run_id, row["step"],
+                         ", ".join(f"{k}={v:.4g}" for k, v in new.items() if isinstance(v, float)), note)
+    except RunLocked as e:
+        return {**result, "status": "locked", "notes": [f"{e}; skipped"]}
+    return {**result, "keys": sorted(added)}
+
+
+def _compute(ev, samples, job: Job) -> dict:
+    if job.kind == "mem":
+        return ev.mem_metrics(samples, job.spec, job.threshold, job.count)[0]
+    if job.kind == "copy":
+        return ev.copy_metrics(samples, job.spec, job.threshold, job.count)
+    if job.kind == "fd":
+        return ev.fd_metrics(samples, job.spec, job.count)
+    return ev.sw_metrics(samples, job.spec, job.count)
+
+
+def _write(store: RunStore, rows: list[dict]) -> None:
+    atomic_write_text(store.metrics_path, "".join(json.dumps(r, allow_nan=True) + "\n" for r in rows))
+
+
+def evaluate_after(run_dir_or_sweep, metrics=(), output_root=None, **options) -> list[dict]:
+    """`memsweep eval` as a function: every run of a sweep (or the one run given), one result per run."""
+    from .metrics.features import FeatureUnavailable
+
+    check_request(metrics, options.get("features"), options.get("num_samples"), options.get("steps"))
+    if output_root is None:
+        from . import config
+        output_root = config.output_root(config.compose_run([]))
+    output_root = Path(output_root).resolve()
+    results = []
+    for run_dir in resolve_runs(str(run_dir_or_sweep), output_root):
+        try:
+            results.append(evaluate_run(run_dir, metrics, output_root, **options))
+        except (FeatureUnavailable, ConfigError) as e:
+            results.append({"run_id": Path(run_dir).name, "status": "failed", "steps": 0, "keys": [],
+                            "notes": [str(e)]})
+    return results
+
+
+def add_arguments(p) -> None:
+    """The arguments of `memsweep eval` (cli.py adds the subcommand and calls cmd_eval)."""
+    p.add_argument("target", help="a run directory, a run id, or a sweep's name")
+    p.add_argument("metrics", nargs="*", help=f"metrics to compute ({', '.join(METRICS)}); "
+                   "default: the run's configured ones that are missing")
+    p.add_argument("--features", action="append", default=None,
+                   help="feature space (pixels, inception, digitnet, torchscript:[<name>=]<path>); repeat for several")
+    p.add_argument("--num-samples", default=None,
+                   help="generated samples per metric (default: eval.num_samples, the saved ones); a number, or "
+                        "`reference` for as many as the reference split has; more than saved are generated "
+                        "from the evaluation weights")
+    p.add_argument("--threshold", type=float, default=None, help="threshold of mem / copy (default: the run's)")
+    p.add_argument("--steps", default="all", help="all (default), last, or a comma-separated list of steps")
+    p.add_argument("--force", action="store_true", help="recompute and overwrite keys already present")
+    p.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:1, ...")
+    p.add_argument("--inception-path", default=None, help="inception-2015-12-05.pt (or its folder)")
+    p.add_argument("--data-root", default=None, help="data.root if the runs' one is wrong on this machine")
+    p.add_argument("--output-root", default=None, help="the output root (default: paths.output_root)")
+
+
+def cmd_eval(args) -> int:
+    results = evaluate_after(args.target, args.metrics, args.output_root, features=args.features,
+                             num_samples=args.num_samples, threshold=args.threshold, force=args.force,
+                             device=args.device, steps=args.steps, data_root=args.data_root,
+                             inception_path=args.inception_path)
+    for r in results:
+        keys = ", ".join(r["keys"]) if r["keys"] else "no new keys"
+        notes = ("; " + "; ".join(dict.fromkeys(r["notes"]))) if r["notes"] else ""
+        print(f"run {r['run_id']}: {r['status']}, {r['steps']} step(s) computed: {keys}{notes}")
+    if any(r["status"] == "failed" for r in results):
+        return 1
+    return 3 if any(r["status"] == "locked" for r in results) else 0
+
+
