@@ -1,5 +1,6 @@
 """Bad input: one line naming the setting, exit 2, no traceback, nothing started or written."""
 import pytest
+import torch
 import yaml
 
 from memsweep.cli import main
@@ -60,7 +61,9 @@ def test_status_of_a_sweep_never_launched(capsys, out):
 @pytest.mark.parametrize("args, message", [
     (["no_such_run"], "no_such_run"), (["demo", "bogus"], "metric 'bogus'"),
     (["demo", "copy", "--features", "clip"], "--features=clip"), (["demo", "mem", "--num-samples", "x"], "--num-samples"),
-    (["demo", "mem", "--steps", "first"], "--steps=first"),
+    (["demo", "mem", "--steps", "first"], "--steps=first"), (["demo", "mem", "--threshold", "2"], "--threshold"),
+    (["demo", "mem", "--device", "tpu"], "--device tpu"),
+    *([] if torch.cuda.is_available() else [(["demo", "mem", "--device", "cuda"], "--device cuda")]),
 ])
 def test_bad_eval_requests(args, message, capsys, out):
     out.mkdir()

@@ -310,6 +310,14 @@ def add_arguments(p) -> None:
 
 
 def cmd_eval(args) -> int:
+    try:  # checked before any work
+        device = torch.device(args.device)
+    except RuntimeError:
+        raise ConfigError(f"--device {args.device}: not a device (cpu, cuda, cuda:1, ...)") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"--device {args.device}: CUDA is not available on this machine")
+    if args.threshold is not None and not 0 < args.threshold <= 1:
+        raise ConfigError(f"--threshold {args.threshold}: must be in (0, 1]")
     results = evaluate_after(args.target, args.metrics, args.output_root, features=args.features,
                              num_samples=args.num_samples, threshold=args.threshold, force=args.force,
                              device=args.device, steps=args.steps, data_root=args.data_root,
