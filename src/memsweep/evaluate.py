@@ -15,6 +15,7 @@ from torchvision.utils import make_grid, save_image
 
 from . import flow
 from .metrics import features as feat
+from .metrics.closed_form import FieldProbe
 from .metrics.fid import frechet_distance, gaussian_stats
 from .metrics.loss import FixedLossBatch, fixed_loss
 from .metrics.memorization import nearest_neighbours
@@ -41,6 +42,9 @@ class Evaluator:
             dim = self.sw_refs["train"].shape[1]
             self.sw_proj = projections(dim, ev.sw_projections, seed=ev.sw_seed).to(device)
         self.fid_refs = {k: gaussian_stats(v) for k, v in self._refs(self.fid_space).items()}
+        # distance of the learned field to the closed-form memorizer on fixed probe points (0 points: off)
+        self.field_probe = (FieldProbe.make(data, ev.field_points, ev.field_t, ev.noise_seed)
+                            if ev.get("field_points") else None)
 
     def _space(self, spec):
         if spec == "none":
@@ -71,6 +75,8 @@ class Evaluator:
         row["train_loss"], row["train_loss_by_t"] = fixed_loss(model, self.train_batch, self.cfg.t_bins)
         row["test_loss"], row["test_loss_by_t"] = fixed_loss(model, self.test_batch, self.cfg.t_bins)
         row["loss_gap"] = row["test_loss"] - row["train_loss"]
+        if self.field_probe is not None:
+            row["field_dist"], row["field_dist_by_t"] = self.field_probe.distance(model)
         samples = self.generate(model)
         dist, idx = nearest_neighbours(samples, self.data.train_x, k=2)
         ratio = dist[:, 0] / dist[:, 1].clamp_min(1e-12)
