@@ -244,7 +244,7 @@ def last_value(values) -> float:
 
 # -- a run's metrics ------------------------------------------------------------------------------------------
 SCALAR_KEYS = ("step", "train_loss", "test_loss", "loss_gap", "mem_ratio", "nn_dist", "sw_train", "sw_test",
-               "fid_train", "fid_test")
+               "fid_train", "fid_test", "field_dist")
 
 
 def metrics_frame(rows: list[dict]) -> pd.DataFrame:
@@ -303,6 +303,9 @@ def analyze_run(frame: pd.DataFrame, norm_factor: float = 1.0, threshold: float 
            "tau_mem_norm": tau * norm_factor}
     for level in MEM_LEVELS:
         out[f"step_mem_{level}"] = mem_crossing_step(s, col("mem_ratio"), level)
+    out["final_field_dist"] = last_value(col("field_dist"))
+    from .dips import dip_columns   # double descent of SW and FID (dips.py imports this module's helpers)
+    out.update(dip_columns(frame))
     return out
 
 
