@@ -37,7 +37,7 @@ def test_noise_alone_makes_no_second_descent():
         assert find_dips(STEPS, curve([], noise=0.03, seed=seed)) == []
     falling = 2.0 / np.log10(STEPS) * np.exp(np.random.default_rng(0).normal(0, 0.02, len(STEPS)))
     dips = find_dips(STEPS, falling)
-    assert len(dips) == 1 and dips[0]["step"] >= STEPS[-2]     # still falling: the dip is at the end
+    assert len(dips) == 1 and dips[0]["at_end"] and dips[0]["step"] == STEPS[-1]   # still falling at the end
 
 
 def test_a_single_outlier_evaluation_is_not_a_dip():

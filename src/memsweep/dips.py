@@ -1,6 +1,6 @@
 """Double descent: the dips of a distance curve (SW, FID) over training, found robustly against noise.
 
-A dip is a local minimum of the curve in log scale, lightly smoothed (running median of 3 evaluations, so one
+A dip is a local minimum of the curve in log scale, lightly smoothed (running median of 3 evaluations, Tukey's rule at the ends, so one
 noisy evaluation neither makes nor hides a dip), whose prominence is at least `min_depth`: the curve must be
 at least `min_depth` (relative) higher on both sides before it gets lower, i.e. it fell by that much into the
 dip and rose by that much after it. The last evaluation can be a dip (a descent still going on when training
@@ -15,10 +15,20 @@ from __future__ import annotations
 import numpy as np
 from scipy.signal import find_peaks
 
-from .analysis import _finite, running_median
+from .analysis import _finite
 
 DEFAULT_MIN_DEPTH = 0.1
 CURVES = ("sw_train", "sw_test", "fid_train", "fid_test")
+
+
+def _median3(y: np.ndarray) -> np.ndarray:
+    """Running median of 3 with Tukey's end-point rule (each end is the median of itself, its neighbour and
+    the value extrapolated from the next two), so a curve still falling at the end keeps its last point low."""
+    out = y.copy()
+    out[1:-1] = np.median(np.stack([y[:-2], y[1:-1], y[2:]]), axis=0)
+    out[0] = np.median([y[0], out[1], 3 * out[1] - 2 * out[2]])
+    out[-1] = np.median([y[-1], out[-2], 3 * out[-2] - 2 * out[-3]])
+    return out
 
 
 def find_dips(steps, values, min_depth: float = DEFAULT_MIN_DEPTH) -> list[dict]:
@@ -27,7 +37,7 @@ def find_dips(steps, values, min_depth: float = DEFAULT_MIN_DEPTH) -> list[dict]
     s, v = _finite(steps, values)
     if len(s) < 4 or (v <= 0).any():
         return []
-    y = running_median(np.log(v), 3)
+    y = _median3(np.log(v))
     # a high sentinel after the last point lets a descent still going on at the end count as a dip
     padded = np.append(y, y.max() + 10)
     idx, props = find_peaks(-padded, prominence=-np.log1p(-min_depth))
