@@ -229,7 +229,7 @@ def make_report(output_root: Path, name: str, threshold: float = analysis.DEFAUL
             old.unlink(missing_ok=True)
     figures: list[tuple[str, str]] = []
     notes: list[str] = []
-    plot_keys = [k for k in keys if k != "seed"] or keys
+    plot_keys = [k for k in keys if k not in ("seed", "data.offset")] or keys   # offset: the disjoint test's pairs
     for key in plot_keys if runs else []:
         col = analysis.axis_column(key)
         s = plots.slug(col)

@@ -11,6 +11,7 @@ import math
 
 import numpy as np
 import pandas as pd
+import torch
 from scipy import stats
 
 from . import analysis, disjoint, plots, plots_samples
@@ -25,13 +26,18 @@ def compute(runs, summary: pd.DataFrame, keys: list[str], out) -> dict:
     """Report-time analyses; adds final_<novelty> columns to `summary` in place; writes novelty.csv,
     copies_by_image.csv, copies_by_class.csv and (with a data.offset axis) disjoint.csv into `out`."""
     notes, results, cache = [], {}, {}
-    for r in runs:
-        if r.dir is None or not len(r.frame):
-            continue
-        try:
-            results[r.run_id] = analyze_samples(r.dir, cache)
-        except Exception as e:   # a run whose data or samples cannot be read: say so, compute nothing for it
-            notes.append(f"run `{r.run_id}`: novelty and copies not computed ({type(e).__name__}: {e})")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)   # small matrices: threads only add overhead (and fight other processes)
+    try:
+        _analyze(runs, results, cache, notes)
+        table, shown = [], {}
+        if disjoint.OFFSET_KEY in keys:
+            try:
+                table, shown = disjoint.disjoint_table(runs)
+            except Exception as e:
+                notes.append(f"disjoint-subsets test not computed ({type(e).__name__}: {e})")
+    finally:
+        torch.set_num_threads(threads)
     finals = {rid: final_columns(res) for rid, res in results.items()}
     for c in NOVELTY_COLUMNS:
         summary[f"final_{c}"] = [finals.get(rid, {}).get(f"final_{c}", np.nan) for rid in summary["run_id"]]
@@ -43,14 +49,8 @@ def compute(runs, summary: pd.DataFrame, keys: list[str], out) -> dict:
                                                                               index=False)
         pd.concat([v.classes.assign(run_id=k) for k, v in done.items()]).to_csv(out / "copies_by_class.csv",
                                                                                index=False)
-    table, shown = [], {}
-    if disjoint.OFFSET_KEY in keys:
-        try:
-            table, shown = disjoint.disjoint_table(runs)
-        except Exception as e:
-            notes.append(f"disjoint-subsets test not computed ({type(e).__name__}: {e})")
-        if table:
-            pd.DataFrame(table).to_csv(out / "disjoint.csv", index=False)
+    if table:
+        pd.DataFrame(table).to_csv(out / "disjoint.csv", index=False)
     emm = []
     if "data.n" in keys and len(summary):
         fin = summary[summary["state"] == "finished"]
@@ -84,6 +84,15 @@ def _fmt(v, digits=3):
     from .report import fmt
     return fmt(v, digits)
 
+
+def _analyze(runs, results: dict, cache: dict, notes: list) -> None:
+    for r in runs:
+        if r.dir is None or not len(r.frame):
+            continue
+        try:
+            results[r.run_id] = analyze_samples(r.dir, cache)
+        except Exception as e:   # a run whose data or samples cannot be read: say so, compute nothing for it
+            notes.append(f"run `{r.run_id}`: novelty and copies not computed ({type(e).__name__}: {e})")
 
 def _at_step(frame, key, step) -> float:
     """`key` at the evaluation nearest to `step` in log (NaN if step is NaN or the key is missing)."""

@@ -56,10 +56,10 @@ def analyze_samples(run_dir, cache: dict | None = None) -> SampleAnalysis | None
     cfg = store.read_config()
     data = _load_data(cfg, {} if cache is None else cache)
     threshold = float(cfg.eval.get("mem_threshold", 1 / 3))
-    rows, counts = [], {}
+    rows, counts, refs = [], {}, {}
     for step in steps:
         samples, labels = store.load_samples(step)
-        rows.append({"step": step, **novelty_row(samples, data.train_x, data.test_x, threshold)})
+        rows.append({"step": step, **novelty_row(samples, data.train_x, data.test_x, threshold, cache=refs)})
         target, _ = copies_mod.copy_assignments(samples, data.train_x, threshold)
         counts[step] = np.bincount(target[target >= 0], minlength=len(data.train_x))
     novelty = pd.DataFrame(rows).rename(columns={"mem_ratio": "mem_ratio_saved"})

@@ -18,12 +18,13 @@ from .memorization import nearest_neighbours, nn_ratio
 PR_K = 3
 
 
-def authenticity(samples: torch.Tensor, train: torch.Tensor) -> float:
+def authenticity(samples: torch.Tensor, train: torch.Tensor, train_nn: torch.Tensor | None = None) -> float:
     """Fraction of samples farther from their nearest training image than that image is from its nearest
-    other training image (needs at least two training images)."""
+    other training image (needs at least two training images). `train_nn`: those distances, if known."""
     d, idx = nearest_neighbours(samples, train, k=1)
-    own, _ = nearest_neighbours(train, train, k=2)          # column 0 is the image itself
-    return (d[:, 0] > own[idx[:, 0], 1]).float().mean().item()
+    if train_nn is None:
+        train_nn = knn_radii(train, 1)
+    return (d[:, 0] > train_nn[idx[:, 0]]).float().mean().item()
 
 
 def knn_radii(points: torch.Tensor, k: int = PR_K) -> torch.Tensor:
@@ -42,22 +43,31 @@ def _coverage(queries: torch.Tensor, centres: torch.Tensor, radii: torch.Tensor,
     return torch.cat(inside).float().mean().item()
 
 
-def precision_recall(samples: torch.Tensor, real: torch.Tensor, k: int = PR_K) -> tuple[float, float]:
-    """Improved precision and recall with k nearest neighbours (needs more than k points in each set)."""
+def precision_recall(samples: torch.Tensor, real: torch.Tensor, k: int = PR_K, real_radii: torch.Tensor | None = None
+                     ) -> tuple[float, float]:
+    """Improved precision and recall with k nearest neighbours (needs more than k points in each set).
+    `real_radii`: knn_radii(real, k), if known (it does not change across evaluations)."""
     if len(samples) <= k or len(real) <= k:
         raise ValueError(f"precision/recall with k={k} needs more than {k} points in each set")
-    return (_coverage(samples, real, knn_radii(real, k)), _coverage(real, samples, knn_radii(samples, k)))
+    if real_radii is None:
+        real_radii = knn_radii(real, k)
+    return (_coverage(samples, real, real_radii), _coverage(real, samples, knn_radii(samples, k)))
 
 
 def novelty_row(samples: torch.Tensor, train: torch.Tensor, test: torch.Tensor, threshold: float = 1 / 3,
-                bins: int = 20) -> dict:
+                bins: int = 20, cache: dict | None = None) -> dict:
     """The novelty metrics of one evaluation; precision/recall against the test split (the data
-    distribution) and against the training set (what the model saw), when each has more than k images."""
+    distribution) and against the training set (what the model saw), when each has more than k images.
+    `cache` (a dict kept across the evaluations of a run) holds what depends only on the real images."""
+    cache = {} if cache is None else cache
+    if "train_nn" not in cache:
+        cache.update(train_nn=knn_radii(train, 1), train=knn_radii(train, PR_K) if len(train) > PR_K else None,
+                     test=knn_radii(test, PR_K) if len(test) > PR_K else None)
     ratio = nn_ratio(samples, train)
     row = {"mem_ratio": (ratio < threshold).float().mean().item(),
-           "authenticity": authenticity(samples, train),
+           "authenticity": authenticity(samples, train, cache["train_nn"]),
            "nn_ratio_hist": torch.histc(ratio.clamp(0, 1), bins=bins, min=0, max=1).div(len(ratio)).tolist()}
     for split, real in (("test", test), ("train", train)):
         if len(real) > PR_K and len(samples) > PR_K:
-            row[f"precision_{split}"], row[f"recall_{split}"] = precision_recall(samples, real)
+            row[f"precision_{split}"], row[f"recall_{split}"] = precision_recall(samples, real, PR_K, cache[split])
     return row
