@@ -47,8 +47,9 @@ def synthetic_rows(n, steps, rng):
     train = test * (1 - gap)
     mem = 1 / (1 + np.exp(-(np.log10(steps) - np.log10(4 * onset)) / 0.15))
     sw = 0.15 + 0.05 * np.abs(np.log10(steps / (2 * onset)))
-    if n == 32:   # a second descent late in training
-        sw = sw * (1 - 0.4 * np.exp(-0.5 * ((np.log10(steps) - np.log10(2000)) / 0.2) ** 2))
+    if n == 32:   # double descent: dips at steps 100 and 2000
+        well = lambda at, depth: 1 - depth * np.exp(-0.5 * ((np.log10(steps) - np.log10(at)) / 0.2) ** 2)  # noqa: E731
+        sw = 0.2 * well(100, 0.5) * well(2000, 0.4)
     rows = []
     for i, s in enumerate(steps):
         by_t = np.linspace(0.5, 1.5, 10)
@@ -149,6 +150,7 @@ def test_report_from_a_fake_sweep(fake_sweep, monkeypatch, capsys):
 
     # beyond the paper: double descent, novelty and copies from the saved samples, EMM
     assert s.loc["run032abcdef", "sw_test_dips"] == 2 and s.loc["run016abcdef", "sw_test_dips"] == 1
+    assert abs(math.log10(s.loc["run032abcdef", "sw_test_dip1_step"]) - 2) < 0.15
     assert abs(math.log10(s.loc["run032abcdef", "sw_test_dip2_step"]) - math.log10(2000)) < 0.15
     assert "run032abcdef` (n=32): sw_test: first dip" in text
     assert s.loc["run016abcdef", "final_field_dist"] == pytest.approx(0.8 - 0.6 * s.loc["run016abcdef", "final_mem_ratio"])

@@ -102,13 +102,15 @@ def _at_step(frame, key, step) -> float:
     return float(frame[key].iloc[int(np.argmin(np.abs(np.log(s) - math.log(step))))])
 
 
-def _spearman(x, y) -> str:
+def _spearman(x, y, positive: str, negative: str) -> str:
+    """Spearman's rank correlation in words: `positive` / `negative` say what each sign means."""
     x, y = np.asarray(x, float), np.asarray(y, float)
     ok = np.isfinite(x) & np.isfinite(y)
     if ok.sum() < 4 or np.ptp(x[ok]) == 0 or np.ptp(y[ok]) == 0:
-        return "too few points"
+        return "too few points to tell"
     rho, p = stats.spearmanr(x[ok], y[ok])
-    return f"Spearman ρ = {rho:.2f} (p = {p:.2g}, {int(ok.sum())} points)"
+    verdict = (positive if rho > 0 else negative) if p < 0.05 else "no significant relation at the 5% level"
+    return f"Spearman ρ = {rho:.2f} (p = {p:.2g}, {int(ok.sum())} points): {verdict}"
 
 
 def lines(ctx: dict, runs, summary: pd.DataFrame, keys: list[str]) -> list[str]:
@@ -197,10 +199,14 @@ def lines(ctx: dict, runs, summary: pd.DataFrame, keys: list[str]) -> list[str]:
                          f"by {int(topi['copies'])} samples; never-copied images: {int(im['first_copy_step'].isna().sum())}.")
         iso = imgs.groupby("run_id")["isolation"].rank(pct=True)
         first = imgs.groupby("run_id")["first_copy_step"].rank(pct=True)
-        L.append(f"- Do outliers go first? Isolation against the first step copied (ranks within each run, "
-                 f"copied images only): {_spearman(iso, first)}; a positive ρ means isolated images are copied later.")
-        L.append(f"- Do rare classes go first? A class's share of the training set against the fraction of its samples "
-                 f"that are copies (all runs and classes): {_spearman(cls['train_images'] / cls.groupby('run_id')['train_images'].transform('sum'), cls['copied_samples'])}.")
+        L.append("- Do outliers go first? Isolation against the first step copied (ranks within each run, images "
+                 "copied at some evaluation): " + _spearman(iso, first, "isolated images are copied later",
+                                                           "isolated images are copied first") + ".")
+        share = cls["train_images"] / cls.groupby("run_id")["train_images"].transform("sum")
+        L.append("- Do rare classes go first? A class's share of the training set against the fraction of its "
+                 "samples that are copies at the last evaluation (all runs and classes): "
+                 + _spearman(share, cls["copied_samples"], "frequent classes are copied more",
+                             "rare classes are copied more") + ".")
         L.append("")
 
     # -- effective model memorization
