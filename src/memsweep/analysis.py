@@ -36,7 +36,9 @@ Definitions (also stated in every report):
   evaluations at or before tau_mem (the whole curve if tau_mem is NaN).
   Also reported: best_sw_all, the minimum of sw_test over the whole run, and step_best_sw, where it is reached
   (so the report can say whether the best samples came before or after tau_mem).
-* final_mem_ratio: mem_ratio at the last evaluation that has one.
+* final_mem_ratio: mem_ratio at the last evaluation that has one; final_field_dist likewise for field_dist.
+* <curve>_dips, <curve>_dip1_step, _dip1_depth, _dip2_step, _dip2_depth for sw_train, sw_test, fid_train,
+  fid_test: the double-descent dips of the curve (dips.py).
 """
 from __future__ import annotations
 
