@@ -89,6 +89,11 @@ def disjoint_table(runs: list, threshold: float = 1 / 3) -> tuple[list[dict], di
     pair. Pairs whose runs have no saved weights are left out (and listed under 'missing')."""
     rows, shown = [], {}
     for axes, ra, rb in offset_pairs(runs):
+        unfinished = [r.run_id for r in (ra, rb) if r.state != "finished"]
+        if unfinished:   # compare the two models at the same point: the end of training
+            rows.append({**axes, "run_a": ra.run_id, "run_b": rb.run_id,
+                         "missing": f"not finished: {', '.join(unfinished)}"})
+            continue
         try:
             a, ia = shared_samples(ra.dir)
             b, ib = shared_samples(rb.dir)
