@@ -86,7 +86,7 @@ def shared_samples(run_dir, num: int | None = None) -> tuple[torch.Tensor, dict]
 def disjoint_table(runs: list, threshold: float = 1 / 3) -> tuple[list[dict], dict]:
     """One row per pair (the other axes, n, offsets, the pair similarity, each model's mem_ratio on these
     samples against its own training set and against the other's) and, for the figure, a few samples of each
-    pair. Pairs whose runs have no saved weights are left out (and listed under 'missing')."""
+    pair. Pairs with an unfinished run or without saved weights are not compared (the reason under 'missing')."""
     rows, shown = [], {}
     for axes, ra, rb in offset_pairs(runs):
         unfinished = [r.run_id for r in (ra, rb) if r.state != "finished"]
