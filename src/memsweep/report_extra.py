@@ -238,7 +238,8 @@ def lines(ctx: dict, runs, summary: pd.DataFrame, keys: list[str]) -> list[str]:
               "samples' memorization ratio against the run's own / the other run's training set.", ""]
         ok = [r for r in table if "missing" not in r]
         if ok:
-            L += [markdown_table(pd.DataFrame(ok)[["n", "offset_a", "offset_b", "overlap", "step_a", "step_b",
+            shown_table = pd.DataFrame(ok).assign(overlap=lambda d: d["overlap"].map({True: "yes", False: "no"}))
+            L += [markdown_table(shown_table[["n", "offset_a", "offset_b", "overlap", "step_a", "step_b",
                                                    "pair_dist", "unpaired_dist", "same_fraction", "mem_a_own",
                                                    "mem_b_own", "mem_a_other", "mem_b_other"]]), ""]
             if any(r["overlap"] for r in ok):
