@@ -13,11 +13,19 @@ import pytest  # noqa: E402
 import yaml  # noqa: E402
 
 from conftest import FAST  # noqa: E402
+import torch  # noqa: E402
+
 from memsweep import analysis, report  # noqa: E402
+from memsweep.capacity import effective_memorization  # noqa: E402
+from memsweep.store import RunStore  # noqa: E402
 from memsweep.errors import ConfigError  # noqa: E402
 
 FIGURES = ["curves_n_step.png", "curves_n_normalized.png", "scaling_n.png", "rate_fidelity_n.png",
-           "samples_n.png", "gap_by_t_n.png"]
+           "samples_n.png", "gap_by_t_n.png", "gap_by_t_n_normalized.png", "gap_by_t_sweep.png", "novelty_n.png",
+           "nn_ratio_n.png", "copies_n.png"]
+DIGITS = {"name": "digits", "offset": 0, "test_size": 500, "image_size": 8, "channels": 1, "num_classes": 10,
+          "root": None, "download": False}
+NUM_SAMPLES = 40
 
 
 def write_grid(path, rng, k=4):
@@ -39,22 +47,41 @@ def synthetic_rows(n, steps, rng):
     train = test * (1 - gap)
     mem = 1 / (1 + np.exp(-(np.log10(steps) - np.log10(4 * onset)) / 0.15))
     sw = 0.15 + 0.05 * np.abs(np.log10(steps / (2 * onset)))
+    if n == 32:   # double descent: dips at steps 100 and 2000
+        well = lambda at, depth: 1 - depth * np.exp(-0.5 * ((np.log10(steps) - np.log10(at)) / 0.2) ** 2)  # noqa: E731
+        sw = 0.2 * well(100, 0.5) * well(2000, 0.4)
     rows = []
     for i, s in enumerate(steps):
         by_t = np.linspace(0.5, 1.5, 10)
         rows.append({"step": int(s), "train_loss": train[i], "test_loss": test[i], "loss_gap": test[i] - train[i],
                      "train_loss_by_t": list(by_t * train[i]), "test_loss_by_t": list(by_t * test[i]),
                      "mem_ratio": float(mem[i]), "nn_dist": 3.0 * (1 - mem[i]), "sw_train": sw[i] * 0.95,
-                     "sw_test": sw[i]})
+                     "sw_test": sw[i], "field_dist": 0.8 - 0.6 * float(mem[i])})
     return rows
+
+
+def write_samples(store, n, rows, rng):
+    """Saved samples like an evaluation's: a fraction mem_ratio of them copies of training image i % n
+    (to within 1/255), the rest uniform noise images (far from every digit)."""
+    from omegaconf import OmegaConf
+    from memsweep import data as data_mod
+
+    d = data_mod.load(OmegaConf.create({**DIGITS, "n": n}))
+    idx = torch.arange(NUM_SAMPLES) % n
+    for r in rows:
+        k = round(r["mem_ratio"] * NUM_SAMPLES)
+        x = torch.as_tensor(rng.uniform(-1, 1, (NUM_SAMPLES, 1, 8, 8)), dtype=torch.float32)
+        x[:k] = d.train_x[idx[:k]]
+        store.save_samples(r["step"], x, d.train_y[idx])
 
 
 def write_run(root, run_id, n, rows, status, rng):
     d = root / "runs" / run_id
     (d / "samples").mkdir(parents=True)
-    cfg = {"data": {"name": "digits", "n": n}, "model": {"name": "tiny"},
+    write_samples(RunStore(d), n, rows, rng)
+    cfg = {"data": {**DIGITS, "n": n}, "model": {"name": "tiny"},
            "train": {"batch_size": 32, "total_steps": 3000}, "optim": {"lr": 1e-3}, "seed": 0,
-           "eval": {"sw_features": "pixels", "fid_features": "pixels"}}
+           "eval": {"sw_features": "pixels", "fid_features": "pixels", "mem_threshold": 1 / 3}}
     (d / "config.yaml").write_text(yaml.safe_dump(cfg))
     (d / "status.json").write_text(json.dumps({"total_steps": 3000, "parameters": 95665, **status}))
     (d / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
@@ -121,6 +148,34 @@ def test_report_from_a_fake_sweep(fake_sweep, monkeypatch, capsys):
     assert "could not be drawn" not in text
     assert "| run_id | state | n |" in text                    # the summary as a markdown table
 
+    # beyond the paper: double descent, novelty and copies from the saved samples, EMM
+    assert s.loc["run032abcdef", "sw_test_dips"] == 2 and s.loc["run016abcdef", "sw_test_dips"] == 1
+    assert abs(math.log10(s.loc["run032abcdef", "sw_test_dip1_step"]) - 2) < 0.15
+    assert abs(math.log10(s.loc["run032abcdef", "sw_test_dip2_step"]) - math.log10(2000)) < 0.15
+    assert "run032abcdef` (n=32): sw_test: first dip" in text
+    assert s.loc["run016abcdef", "final_field_dist"] == pytest.approx(0.8 - 0.6 * s.loc["run016abcdef", "final_mem_ratio"])
+    nov = pd.read_csv(out / "novelty.csv")
+    for rid in ("run016abcdef", "run032abcdef", "run064abcdef"):
+        mine = nov[nov.run_id == rid]
+        logged = s.loc[rid, "final_mem_ratio"]
+        assert mine["mem_ratio_saved"].iloc[-1] == pytest.approx(round(logged * NUM_SAMPLES) / NUM_SAMPLES)
+        # copies are inauthentic and inside the training manifold; the noise images are neither
+        assert s.loc[rid, "final_authenticity"] == pytest.approx(1 - mine["mem_ratio_saved"].iloc[-1])
+    assert s.loc["run016abcdef", "final_precision_train"] == 1.0 and s.loc["run064abcdef", "final_precision_train"] < 1
+    img = pd.read_csv(out / "copies_by_image.csv")
+    last16 = img[img.run_id == "run016abcdef"]
+    k = round(s.loc["run016abcdef", "final_mem_ratio"] * NUM_SAMPLES)
+    assert last16["copies"].sum() == k and (last16["copies"] == np.bincount(np.arange(k) % 16, minlength=16)).all()
+    per_run = pd.read_csv(out / "copies_by_class.csv").groupby("run_id")["train_images"].sum()
+    assert per_run[["run016abcdef", "run032abcdef", "run064abcdef"]].tolist() == [16, 32, 64]
+    emm = effective_memorization(s.loc[["run016abcdef", "run032abcdef", "run064abcdef"], "n"],
+                                 s.loc[["run016abcdef", "run032abcdef", "run064abcdef"], "final_mem_ratio"])
+    assert emm["n_below"] == 32 and emm["n_above"] == 64
+    assert f"**EMM ≈ {report.fmt(emm['emm'])}** (between n = 32 and n = 64; 3 runs)" in text
+    for section in ("### Field-level memorization", "### Novelty beside fidelity", "### Which samples are memorized",
+                    "Do outliers go first?"):
+        assert section in text
+
 
 def test_missing_sweep_is_a_one_line_config_error(fake_sweep):
     with pytest.raises(ConfigError, match="sweep nope: no such sweep under"):
@@ -132,20 +187,27 @@ def test_report_from_a_real_tiny_sweep(out):
     from memsweep.train import train
 
     entries = []
-    for n in (8, 16, 32):
-        cfg = config.compose_run([*FAST, f"data.n={n}"])
+    for n, offset in ((8, 0), (16, 0), (32, 0), (8, 640)):    # and n = 8 on a disjoint subset
+        cfg = config.compose_run([*FAST, f"data.n={n}", f"data.offset={offset}"])
         assert config.output_root(cfg) == out.resolve()
         assert train(cfg)["state"] == "finished"
-        entries.append({"run_id": config.run_id(cfg), "axes": {"data.n": n}})
+        entries.append({"run_id": config.run_id(cfg), "axes": {"data.n": n, "data.offset": offset}})
     (out / "sweeps" / "real").mkdir(parents=True)
-    (out / "sweeps" / "real" / "sweep.json").write_text(json.dumps({"name": "real", "axes": ["data.n"],
+    (out / "sweeps" / "real" / "sweep.json").write_text(json.dumps({"name": "real", "axes": ["data.n", "data.offset"],
                                                                     "runs": entries}))
     path = report.make_report(out, "real")
     d = path.parent
     summary = pd.read_csv(d / "summary.csv")
-    assert len(summary) == 3 and (summary["state"] == "finished").all()
+    assert len(summary) == 4 and (summary["state"] == "finished").all()
     assert (summary["final_step"] == 60).all() and (summary["n_evals"] == 4).all()
-    for name in ["fits.csv", "curves_n_step.png", "curves_n_normalized.png", "samples_n.png", "gap_by_t_n.png"]:
+    for name in ["fits.csv", "curves_n_step.png", "curves_n_normalized.png", "samples_n.png", "gap_by_t_n.png",
+                 "novelty_n.png", "nn_ratio_n.png", "disjoint.png", "disjoint.csv", "novelty.csv"]:
         assert (d / name).is_file(), name
     text = path.read_text()
     assert "could not be drawn" not in text and "## Summary" in text and "tau_mem" in text
+    assert summary["final_field_dist"].between(0, 10).all()                  # logged by every evaluation
+    pairs = pd.read_csv(d / "disjoint.csv")                                   # the n = 8 pair, and only it
+    assert len(pairs) == 1 and pairs.loc[0, "n"] == 8 and not pairs.loc[0, "overlap"]
+    assert {pairs.loc[0, "offset_a"], pairs.loc[0, "offset_b"]} == {0, 640}
+    assert 0 < pairs.loc[0, "pair_dist"] and 0 <= pairs.loc[0, "same_fraction"] <= 1
+    assert "### Disjoint-subsets test" in text

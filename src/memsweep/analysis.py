@@ -36,7 +36,9 @@ Definitions (also stated in every report):
   evaluations at or before tau_mem (the whole curve if tau_mem is NaN).
   Also reported: best_sw_all, the minimum of sw_test over the whole run, and step_best_sw, where it is reached
   (so the report can say whether the best samples came before or after tau_mem).
-* final_mem_ratio: mem_ratio at the last evaluation that has one.
+* final_mem_ratio: mem_ratio at the last evaluation that has one; final_field_dist likewise for field_dist.
+* <curve>_dips, <curve>_dip1_step, _dip1_depth, _dip2_step, _dip2_depth for sw_train, sw_test, fid_train,
+  fid_test: the double-descent dips of the curve (dips.py).
 """
 from __future__ import annotations
 
@@ -244,7 +246,7 @@ def last_value(values) -> float:
 
 # -- a run's metrics ------------------------------------------------------------------------------------------
 SCALAR_KEYS = ("step", "train_loss", "test_loss", "loss_gap", "mem_ratio", "nn_dist", "sw_train", "sw_test",
-               "fid_train", "fid_test")
+               "fid_train", "fid_test", "field_dist")
 
 
 def metrics_frame(rows: list[dict]) -> pd.DataFrame:
@@ -303,6 +305,9 @@ def analyze_run(frame: pd.DataFrame, norm_factor: float = 1.0, threshold: float 
            "tau_mem_norm": tau * norm_factor}
     for level in MEM_LEVELS:
         out[f"step_mem_{level}"] = mem_crossing_step(s, col("mem_ratio"), level)
+    out["final_field_dist"] = last_value(col("field_dist"))
+    from .dips import dip_columns   # double descent of SW and FID (dips.py imports this module's helpers)
+    out.update(dip_columns(frame))
     return out
 
 

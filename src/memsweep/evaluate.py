@@ -39,6 +39,7 @@ from . import flow
 from .metrics import features as feat
 from .metrics.bootstrap import bootstrap_ci
 from .metrics.copy_detection import max_cosine
+from .metrics.closed_form import FieldProbe
 from .metrics.fid import frechet_distance, gaussian_stats
 from .metrics.loss import FixedLossBatch, fixed_loss
 from .metrics.memorization import nearest_neighbours, ratio_of
@@ -191,6 +192,9 @@ class Evaluator:
                     self.refs.fd_train_test(self.fid_space)
             if self.copy_space is not None:
                 self.refs.features(self.copy_space, "train")
+        # distance of the learned field to the closed-form memorizer on fixed probe points (0 points: off)
+        self.field_probe = (FieldProbe.make(data, ev.field_points, ev.field_t, ev.noise_seed)
+                            if ev.get("field_points") else None)
 
     # -- settings ------------------------------------------------------------------------------------
     @property
@@ -348,6 +352,8 @@ class Evaluator:
         row["train_loss"], row["train_loss_by_t"] = fixed_loss(model, self.train_batch, ev.t_bins)
         row["test_loss"], row["test_loss_by_t"] = fixed_loss(model, self.test_batch, ev.t_bins)
         row["loss_gap"] = row["test_loss"] - row["train_loss"]
+        if self.field_probe is not None:
+            row["field_dist"], row["field_dist_by_t"] = self.field_probe.distance(model)
         samples = self.generate(model)
         mem, dist, nn_idx = self.mem_metrics(samples)
         row.update(mem)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import re
+import warnings
 from pathlib import Path
 
 import matplotlib
@@ -152,6 +153,8 @@ def curves_figure(runs: list, summary: pd.DataFrame, key: str, keys: list[str], 
         panels.append(("fid", f"Fréchet distance ({fid_space})  (— train, - - test)", True))
     if has("nn_dist"):
         panels.append(("nn_dist", "mean L2 distance to nearest train image", False))
+    if has("field_dist"):
+        panels.append(("field_dist", "distance to the closed-form memorizer\n||u − u*||² / ||u*||² on probe points", True))
     ncols = 3 if len(panels) <= 6 else 4
     nrows = math.ceil(len(panels) / ncols)
     fig, axes = plt.subplots(nrows, ncols, figsize=(4.6 * ncols + 2.2, 3.5 * nrows + 0.4), squeeze=False,
@@ -183,6 +186,13 @@ def curves_figure(runs: list, summary: pd.DataFrame, key: str, keys: list[str], 
                     ax.plot(s[ok][-1], y[ok][-1], marker="x", color=c, ms=8, mew=2)
         row = info.loc[r.run_id]
         for ax, (name, _, _) in zip(axes.flat, panels):
+            for curve, ls in ((f"{name}_train", "-"), (f"{name}_test", "--")):   # double-descent dips
+                for k in (1, 2):
+                    step = row.get(f"{curve}_dip{k}_step", np.nan)
+                    if name in ("sw", "fid") and np.isfinite(step) and step in set(f["step"]):
+                        y = float(f.loc[f["step"] == step, curve].iloc[0])
+                        ax.plot(step * factor, y, marker="v" if k == 1 else "P", color=c, ms=8 if k == 1 else 10,
+                                mec="k", ls="", zorder=5)
             if name == "rel_gap" and np.isfinite(row["tau_mem"]):
                 ax.plot(row["tau_mem"] * factor, threshold, marker="o", color=c, ms=8, mec="k", zorder=5)
             if name == "mem_ratio" and np.isfinite(row["step_mem_0.5"]):
@@ -209,6 +219,9 @@ def curves_figure(runs: list, summary: pd.DataFrame, key: str, keys: list[str], 
             ax.set_ylim(-0.03, 1.03)
         if name == "loss_gap":
             ax.axhline(0, color="0.5", lw=0.8)
+        if name in ("sw", "fid"):
+            ax.text(0.03, 0.03, "▼ first dip, ✚ second dip\n(double descent)", transform=ax.transAxes, fontsize=8,
+                    color="0.25")
     notes = {}
     for v in values:
         runs_v = [r for r in chosen if str(info.loc[r.run_id, col]) == str(v)]
@@ -466,10 +479,20 @@ def _by_t(frame: pd.DataFrame):
     return steps, gap
 
 
-def gap_heatmap(runs: list, summary: pd.DataFrame, key: str, keys: list[str], path: Path, max_runs: int = 4,
-                title: str = "") -> Path | None:
-    """The loss gap test_loss_by_t - train_loss_by_t, t bin against step, for a few runs spread over the
-    axis, on a shared colour scale centred at 0. None if no run has losses by t."""
+def _log_edges(x: np.ndarray) -> np.ndarray:
+    """Cell edges around log-spaced centres (midpoints in log)."""
+    logs = np.log10(x)
+    if len(logs) == 1:
+        return 10 ** np.array([logs[0] - 0.1, logs[0] + 0.1])
+    mids = (logs[1:] + logs[:-1]) / 2
+    return 10 ** np.concatenate([[logs[0] - (mids[0] - logs[0])], mids, [logs[-1] + (logs[-1] - mids[-1])]])
+
+
+def gap_heatmap(runs: list, summary: pd.DataFrame, key: str, keys: list[str], path: Path, max_runs: int = 6,
+                title: str = "", x: str = "step") -> Path | None:
+    """The loss gap test_loss_by_t - train_loss_by_t, t bin against step (x='step') or normalized step
+    (x='norm'), for runs spread over the axis (all of them up to max_runs), on a shared colour scale centred
+    at 0. None if no run has losses by t."""
     col = analysis.axis_column(key)
     chosen, fixed = axis_runs(runs, key, keys)
     info = summary.set_index("run_id")
@@ -491,25 +514,74 @@ def gap_heatmap(runs: list, summary: pd.DataFrame, key: str, keys: list[str], pa
                              layout="constrained")
     mesh = None
     for ax, (v, r, (steps, gap)) in zip(axes.flat, picked):
-        logs = np.log10(steps)
-        mids = (logs[1:] + logs[:-1]) / 2
-        edges = 10 ** np.concatenate([[logs[0] - (mids[0] - logs[0])], mids, [logs[-1] + (logs[-1] - mids[-1])]])
+        factor = float(info.loc[r.run_id, "norm_factor"]) if x == "norm" else 1.0
+        edges = _log_edges(steps * factor)
         tedges = np.linspace(0, 1, gap.shape[0] + 1)
         mesh = ax.pcolormesh(edges, tedges, gap, cmap="RdBu_r", norm=norm, shading="flat")
         ax.set_xscale("log")
         plain_log_ticks(ax.xaxis)
-        tau = info.loc[r.run_id, "tau_mem"]
+        tau = info.loc[r.run_id, "tau_mem"] * factor
         if np.isfinite(tau):
             ax.axvline(tau, color="k", ls="--", lw=1.2)
             ax.text(tau, 0.03, "tau_mem ", transform=ax.get_xaxis_transform(), ha="right", va="bottom",
                     fontsize=8, rotation=90)
-        ax.set_xlabel("training step")
+        ax.set_xlabel("training step" if x == "step" else "normalized step")
         state = "" if r.state == "finished" else f" ({r.state})"
         ax.set_title(f"{SHORT.get(col, col)} = {fmt_value(v)}{state}", fontsize=10)
     axes.flat[0].set_ylabel("t  (0 = noise, 1 = data)")
     cb = fig.colorbar(mesh, ax=list(axes.flat), fraction=0.05, pad=0.02)
     cb.set_label("loss gap in the t bin (test − train)")
-    fig.suptitle(f"{title}where in t the train/test gap opens{_fixed_text(fixed)}", fontsize=11)
+    against = "training step" if x == "step" else "normalized step"
+    fig.suptitle(f"{title}where in t the train/test gap opens, against the {against}{_fixed_text(fixed)}", fontsize=11)
     fig.savefig(path, dpi=DPI, bbox_inches="tight")
     plt.close(fig)
     return Path(path)
+
+
+def sweep_gap_heatmap(runs: list, summary: pd.DataFrame, path: Path, grid_points: int = 40, title: str = ""
+                      ) -> Path | None:
+    """The loss gap by t averaged over all runs of the sweep that have it, on a common log grid of the step
+    (left) and of the normalized step (right): each run's gap is interpolated in log(step) within its own
+    evaluated range and left out elsewhere; the colour is the mean over the runs covering the cell, and the
+    line below each panel counts them. None with fewer than two runs with losses by t."""
+    info = summary.set_index("run_id")
+    data = [(r, _by_t(r.frame)) for r in runs if len(r.frame)]
+    data = [(r, d) for r, d in data if d is not None and len(d[0]) >= 2]
+    if len(data) < 2 or len({d[1].shape[0] for _, d in data}) != 1:
+        return None
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.4), layout="constrained")
+    panels = []
+    for ax, x in zip(axes, ("step", "norm")):
+        series = [(steps * (float(info.loc[r.run_id, "norm_factor"]) if x == "norm" else 1.0), gap)
+                  for r, (steps, gap) in data]
+        lo = min(s.min() for s, _ in series)
+        hi = max(s.max() for s, _ in series)
+        grid = np.geomspace(lo, hi, grid_points)
+        stack = np.full((len(series), series[0][1].shape[0], grid_points), np.nan)
+        for i, (s, gap) in enumerate(series):
+            inside = (grid >= s.min()) & (grid <= s.max())
+            for b in range(gap.shape[0]):
+                stack[i, b, inside] = np.interp(np.log(grid[inside]), np.log(s), gap[b])
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)     # cells no run covers stay NaN (blank)
+            mean = np.nanmean(stack, axis=0)
+        panels.append((ax, x, grid, mean, np.isfinite(stack[:, 0, :]).sum(0)))
+    allgap = np.concatenate([p[3][np.isfinite(p[3])] for p in panels])
+    vmax = max(float(np.percentile(np.abs(allgap), 99.5)) if allgap.size else 1.0, 1e-3)
+    norm = mcolors.Normalize(vmin=-vmax, vmax=vmax)
+    for ax, x, grid, mean, count in panels:
+        mesh = ax.pcolormesh(_log_edges(grid), np.linspace(0, 1, mean.shape[0] + 1), mean, cmap="RdBu_r", norm=norm,
+                             shading="flat")
+        ax.set_xscale("log")
+        plain_log_ticks(ax.xaxis)
+        ax.set_xlabel(("training step" if x == "step" else NORM_XLABEL)
+                      + f"\n(runs covering the step: {count.min()} to {count.max()} of {len(data)})", fontsize=9)
+        ax.set_ylabel("t  (0 = noise, 1 = data)")
+        ax.set_title("against the training step" if x == "step" else "against the normalized step", fontsize=10)
+    cb = fig.colorbar(mesh, ax=list(axes), fraction=0.05, pad=0.02)
+    cb.set_label("loss gap in the t bin (test − train), mean over runs")
+    fig.suptitle(f"{title}where in t the train/test gap opens, whole sweep ({len(data)} runs averaged)", fontsize=11)
+    fig.savefig(path, dpi=DPI)
+    plt.close(fig)
+    return Path(path)
+

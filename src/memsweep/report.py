@@ -24,7 +24,8 @@ from .store import RunStore, atomic_write_text, read_json
 log = logging.getLogger(__name__)
 
 SENSITIVITY_THRESHOLDS = (0.1, 0.2, 0.4)
-FIGURE_PATTERNS = ("curves_*.png", "scaling_*.png", "rate_fidelity_*.png", "samples_*.png", "gap_by_t_*.png")
+FIGURE_PATTERNS = ("curves_*.png", "scaling_*.png", "rate_fidelity_*.png", "samples_*.png", "gap_by_t_*.png",
+                   "novelty_*.png", "nn_ratio_*.png", "copies_*.png", "disjoint.png")
 # what the papers say about each axis (science.md section 5), for the sentences of the report
 CLAIMS = {
     "n": (1.0, "the paper and Bonnaire et al. report that the memorization onset scales linearly with n, exponent 1"),
@@ -203,6 +204,8 @@ def make_report(output_root: Path, name: str, threshold: float = analysis.DEFAUL
     axis_cols = [analysis.axis_column(k) for k in keys]
 
     summary = analysis.summary_table(runs, threshold) if runs else pd.DataFrame(columns=analysis.SUMMARY_COLUMNS)
+    from . import report_extra   # imports this module's helpers
+    extra = report_extra.compute(runs, summary, keys, out) if runs else None
     summary.to_csv(out / "summary.csv", index=False)
     fits = analysis.scaling_fits(summary, axis_cols) if runs else analysis.scaling_fits(summary, [])
     fits.to_csv(out / "fits.csv", index=False)
@@ -226,7 +229,7 @@ def make_report(output_root: Path, name: str, threshold: float = analysis.DEFAUL
             old.unlink(missing_ok=True)
     figures: list[tuple[str, str]] = []
     notes: list[str] = []
-    plot_keys = [k for k in keys if k != "seed"] or keys
+    plot_keys = [k for k in keys if k not in ("seed", "data.offset")] or keys   # offset: the disjoint test's pairs
     for key in plot_keys if runs else []:
         col = analysis.axis_column(key)
         s = plots.slug(col)
@@ -245,14 +248,20 @@ def make_report(output_root: Path, name: str, threshold: float = analysis.DEFAUL
                 plots.samples_figure, runs, summary, key, keys, out / f"samples_{s}.png")
         _figure(figures, notes, f"Loss gap by noise level t against step (by {lab})", plots.gap_heatmap,
                 runs, summary, key, keys, out / f"gap_by_t_{s}.png")
+        _figure(figures, notes, f"Loss gap by noise level t against normalized step (by {lab})", plots.gap_heatmap,
+                runs, summary, key, keys, out / f"gap_by_t_{s}_normalized.png", x="norm")
+    if extra is not None:
+        report_extra.figures(extra, runs, summary, keys, out,
+                             lambda title, func, *a, **kw: _figure(figures, notes, title, func, *a, **kw))
 
-    text = _render(record, runs, summary, fits, sensitivity, figures, notes, threshold, keys)
+    more = report_extra.lines(extra, runs, summary, keys) if extra is not None else []
+    text = _render(record, runs, summary, fits, sensitivity, figures, notes, threshold, keys, more)
     path = out / "report.md"
     atomic_write_text(path, text)
     return path
 
 
-def _render(record, runs, summary, fits, sensitivity, figures, notes, threshold, keys) -> str:
+def _render(record, runs, summary, fits, sensitivity, figures, notes, threshold, keys, more=()) -> str:
     name = record.get("name", "?")
     spec = record.get("spec") or {}
     L = [f"# Sweep `{name}`: the memorization transition", ""]
@@ -335,11 +344,17 @@ def _render(record, runs, summary, fits, sensitivity, figures, notes, threshold,
     if summary["best_fid"].notna().any():
         cols += ["best_fid"]
     cols += ["step_best_sw", "final_mem_ratio"]
+    cols += [c for c in ("final_field_dist", "final_authenticity", "final_precision_test", "final_recall_test",
+                         "sw_test_dip2_step") if c in summary and summary[c].notna().any()]
     table = summary[list(dict.fromkeys(cols))].copy()
     table["steps"] = [f"{fmt(a)} / {fmt(b)}" for a, b in zip(summary["final_step"], summary["total_steps"])]
     L += [markdown_table(table), "",
           "Steps are training steps; `steps` is the last evaluated step / the planned total; – means not reached "
-          "(or no data).", ""]
+          "(or no data).", "",
+          "New columns (when present): final_field_dist, the distance of the learned field to the closed-form "
+          "memorizer at the last evaluation; final_authenticity, final_precision_test, final_recall_test, from "
+          "the last saved samples; sw_test_dip2_step, the step of sw_test's second dip (double descent). "
+          "Sections below define them.", ""]
 
     if len(fits):
         L += ["## Fits across runs", "",
@@ -356,6 +371,7 @@ def _render(record, runs, summary, fits, sensitivity, figures, notes, threshold,
         show += ["n_points", "n_missing", "exponent a [95% CI]", "r2_loglog", "slope", "intercept", "r2"]
         L += [markdown_table(ft[show]), ""]
 
+    L += list(more)
     if figures:
         L += ["## Figures", ""]
         for title, file in figures:

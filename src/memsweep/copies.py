@@ -1,0 +1,59 @@
+"""Which samples are memorized: per class and per training image.
+
+A sample is a copy when it passes the 1/3 nearest-neighbour rule (mem_ratio's); it is a copy of its nearest
+training image. Per training image: how many samples copy it, how far those copies are, and how isolated the
+image is in its training set (distance to its nearest other training image: outliers are far); per class:
+the fraction of the class's samples that are copies and of its training images that are copied at least once.
+Over the evaluations of a run: the first step at which each image is copied (which go first).
+"""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import torch
+
+from .metrics.memorization import nearest_neighbours
+
+
+def copy_assignments(samples, train, threshold: float = 1 / 3) -> tuple[np.ndarray, np.ndarray]:
+    """For each sample: the index of the training image it copies (-1 if not a copy) and its distance to it."""
+    d, idx = nearest_neighbours(samples, train, k=2)
+    copied = d[:, 0] < threshold * d[:, 1].clamp_min(1e-12)
+    return torch.where(copied, idx[:, 0], -1).cpu().numpy(), d[:, 0].cpu().numpy()
+
+
+def per_image(samples, train_x, train_y, threshold: float = 1 / 3) -> pd.DataFrame:
+    """One row per training image: index, label, copies, mean_copy_dist (NaN without copies), isolation."""
+    target, dist = copy_assignments(samples, train_x, threshold)
+    n = len(train_x)
+    counts = np.bincount(target[target >= 0], minlength=n)
+    sums = np.bincount(target[target >= 0], weights=dist[target >= 0], minlength=n)
+    own, _ = nearest_neighbours(train_x, train_x, k=2)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)
+    return pd.DataFrame({"index": np.arange(n), "label": train_y.cpu().numpy(), "copies": counts,
+                         "mean_copy_dist": mean, "isolation": own[:, 1].cpu().numpy()})
+
+
+def per_class(images: pd.DataFrame, sample_labels, samples_copied) -> pd.DataFrame:
+    """One row per class: its training images, its samples, the fraction of its samples that are copies and
+    of its training images copied at least once. `samples_copied` is a boolean per sample."""
+    sl, sc = np.asarray(sample_labels), np.asarray(samples_copied, bool)
+    rows = []
+    for c in sorted(set(images["label"]) | set(sl.tolist())):
+        imgs = images[images["label"] == c]
+        mine = sl == c
+        rows.append({"label": int(c), "train_images": len(imgs), "samples": int(mine.sum()),
+                     "copied_samples": float(sc[mine].mean()) if mine.any() else np.nan,
+                     "images_copied": float((imgs["copies"] > 0).mean()) if len(imgs) else np.nan})
+    return pd.DataFrame(rows)
+
+
+def first_copy_steps(copies_by_step: dict[int, np.ndarray]) -> np.ndarray:
+    """First step at which each training image has at least one copy (NaN if never), from per-step counts."""
+    steps = sorted(copies_by_step)
+    first = np.full(len(copies_by_step[steps[0]]), np.nan)
+    for s in steps:
+        newly = np.isnan(first) & (copies_by_step[s] > 0)
+        first[newly] = s
+    return first
