@@ -75,7 +75,8 @@ def cmd_sweep(args) -> int:
         console.print(f"submitted {len(submitted)} jobs: " + " ".join(j for _, j in submitted))
         console.print(f"follow them with: memsweep status {sweep.name}")
         return 0
-    results = launch.run_local(todo, workers=sweep.runs[0].cfg.launcher.workers, show_progress=not args.quiet)
+    lcfg = sweep.runs[0].cfg.launcher
+    results = launch.run_local(todo, workers=lcfg.workers, show_progress=not args.quiet, pack=lcfg.get("pack", 1))
     from .status import print_status
 
     print_status(sweep_mod.load_record(root, sweep.name), root / "runs", console)
