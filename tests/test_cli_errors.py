@@ -15,6 +15,7 @@ BAD_TRAIN = [
     (["eval.fid_features=clip"], "eval.fid_features"), (["runtime.device=tpu"], "runtime.device"),
     (["paths.output_root=/etc/hostname/outputs"], "paths.output_root"), (["data.typo=1"], "data.typo"),
     (["train.dtype=float8"], "train.dtype"), (["seed=abc", "data.n=abc"], "data.n"),
+    (["launcher.pack=0"], "launcher.pack"), (["launcher.pack=two"], "launcher.pack"),
 ]
 
 
