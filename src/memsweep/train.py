@@ -3,6 +3,10 @@
 Rectified flow on the first n images, Adam, an EMA of the weights, evaluations at log-spaced steps.
 "To resume, run the same command again": the run directory holds the latest checkpoint (model, EMA,
 optimizer, RNG state, step), and a resumed run produces exactly the rows an uninterrupted run would.
+
+The loop (`_train_loop`) trains one run (`SoloStep`) or a pack of runs that share an architecture
+(memsweep.packed.PackedStep, one network for all): only the step differs. Everything else a run does -- its
+batches, evaluations, checkpoints, status, divergence check, resuming -- is `Run`'s, the same for both.
 """
 from __future__ import annotations
 
