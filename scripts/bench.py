@@ -237,14 +237,16 @@ def main(argv=None) -> int:
     epochs = DEMO_EPOCHS // 5 if args.quick else DEMO_EPOCHS
     result = {"quick": args.quick, "torch": torch.__version__, "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
               "load_average": os.getloadavg()}
+    result["demo_steps"] = demo_steps(DEMO_EPOCHS)
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        result["training"] = bench_training(tmp / "train", rounds, chunk)
-        result["evaluation"] = bench_eval(tmp, reps)
+        parts = [("training", lambda: bench_training(tmp / "train", rounds, chunk)),
+                 ("evaluation", lambda: bench_eval(tmp, reps))]
         if not args.skip_sweep:
-            result["sweep"] = bench_sweep(tmp, epochs)
-    result["demo_steps"] = demo_steps(DEMO_EPOCHS)
-    Path(args.out).write_text(json.dumps(result, indent=1))
+            parts.append(("sweep", lambda: bench_sweep(tmp, epochs)))
+        for name, part in parts:
+            result[name] = part()
+            Path(args.out).write_text(json.dumps(result, indent=1))  # what is done so far, if stopped later
     print_table(result)
     print(f"\nwritten to {args.out}")
     return 0
