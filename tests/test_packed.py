@@ -1,11 +1,13 @@
 """Packed training (memsweep.packed): runs trained as one network give the runs trained one by one, in the same
 files, and a killed pack resumes each run."""
+import copy
 import os
 import subprocess
 import sys
 
 import pytest
 import torch
+from omegaconf import OmegaConf, open_dict
 
 from memsweep import config, unet
 from memsweep.packed import make_packs, pack_key
@@ -100,14 +102,21 @@ def test_a_packed_run_killed_and_resumed_is_the_run_trained_alone(tmp_path, solo
     assert [s["state"] for s in train_runs(cfgs)] == ["finished", "finished"]  # asked again: left alone
 
 
-def test_runs_are_packed_by_architecture_and_balanced_over_workers(tmp_path):
-    lengths = [400, 300, 200, 150, 100]
-    cfgs = [compose(tmp_path, [f"data.n={16 + i}", f"train.steps={s}"]) for i, s in enumerate(lengths)]
+def test_runs_are_packed_by_architecture_and_balanced_over_workers():
+    base = config.compose_run(["logger=none"])
+
+    def variant(**changes):
+        cfg = copy.deepcopy(base)
+        with open_dict(cfg):
+            for key, value in changes.items():
+                OmegaConf.update(cfg, key, value)
+        return cfg
+
+    cfgs = [variant(**{"data.n": 16 + i, "train.total_steps": s}) for i, s in enumerate([400, 300, 200, 150, 100])]
     packs = make_packs(cfgs, size=4, workers=2)
     assert [[c.train.total_steps for c in p] for p in packs] == [[300, 200, 100], [400, 150]]
     assert sorted(len(p) for p in make_packs(cfgs, size=2, workers=2)) == [1, 2, 2]
     assert all(len(p) == 1 for p in make_packs(cfgs, size=1, workers=2))
-    wide = compose(tmp_path, ["model.channels=16"])
-    dropout = compose(tmp_path, ["model.dropout=0.1"])
+    wide, dropout = variant(**{"model.channels": 16}), variant(**{"model.dropout": 0.1})
     assert pack_key(wide) != pack_key(cfgs[0]) and pack_key(dropout) is None
     assert sorted(len(p) for p in make_packs([*cfgs[:2], wide, dropout], size=4, workers=1)) == [1, 1, 2]

@@ -45,17 +45,16 @@ def pack_key(cfg) -> str | None:
 def make_packs(cfgs, size: int, workers: int) -> list[list]:
     """Group configs into packs of at most `size` runs with equal `pack_key`, balanced by training steps over
     at least `workers` packs (longest run first into the pack with the fewest steps), longest pack first."""
-    groups: dict = {}
+    packs, groups = [], {}
     for cfg in cfgs:
-        groups.setdefault(pack_key(cfg) or f"alone-{len(groups)}", []).append(cfg)
-    packs = []
-    for key, members in groups.items():
-        members = sorted(members, key=lambda c: -c.train.total_steps)
-        if key.startswith("alone-") or size <= 1:
-            packs += [[c] for c in members]
-            continue
+        key = pack_key(cfg) if size > 1 else None
+        if key is None:
+            packs.append([cfg])
+        else:
+            groups.setdefault(key, []).append(cfg)
+    for members in groups.values():
         bins = [[] for _ in range(max(min(workers, len(members)), math.ceil(len(members) / size)))]
-        for cfg in members:
+        for cfg in sorted(members, key=lambda c: -c.train.total_steps):
             open_bins = [b for b in bins if len(b) < size]
             min(open_bins, key=lambda b: sum(c.train.total_steps for c in b)).append(cfg)
         packs += bins
