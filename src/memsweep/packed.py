@@ -15,7 +15,9 @@ Runs of different lengths pack: a run that finishes (or diverges) leaves the pac
 others. Which runs can share a pack (`pack_key`): the same model config, image shape and classes, batch size,
 precision, device and runtime options, and no dropout (dropout draws from the global random stream, which K
 runs cannot share). Data, seed, optimizer settings, EMA decay, label dropout, evaluation settings and
-length may differ.
+length may differ. Runtime options: train.dtype=bfloat16 (autocast), runtime.fused_adam and runtime.compile
+apply to the pack as to one run (compile again whenever a run leaves); runtime.channels_last does not matter,
+a pack is always channels-last.
 """
 from __future__ import annotations
 
