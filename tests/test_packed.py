@@ -120,3 +120,18 @@ def test_runs_are_packed_by_architecture_and_balanced_over_workers():
     wide, dropout = variant(**{"model.channels": 16}), variant(**{"model.dropout": 0.1})
     assert pack_key(wide) != pack_key(cfgs[0]) and pack_key(dropout) is None
     assert sorted(len(p) for p in make_packs([*cfgs[:2], wide, dropout], size=4, workers=1)) == [1, 1, 2]
+
+
+def test_a_pack_applies_the_precision_and_optimizer_options(tmp_path):
+    """bfloat16 autocast and the unfused Adam apply to a pack as to one run."""
+    opts = ["train.dtype=bfloat16", "runtime.fused_adam=false", "train.steps=5", "eval.num_points=1"]
+    solo = [compose(tmp_path / "solo", [*s[:2], *opts]) for s in SPECS]
+    packed = [compose(tmp_path / "pack", [*s[:2], *opts]) for s in SPECS]
+    for cfg in solo:
+        train(cfg)
+    assert [s["state"] for s in train_runs(packed)] == ["finished", "finished"]
+    for a, b in zip(packed, solo):
+        got, want = (RunStore(config.run_dir(c)).read_metrics()[-1] for c in (a, b))
+        assert got["train_loss"] == pytest.approx(want["train_loss"], rel=0.02)
+        state = RunStore(config.run_dir(a)).load_latest_checkpoint()["optimizer"]
+        assert state["param_groups"][0]["fused"] is False and state["state"][0]["step"].device.type == "cpu"
