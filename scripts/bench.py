@@ -1,6 +1,6 @@
 """memsweep's speed against a textbook PyTorch loop and against this machine's limit, measured side by side.
 
-    PYTHONPATH=src python scripts/bench.py [--quick] [--out bench.json] [--skip-sweep]
+    PYTHONPATH=src python scripts/bench.py [--quick] [--out bench.json] [--only training,evaluation,sweep,textbook]
 
 (a) training steps/s of memsweep's loop (train.SoloStep on a train.Run) vs a textbook loop with the same model
     (DataLoader over a TensorDataset, loss.item() every step, an EMA loop over the parameters, default Adam);
@@ -206,11 +206,14 @@ def demo_steps(epochs: int) -> list[int]:
     return [r.cfg.train.total_steps for r in expand("demo", [f"train.epochs={epochs}"]).runs]
 
 
+SWEEP_VARIANTS = {"memsweep, one run per worker": 1, "memsweep, packed (launcher.pack=4)": 4}
+
+
 def bench_sweep(root, epochs: int) -> dict:
-    """Wall time of the demo sweep: memsweep (packed, and one run per worker) vs textbook one after another."""
+    """Wall time of the demo sweep with memsweep's local launcher, one run per worker and packed."""
     env = {**os.environ, "WANDB_MODE": "disabled"}
     out = {"epochs": epochs, "runs": 5}
-    for name, pack in (("memsweep, packed (launcher.pack=4)", 4), ("memsweep, one run per worker", 1)):
+    for name, pack in SWEEP_VARIANTS.items():
         t = time.perf_counter()
         proc = subprocess.run([sys.executable, "-m", "memsweep.cli", "sweep", "demo", "--quiet", "logger=none",
                                f"train.epochs={epochs}", f"launcher.pack={pack}", "launcher.workers=2",
@@ -218,43 +221,48 @@ def bench_sweep(root, epochs: int) -> dict:
         if proc.returncode:
             raise RuntimeError(f"memsweep sweep failed: {proc.stderr[-2000:]}")
         out[name] = time.perf_counter() - t
-    torch.set_num_threads(os.cpu_count() or 1)  # a textbook user keeps torch's default threads
+    return out
+
+
+def bench_textbook_sweep(root, epochs: int) -> dict:
+    """Wall time of the demo's runs one after another with the textbook loop (torch's default threads)."""
     from memsweep.sweep import expand
+    torch.set_num_threads(os.cpu_count() or 1)
     t = time.perf_counter()
     for r in expand("demo", [f"train.epochs={epochs}", "logger=none", f"paths.output_root={root / 'tb'}"]).runs:
         textbook_run(r.cfg)
-    out["textbook, one after another"] = time.perf_counter() - t
-    return out
+    return {"epochs": epochs, "runs": 5, "seconds": time.perf_counter() - t}
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true", help="fewer rounds; demo runs 5x shorter (see the docstring)")
     ap.add_argument("--out", default="bench.json")
-    ap.add_argument("--skip-sweep", action="store_true", help="leave out (d), the demo sweep")
+    ap.add_argument("--only", default="training,evaluation,sweep,textbook",
+                    help="comma-separated parts to run: training (a, b), evaluation (c), sweep and textbook (d)")
+    ap.add_argument("--merge", help="a previous JSON whose parts not run now are kept (and shown)")
     args = ap.parse_args(argv)
     rounds, chunk, reps = (3, 20, 2) if args.quick else (7, 40, 5)
     epochs = DEMO_EPOCHS // 5 if args.quick else DEMO_EPOCHS
-    result = {"quick": args.quick, "torch": torch.__version__, "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-              "load_average": os.getloadavg()}
-    result["demo_steps"] = demo_steps(DEMO_EPOCHS)
+    result = json.loads(Path(args.merge).read_text()) if args.merge else {}
+    result.update({"quick": args.quick, "torch": torch.__version__, "demo_steps": demo_steps(DEMO_EPOCHS)})
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        parts = [("training", lambda: bench_training(tmp / "train", rounds, chunk)),
-                 ("evaluation", lambda: bench_eval(tmp, reps))]
-        if not args.skip_sweep:
-            parts.append(("sweep", lambda: bench_sweep(tmp, epochs)))
-        for name, part in parts:
-            result[name] = part()
+        parts = {"training": lambda: bench_training(tmp / "train", rounds, chunk),
+                 "evaluation": lambda: bench_eval(tmp, reps),
+                 "sweep": lambda: bench_sweep(tmp, epochs),
+                 "textbook": lambda: bench_textbook_sweep(tmp, epochs)}
+        for name in args.only.split(","):
+            started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+            result[name] = {**parts[name](), "measured": started, "load_average": os.getloadavg()}
             Path(args.out).write_text(json.dumps(result, indent=1))  # what is done so far, if stopped later
     print_table(result)
     print(f"\nwritten to {args.out}")
     return 0
 
 
-def print_table(res: dict) -> None:
-    tr, ev = res["training"], res["evaluation"]
-    lines = [("measure", "value", "ratio / goal")]
+def training_lines(res: dict) -> list[tuple]:
+    tr, ev, lines = res["training"], res["evaluation"], []
     for B in (32, 128):
         m, t = tr[f"memsweep B={B}"], tr[f"textbook B={B}"]
         lines.append((f"(a) steps/s B={B}: memsweep vs textbook", f"{m['model_steps_per_s']:.1f} vs "
@@ -278,14 +286,20 @@ def print_table(res: dict) -> None:
         first = n_eval * whole / (steps[0] / sps + n_eval * whole)
         lines.append((f"(c) eval share of the demo's runs ({label})", f"{n_eval} evals/run",
                       f"{100 * share:.0f}% (n=16 run: {100 * first:.0f}%) (goal <=15%)"))
-    if "sweep" in res:
-        sw = res["sweep"]
-        tb = sw["textbook, one after another"]
-        for name in ("memsweep, packed (launcher.pack=4)", "memsweep, one run per worker"):
+    return lines
+
+
+def print_table(res: dict) -> None:
+    lines = [("measure", "value", "ratio / goal")]
+    if "training" in res and "evaluation" in res:
+        lines += training_lines(res)
+    if "sweep" in res and "textbook" in res:
+        sw, tb = res["sweep"], res["textbook"]["seconds"]
+        for name in SWEEP_VARIANTS:
             lines.append((f"(d) demo sweep: {name}", f"{sw[name]:.0f} s, {3600 * sw['runs'] / sw[name]:.0f} runs/h",
                           f"{tb / sw[name]:.2f}x textbook (goal 2.5x)"))
         lines.append(("(d) demo sweep: textbook, one after another", f"{tb:.0f} s, {3600 * sw['runs'] / tb:.0f} runs/h",
-                      f"epochs={sw['epochs']}"))
+                      f"train.epochs={sw['epochs']}"))
     widths = [max(len(r[i]) for r in lines) for i in range(3)]
     for i, r in enumerate(lines):
         print("  ".join(c.ljust(w) for c, w in zip(r, widths)))
