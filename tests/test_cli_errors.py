@@ -22,6 +22,7 @@ BAD_TRAIN = [
     (["eval.fid_samples=1"], "eval.fid_samples"), (["eval.fid_samples=all"], "eval.fid_samples"),
     (["eval.copy_threshold=1.5"], "eval.copy_threshold"), (["eval.bootstrap=-1"], "eval.bootstrap"),
     (["eval.nn_block=0"], "eval.nn_block"), (["eval.fd_train_test=maybe"], "eval.fd_train_test"),
+    (["launcher.pack=0"], "launcher.pack"), (["launcher.pack=two"], "launcher.pack"),
 ]
 
 

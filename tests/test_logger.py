@@ -26,3 +26,21 @@ def test_offline_wandb_run_is_named_by_the_run_id_and_holds_no_secret(out, monke
     for path in run_dir.rglob("*"):
         if path.is_file():
             assert b"x" * 40 not in path.read_bytes(), path
+
+
+def test_a_pack_logs_each_run_to_its_own_wandb_run(out, monkeypatch):
+    """K runs trained in one process (memsweep.packed) each get their own wandb run, not the first one's."""
+    pytest.importorskip("wandb")
+    from memsweep.logger import make_logger
+
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    args = [a for a in FAST if a != "logger=none"] + ["logger=wandb", "logger.mode=offline"]
+    cfgs = [config.compose_run([*args, f"seed={s}"]) for s in (0, 1)]
+    loggers = []
+    for cfg in cfgs:
+        config.run_dir(cfg).mkdir(parents=True)
+        loggers.append(make_logger(cfg, config.run_id(cfg), config.run_dir(cfg)))
+    assert [lg.run.id for lg in loggers] == [config.run_id(c) for c in cfgs]
+    for lg in loggers:
+        lg.log({"step": 1, "train_loss": 1.0})
+        lg.finish()

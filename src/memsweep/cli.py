@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 
 from .errors import ConfigError
@@ -64,6 +65,13 @@ def cmd_sweep(args) -> int:
             console.print(f"would submit {len(todo)} Slurm jobs as arrays of at most "
                           f"{res.get('max_array_size', 1000)} (partition={res.get('partition')}, "
                           f"timeout_min={res.get('timeout_min')})")
+        elif todo:
+            from .packed import make_packs
+
+            lcfg = sweep.runs[0].cfg.launcher
+            packs = make_packs([r.cfg for r in todo], lcfg.pack, lcfg.workers or os.cpu_count() or 1)
+            console.print(f"would train them in {len(packs)} worker jobs of " + ", ".join(
+                f"{len(p)}" for p in packs) + f" runs (launcher.pack={lcfg.pack})")
         return 0
     if launcher == "slurm":
         launch.check_slurm()
@@ -77,7 +85,8 @@ def cmd_sweep(args) -> int:
         console.print(f"submitted {len(submitted)} jobs: " + " ".join(j for _, j in submitted))
         console.print(f"follow them with: memsweep status {sweep.name}")
         return 0
-    results = launch.run_local(todo, workers=sweep.runs[0].cfg.launcher.workers, show_progress=not args.quiet)
+    lcfg = sweep.runs[0].cfg.launcher
+    results = launch.run_local(todo, workers=lcfg.workers, show_progress=not args.quiet, pack=lcfg.get("pack", 1))
     from .status import print_status
 
     print_status(sweep_mod.load_record(root, sweep.name), root / "runs", console)

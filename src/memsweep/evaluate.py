@@ -261,7 +261,7 @@ class Evaluator:
             parts.append(z[max(first, lo) - lo:min(stop, lo + EXTRA_NOISE_CHUNK) - lo].to(self.device))
         return torch.cat(parts) if parts else self.sample_noise[:0]
 
-    @torch.no_grad()
+    @torch.inference_mode()  # lighter than no_grad: sampling is most of an evaluation's time
     def generate(self, model, count: int | None = None, start: int = 0) -> torch.Tensor:
         """Samples start..start+count-1 (default: the eval.num_samples samples of every evaluation), with the
         fixed noise and labels above, in batches of at least eval.num_samples."""

@@ -8,14 +8,15 @@ import torch
 
 
 def interpolate(x0: torch.Tensor, x1: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-    t = t.view(-1, *([1] * (x1.dim() - 1)))
+    t = t.view(*t.shape, *([1] * (x1.dim() - t.dim())))
     return (1 - t) * x0 + t * x1
 
 
 def loss_per_sample(model, x1, labels, x0, t) -> torch.Tensor:
-    """|| u(x_t, t, y) - (x1 - x0) ||^2, averaged over pixels (so losses compare across image sizes)."""
+    """|| u(x_t, t, y) - (x1 - x0) ||^2, averaged over pixels (so losses compare across image sizes).
+    One loss per entry of t: (B,), or (B, K) for K packed models (x (B, K, C, H, W), unet.UNet(copies=K))."""
     pred = model(interpolate(x0, x1, t), t, labels)
-    return (pred.float() - (x1 - x0)).pow(2).flatten(1).mean(1)
+    return (pred.float() - (x1 - x0)).pow(2).flatten(t.dim()).mean(-1)
 
 
 def velocity(model, x, t, labels, null_label: int, cfg_weight: float = 0.0):

@@ -33,20 +33,22 @@ ELSEWHERE = "trained by another process"
 
 
 class TrainJob(submitit.helpers.Checkpointable):
-    """Train one run. On Slurm, submitit calls `checkpoint` on its pre-timeout or preemption signal (USR2):
-    we save the run at the current step, between two training steps, and submitit requeues the job."""
+    """Train one run, or a pack of runs (a list of configs: memsweep.packed). On Slurm, submitit calls
+    `checkpoint` on its pre-timeout or preemption signal (USR2): we save the runs at the current step, between
+    two training steps, and submitit requeues the job."""
 
-    def __init__(self, cfg_container: dict):
+    def __init__(self, cfg_container):
         self.cfg_container = cfg_container
         self.session = None
 
     def __getstate__(self):  # only the config travels with the job, never the training state
         return {"cfg_container": self.cfg_container, "session": None}
 
-    def __call__(self) -> str:
-        from .train import SignalGuard, train
+    def __call__(self):
+        from .train import SignalGuard, train_runs
 
-        cfg = OmegaConf.create(self.cfg_container)
+        packed = isinstance(self.cfg_container, list)
+        cfgs = [OmegaConf.create(c) for c in (self.cfg_container if packed else [self.cfg_container])]
         job_id, guard, lock_wait_s = None, SignalGuard(), 0.0
         try:
             env = submitit.JobEnvironment()
@@ -54,8 +56,9 @@ class TrainJob(submitit.helpers.Checkpointable):
             job_id, guard, lock_wait_s = env.job_id, SignalGuard([signal.SIGUSR2]), REQUEUE_LOCK_WAIT_S
         except RuntimeError:
             pass  # not under submitit (local workers)
-        status = train(cfg, guard=guard, on_session=self._set_session, job_id=job_id, lock_wait_s=lock_wait_s)
-        return status["state"]
+        states = [s["state"] for s in train_runs(cfgs, guard=guard, on_session=self._set_session, job_id=job_id,
+                                                 lock_wait_s=lock_wait_s)]
+        return states if packed else states[0]
 
     def _set_session(self, session) -> None:
         self.session = session
@@ -63,48 +66,58 @@ class TrainJob(submitit.helpers.Checkpointable):
     def checkpoint(self, *args, **kwargs):
         if self.session is not None:
             self.session.checkpoint()
-            log.warning("checkpointed run %s at step %d before requeue", self.session.store.run_id,
-                        self.session.step)
+            log.warning("checkpointed %s before requeue",
+                        ", ".join(f"run {r.store.run_id} at step {r.step}" for r in self.session.runs))
         return submitit.helpers.DelayedSubmission(TrainJob(self.cfg_container))
 
 
 # -- local ----------------------------------------------------------------------------------------------
-def _local_worker(cfg_container: dict) -> str:
+def _local_worker(cfg_container) -> str | list[str]:
     import torch
 
     torch.set_num_threads(1)  # two one-thread processes beat one two-thread process for small models
     return TrainJob(cfg_container)()
 
 
-def run_local(runs, workers: int | None = None, show_progress: bool = True) -> dict:
-    """Train runs in parallel worker processes, one thread each; wait for all and show progress."""
+def run_local(runs, workers: int | None = None, show_progress: bool = True, pack: int = 1) -> dict:
+    """Train runs in parallel worker processes, one thread each; wait for all and show progress.
+    `pack` > 1: runs that can share a pack (memsweep.packed.pack_key) are trained up to `pack` per process."""
+    from .packed import make_packs
+
     workers = workers or os.cpu_count() or 1
-    containers = []
-    for run in sorted(runs, key=lambda r: -r.cfg.train.total_steps):  # longest first: the sweep ends sooner
+    by_id = {}
+    for run in runs:
         with open_dict(run.cfg):
             run.cfg.runtime.progress = False
             run.cfg.runtime.threads = 1
-        containers.append((run, _container(run.cfg)))
+        by_id[id(run.cfg)] = run
+    # longest first: the sweep ends sooner
+    packs = [[by_id[id(c)] for c in p] for p in make_packs([r.cfg for r in runs], pack, workers)]
     results = {}
     from .status import LiveProgress
     from .store import RunLocked
 
     with LiveProgress(runs, enabled=show_progress) as progress, \
             ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn")) as pool:
-        futures = {pool.submit(_local_worker, c): run for run, c in containers}
+        futures = {pool.submit(_local_worker, _container(p[0].cfg) if len(p) == 1 else [_container(r.cfg) for r in p]): p
+                   for p in packs}
         pending = set(futures)
         while pending:
             done = {f for f in pending if f.done()}
             for f in done:
-                run = futures[f]
+                members = futures[f]
                 try:
-                    results[run.run_id] = f.result()
+                    states = f.result()
+                    for run, state in zip(members, states if isinstance(states, list) else [states]):
+                        results[run.run_id] = state
                 except RunLocked as e:  # another sweep's worker got to it first: left to that process
-                    results[run.run_id] = ELSEWHERE
+                    for run in members:
+                        results[run.run_id] = ELSEWHERE
                     log.warning("%s; left to it", e)
-                except Exception as e:  # the run's status.json says failed; the sweep goes on
-                    results[run.run_id] = "failed"
-                    log.error("run %s failed: %s: %s", run.run_id, type(e).__name__, e)
+                except Exception as e:  # the runs' status.json says failed; the sweep goes on
+                    for run in members:
+                        results[run.run_id] = "failed"
+                    log.error("run %s failed: %s: %s", ", ".join(r.run_id for r in members), type(e).__name__, e)
             pending -= done
             progress.refresh()
             if pending:

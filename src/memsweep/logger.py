@@ -54,7 +54,7 @@ class WandbLogger:
         config.update(extra_config or {})
         self.run = wandb.init(project=lg.project, entity=lg.entity, group=lg.group, tags=list(lg.tags),
                               id=run_id, name=run_id, resume="allow", mode=lg.mode, dir=str(run_dir),
-                              config=config, settings=wandb.Settings(console="off"))
+                              config=config, settings=wandb.Settings(console="off", reinit="create_new"))  # a pack logs K runs at once
         self.run.define_metric("step")
         self.run.define_metric("norm_step")  # pick it as the x axis in the UI for the collapse plots
         self.run.define_metric("*", step_metric="step")
