@@ -2,6 +2,7 @@
 import json
 import os
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -81,18 +82,23 @@ def test_sweep_on_slurm_returns_at_once_finishes_and_is_never_submitted_twice(sl
     assert "submitted" not in r.stdout
 
 
-def test_preempted_job_checkpoints_requeues_and_ends_as_if_uninterrupted(slurm_cluster, tmp_path, out, monkeypatch):
+def test_preempted_job_checkpoints_requeues_and_ends_as_if_uninterrupted(slurm_cluster, tmp_path, out, monkeypatch,
+                                                                         request):
     extra = ["train.steps=600", "eval.num_points=8", "runtime.checkpoint_every=100000"]
     path = write_sweep(tmp_path, "preempt", {"data.n": [16]}, extra)
     folder = tmp_path / "submitit"
     # the launching process has a wandb service of its own (as a notebook would), exported to the jobs in
     # WANDB_SERVICE: a job sharing it would find its killed attempt's stream still open after the requeue
-    import wandb
-    wandb.init(mode="offline", dir=str(tmp_path)).finish()
-    assert "WANDB_SERVICE" in os.environ
+    notebook = subprocess.Popen([sys.executable, "-c", (
+        "import os, time, wandb; wandb.init(mode='offline', dir=%r).finish(); "
+        "print(os.environ['WANDB_SERVICE'], flush=True); time.sleep(900)") % str(tmp_path)],
+        stdout=subprocess.PIPE, text=True)
+    request.addfinalizer(notebook.kill)
+    service = notebook.stdout.readline().strip()
+    assert service, "no wandb service to share"
     r = run_cli("sweep", path, "launcher=slurm", "launcher.partition=debug", f"launcher.folder={folder}",
                 "launcher.timeout_min=20", "launcher.mem_gb=1", "logger=wandb", "logger.mode=offline",
-                env={"WANDB_MODE": "offline"})
+                env={"WANDB_MODE": "offline", "WANDB_SERVICE": service})
     assert r.returncode == 0, r.stderr
     (run_id, status), = states(out, "preempt").items()
     job_id = status["job_id"]

@@ -276,10 +276,10 @@ def train_runs(cfgs, guard: SignalGuard | None = None, on_session=None, job_id: 
                 runs.append(Run(cfg, store, status, device, job_id))
             _train_loop(runs, guard, on_session)
         except BaseException as e:
-            if not isinstance(e, (KeyboardInterrupt, SystemExit)):
-                for run in runs:
-                    if run.result is None:
-                        run.store.set_status(state="failed", error=f"{type(e).__name__}: {e}")
+            if not isinstance(e, (KeyboardInterrupt, SystemExit)):  # setup included: status.json says so
+                for k, (_, _, store, _) in enumerate(todo):
+                    if k >= len(runs) or runs[k].result is None:
+                        store.set_status(state="failed", error=f"{type(e).__name__}: {e}")
             raise
         for (i, *_), run in zip(todo, runs):
             results[i] = run.result
