@@ -142,12 +142,13 @@ def test_signal_guard_defers_handlers_until_the_step_is_done():
 
 
 def test_a_run_that_fails_while_setting_up_says_failed(tmp_path, out):
-    data_mod = __import__("memsweep.data", fromlist=["make_synthetic_cifar"])
-    data_mod.make_synthetic_cifar(tmp_path, per_batch=20)
+    from memsweep.data import make_synthetic_cifar
+    from memsweep.errors import ConfigError
+    make_synthetic_cifar(tmp_path, per_batch=20)
     (tmp_path / "cifar-10-batches-py" / "data_batch_1").write_bytes(b"not a pickle")  # a corrupt download
     cfg = config.compose_run([*FAST, "data=cifar10", f"data.root={tmp_path}", "data.n=16", "data.test_size=10",
                               "model=tiny"])
-    with pytest.raises(Exception):
+    with pytest.raises(ConfigError, match="data_batch_1 is not a CIFAR-10 python batch"):
         train(cfg)
     status = json.loads((config.run_dir(cfg) / "status.json").read_text())
     assert status["state"] == "failed" and "data_batch_1 is not a CIFAR-10 python batch" in status["error"]

@@ -214,6 +214,7 @@ class SoloStep:
         self.runs, self.run = [run], run
         self.net = compiled(run.model, run.cfg)
         self.autocast = torch.autocast(run.device.type, dtype=torch.bfloat16, enabled=run.cfg.train.dtype == "bfloat16")
+        self.ema_params, self.params = list(run.ema.parameters()), list(run.model.parameters())  # once, not per step
 
     def step(self) -> torch.Tensor:
         run, cfg = self.run, self.run.cfg
@@ -228,7 +229,7 @@ class SoloStep:
             torch.nn.utils.clip_grad_norm_(run.model.parameters(), cfg.optim.grad_clip)
         run.opt.step()
         failpoint("step")
-        torch._foreach_lerp_(list(run.ema.parameters()), list(run.model.parameters()), run.ema_weight())
+        torch._foreach_lerp_(self.ema_params, self.params, run.ema_weight())
         return loss.detach().view(1)
 
     def leave(self, run: Run) -> None:
