@@ -5,8 +5,10 @@
 (a) training steps/s of memsweep's loop (train.SoloStep on a train.Run) vs a textbook loop with the same model
     (DataLoader over a TensorDataset, loss.item() every step, an EMA loop over the parameters, default Adam);
 (b) achieved training FLOP/s (torch.utils.flop_counter) vs the measured one-thread float32 matmul rate (roof),
-    at batch 32 and 128, and for a pack of 4 runs at batch 32 (memsweep.packed.PackedStep);
-(c) the cost of one evaluation (digits, n=64, default eval settings) by part, and its share of a demo run;
+    at batch 32, 128 and 512 (the model's best), and for a pack of 4 runs at batch 32 (memsweep.packed.PackedStep),
+    with the share of each step's time spent in convolutions (torch.profiler) and the FLOP/s they reach;
+(c) the cost of one evaluation (digits, n=64, default eval settings) by part, and its share of a demo run, both
+    estimated from (a)-(c) and measured in (d)'s sweeps (each run's train_seconds and eval_seconds, status.json);
 (d) the demo sweep's runs/hour: `memsweep sweep demo` (local launcher, 2 workers of one thread; packed and not)
     vs its runs one after another with the textbook loop (same evaluations at the same steps, torch's default
     threads). Both with logger=none.
@@ -35,10 +37,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from memsweep import config, flow, unet
 from memsweep.evaluate import Evaluator
-from memsweep.metrics.fid import frechet_distance, gaussian_stats
 from memsweep.metrics.loss import fixed_loss
-from memsweep.metrics.memorization import nearest_neighbours
-from memsweep.metrics.sliced_wasserstein import sliced_wasserstein
 from memsweep.packed import PackedStep
 from memsweep.store import RunStore
 from memsweep.train import Run, SoloStep, eval_steps
@@ -123,6 +122,21 @@ def step_flops(fn) -> int:
     return counter.get_total_flops()
 
 
+CONV_OPS = {"aten::mkldnn_convolution", "aten::convolution_backward", "aten::_convolution", "aten::convolution",
+            "aten::conv2d", "aten::_slow_conv2d_forward", "aten::_slow_conv2d_backward", "aten::mkldnn_convolution_backward"}
+
+
+def conv_share(fn, steps: int) -> float:
+    """The fraction of fn's time spent in convolution kernels (forward and backward), from torch.profiler."""
+    from torch.profiler import profile
+    with profile() as prof:
+        for _ in range(steps):
+            fn()
+    events = prof.key_averages()
+    total = sum(e.self_cpu_time_total for e in events)
+    return sum(e.self_cpu_time_total for e in events if e.key in CONV_OPS) / total
+
+
 def memsweep_stepper(root, batch_size: int, k: int = 1):
     """A train.Run (or k of them, packed) and a function doing what train.py's loop does for one step,
     evaluation and checkpoints excepted."""
@@ -149,8 +163,12 @@ def bench_training(root, rounds: int, chunk: int) -> dict:
         tb = Textbook(runs[0].cfg, runs[0].data, B)
         variants[f"memsweep B={B}"] = (one, 1, step_flops(one))
         variants[f"textbook B={B}"] = (tb.train_step, 1, step_flops(tb.train_step))
+    one, runs = memsweep_stepper(root / "b512", 512)  # the model's best at any batch size, about
+    variants["memsweep B=512"] = (one, 1, step_flops(one))
     one, runs = memsweep_stepper(root / "pack", 32, k=4)
-    variants["memsweep packed K=4 B=32"] = (one, 4, step_flops(one))
+    # A pack does the arithmetic of its 4 runs, so it is credited 4 solo steps' FLOPs. Counting the pack itself
+    # would overcount: torch's counter ignores `groups` in a convolution's weight gradient (4x too many there).
+    variants["memsweep packed K=4 B=32"] = (one, 4, 4 * variants["memsweep B=32"][2])
     for fn, _, _ in variants.values():
         fn()
     rates = {k: [] for k in variants}
@@ -158,14 +176,21 @@ def bench_training(root, rounds: int, chunk: int) -> dict:
     for _ in range(rounds):  # interleaved: each round measures every variant and the roof
         roofs.append(matmul_rate())
         for name, (fn, k, _) in variants.items():
-            rates[name].append(rate(fn, max(2, chunk // k)) * k)  # model-steps/s
+            rates[name].append(rate(fn, max(2, chunk * 32 // (k * batch_of(name)))) * k)  # model-steps/s
     roof = statistics.median(roofs)
     out = {"roof_flops": roof, "threads": 1}
     for name, (fn, k, flops) in variants.items():
         r = statistics.median(rates[name])
         out[name] = {"model_steps_per_s": r, "flops_per_model_step": flops / k, "flops_per_s": r * flops / k,
                      "roof_fraction": r * flops / k / roof}
+        # where the rest goes: convolutions' share of the step's time, and the FLOP/s they reach
+        share = conv_share(fn, max(2, chunk * 32 // (k * batch_of(name)) // 2))
+        out[name].update(conv_time_share=share, conv_roof_fraction=out[name]["roof_fraction"] / share)
     return out
+
+
+def batch_of(name: str) -> int:
+    return int(name.split("B=")[1])
 
 
 def bench_eval(root, reps: int) -> dict:
@@ -177,17 +202,16 @@ def bench_eval(root, reps: int) -> dict:
     with torch.no_grad():  # away from the zero-initialized start, so every layer works
         for p in model.parameters():
             p.add_(0.05 * torch.randn_like(p))
-    ev, data = run.evaluator, run.data
+    ev = run.evaluator
     samples = ev.generate(model)
-    parts = {
+    parts = {  # the Evaluator's own pieces, as one evaluation calls them
         "loss (train+test)": lambda: (fixed_loss(model, ev.train_batch, ev.cfg.t_bins),
                                       fixed_loss(model, ev.test_batch, ev.cfg.t_bins)),
+        "field_dist (closed-form memorizer)": lambda: ev.field_probe.distance(model),
         "sampling": lambda: ev.generate(model),
-        "nearest neighbours": lambda: nearest_neighbours(samples, data.train_x, k=2),
-        "sliced Wasserstein": lambda: [sliced_wasserstein(ev.sw_space(samples), ev.sw_refs[s], ev.sw_proj)
-                                       for s in ("train", "test")],
-        "FID features+distance": lambda: [frechet_distance(gaussian_stats(ev.fid_space(samples)), ev.fid_refs[s])
-                                          for s in ("train", "test")],
+        "nearest neighbours (mem_ratio, bootstrap)": lambda: ev.mem_metrics(samples),
+        "sliced Wasserstein": lambda: ev.sw_metrics(samples, ev.cfg.sw_features),
+        "FID features+distance": lambda: ev.fd_metrics(samples, ev.cfg.fid_features),
         "whole evaluation": lambda: ev(model, 1),
     }
     times = {k: [] for k in parts}
@@ -221,7 +245,18 @@ def bench_sweep(root, epochs: int) -> dict:
         if proc.returncode:
             raise RuntimeError(f"memsweep sweep failed: {proc.stderr[-2000:]}")
         out[name] = time.perf_counter() - t
+        out[f"{name}: runs"] = run_timings(root / f"sweep{pack}")
     return out
+
+
+def run_timings(root: Path) -> list[dict]:
+    """Each run's n, steps and seconds in training steps and in evaluations (its status.json)."""
+    rows = []
+    for path in sorted((root / "runs").glob("*/status.json")):
+        st, cfg = json.loads(path.read_text()), RunStore(path.parent).read_config()
+        rows.append({"n": cfg.data.n, "steps": st["step"], "train_seconds": st["train_seconds"],
+                     "eval_seconds": st["eval_seconds"]})
+    return sorted(rows, key=lambda r: r["n"])
 
 
 def bench_textbook_sweep(root, epochs: int) -> dict:
@@ -268,15 +303,20 @@ def training_lines(res: dict) -> list[tuple]:
         lines.append((f"(a) steps/s B={B}: memsweep vs textbook", f"{m['model_steps_per_s']:.1f} vs "
                       f"{t['model_steps_per_s']:.1f}", f"{m['model_steps_per_s'] / t['model_steps_per_s']:.2f}x"))
     lines.append(("(b) roof: 1-thread fp32 matmul", f"{tr['roof_flops'] / 1e9:.1f} GFLOP/s", ""))
-    for name in ("memsweep B=32", "memsweep B=128", "memsweep packed K=4 B=32"):
-        v = tr[name]
+    for name in ("memsweep B=32", "memsweep B=128", "memsweep B=512", "memsweep packed K=4 B=32"):
+        v = tr.get(name)
+        if v is None:
+            continue
         goal = " (goal 60%)" if "packed" in name else ""
         lines.append((f"(b) {name}: FLOP/s", f"{v['flops_per_s'] / 1e9:.1f} GFLOP/s "
                       f"({v['model_steps_per_s']:.1f} model-steps/s)", f"{100 * v['roof_fraction']:.0f}% of roof{goal}"))
+        if "conv_time_share" in v:
+            lines.append((f"(b) {name}: convolutions", f"{100 * v['conv_time_share']:.0f}% of the step's time",
+                          f"at ~{100 * v['conv_roof_fraction']:.0f}% of roof"))
     solo, packed = tr["memsweep B=32"]["model_steps_per_s"], tr["memsweep packed K=4 B=32"]["model_steps_per_s"]
     lines.append(("(b) packed K=4 vs one run, model-steps/s", "", f"{packed / solo:.2f}x"))
     whole = ev["whole evaluation"]
-    for part in ("loss (train+test)", "sampling", "nearest neighbours", "sliced Wasserstein", "FID features+distance"):
+    for part in [k for k in ev if k not in ("whole evaluation", "evaluations_per_run", "measured", "load_average")]:
         lines.append((f"(c) eval: {part}", f"{ev[part]:.3f} s", f"{100 * ev[part] / whole:.0f}% of an evaluation"))
     lines.append(("(c) eval: whole", f"{whole:.3f} s", ""))
     steps, n_eval = res["demo_steps"], ev["evaluations_per_run"]
@@ -298,6 +338,14 @@ def print_table(res: dict) -> None:
         for name in SWEEP_VARIANTS:
             lines.append((f"(d) demo sweep: {name}", f"{sw[name]:.0f} s, {3600 * sw['runs'] / sw[name]:.0f} runs/h",
                           f"{tb / sw[name]:.2f}x textbook (goal 2.5x)"))
+        for name in SWEEP_VARIANTS:
+            runs = sw.get(f"{name}: runs") or []
+            if runs:
+                ev_s, tr_s = sum(r["eval_seconds"] for r in runs), sum(r["train_seconds"] for r in runs)
+                per_n = ", ".join(f"n={r['n']} {100 * r['eval_seconds'] / (r['eval_seconds'] + r['train_seconds']):.0f}%"
+                                  for r in runs)
+                lines.append((f"(c) measured eval share: {name}", per_n,
+                              f"{100 * ev_s / (ev_s + tr_s):.0f}% of the sweep (goal <=15%)"))
         lines.append(("(d) demo sweep: textbook, one after another", f"{tb:.0f} s, {3600 * sw['runs'] / tb:.0f} runs/h",
                       f"train.epochs={sw['epochs']}"))
     widths = [max(len(r[i]) for r in lines) for i in range(3)]

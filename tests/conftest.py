@@ -36,3 +36,34 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+# metrics two ways of training a run must agree on (besides mem_ratio, a count)
+FLOAT_KEYS = ("train_loss", "test_loss", "nn_dist", "sw_train", "sw_test", "fid_train", "fid_test")
+
+
+def assert_same_run(got_dir, want_dir, total_steps: int):
+    """Two run directories (a run trained two ways): same files, same metrics rows and same final checkpoint,
+    within float tolerance (a pack's grouped kernels sum in another order)."""
+    from memsweep.store import RunStore
+
+    got, want = RunStore(got_dir), RunStore(want_dir)
+    files = lambda s: sorted(p.relative_to(s.dir).as_posix() for p in s.dir.rglob("*") if p.is_file())  # noqa: E731
+    assert files(got) == files(want)
+    assert got.status()["state"] == "finished" and got.status()["step"] == total_steps
+    a, b = got.read_metrics(), want.read_metrics()
+    assert [r["step"] for r in a] == [r["step"] for r in b]
+    for ra, rb in zip(a, b):
+        for key in FLOAT_KEYS:
+            assert ra[key] == pytest.approx(rb[key], rel=1e-4, abs=1e-6), (ra["step"], key)
+        assert ra["mem_ratio"] == pytest.approx(rb["mem_ratio"], abs=1.5 / 32)  # a count out of 32 samples
+    ca, cb = got.load_latest_checkpoint(), want.load_latest_checkpoint()
+    assert ca["step"] == cb["step"]
+    for part in ("model", "ema"):  # one Adam step moves a weight by ~lr (1e-3); reordered sums differ by far less
+        for name in cb[part]:
+            torch.testing.assert_close(ca[part][name], cb[part][name], rtol=1e-3, atol=1e-4)
+    assert ca["optimizer"]["param_groups"] == cb["optimizer"]["param_groups"]
+    for i, state in cb["optimizer"]["state"].items():
+        assert ca["optimizer"]["state"][i]["step"] == state["step"]
+        torch.testing.assert_close(ca["optimizer"]["state"][i]["exp_avg"], state["exp_avg"], rtol=1e-3, atol=1e-6)
+    assert torch.equal(ca["generator"], cb["generator"])  # each run drew its batches from its own stream

@@ -23,6 +23,7 @@ BAD_TRAIN = [
     (["eval.copy_threshold=1.5"], "eval.copy_threshold"), (["eval.bootstrap=-1"], "eval.bootstrap"),
     (["eval.nn_block=0"], "eval.nn_block"), (["eval.fd_train_test=maybe"], "eval.fd_train_test"),
     (["launcher.pack=0"], "launcher.pack"), (["launcher.pack=two"], "launcher.pack"),
+    (["launcher=slurm", "launcher.pack=0"], "launcher.pack"),
 ]
 
 

@@ -14,42 +14,17 @@ from memsweep.packed import make_packs, pack_key
 from memsweep.store import RunStore
 from memsweep.train import train, train_runs
 
-from conftest import FAST
+from conftest import FAST, assert_same_run
 
 # two runs that differ in what a pack allows: data size, seed, learning rate, EMA decay, grad clipping, length
 SPECS = [["data.n=16", "seed=0", "train.steps=30", "runtime.checkpoint_every=5"],
          ["data.n=24", "seed=1", "optim.lr=2e-3", "train.ema_decay=0.99", "optim.grad_clip=0.5", "train.steps=20",
           "runtime.checkpoint_every=4"]]
 SHORT = ["eval.num_points=2"]
-FLOAT_KEYS = ("train_loss", "test_loss", "nn_dist", "sw_train", "sw_test", "fid_train", "fid_test")
 
 
 def compose(root, spec):
     return config.compose_run([*FAST, *SHORT, *spec, f"paths.output_root={root}"])
-
-
-def assert_same_run(got_cfg, want_cfg):
-    """Same files, same metrics rows and same final checkpoint, within float tolerance."""
-    got, want = RunStore(config.run_dir(got_cfg)), RunStore(config.run_dir(want_cfg))
-    files = lambda s: sorted(p.relative_to(s.dir).as_posix() for p in s.dir.rglob("*") if p.is_file())  # noqa: E731
-    assert files(got) == files(want)
-    assert got.status()["state"] == "finished" and got.status()["step"] == want_cfg.train.total_steps
-    a, b = got.read_metrics(), want.read_metrics()
-    assert [r["step"] for r in a] == [r["step"] for r in b]
-    for ra, rb in zip(a, b):
-        for key in FLOAT_KEYS:
-            assert ra[key] == pytest.approx(rb[key], rel=1e-4, abs=1e-6), (ra["step"], key)
-        assert ra["mem_ratio"] == pytest.approx(rb["mem_ratio"], abs=1.5 / 32)  # a count out of 32 samples
-    ca, cb = got.load_latest_checkpoint(), want.load_latest_checkpoint()
-    assert ca["step"] == cb["step"]
-    for part in ("model", "ema"):
-        for name in cb[part]:
-            torch.testing.assert_close(ca[part][name], cb[part][name], rtol=1e-4, atol=1e-5)
-    assert ca["optimizer"]["param_groups"] == cb["optimizer"]["param_groups"]
-    for i, state in cb["optimizer"]["state"].items():
-        assert ca["optimizer"]["state"][i]["step"] == state["step"]
-        torch.testing.assert_close(ca["optimizer"]["state"][i]["exp_avg"], state["exp_avg"], rtol=1e-3, atol=1e-6)
-    assert torch.equal(ca["generator"], cb["generator"])  # each run drew its batches from its own stream
 
 
 @pytest.fixture(scope="module")
@@ -98,7 +73,7 @@ def test_a_packed_run_killed_and_resumed_is_the_run_trained_alone(tmp_path, solo
     assert steps == [15, 16]
     assert [s["state"] for s in train_runs(cfgs)] == ["finished", "finished"]
     for got, want in zip(cfgs, solo):
-        assert_same_run(got, want)
+        assert_same_run(config.run_dir(got), config.run_dir(want), want.train.total_steps)
     assert [s["state"] for s in train_runs(cfgs)] == ["finished", "finished"]  # asked again: left alone
 
 

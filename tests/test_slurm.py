@@ -10,9 +10,10 @@ import pytest
 import yaml
 
 from memsweep import config
+from memsweep.store import RunStore
 from memsweep.train import train
 
-from conftest import FAST, run_cli
+from conftest import FAST, assert_same_run, run_cli
 
 pytestmark = pytest.mark.slurm
 ROOT = Path(__file__).resolve().parents[1]
@@ -65,21 +66,35 @@ def states(out, name):
             for e in record["runs"]}
 
 
-def test_sweep_on_slurm_returns_at_once_finishes_and_is_never_submitted_twice(slurm_cluster, tmp_path, out):
-    path = write_sweep(tmp_path, "onslurm", {"data.n": [8, 16]})
+def config_of(out, run_id):
+    return RunStore(out / "runs" / run_id).read_config()
+
+
+def test_sweep_on_slurm_returns_at_once_finishes_and_is_never_submitted_twice(slurm_cluster, tmp_path, out,
+                                                                              monkeypatch):
+    # three runs, launcher.pack=2: one job trains a pack of two runs, another the third run alone
+    path = write_sweep(tmp_path, "onslurm", {"data.n": [8, 16, 24]})
     args = ["launcher=slurm", "launcher.partition=debug", f"launcher.folder={tmp_path / 'submitit'}",
-            "launcher.timeout_min=10", "launcher.mem_gb=1"]
+            "launcher.timeout_min=10", "launcher.mem_gb=1", "launcher.pack=2"]
     r = run_cli("sweep", path, *args)
     assert r.returncode == 0, r.stderr
-    assert "submitted 2 jobs" in r.stdout
+    assert "submitted 2 jobs (3 runs)" in r.stdout
     assert all(s["state"] in ("queued", "running") for s in states(out, "onslurm").values())
     wait_for(lambda: all(finished_or_raise(s, tmp_path / "submitit") for s in states(out, "onslurm").values()), 600,
-             "both runs",
-             tmp_path / "submitit")
-    assert all(s["job_id"] for s in states(out, "onslurm").values())
+             "the three runs", tmp_path / "submitit")
+    jobs = {run_id: s["job_id"] for run_id, s in states(out, "onslurm").items()}
+    assert all(jobs.values()) and len(set(jobs.values())) == 2
     r = run_cli("sweep", path, *args)
-    assert r.returncode == 0 and "2 finished" in r.stdout and "nothing to launch" in r.stdout
+    assert r.returncode == 0 and "3 finished" in r.stdout and "nothing to launch" in r.stdout
     assert "submitted" not in r.stdout
+
+    # a run of the pack is the run trained alone, in this process
+    packed = next(run_id for run_id, job in jobs.items() if list(jobs.values()).count(job) == 2)
+    monkeypatch.setenv("MEMSWEEP_OUTPUT_ROOT", str(tmp_path / "alone"))
+    cfg = config.compose_run([f"data.n={config_of(out, packed).data.n}", *FAST])
+    assert config.run_id(cfg) == packed
+    train(cfg)
+    assert_same_run(out / "runs" / packed, config.run_dir(cfg), cfg.train.total_steps)
 
 
 def test_preempted_job_checkpoints_requeues_and_ends_as_if_uninterrupted(slurm_cluster, tmp_path, out, monkeypatch,

@@ -44,6 +44,7 @@ def test_short_run_writes_the_run_directory(out):
     assert saved["data"]["n"] == cfg.data.n and saved["train"]["total_steps"] == 60
     assert store.checkpoint_steps()[-1] == 60
     assert len(list(store.samples_dir.glob("step_*.png"))) == len(rows)
+    assert status["train_seconds"] > 0 and status["eval_seconds"] > 0  # where the run's time went
     # asked again: the finished run is left alone
     mtime = store.metrics_path.stat().st_mtime_ns
     assert train(cfg)["state"] == "finished" and store.metrics_path.stat().st_mtime_ns == mtime
@@ -73,10 +74,12 @@ def test_killed_run_resumes_to_the_same_metrics(tmp_path):
         time.sleep(0.05)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    killed_at = json.loads(status.read_text())["step"]
-    assert 40 <= killed_at < 120
+    killed = json.loads(status.read_text())
+    assert 40 <= killed["step"] < 120
     assert run_cli("train", *args, env={"MEMSWEEP_OUTPUT_ROOT": str(kill_root)}).returncode == 0
     assert _metrics(kill_root, run_id) == _metrics(ref_root, run_id)
+    resumed = json.loads(status.read_text())  # the time of both attempts
+    assert resumed["train_seconds"] > killed["train_seconds"] and resumed["eval_seconds"] > killed["eval_seconds"]
 
 
 def test_bad_input_exits_with_one_line_and_no_traceback(out):

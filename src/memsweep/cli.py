@@ -61,10 +61,11 @@ def cmd_sweep(args) -> int:
     console.print(", ".join(f"{v} {k}" for k, v in counts.items() if v) + f"; {len(todo)} to launch")
     if args.dry_run:
         if launcher == "slurm":
-            res = {**dict(sweep.runs[0].cfg.launcher), **sweep.runs[0].resources}
-            console.print(f"would submit {len(todo)} Slurm jobs as arrays of at most "
-                          f"{res.get('max_array_size', 1000)} (partition={res.get('partition')}, "
-                          f"timeout_min={res.get('timeout_min')})")
+            for res, packs in launch.slurm_jobs(todo):
+                console.print(f"would submit {len(packs)} Slurm jobs of " + ", ".join(str(len(p)) for p in packs)
+                              + f" runs (launcher.pack={res.get('pack', 1)}) as arrays of at most "
+                              f"{res.get('max_array_size', 1000)} (partition={res.get('partition')}, "
+                              f"timeout_min={res.get('timeout_min')})")
         elif todo:
             from .packed import make_packs
 
@@ -82,7 +83,8 @@ def cmd_sweep(args) -> int:
         return 0
     if launcher == "slurm":
         submitted = launch.submit_slurm(todo, sweep_dir)
-        console.print(f"submitted {len(submitted)} jobs: " + " ".join(j for _, j in submitted))
+        job_ids = list(dict.fromkeys(j for _, j in submitted))
+        console.print(f"submitted {len(job_ids)} jobs ({len(submitted)} runs): " + " ".join(job_ids))
         console.print(f"follow them with: memsweep status {sweep.name}")
         return 0
     lcfg = sweep.runs[0].cfg.launcher

@@ -136,10 +136,9 @@ def validate(cfg) -> None:
         raise ConfigError(f"logger.name={cfg.logger.name!r}: use wandb or none")
     if cfg.logger.name == "wandb" and cfg.logger.mode not in ("online", "offline", "disabled"):
         raise ConfigError(f"logger.mode={cfg.logger.mode!r}: use online, offline or disabled")
-    if cfg.launcher.name == "local":
-        if cfg.launcher.get("workers") is not None:
-            _positive(cfg, "launcher.workers")
-        _positive(cfg, "launcher.pack")
+    if cfg.launcher.name == "local" and cfg.launcher.get("workers") is not None:
+        _positive(cfg, "launcher.workers")
+    _positive(cfg, "launcher.pack")
     if cfg.train.dtype not in ("float32", "bfloat16"):
         raise ConfigError(f"train.dtype={cfg.train.dtype!r}: use float32 or bfloat16")
 

@@ -27,6 +27,11 @@ def _container(cfg) -> dict:
     return OmegaConf.to_container(cfg, resolve=True)
 
 
+def _payload(members) -> dict | list[dict]:
+    """What a job carries: one run's config, or the configs of a pack's runs."""
+    return _container(members[0].cfg) if len(members) == 1 else [_container(r.cfg) for r in members]
+
+
 # -- the job: what a worker process or a Slurm job runs -------------------------------------------------
 REQUEUE_LOCK_WAIT_S = 300.0
 ELSEWHERE = "trained by another process"
@@ -99,8 +104,7 @@ def run_local(runs, workers: int | None = None, show_progress: bool = True, pack
 
     with LiveProgress(runs, enabled=show_progress) as progress, \
             ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn")) as pool:
-        futures = {pool.submit(_local_worker, _container(p[0].cfg) if len(p) == 1 else [_container(r.cfg) for r in p]): p
-                   for p in packs}
+        futures = {pool.submit(_local_worker, _payload(p)): p for p in packs}
         pending = set(futures)
         while pending:
             done = {f for f in pending if f.done()}
@@ -137,7 +141,7 @@ def check_slurm() -> None:
         raise ConfigError("launcher=slurm: the Slurm controller does not answer (sinfo failed)") from None
 
 
-SLURM_KEYS = ("partition", "account", "qos", "timeout_min", "gpus_per_node", "cpus_per_task", "mem_gb",
+SLURM_KEYS = ("pack", "partition", "account", "qos", "timeout_min", "gpus_per_node", "cpus_per_task", "mem_gb",
               "max_array_size", "array_parallelism", "signal_delay_s", "constraint", "additional_parameters",
               "folder", "name")
 
@@ -159,34 +163,47 @@ def _executor(folder: Path, res: dict) -> submitit.AutoExecutor:
     return ex
 
 
-def submit_slurm(runs, sweep_dir: Path) -> list[tuple[str, str]]:
-    """Submit runs as job arrays (split under max_array_size, grouped by resources); return immediately."""
-    from .store import RunStore
-    from . import config as config_mod
+def slurm_jobs(runs) -> list[tuple[dict, list[list]]]:
+    """The Slurm jobs that train `runs`, by resources: [(resources, [the runs of each job])]. A job trains one
+    run, or up to launcher.pack runs that share a pack (memsweep.packed.pack_key) and their resources."""
+    from .packed import make_packs
 
-    check_slurm()
     groups: dict[str, list] = {}
     for run in runs:
         res = {**_container(run.cfg.launcher), **run.resources}
         unknown = set(res) - set(SLURM_KEYS)
         if unknown:
             raise ConfigError(f"launcher.{sorted(unknown)[0]}: unknown Slurm setting (known: {', '.join(SLURM_KEYS)})")
-        threads = int(res.get("cpus_per_task", 1))
-        with open_dict(run.cfg):
-            run.cfg.runtime.progress = False
-            run.cfg.runtime.threads = threads
         groups.setdefault(repr(sorted(res.items(), key=str)), []).append((run, res))
-    submitted = []
+    out = []
     for items in groups.values():
-        res = items[0][1]
-        folder = Path(res.get("folder") or sweep_dir / "slurm") / "%j"
-        ex = _executor(folder, res)
+        res, by_cfg = items[0][1], {id(run.cfg): run for run, _ in items}
+        packs = make_packs([run.cfg for run, _ in items], max(1, int(res.get("pack") or 1)), workers=1)
+        out.append((res, [[by_cfg[id(c)] for c in pack] for pack in packs]))
+    return out
+
+
+def submit_slurm(runs, sweep_dir: Path) -> list[tuple[str, str]]:
+    """Submit runs as job arrays (grouped by resources, split under max_array_size; a pack of runs is one job).
+    Returns (run_id, job_id) of every run, at once."""
+    from .store import RunStore
+    from . import config as config_mod
+
+    check_slurm()
+    submitted = []
+    for res, packs in slurm_jobs(runs):
+        for run in (r for p in packs for r in p):
+            with open_dict(run.cfg):
+                run.cfg.runtime.progress = False
+                run.cfg.runtime.threads = int(res.get("cpus_per_task", 1))
+        ex = _executor(Path(res.get("folder") or sweep_dir / "slurm") / "%j", res)
         size = max(1, int(res.get("max_array_size", 1000)))
-        for start in range(0, len(items), size):
-            chunk = items[start:start + size]
+        for start in range(0, len(packs), size):
+            chunk = packs[start:start + size]
             with ex.batch():
-                jobs = [ex.submit(TrainJob(_container(run.cfg))) for run, _ in chunk]
-            for (run, _), job in zip(chunk, jobs):
-                RunStore(config_mod.run_dir(run.cfg)).set_status(state="queued", job_id=job.job_id)
-                submitted.append((run.run_id, job.job_id))
+                jobs = [ex.submit(TrainJob(_payload(p))) for p in chunk]
+            for members, job in zip(chunk, jobs):
+                for run in members:
+                    RunStore(config_mod.run_dir(run.cfg)).set_status(state="queued", job_id=job.job_id)
+                    submitted.append((run.run_id, job.job_id))
     return submitted

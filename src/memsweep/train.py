@@ -117,6 +117,8 @@ class Run:
                                     fused=bool(cfg.runtime.fused_adam))
         self.gen = torch.Generator(device).manual_seed(cfg.seed)
         self.step = 0
+        # seconds spent in training steps and in evaluations (status.json: where a run's time goes)
+        self.seconds = {"train": 0.0, "eval": 0.0}
 
         ckpt = store.load_latest_checkpoint(map_location=device)
         if ckpt is not None:  # resume: restore everything, and forget rows written after this checkpoint
@@ -126,6 +128,7 @@ class Run:
             self.gen.set_state(ckpt["generator"].cpu())  # generator states are CPU byte tensors
             self.step = ckpt["step"]
             store.keep_metrics_until(self.step)
+            self.seconds = {k: float(status.get(f"{k}_seconds") or 0.0) for k in self.seconds}
             log.info("run %s: resuming from step %d", store.run_id, self.step)
         else:
             store.write_config(cfg)
@@ -136,7 +139,7 @@ class Run:
         store.set_status(state="running", step=self.step, total_steps=self.total, run_id=store.run_id,
                          host=socket.gethostname(), pid=os.getpid(), job_id=job_id or status.get("job_id"),
                          started=status.get("started", time.time()), error=None,
-                         parameters=unet.count_parameters(self.model))
+                         parameters=unet.count_parameters(self.model), **self.timing())
 
     def state(self) -> dict:
         self.sync()
@@ -174,6 +177,7 @@ class Run:
                 return self.result
             self.running_loss.zero_()
         if step in self.schedule:  # -- evaluation ----------------------------------------------------
+            started = time.perf_counter()
             self.sync()
             eval_model = self.ema if cfg.eval.use_ema else self.model
             row, samples, nn_idx = self.evaluator(eval_model, step)
@@ -186,17 +190,21 @@ class Run:
             store.append_metrics(row)
             self.logger.log(row)
             self.last_row = row
+            self.seconds["eval"] += time.perf_counter() - started
         if step in self.schedule or step % cfg.runtime.checkpoint_every == 0:
             self.checkpoint()
-            store.set_status(step=step)
+            store.set_status(step=step, **self.timing())
         return self.finish() if step >= self.total else None
+
+    def timing(self) -> dict:
+        return {f"{k}_seconds": round(v, 3) for k, v in self.seconds.items()}
 
     def finish(self) -> dict:
         rows = self.store.read_metrics()
         self.logger.summary({**{k: v for k, v in rows[-1].items() if not isinstance(v, list)},
                              **run_summary(rows, getattr(self.logger, "norm", 1.0))})
         self.logger.finish()
-        self.result = self.store.set_status(state="finished", step=self.step, finished=time.time())
+        self.result = self.store.set_status(state="finished", step=self.step, finished=time.time(), **self.timing())
         return self.result
 
 
@@ -307,8 +315,11 @@ def _train_loop(runs: list[Run], guard: SignalGuard, on_session) -> None:
         while stepper.runs:
             with guard.hold():
                 active = list(stepper.runs)
+                started = time.perf_counter()
                 losses = stepper.step()  # one training step of every run in training
+                seconds = (time.perf_counter() - started) / len(active)
                 for run, loss in zip(active, losses):
+                    run.seconds["train"] += seconds
                     run.step += 1
                     run.running_loss += loss
                     if run.after_step() is not None:

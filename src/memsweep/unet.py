@@ -51,7 +51,11 @@ def _linear(cin: int, cout: int, copies: int = 1) -> nn.Module:
 
 
 def _cat(a, b, copies: int):
-    """torch.cat([a, b], dim=1) of each copy: channels stay grouped by copy."""
+    """torch.cat([a, b], dim=1) of each copy: channels stay grouped by copy. Channels-last inputs give a
+    channels-last output (concatenated as NHWC), so the next convolution does not copy it back."""
+    if a.dim() == 4 and a.is_contiguous(memory_format=torch.channels_last) and not a.is_contiguous():
+        nhwc = [x.permute(0, 2, 3, 1).unflatten(3, (copies, -1)) for x in (a, b)]
+        return torch.cat(nhwc, dim=4).flatten(3, 4).permute(0, 3, 1, 2)
     return torch.cat([a.unflatten(1, (copies, -1)), b.unflatten(1, (copies, -1))], dim=2).flatten(1, 2)
 
 
