@@ -38,6 +38,16 @@ def test_axes_zip_overrides_and_resources_expand(tmp_path, out):
     assert all(r.cfg.logger.reference == {"n": 8, "batch_size": 16, "lr": 1e-3} for r in sw.runs)
 
 
+def test_a_value_may_follow_another_setting(tmp_path, out):
+    # the second subset starts where the first ends, whatever n: data.offset follows data.n
+    path = write_sweep(tmp_path, {"axes": {"data.n": [8, 16], "data.offset": [0, "\\${data.n}"]}, "overrides": FAST})
+    sw = sweep_mod.expand(path)
+    got = sorted((r.axes["data.n"], r.axes["data.offset"], r.cfg.data.offset) for r in sw.runs)
+    assert got == [(8, 0, 0), (8, 8, 8), (16, 0, 0), (16, 16, 16)]
+    literal = {config.run_id(config.compose_run([*FAST, f"data.n={n}", f"data.offset={o}"])) for n, o, _ in got}
+    assert {r.run_id for r in sw.runs} == literal  # the same runs as written out by hand
+
+
 @pytest.mark.parametrize("body, message", [
     ({"axes": {"data.n": [8]}, "overides": []}, "unknown key 'overides'"),
     ({"axes": {"data.n": []}}, "axes.data.n must be a non-empty list"),

@@ -10,6 +10,8 @@ A sweep file:
       train.batch_size: [32, 64]
       optim.lr: [1.0e-3, 2.0e-3]
     overrides: [model=tiny, train.steps=null, train.epochs=2000]   # fixed for every run
+    # a value may refer to another setting of the run, escaped so the file itself does not resolve it:
+    #   data.offset: [0, '\${data.n}']    (a second subset right after the first, whatever n)
     launcher:              # optional launcher settings for every run (e.g. timeout_min: 120)
       timeout_min: 60
     resources:             # optional launcher settings that depend on an axis value
@@ -129,6 +131,8 @@ def expand(name: str, cli_overrides=()) -> Sweep:
         except ConfigError as e:
             where = ", ".join(f"{k}={v}" for k, v in point.items())
             raise ConfigError(f"sweep {sweep_name} ({where}): {e}") from None
+        # a value may refer to another setting ('\${data.n}' in the file): the run records what it resolved to
+        point = {k: OmegaConf.select(cfg, k) if isinstance(v, str) and "${" in v else v for k, v in point.items()}
         resources = dict(spec.get("launcher") or {})
         for rule in spec.get("resources") or []:
             if all(str(OmegaConf.select(cfg, k)) == str(v) or str(point.get(k)) == str(v)
