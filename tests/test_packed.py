@@ -11,7 +11,7 @@ from omegaconf import OmegaConf, open_dict
 
 from memsweep import config, unet
 from memsweep.packed import make_packs, pack_key
-from memsweep.store import RunStore
+from memsweep.store import ELSEWHERE, RunStore
 from memsweep.train import train, train_runs
 
 from conftest import FAST, assert_same_run
@@ -75,6 +75,16 @@ def test_a_packed_run_killed_and_resumed_is_the_run_trained_alone(tmp_path, solo
     for got, want in zip(cfgs, solo):
         assert_same_run(config.run_dir(got), config.run_dir(want), want.train.total_steps)
     assert [s["state"] for s in train_runs(cfgs)] == ["finished", "finished"]  # asked again: left alone
+
+
+def test_a_pack_trains_its_runs_that_no_other_process_holds(tmp_path):
+    # another sweep's process holds the second run: the pack trains the first and leaves the second alone
+    a, b = (compose(tmp_path, spec) for spec in SPECS)
+    held = RunStore(config.run_dir(b))
+    with held.lock():
+        got = train_runs([a, b])
+    assert got[0]["state"] == "finished" and got[1]["state"] == ELSEWHERE
+    assert held.status()["state"] == "pending" and not held.checkpoint_steps()
 
 
 def test_runs_are_packed_by_architecture_and_balanced_over_workers():

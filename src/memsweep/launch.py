@@ -19,6 +19,7 @@ import submitit
 from omegaconf import OmegaConf, open_dict
 
 from .errors import ConfigError
+from .store import ELSEWHERE  # what a sweep reports for a run that another process trains
 
 log = logging.getLogger("memsweep")
 
@@ -34,7 +35,6 @@ def _payload(members) -> dict | list[dict]:
 
 # -- the job: what a worker process or a Slurm job runs -------------------------------------------------
 REQUEUE_LOCK_WAIT_S = 300.0
-ELSEWHERE = "trained by another process"
 
 
 class TrainJob(submitit.helpers.Checkpointable):

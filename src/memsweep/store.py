@@ -52,6 +52,9 @@ class RunLocked(RuntimeError):
     """Another live process is training this run."""
 
 
+ELSEWHERE = "trained by another process"  # the state reported for a run left to the process that holds it
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     path = Path(path)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")

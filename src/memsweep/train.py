@@ -30,7 +30,7 @@ from .evaluate import Evaluator
 from .flow import loss_per_sample
 from .analysis import analyze_run, metrics_frame
 from .logger import make_logger
-from .store import RunStore, failpoint
+from .store import ELSEWHERE, RunLocked, RunStore, failpoint
 
 log = logging.getLogger("memsweep")
 
@@ -266,7 +266,14 @@ def train_runs(cfgs, guard: SignalGuard | None = None, on_session=None, job_id: 
         todo = []
         for i, cfg in enumerate(cfgs):
             store = RunStore(config_mod.run_dir(cfg))
-            locks.enter_context(store.lock(lock_wait_s))
+            try:
+                locks.enter_context(store.lock(lock_wait_s))
+            except RunLocked as e:
+                if len(cfgs) == 1:
+                    raise
+                log.warning("%s; left to it, the pack trains the others", e)  # another sweep shares this run
+                results[i] = {**store.status(), "state": ELSEWHERE}
+                continue
             status = store.status()
             if status["state"] in ("finished", "diverged"):
                 log.info("run %s is already %s; nothing to do", store.run_id, status["state"])
