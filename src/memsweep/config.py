@@ -88,11 +88,11 @@ def total_steps(cfg) -> int:
 
 
 def _positive(cfg, key: str, kind=(int,), minimum=1):
-    """`minimum=None`: any number above zero."""
+    """`key` is of `kind` and >= minimum; minimum=None: any number above zero."""
     value = OmegaConf.select(cfg, key)
-    low = minimum if minimum is not None else 0
-    if isinstance(value, bool) or not isinstance(value, kind) or value < low or (minimum is None and value == 0):
-        bound = f">= {minimum}" if minimum is not None else "> 0"
+    is_kind = isinstance(value, kind) and not isinstance(value, bool)
+    if not is_kind or (value <= 0 if minimum is None else value < minimum):
+        bound = "> 0" if minimum is None else f">= {minimum}"
         raise ConfigError(f"{key}={value}: must be {'an integer' if kind == (int,) else 'a number'} {bound}")
 
 

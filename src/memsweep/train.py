@@ -234,7 +234,7 @@ class SoloStep:
         run.opt.zero_grad(set_to_none=True)
         loss.backward()
         if cfg.optim.grad_clip:
-            torch.nn.utils.clip_grad_norm_(run.model.parameters(), cfg.optim.grad_clip)
+            torch.nn.utils.clip_grad_norm_(self.params, cfg.optim.grad_clip)
         run.opt.step()
         failpoint("step")
         torch._foreach_lerp_(self.ema_params, self.params, run.ema_weight())
@@ -322,6 +322,8 @@ def _train_loop(runs: list[Run], guard: SignalGuard, on_session) -> None:
         while stepper.runs:
             with guard.hold():
                 active = list(stepper.runs)
+                # on a GPU, kernels run ahead of the clock: their time is counted at the next synchronisation
+                # (the loss check every 50 steps, an evaluation), so train_seconds is then approximate
                 started = time.perf_counter()
                 losses = stepper.step()  # one training step of every run in training
                 seconds = (time.perf_counter() - started) / len(active)

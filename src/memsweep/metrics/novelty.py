@@ -13,15 +13,17 @@ from __future__ import annotations
 
 import torch
 
-from .memorization import nearest_neighbours, nn_ratio
+from .memorization import nearest_neighbours, ratio_of
 
 PR_K = 3
 
 
-def authenticity(samples: torch.Tensor, train: torch.Tensor, train_nn: torch.Tensor | None = None) -> float:
+def authenticity(samples: torch.Tensor, train: torch.Tensor, train_nn: torch.Tensor | None = None,
+                 nn: tuple | None = None) -> float:
     """Fraction of samples farther from their nearest training image than that image is from its nearest
-    other training image (needs at least two training images). `train_nn`: those distances, if known."""
-    d, idx = nearest_neighbours(samples, train, k=1)
+    other training image (needs at least two training images). `train_nn`: those distances, and `nn`: the
+    samples' nearest_neighbours in train (any k), if known."""
+    d, idx = nn if nn is not None else nearest_neighbours(samples, train, k=1)
     if train_nn is None:
         train_nn = knn_radii(train, 1)
     return (d[:, 0] > train_nn[idx[:, 0]]).float().mean().item()
@@ -63,9 +65,10 @@ def novelty_row(samples: torch.Tensor, train: torch.Tensor, test: torch.Tensor, 
     if "train_nn" not in cache:
         cache.update(train_nn=knn_radii(train, 1), train=knn_radii(train, PR_K) if len(train) > PR_K else None,
                      test=knn_radii(test, PR_K) if len(test) > PR_K else None)
-    ratio = nn_ratio(samples, train)
+    nn = nearest_neighbours(samples, train, k=2)  # one search serves the ratio and authenticity
+    ratio = ratio_of(nn[0])
     row = {"mem_ratio": (ratio < threshold).float().mean().item(),
-           "authenticity": authenticity(samples, train, cache["train_nn"]),
+           "authenticity": authenticity(samples, train, cache["train_nn"], nn),
            "nn_ratio_hist": torch.histc(ratio.clamp(0, 1), bins=bins, min=0, max=1).div(len(ratio)).tolist()}
     for split, real in (("test", test), ("train", train)):
         if len(real) > PR_K and len(samples) > PR_K:
