@@ -5,7 +5,7 @@
 (a) training steps/s of memsweep's loop (train.SoloStep on a train.Run) vs a textbook loop with the same model
     (DataLoader over a TensorDataset, loss.item() every step, an EMA loop over the parameters, default Adam);
 (b) achieved training FLOP/s (torch.utils.flop_counter) vs the measured one-thread float32 matmul rate (roof),
-    at batch 32, 128 and 512 (the model's best), and for a pack of 4 runs at batch 32 (memsweep.packed.PackedStep),
+    at batch 32, 128 and 512 (the model's best), and for a pack of 4 runs at batch 32 (memsweep.train.packed.PackedStep),
     with the share of each step's time spent in convolutions (torch.profiler) and the FLOP/s they reach;
 (c) the cost of one evaluation (digits, n=64, default eval settings) by part, and its share of a demo run, both
     estimated from (a)-(c) and measured in (d)'s sweeps (each run's train_seconds and eval_seconds, status.json);
@@ -35,12 +35,15 @@ import torch
 from torch.utils.data import DataLoader, RandomSampler, TensorDataset
 from torch.utils.flop_counter import FlopCounterMode
 
-from memsweep import config, flow, unet
-from memsweep.evaluate import Evaluator
+from memsweep import config
+from memsweep.science import flow, unet
+from memsweep.eval.evaluator import Evaluator
 from memsweep.metrics.loss import fixed_loss
-from memsweep.packed import PackedStep
-from memsweep.store import RunStore
-from memsweep.train import Run, SoloStep, eval_steps
+from memsweep.train.packed import PackedStep
+from memsweep.store.run import RunStore
+from memsweep.train.run import Run, eval_steps
+from memsweep.train.solo import SoloStep
+from memsweep.store import identity
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO_EPOCHS = 2000
@@ -86,7 +89,7 @@ class Textbook:
 
 def textbook_run(cfg) -> list[dict]:
     """A whole run with the textbook loop, evaluated at memsweep's steps by memsweep's evaluator."""
-    from memsweep import data as data_mod
+    from memsweep.data import datasets as data_mod
     data = data_mod.load(cfg.data)
     tb = Textbook(cfg, data)
     evaluator = Evaluator(cfg, data, torch.device("cpu"))
@@ -140,7 +143,7 @@ def conv_share(fn, steps: int) -> float:
 def memsweep_stepper(root, batch_size: int, k: int = 1):
     """A train.Run (or k of them, packed) and a function doing what train.py's loop does for one step,
     evaluation and checkpoints excepted."""
-    runs = [Run(c, RunStore(config.run_dir(c)), {}, torch.device("cpu"), None) for c in
+    runs = [Run(c, RunStore(identity.run_dir(c)), {}, torch.device("cpu"), None) for c in
             [compose(root, f"train.batch_size={batch_size}", f"data.n={16 * (i + 1)}", f"seed={i}") for i in range(k)]]
     stepper = SoloStep(runs[0]) if k == 1 else PackedStep(runs)
     for r in runs:
@@ -197,7 +200,7 @@ def bench_eval(root, reps: int) -> dict:
     """One evaluation of a demo run (n=64, default eval settings), by part."""
     torch.set_num_threads(1)
     cfg = compose(root / "eval", "data.n=64")
-    run = Run(cfg, RunStore(config.run_dir(cfg)), {}, torch.device("cpu"), None)
+    run = Run(cfg, RunStore(identity.run_dir(cfg)), {}, torch.device("cpu"), None)
     model = run.ema.eval()
     with torch.no_grad():  # away from the zero-initialized start, so every layer works
         for p in model.parameters():
@@ -226,7 +229,7 @@ def bench_eval(root, reps: int) -> dict:
 
 
 def demo_steps(epochs: int) -> list[int]:
-    from memsweep.sweep import expand
+    from memsweep.sweeps.spec import expand
     return [r.cfg.train.total_steps for r in expand("demo", [f"train.epochs={epochs}"]).runs]
 
 
@@ -261,7 +264,7 @@ def run_timings(root: Path) -> list[dict]:
 
 def bench_textbook_sweep(root, epochs: int) -> dict:
     """Wall time of the demo's runs one after another with the textbook loop (torch's default threads)."""
-    from memsweep.sweep import expand
+    from memsweep.sweeps.spec import expand
     torch.set_num_threads(os.cpu_count() or 1)
     t = time.perf_counter()
     for r in expand("demo", [f"train.epochs={epochs}", "logger=none", f"paths.output_root={root / 'tb'}"]).runs:

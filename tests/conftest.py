@@ -45,7 +45,7 @@ FLOAT_KEYS = ("train_loss", "test_loss", "nn_dist", "sw_train", "sw_test", "fid_
 def assert_same_run(got_dir, want_dir, total_steps: int):
     """Two run directories (a run trained two ways): same files, same metrics rows and same final checkpoint,
     within float tolerance (a pack's grouped kernels sum in another order)."""
-    from memsweep.store import RunStore
+    from memsweep.store.run import RunStore
 
     got, want = RunStore(got_dir), RunStore(want_dir)
     files = lambda s: sorted(p.relative_to(s.dir).as_posix() for p in s.dir.rglob("*") if p.is_file())  # noqa: E731

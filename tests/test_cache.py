@@ -10,10 +10,10 @@ import torch
 from omegaconf import OmegaConf
 
 from memsweep import config
-from memsweep.cache import Cache
-from memsweep.data import load
-from memsweep.evaluate import Evaluator, References
-from memsweep.metrics import features as feat
+from memsweep.store.cache import Cache
+from memsweep.data.datasets import load
+from memsweep.eval.evaluator import Evaluator, References
+from memsweep.eval import features as feat
 
 from conftest import FAST
 

@@ -1,9 +1,9 @@
 """The closed-form memorizer as a reference model, and the field distance to it."""
 import torch
 
-from memsweep import flow
-from memsweep.data import Dataset
-from memsweep.metrics.closed_form import FieldProbe, conditional_closed_form_velocity
+from memsweep.science import flow
+from memsweep.data.datasets import Dataset
+from memsweep.metrics.field import FieldProbe, conditional_closed_form_velocity
 from memsweep.metrics.memorization import nearest_neighbours
 
 

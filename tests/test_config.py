@@ -5,6 +5,7 @@ import pytest
 
 from memsweep import config
 from memsweep.errors import ConfigError
+from memsweep.store import identity
 
 CONFIGS = Path(config.config_dir())
 
@@ -23,7 +24,7 @@ def test_every_option_of_every_group_composes(group, tmp_path):
 
 
 def test_every_model_preset_builds():
-    from memsweep import unet
+    from memsweep.science import unet
     for option in options("model"):
         cfg = config.compose_run([f"model={option}"])
         size = 8 if option == "tiny" else 32
@@ -44,11 +45,11 @@ def test_budget_in_epochs_or_images_scales_with_n():
 
 
 def test_run_id_depends_on_what_defines_the_result_only():
-    base = config.run_id(config.compose_run([]))
-    assert base == config.run_id(config.compose_run([]))
-    assert base == config.run_id(config.compose_run(["logger=none", "runtime.device=cpu", "runtime.threads=1"]))
+    base = identity.run_id(config.compose_run([]))
+    assert base == identity.run_id(config.compose_run([]))
+    assert base == identity.run_id(config.compose_run(["logger=none", "runtime.device=cpu", "runtime.threads=1"]))
     for change in (["data.n=32"], ["seed=1"], ["optim.lr=2e-3"], ["train.batch_size=64"], ["eval.num_samples=100"]):
-        assert config.run_id(config.compose_run(change)) != base, change
+        assert identity.run_id(config.compose_run(change)) != base, change
 
 
 @pytest.mark.parametrize("override, setting", [

@@ -4,7 +4,7 @@ import math
 import numpy as np
 import torch
 
-from memsweep.copies import first_copy_steps, per_class, per_image
+from memsweep.report.copies import first_copy_steps, per_class, per_image
 
 
 def test_counts_distances_and_classes_are_exact():

@@ -3,7 +3,8 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from memsweep import config, data
+from memsweep import config
+from memsweep.data import datasets as data
 from memsweep.errors import ConfigError
 
 

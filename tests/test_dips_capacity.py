@@ -4,8 +4,8 @@ import math
 import numpy as np
 import pandas as pd
 
-from memsweep.capacity import effective_memorization
-from memsweep.dips import dip_columns, find_dips
+from memsweep.science.capacity import effective_memorization
+from memsweep.science.dips import dip_columns, find_dips
 
 STEPS = np.unique(np.geomspace(20, 20000, 24).astype(int))
 

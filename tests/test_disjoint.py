@@ -1,8 +1,8 @@
 """The disjoint-subsets test: pairing by offset and the similarity of paired samples on exact cases."""
 import torch
 
-from memsweep.analysis import RunData
-from memsweep.disjoint import offset_pairs, pair_similarity, subsets_overlap
+from memsweep.report.summary import RunData
+from memsweep.report.disjoint import offset_pairs, pair_similarity, subsets_overlap
 
 
 def test_pairs_differ_only_in_the_offset():

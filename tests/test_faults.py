@@ -7,8 +7,9 @@ import pytest
 import torch
 
 from memsweep import config
-from memsweep.store import RunStore
-from memsweep.train import train
+from memsweep.store.run import RunStore
+from memsweep.train.loop import train
+from memsweep.store import identity
 
 from conftest import FAST, run_cli
 
@@ -31,8 +32,8 @@ def test_killed_at_any_point_and_relaunched_ends_identical(tmp_path, monkeypatch
     monkeypatch.setenv("MEMSWEEP_OUTPUT_ROOT", str(tmp_path / "reference"))
     reference = config.compose_run(ARGS)
     train(reference)
-    want = RunStore(config.run_dir(reference)).read_metrics()
-    run_id = config.run_id(reference)
+    want = RunStore(identity.run_dir(reference)).read_metrics()
+    run_id = identity.run_id(reference)
     with ThreadPoolExecutor(2) as pool:
         results = list(pool.map(lambda pk: kill_and_resume(tmp_path / f"{pk[0]}{pk[1]}", *pk), KILLS))
     for (point, k), (killed, resumed, err) in zip(KILLS, results):

@@ -1,8 +1,8 @@
 import torch
 
-from memsweep import flow
+from memsweep.science import flow
 from memsweep.metrics.memorization import nearest_neighbours
-from memsweep.unet import UNet, count_parameters
+from memsweep.science.unet import UNet, count_parameters
 
 
 def test_interpolation_endpoints():

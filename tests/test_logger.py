@@ -2,8 +2,9 @@
 import pytest
 
 from memsweep import config
-from memsweep.logger import flatten, loggable
-from memsweep.train import train
+from memsweep.train.wandb_logger import flatten, loggable
+from memsweep.train.loop import train
+from memsweep.store import identity
 
 from conftest import FAST
 
@@ -20,8 +21,8 @@ def test_offline_wandb_run_is_named_by_the_run_id_and_holds_no_secret(out, monke
     args = [a for a in FAST if a != "logger=none"] + ["logger=wandb", "logger.mode=offline"]
     cfg = config.compose_run(args)
     train(cfg)
-    run_dir = config.run_dir(cfg)
-    offline = list((run_dir / "wandb").glob(f"offline-run-*-{config.run_id(cfg)}"))
+    run_dir = identity.run_dir(cfg)
+    offline = list((run_dir / "wandb").glob(f"offline-run-*-{identity.run_id(cfg)}"))
     assert len(offline) == 1, list((run_dir / "wandb").iterdir())
     for path in run_dir.rglob("*"):
         if path.is_file():
@@ -29,18 +30,18 @@ def test_offline_wandb_run_is_named_by_the_run_id_and_holds_no_secret(out, monke
 
 
 def test_a_pack_logs_each_run_to_its_own_wandb_run(out, monkeypatch):
-    """K runs trained in one process (memsweep.packed) each get their own wandb run, not the first one's."""
+    """K runs trained in one process (memsweep.train.packed) each get their own wandb run, not the first one's."""
     pytest.importorskip("wandb")
-    from memsweep.logger import make_logger
+    from memsweep.train.wandb_logger import make_logger
 
     monkeypatch.setenv("WANDB_MODE", "offline")
     args = [a for a in FAST if a != "logger=none"] + ["logger=wandb", "logger.mode=offline"]
     cfgs = [config.compose_run([*args, f"seed={s}"]) for s in (0, 1)]
     loggers = []
     for cfg in cfgs:
-        config.run_dir(cfg).mkdir(parents=True)
-        loggers.append(make_logger(cfg, config.run_id(cfg), config.run_dir(cfg)))
-    assert [lg.run.id for lg in loggers] == [config.run_id(c) for c in cfgs]
+        identity.run_dir(cfg).mkdir(parents=True)
+        loggers.append(make_logger(cfg, identity.run_id(cfg), identity.run_dir(cfg)))
+    assert [lg.run.id for lg in loggers] == [identity.run_id(c) for c in cfgs]
     for lg in loggers:
         lg.log({"step": 1, "train_loss": 1.0})
         lg.finish()

@@ -7,7 +7,7 @@ import torch
 from memsweep.metrics.fid import frechet_distance, gaussian_stats
 from memsweep.metrics.memorization import mem_ratio, nearest_neighbours, nn_ratio
 from memsweep.metrics.sliced_wasserstein import projections, sliced_wasserstein, wasserstein_1d_squared
-from memsweep.data import load
+from memsweep.data.datasets import load
 from omegaconf import OmegaConf
 
 pytestmark = pytest.mark.usefixtures("one_thread")

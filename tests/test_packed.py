@@ -1,4 +1,4 @@
-"""Packed training (memsweep.packed): runs trained as one network give the runs trained one by one, in the same
+"""Packed training (memsweep.train.packed): runs trained as one network give the runs trained one by one, in the same
 files, and a killed pack resumes each run."""
 import copy
 import os
@@ -9,10 +9,12 @@ import pytest
 import torch
 from omegaconf import OmegaConf, open_dict
 
-from memsweep import config, unet
-from memsweep.packed import make_packs, pack_key
-from memsweep.store import ELSEWHERE, RunStore
-from memsweep.train import train, train_runs
+from memsweep import config
+from memsweep.science import unet
+from memsweep.train.packed import make_packs, pack_key
+from memsweep.store.run import ELSEWHERE, RunStore
+from memsweep.train.loop import train, train_runs
+from memsweep.store import identity
 
 from conftest import FAST, assert_same_run
 
@@ -63,24 +65,24 @@ def test_a_packed_run_killed_and_resumed_is_the_run_trained_alone(tmp_path, solo
     resumed: the pack has runs at different Adam steps (updated one by one), then one run left in it. Each run
     ends with the files, metrics and weights it has when trained alone."""
     cfgs = [compose(tmp_path, s) for s in SPECS]
-    code = ("import sys; from memsweep import config; from memsweep.train import train_runs; "
+    code = ("import sys; from memsweep import config; from memsweep.train.loop import train_runs; "
             "train_runs([config.compose_run(a.split('|')) for a in sys.argv[1:]])")
     args = ["|".join([*FAST, *SHORT, *s, f"paths.output_root={tmp_path}"]) for s in SPECS]
     killed = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True,
                             env={**os.environ, "MEMSWEEP_FAILPOINT": "step:17"})
     assert killed.returncode == -9, killed.stderr[-2000:]
-    steps = [RunStore(config.run_dir(c)).checkpoint_steps()[-1] for c in cfgs]
+    steps = [RunStore(identity.run_dir(c)).checkpoint_steps()[-1] for c in cfgs]
     assert steps == [15, 16]
     assert [s["state"] for s in train_runs(cfgs)] == ["finished", "finished"]
     for got, want in zip(cfgs, solo):
-        assert_same_run(config.run_dir(got), config.run_dir(want), want.train.total_steps)
+        assert_same_run(identity.run_dir(got), identity.run_dir(want), want.train.total_steps)
     assert [s["state"] for s in train_runs(cfgs)] == ["finished", "finished"]  # asked again: left alone
 
 
 def test_a_pack_trains_its_runs_that_no_other_process_holds(tmp_path):
     # another sweep's process holds the second run: the pack trains the first and leaves the second alone
     a, b = (compose(tmp_path, spec) for spec in SPECS)
-    held = RunStore(config.run_dir(b))
+    held = RunStore(identity.run_dir(b))
     with held.lock():
         got = train_runs([a, b])
     assert got[0]["state"] == "finished" and got[1]["state"] == ELSEWHERE
@@ -116,7 +118,7 @@ def test_a_pack_applies_the_precision_and_optimizer_options(tmp_path):
         train(cfg)
     assert [s["state"] for s in train_runs(packed)] == ["finished", "finished"]
     for a, b in zip(packed, solo):
-        got, want = (RunStore(config.run_dir(c)).read_metrics()[-1] for c in (a, b))
+        got, want = (RunStore(identity.run_dir(c)).read_metrics()[-1] for c in (a, b))
         assert got["train_loss"] == pytest.approx(want["train_loss"], rel=0.02)
-        state = RunStore(config.run_dir(a)).load_latest_checkpoint()["optimizer"]
+        state = RunStore(identity.run_dir(a)).load_latest_checkpoint()["optimizer"]
         assert state["param_groups"][0]["fused"] is False and state["state"][0]["step"].device.type == "cpu"

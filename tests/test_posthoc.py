@@ -5,13 +5,15 @@ from pathlib import Path
 import pytest
 import torch
 
-from memsweep import config, unet
+from memsweep import config
+from memsweep.science import unet
 from memsweep.cli import main
-from memsweep.data import load
-from memsweep.evaluate import Evaluator
+from memsweep.data.datasets import load
+from memsweep.eval.evaluator import Evaluator
 from memsweep.metrics.copy_detection import copy_fraction
 from memsweep.metrics.memorization import mem_ratio
-from memsweep.store import RunStore
+from memsweep.store.run import RunStore
+from memsweep.store import identity
 
 from conftest import FAST
 
@@ -22,7 +24,7 @@ def run(tmp_path_factory):
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # as runtime.threads=1 does for training
     cfg = config.compose_run([*FAST, f"paths.output_root={tmp_path_factory.mktemp('out')}"])
-    store = RunStore(config.run_dir(cfg))
+    store = RunStore(identity.run_dir(cfg))
     store.write_config(cfg)
     data = load(cfg.data)
     torch.manual_seed(0)
@@ -77,7 +79,7 @@ def test_eval_refuses_a_run_being_trained(run, capsys):
 
 
 def test_the_evaluator_writes_the_keys_memsweep_eval_looks_for(run):
-    from memsweep.evaluate import keys_of
+    from memsweep.eval.evaluator import keys_of
 
     store, _, ev, _ = run
     row = store.read_metrics()[0]
@@ -88,7 +90,7 @@ def test_the_evaluator_writes_the_keys_memsweep_eval_looks_for(run):
 
 
 def test_missing_inception_weights_give_one_warning_and_no_fid(tmp_path, caplog):
-    from memsweep.metrics.features import INCEPTION_FILE
+    from memsweep.eval.features import INCEPTION_FILE
 
     if Path("/tmp", INCEPTION_FILE).exists():
         pytest.skip("Inception weights in clean-fid's cache")
@@ -114,7 +116,7 @@ def test_inception_space_matches_clean_fid_pipeline(tmp_path, one_thread):
     from cleanfid.fid import get_folder_features
     from cleanfid.inception_torchscript import InceptionV3W
 
-    from memsweep.metrics.features import INCEPTION_FILE, build
+    from memsweep.eval.features import INCEPTION_FILE, build
 
     class StandIn(torch.nn.Module):  # what clean-fid calls: .layers on 299x299 inputs -> 2048 features
         def __init__(self):

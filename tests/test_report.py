@@ -15,10 +15,13 @@ import yaml  # noqa: E402
 from conftest import FAST  # noqa: E402
 import torch  # noqa: E402
 
-from memsweep import analysis, report  # noqa: E402
-from memsweep.capacity import effective_memorization  # noqa: E402
-from memsweep.store import RunStore  # noqa: E402
+from memsweep.report.summary import SUMMARY_COLUMNS
+from memsweep.report import build as report  # noqa: E402
+from memsweep.science.capacity import effective_memorization  # noqa: E402
+from memsweep.store.run import RunStore  # noqa: E402
+from memsweep.cli import main  # noqa: E402
 from memsweep.errors import ConfigError  # noqa: E402
+from memsweep.store import identity  # noqa: E402
 
 FIGURES = ["curves_n_step.png", "curves_n_normalized.png", "scaling_n.png", "rate_fidelity_n.png",
            "samples_n.png", "gap_by_t_n.png", "gap_by_t_n_normalized.png", "gap_by_t_sweep.png", "novelty_n.png",
@@ -64,7 +67,7 @@ def write_samples(store, n, rows, rng):
     """Saved samples like an evaluation's: a fraction mem_ratio of them copies of training image i % n
     (to within 1/255), the rest uniform noise images (far from every digit)."""
     from omegaconf import OmegaConf
-    from memsweep import data as data_mod
+    from memsweep.data import datasets as data_mod
 
     d = data_mod.load(OmegaConf.create({**DIGITS, "n": n}))
     idx = torch.arange(NUM_SAMPLES) % n
@@ -112,8 +115,8 @@ def fake_sweep(tmp_path):
 
 
 def test_report_from_a_fake_sweep(fake_sweep, monkeypatch, capsys):
-    monkeypatch.setenv("MEMSWEEP_OUTPUT_ROOT", str(fake_sweep))     # cmd_report's default output root
-    assert report.cmd_report(argparse.Namespace(name="fake", output_root=None)) == 0
+    monkeypatch.setenv("MEMSWEEP_OUTPUT_ROOT", str(fake_sweep))     # the report's default output root
+    assert main(["report", "fake"]) == 0
     out = fake_sweep / "sweeps" / "fake"
     path = out / "report.md"
     assert capsys.readouterr().out.strip() == f"report: {path}"
@@ -121,7 +124,7 @@ def test_report_from_a_fake_sweep(fake_sweep, monkeypatch, capsys):
         assert (out / name).is_file() and (out / name).stat().st_size > 0, name
 
     summary = pd.read_csv(out / "summary.csv")
-    assert set(analysis.SUMMARY_COLUMNS) <= set(summary.columns)
+    assert set(SUMMARY_COLUMNS) <= set(summary.columns)
     assert len(summary) == 5 and summary["run_id"].is_unique
     s = summary.set_index("run_id")
     assert s.loc["diverged0128", "state"] == "diverged" and s.loc["pending00256", "state"] == "pending"
@@ -177,21 +180,22 @@ def test_report_from_a_fake_sweep(fake_sweep, monkeypatch, capsys):
         assert section in text
 
 
-def test_missing_sweep_is_a_one_line_config_error(fake_sweep):
-    with pytest.raises(ConfigError, match="sweep nope: no such sweep under"):
-        report.cmd_report(argparse.Namespace(name="nope", output_root=fake_sweep))
+def test_missing_sweep_is_a_one_line_config_error(fake_sweep, capsys):
+    assert main(["report", "nope", "--output-root", str(fake_sweep)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("memsweep: error: sweep nope: no such sweep under") and "\n" not in err
 
 
 def test_report_from_a_real_tiny_sweep(out):
     from memsweep import config
-    from memsweep.train import train
+    from memsweep.train.loop import train
 
     entries = []
     for n, offset in ((8, 0), (16, 0), (32, 0), (8, 640)):    # and n = 8 on a disjoint subset
         cfg = config.compose_run([*FAST, f"data.n={n}", f"data.offset={offset}"])
-        assert config.output_root(cfg) == out.resolve()
+        assert identity.output_root(cfg) == out.resolve()
         assert train(cfg)["state"] == "finished"
-        entries.append({"run_id": config.run_id(cfg), "axes": {"data.n": n, "data.offset": offset}})
+        entries.append({"run_id": identity.run_id(cfg), "axes": {"data.n": n, "data.offset": offset}})
     (out / "sweeps" / "real").mkdir(parents=True)
     (out / "sweeps" / "real" / "sweep.json").write_text(json.dumps({"name": "real", "axes": ["data.n", "data.offset"],
                                                                     "runs": entries}))

@@ -10,8 +10,9 @@ import pytest
 import yaml
 
 from memsweep import config
-from memsweep.store import RunStore
-from memsweep.train import train
+from memsweep.store.run import RunStore
+from memsweep.train.loop import train
+from memsweep.store import identity
 
 from conftest import FAST, assert_same_run, run_cli
 
@@ -92,9 +93,9 @@ def test_sweep_on_slurm_returns_at_once_finishes_and_is_never_submitted_twice(sl
     packed = next(run_id for run_id, job in jobs.items() if list(jobs.values()).count(job) == 2)
     monkeypatch.setenv("MEMSWEEP_OUTPUT_ROOT", str(tmp_path / "alone"))
     cfg = config.compose_run([f"data.n={config_of(out, packed).data.n}", *FAST])
-    assert config.run_id(cfg) == packed
+    assert identity.run_id(cfg) == packed
     train(cfg)
-    assert_same_run(out / "runs" / packed, config.run_dir(cfg), cfg.train.total_steps)
+    assert_same_run(out / "runs" / packed, identity.run_dir(cfg), cfg.train.total_steps)
 
 
 def test_preempted_job_checkpoints_requeues_and_ends_as_if_uninterrupted(slurm_cluster, tmp_path, out, monkeypatch,
@@ -139,9 +140,9 @@ def test_preempted_job_checkpoints_requeues_and_ends_as_if_uninterrupted(slurm_c
     # the same run, uninterrupted, in this process
     monkeypatch.setenv("MEMSWEEP_OUTPUT_ROOT", str(tmp_path / "reference"))
     reference = config.compose_run(["data.n=16", *FAST, *extra])
-    assert config.run_id(reference) == run_id
+    assert identity.run_id(reference) == run_id
     train(reference)
     got = [json.loads(l) for l in (out / "runs" / run_id / "metrics.jsonl").read_text().splitlines()]
-    want = [json.loads(l) for l in (config.run_dir(reference) / "metrics.jsonl").read_text().splitlines()]
+    want = [json.loads(l) for l in (identity.run_dir(reference) / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in got] == [r["step"] for r in want]  # no duplicated or missing rows
     assert got == want

@@ -9,9 +9,10 @@ import pytest
 import yaml
 
 from memsweep import config
-from memsweep import sweep as sweep_mod
+from memsweep.sweeps import spec as sweep_mod
 from memsweep.errors import ConfigError
-from memsweep.store import RunStore
+from memsweep.store.run import RunStore
+from memsweep.store import identity
 
 from conftest import FAST, run_cli
 
@@ -44,7 +45,7 @@ def test_a_value_may_follow_another_setting(tmp_path, out):
     sw = sweep_mod.expand(path)
     got = sorted((r.axes["data.n"], r.axes["data.offset"], r.cfg.data.offset) for r in sw.runs)
     assert got == [(8, 0, 0), (8, 8, 8), (16, 0, 0), (16, 16, 16)]
-    literal = {config.run_id(config.compose_run([*FAST, f"data.n={n}", f"data.offset={o}"])) for n, o, _ in got}
+    literal = {identity.run_id(config.compose_run([*FAST, f"data.n={n}", f"data.offset={o}"])) for n, o, _ in got}
     assert {r.run_id for r in sw.runs} == literal  # the same runs as written out by hand
 
 
@@ -68,13 +69,13 @@ def test_shipped_sweeps_expand():
 
 
 def test_changing_a_default_in_a_config_file_changes_the_run_id(tmp_path, monkeypatch):
-    before = config.run_id(config.compose_run([]))
+    before = identity.run_id(config.compose_run([]))
     copy = tmp_path / "configs"
     shutil.copytree(config.config_dir(), copy)
     eval_cfg = copy / "eval" / "default.yaml"
     eval_cfg.write_text(eval_cfg.read_text().replace("num_samples: 256", "num_samples: 128"))
     monkeypatch.setenv("MEMSWEEP_CONFIG_DIR", str(copy))
-    assert config.run_id(config.compose_run([])) != before
+    assert identity.run_id(config.compose_run([])) != before
 
 
 def test_dry_run_prints_the_runs_and_launches_nothing(tmp_path, out):

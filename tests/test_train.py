@@ -11,8 +11,10 @@ import pytest
 import yaml
 
 from memsweep import config
-from memsweep.store import RunStore
-from memsweep.train import eval_steps, train
+from memsweep.store.run import RunStore
+from memsweep.train.loop import train
+from memsweep.train.run import eval_steps
+from memsweep.store import identity
 
 from conftest import FAST, run_cli
 
@@ -31,7 +33,7 @@ def test_eval_steps_are_log_spaced_and_end_at_the_last_step():
 def test_short_run_writes_the_run_directory(out):
     cfg = config.compose_run(FAST)
     status = train(cfg)
-    store = RunStore(config.run_dir(cfg))
+    store = RunStore(identity.run_dir(cfg))
     assert status["state"] == "finished" and status["step"] == 60
     rows = store.read_metrics()
     assert [r["step"] for r in rows] == eval_steps(60, 10, 4)
@@ -93,7 +95,7 @@ def test_bad_input_exits_with_one_line_and_no_traceback(out):
 def lock_held_elsewhere(store, seconds):
     """Another process holds the run's lock for `seconds` (or until killed)."""
     holder = subprocess.Popen([sys.executable, "-c", (
-        "import time; from memsweep.store import RunStore; "
+        "import time; from memsweep.store.run import RunStore; "
         f"s = RunStore({str(store.dir)!r}); cm = s.lock(); cm.__enter__(); print('locked', flush=True); "
         f"time.sleep({seconds})")], stdout=subprocess.PIPE, text=True)
     try:
@@ -105,9 +107,9 @@ def lock_held_elsewhere(store, seconds):
 
 
 def test_a_run_is_never_trained_by_two_processes_at_once(out):
-    from memsweep.store import RunLocked, RunStore
+    from memsweep.store.run import RunLocked, RunStore
     cfg = config.compose_run(FAST)
-    with lock_held_elsewhere(RunStore(config.run_dir(cfg)), 60):
+    with lock_held_elsewhere(RunStore(identity.run_dir(cfg)), 60):
         with pytest.raises(RunLocked, match="another process"):
             train(cfg)
         r = run_cli("train", *FAST)
@@ -117,7 +119,7 @@ def test_a_run_is_never_trained_by_two_processes_at_once(out):
 
 
 def test_a_requeued_job_waits_for_its_previous_attempt_to_let_go(out, caplog):
-    from memsweep.store import RunStore
+    from memsweep.store.run import RunStore
     store = RunStore(out / "runs" / "r")
     with lock_held_elsewhere(store, 3) as holder:
         with store.lock(wait_s=60):  # taken once the holder lets go, not refused
@@ -128,7 +130,7 @@ def test_a_requeued_job_waits_for_its_previous_attempt_to_let_go(out, caplog):
 def test_signal_guard_defers_handlers_until_the_step_is_done():
     import signal as sig
     import threading
-    from memsweep.train import SignalGuard
+    from memsweep.train.signals import SignalGuard
     calls = []
     previous = sig.signal(sig.SIGUSR2, lambda s, f: calls.append("handler"))
     try:
@@ -145,7 +147,7 @@ def test_signal_guard_defers_handlers_until_the_step_is_done():
 
 
 def test_a_run_that_fails_while_setting_up_says_failed(tmp_path, out):
-    from memsweep.data import make_synthetic_cifar
+    from memsweep.data.datasets import make_synthetic_cifar
     from memsweep.errors import ConfigError
     make_synthetic_cifar(tmp_path, per_batch=20)
     (tmp_path / "cifar-10-batches-py" / "data_batch_1").write_bytes(b"not a pickle")  # a corrupt download
@@ -153,5 +155,5 @@ def test_a_run_that_fails_while_setting_up_says_failed(tmp_path, out):
                               "model=tiny"])
     with pytest.raises(ConfigError, match="data_batch_1 is not a CIFAR-10 python batch"):
         train(cfg)
-    status = json.loads((config.run_dir(cfg) / "status.json").read_text())
+    status = json.loads((identity.run_dir(cfg) / "status.json").read_text())
     assert status["state"] == "failed" and "data_batch_1 is not a CIFAR-10 python batch" in status["error"]

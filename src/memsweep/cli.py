@@ -5,9 +5,24 @@ import argparse
 import logging
 import os
 import sys
+from pathlib import Path
 
-from .errors import ConfigError
-from .store import RunLocked
+import torch
+from rich.console import Console
+from rich.table import Table
+
+from memsweep import config
+from memsweep.errors import ConfigError
+from memsweep.eval import posthoc
+from memsweep.report.build import make_report
+from memsweep.store import identity
+from memsweep.store.run import ELSEWHERE, RunLocked
+from memsweep.sweeps import spec as sweep_mod
+from memsweep.sweeps.local import run_local
+from memsweep.sweeps.slurm import check_slurm, slurm_jobs, submit_slurm
+from memsweep.sweeps.status import print_status
+from memsweep.train.loop import train
+from memsweep.train.packed import make_packs
 
 USAGE_EXAMPLES = """examples:
   memsweep train data.n=64 optim.lr=3e-4
@@ -22,29 +37,20 @@ USAGE_EXAMPLES = """examples:
 
 
 def cmd_train(args) -> int:
-    from . import config
-    from .train import train
-
     cfg = config.compose_run(args.overrides)
     config.check_writable(cfg)
     status = train(cfg)
-    print(f"run {config.run_id(cfg)}: {status['state']} at step {status.get('step')} "
-          f"-> {config.run_dir(cfg)}")
+    print(f"run {identity.run_id(cfg)}: {status['state']} at step {status.get('step')} "
+          f"-> {identity.run_dir(cfg)}")
     return 0 if status["state"] in ("finished", "diverged") else 1
 
 
 def cmd_sweep(args) -> int:
-    from rich.console import Console
-    from rich.table import Table
-
-    from . import config, launch
-    from . import sweep as sweep_mod
-
     sweep = sweep_mod.expand(args.name, args.overrides)  # composes and validates every run first
     launcher = sweep.runs[0].cfg.launcher.name
     if launcher not in ("local", "slurm"):
-        raise config.ConfigError(f"launcher={launcher}: unknown launcher (choose from: local, slurm)")
-    root = config.output_root(sweep.runs[0].cfg)
+        raise ConfigError(f"launcher={launcher}: unknown launcher (choose from: local, slurm)")
+    root = identity.output_root(sweep.runs[0].cfg)
     if not args.dry_run:
         config.check_writable(sweep.runs[0].cfg)
     todo, counts = sweep_mod.plan(sweep, retry=args.retry)
@@ -61,65 +67,95 @@ def cmd_sweep(args) -> int:
     console.print(", ".join(f"{v} {k}" for k, v in counts.items() if v) + f"; {len(todo)} to launch")
     if args.dry_run:
         if launcher == "slurm":
-            for res, packs in launch.slurm_jobs(todo):
+            for res, packs in slurm_jobs(todo):
                 console.print(f"would submit {len(packs)} Slurm jobs of " + ", ".join(str(len(p)) for p in packs)
                               + f" runs (launcher.pack={res.get('pack', 1)}) as arrays of at most "
                               f"{res.get('max_array_size', 1000)} (partition={res.get('partition')}, "
                               f"timeout_min={res.get('timeout_min')})")
         elif todo:
-            from .packed import make_packs
-
             lcfg = sweep.runs[0].cfg.launcher
             packs = make_packs([r.cfg for r in todo], lcfg.pack, lcfg.workers or os.cpu_count() or 1)
             console.print(f"would train them in {len(packs)} worker jobs of " + ", ".join(
                 f"{len(p)}" for p in packs) + f" runs (launcher.pack={lcfg.pack})")
         return 0
     if launcher == "slurm":
-        launch.check_slurm()
+        check_slurm()
     sweep_dir = sweep.dir(root)
     sweep_mod.record(sweep, root)
     if not todo:
         console.print("nothing to launch")
         return 0
     if launcher == "slurm":
-        submitted = launch.submit_slurm(todo, sweep_dir)
+        submitted = submit_slurm(todo, sweep_dir)
         job_ids = list(dict.fromkeys(j for _, j in submitted))
         console.print(f"submitted {len(job_ids)} jobs ({len(submitted)} runs): " + " ".join(job_ids))
         console.print(f"follow them with: memsweep status {sweep.name}")
         return 0
     lcfg = sweep.runs[0].cfg.launcher
-    results = launch.run_local(todo, workers=lcfg.workers, show_progress=not args.quiet, pack=lcfg.get("pack", 1))
-    from .status import print_status
-
+    results = run_local(todo, workers=lcfg.workers, show_progress=not args.quiet, pack=lcfg.get("pack", 1))
     print_status(sweep_mod.load_record(root, sweep.name), root / "runs", console)
-    return 0 if all(v in ("finished", "diverged", launch.ELSEWHERE) for v in results.values()) else 1
+    return 0 if all(v in ("finished", "diverged", ELSEWHERE) for v in results.values()) else 1
 
 
 def cmd_status(args) -> int:
-    from . import config
-    from . import sweep as sweep_mod
-    from .status import print_status
-
     root = _root(args)
     print_status(sweep_mod.load_record(root, args.name), root / "runs")
     return 0
 
 
 def cmd_report(args) -> int:
-    from .report import make_report
-
     path = make_report(_root(args), args.name)
     print(f"report: {path}")
     return 0
 
 
 def _root(args):
-    from pathlib import Path
+    """--output-root, else paths.output_root's default (its config file, without composing a run)."""
+    return Path(args.output_root).expanduser().resolve() if args.output_root else config.default_output_root()
 
-    from . import config
-    if args.output_root:
-        return Path(args.output_root).resolve()
-    return config.output_root(config.compose_run([]))
+
+def cmd_eval(args) -> int:
+    try:  # checked before any work
+        device = torch.device(args.device)
+    except RuntimeError:
+        raise ConfigError(f"--device {args.device}: not a device (cpu, cuda, cuda:1, ...)") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"--device {args.device}: CUDA is not available on this machine")
+    if args.threshold is not None and not 0 < args.threshold <= 1:
+        raise ConfigError(f"--threshold {args.threshold}: must be in (0, 1]")
+    results = posthoc.evaluate_after(args.target, args.metrics, _root(args), features=args.features,
+                             num_samples=args.num_samples, threshold=args.threshold, force=args.force,
+                             device=args.device, steps=args.steps, data_root=args.data_root,
+                             inception_path=args.inception_path)
+    for r in results:
+        keys = ", ".join(r["keys"]) if r["keys"] else "no new keys"
+        notes = ("; " + "; ".join(dict.fromkeys(r["notes"]))) if r["notes"] else ""
+        print(f"run {r['run_id']}: {r['status']}, {r['steps']} step(s) computed: {keys}{notes}")
+    if any(r["status"] == "failed" for r in results):
+        return 1
+    return 3 if any(r["status"] == "locked" for r in results) else 0
+
+
+
+
+def _eval_arguments(p) -> None:
+    """The arguments of `memsweep eval`."""
+    p.add_argument("target", help="a run directory, a run id, or a sweep's name")
+    p.add_argument("metrics", nargs="*", help=f"metrics to compute ({', '.join(posthoc.METRICS)}); "
+                   "default: the run's configured ones that are missing")
+    p.add_argument("--features", action="append", default=None,
+                   help="feature space (pixels, inception, digitnet, torchscript:[<name>=]<path>); repeat for several")
+    p.add_argument("--num-samples", default=None,
+                   help="generated samples per metric (default: eval.num_samples, the saved ones); a number, or "
+                        "`reference` for as many as the reference split has; more than saved are generated "
+                        "from the evaluation weights")
+    p.add_argument("--threshold", type=float, default=None, help="threshold of mem / copy (default: the run's)")
+    p.add_argument("--steps", default="all", help="all (default), last, or a comma-separated list of steps")
+    p.add_argument("--force", action="store_true", help="recompute and overwrite keys already present")
+    p.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:1, ...")
+    p.add_argument("--inception-path", default=None, help="inception-2015-12-05.pt (or its folder)")
+    p.add_argument("--data-root", default=None, help="data.root if the runs' one is wrong on this machine")
+    p.add_argument("--output-root", default=None, help="the output root (default: paths.output_root)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -142,11 +178,9 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("name", help="the sweep's name")
         p.add_argument("--output-root", default=None, help="the output root (default: paths.output_root)")
         p.set_defaults(func=func)
-    from . import posthoc
-
     p = sub.add_parser("eval", help="compute metrics after the fact from saved samples, added to metrics.jsonl")
-    posthoc.add_arguments(p)
-    p.set_defaults(func=posthoc.cmd_eval)
+    _eval_arguments(p)
+    p.set_defaults(func=cmd_eval)
     return parser
 
 

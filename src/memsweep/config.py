@@ -5,8 +5,6 @@ report, eval), composes many runs in one process for a sweep, and must validate 
 """
 from __future__ import annotations
 
-import hashlib
-import json
 import math
 import os
 import re
@@ -18,15 +16,10 @@ from hydra.errors import HydraException
 from omegaconf import DictConfig, OmegaConf, open_dict
 from omegaconf.errors import OmegaConfBaseException
 
-from . import data as data_mod
-from .errors import ConfigError
-
-# What defines a run's result. Logging, launching, paths and runtime (device, threads, checkpoint cadence)
-# do not, so changing them resumes the same run instead of starting a new one.
-IDENTITY_KEYS = ("data", "model", "optim", "train", "eval", "seed")
-NOT_IDENTITY = {"data": ("root", "download"),
-                "eval": ("inception_path", "save_samples", "save_weights", "grid_samples", "feature_cache", "nn_block")}
-
+from memsweep.data import datasets as data_mod
+from memsweep.errors import ConfigError
+from memsweep.eval.features import check_spec
+from memsweep.store.identity import output_root
 
 def config_dir() -> Path:
     """configs/ at the top of the checkout (editable install), or MEMSWEEP_CONFIG_DIR."""
@@ -36,6 +29,13 @@ def config_dir() -> Path:
         raise ConfigError(f"MEMSWEEP_CONFIG_DIR={path}: no train.yaml there (install memsweep with "
                           "`pip install -e .` from its checkout, or point MEMSWEEP_CONFIG_DIR at configs/)")
     return path
+
+
+def default_output_root() -> Path:
+    """paths.output_root as configs/paths/default.yaml sets it (MEMSWEEP_OUTPUT_ROOT, else outputs/ in the
+    working directory), read without composing a run: for commands that only read the store."""
+    paths = OmegaConf.load(config_dir() / "paths" / "default.yaml")
+    return Path(str(paths.output_root)).expanduser().resolve()
 
 
 def compose_run(overrides=()) -> DictConfig:
@@ -145,8 +145,6 @@ def validate(cfg) -> None:
 
 def _validate_metrics(cfg) -> None:
     """Feature spaces, thresholds and sample counts of the evaluation metrics (see memsweep.evaluate)."""
-    from .metrics.features import check_spec
-
     ev = cfg.eval
     for key in ("sw_features", "fid_features", "copy_features"):
         problem = check_spec(str(ev.get(key, "none")), cfg.data.name)
@@ -165,29 +163,6 @@ def _validate_metrics(cfg) -> None:
     for key in ("fd_train_test", "feature_cache"):
         if not isinstance(ev.get(key), bool):
             raise ConfigError(f"eval.{key}={ev.get(key)}: use true or false")
-
-
-def identity(cfg) -> dict:
-    ident = {k: OmegaConf.to_container(cfg[k], resolve=True) if isinstance(cfg[k], DictConfig) else cfg[k]
-             for k in IDENTITY_KEYS}
-    for group, keys in NOT_IDENTITY.items():
-        for key in keys:
-            ident[group].pop(key, None)
-    return ident
-
-
-def run_id(cfg) -> str:
-    """A short hash of what defines the result: the same run asked for twice is the same directory."""
-    blob = json.dumps(identity(cfg), sort_keys=True, default=str)
-    return hashlib.sha256(blob.encode()).hexdigest()[:12]
-
-
-def output_root(cfg) -> Path:
-    return Path(str(cfg.paths.output_root)).expanduser().resolve()
-
-
-def run_dir(cfg) -> Path:
-    return output_root(cfg) / "runs" / run_id(cfg)
 
 
 def check_writable(cfg) -> None:

@@ -5,7 +5,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ..flow import loss_per_sample
+from memsweep.science.flow import loss_per_sample
 
 
 @dataclass

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import torch
 
-from .memorization import nearest_neighbours, ratio_of
+from memsweep.metrics.memorization import nearest_neighbours, ratio_of
 
 PR_K = 3
 

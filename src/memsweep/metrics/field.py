@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ..flow import closed_form_velocity, interpolate
+from memsweep.science.flow import closed_form_velocity, interpolate
 
 
 def conditional_closed_form_velocity(x, t, labels, train_x, train_y) -> torch.Tensor:

@@ -9,14 +9,14 @@ from pathlib import Path
 import numpy as np
 from matplotlib.lines import Line2D
 
-from . import analysis
-from .plots import (DPI, SHORT, _fixed_text, _label, _legend_handles, _spread, axis_runs, fmt_value,
+from memsweep.report.summary import axis_column
+from memsweep.report.figures import (DPI, SHORT, _fixed_text, _label, _legend_handles, _spread, axis_runs, fmt_value,
                     ordered_values, plain_log_ticks, plt, value_colors)
 
 
 def _picked(runs, summary, key, keys, extra: dict, max_runs: int):
     """Runs along the axis that have an entry in `extra` (run_id -> result), spread over the axis values."""
-    col = analysis.axis_column(key)
+    col = axis_column(key)
     chosen, fixed = axis_runs(runs, key, keys)
     chosen = [r for r in chosen if extra.get(r.run_id) is not None]
     if not chosen:

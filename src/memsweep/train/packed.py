@@ -28,10 +28,11 @@ import torch
 from omegaconf import OmegaConf
 from torch.optim.adam import adam
 
-from . import unet
-from .flow import loss_per_sample
-from .store import failpoint
-from .train import Run, compiled
+from memsweep.science import unet
+from memsweep.science.flow import loss_per_sample
+from memsweep.store.run import failpoint
+from memsweep.train.run import Run
+from memsweep.train.solo import compiled
 
 
 def pack_key(cfg) -> str | None:

@@ -14,10 +14,13 @@ import pandas as pd
 import torch
 from scipy import stats
 
-from . import analysis, disjoint, plots, plots_samples
-from .capacity import EMM_LEVEL, effective_memorization
-from .dips import CURVES, DEFAULT_MIN_DEPTH
-from .sample_analysis import NOVELTY_COLUMNS, analyze_samples, final_columns
+from memsweep.science.fits import slices
+from memsweep.report.summary import axis_column
+from memsweep.report import disjoint, figures as plots, sample_figures as plots_samples
+from memsweep.science.capacity import EMM_LEVEL, effective_memorization
+from memsweep.science.dips import CURVES, DEFAULT_MIN_DEPTH
+from memsweep.report.markdown import fmt, markdown_table
+from memsweep.report.samples import NOVELTY_COLUMNS, analyze_samples, final_columns
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +57,7 @@ def compute(runs, summary: pd.DataFrame, keys: list[str], out) -> dict:
     emm = []
     if "data.n" in keys and len(summary):
         fin = summary[summary["state"] == "finished"]
-        for fixed, group in analysis.slices(fin, "n", [analysis.axis_column(k) for k in keys]) if len(fin) else []:
+        for fixed, group in slices(fin, "n", [axis_column(k) for k in keys]) if len(fin) else []:
             emm.append((fixed, effective_memorization(group["n"], group["final_mem_ratio"]), len(group)))
     return {"results": results, "disjoint": (table, shown), "emm": emm, "notes": notes}
 
@@ -65,8 +68,8 @@ def figures(ctx: dict, runs, summary, keys, out, add) -> None:
     add("Loss gap by noise level t over the whole sweep (mean over runs), against step and normalized step",
         plots.sweep_gap_heatmap, runs, summary, out / "gap_by_t_sweep.png")
     for key in [k for k in keys if k not in ("seed", disjoint.OFFSET_KEY)] or keys:
-        s = plots.slug(analysis.axis_column(key))
-        lab = plots.LABELS.get(analysis.axis_column(key), key)
+        s = plots.slug(axis_column(key))
+        lab = plots.LABELS.get(axis_column(key), key)
         if results:
             add(f"Novelty beside fidelity over training (by {lab})", plots_samples.novelty_figure, runs, summary,
                 key, keys, out / f"novelty_{s}.png", results)
@@ -81,7 +84,6 @@ def figures(ctx: dict, runs, summary, keys, out, add) -> None:
 
 
 def _fmt(v, digits=3):
-    from .report import fmt
     return fmt(v, digits)
 
 
@@ -114,12 +116,11 @@ def _spearman(x, y, positive: str, negative: str) -> str:
 
 
 def lines(ctx: dict, runs, summary: pd.DataFrame, keys: list[str]) -> list[str]:
-    from .report import markdown_table
 
     L = ["## Beyond the paper", ""]
     by_id = {r.run_id: r for r in runs}
     info = summary.set_index("run_id")
-    axis_cols = [analysis.axis_column(k) for k in keys if analysis.axis_column(k) in summary]
+    axis_cols = [axis_column(k) for k in keys if axis_column(k) in summary]
 
     # -- field-level memorization
     rows = []

@@ -30,7 +30,7 @@ from typing import Callable
 
 import torch
 
-from .store import atomic_write_text
+from memsweep.store.run import atomic_write_text
 
 log = logging.getLogger("memsweep")
 

@@ -32,8 +32,12 @@ from pathlib import Path
 import torch
 from omegaconf import open_dict
 
-from .errors import ConfigError
-from .store import RunLocked, RunStore, atomic_write_text, read_json
+from memsweep.data import datasets as data_mod
+from memsweep.errors import ConfigError
+from memsweep.eval.evaluator import Evaluator, keys_of, metric_key, sample_tag
+from memsweep.eval.features import SPACES, FeatureUnavailable, space_name
+from memsweep.science import unet
+from memsweep.store.run import RunLocked, RunStore, atomic_write_text, read_json
 
 log = logging.getLogger("memsweep")
 
@@ -64,8 +68,6 @@ def parse_count(value):
 
 def check_request(metrics=(), features=(), num_samples=None, steps=None) -> None:
     """Bad input to `memsweep eval` (unknown metric, feature space, sample count or steps) fails before any work."""
-    from .metrics.features import SPACES, space_name
-
     for metric in metrics or ():
         if metric not in METRICS:
             raise ConfigError(f"metric {metric!r}: unknown (choose from: {', '.join(METRICS)})")
@@ -110,9 +112,6 @@ def plan_jobs(ev_cfg, metrics=(), features=(), count=None, threshold=None) -> li
 def _aliases(ev_cfg, job: Job) -> dict[str, str]:
     """Old-style keys (sw_train, fid_test, ...) that mean the same as a job's keys for this run: canonical key
     -> alias. Only for the run's configured spaces and sample counts."""
-    from .evaluate import metric_key, sample_tag
-    from .metrics.features import space_name
-
     tag = sample_tag(ev_cfg.num_samples, job.count)
     if job.kind == "sw" and job.spec == str(ev_cfg.sw_features) and tag is None:
         return {metric_key("sw", space_name(job.spec), s): f"sw_{s}" for s in ("train", "test")}
@@ -159,7 +158,6 @@ class _Samples:
         if not (self.store.ckpt_dir / f"eval_{step:09d}.pt").is_file():
             return None, (f"step {step}: {have} samples saved, {need} needed, and no evaluation weights "
                           f"(checkpoints/eval_{step:09d}.pt) to generate more")
-        from . import unet
 
         c = self.cfg
         model = unet.build(c.model, c.data.image_size, c.data.channels, self.ev.data.num_classes)
@@ -185,9 +183,6 @@ def evaluate_run(run_dir: Path, metrics=(), output_root: Path | None = None, *, 
                  inception_path=None) -> dict:
     """Compute `metrics` for every evaluation of one run and merge them into its metrics.jsonl.
     Returns {"run_id", "status", "steps", "keys", "notes"}."""
-    from . import data as data_mod
-    from .evaluate import Evaluator, keys_of
-
     store = RunStore(run_dir)
     result = {"run_id": store.run_id, "status": "ok", "steps": 0, "keys": [], "notes": []}
     if not store.config_path.is_file():
@@ -270,14 +265,9 @@ def _write(store: RunStore, rows: list[dict]) -> None:
     atomic_write_text(store.metrics_path, "".join(json.dumps(r, allow_nan=True) + "\n" for r in rows))
 
 
-def evaluate_after(run_dir_or_sweep, metrics=(), output_root=None, **options) -> list[dict]:
+def evaluate_after(run_dir_or_sweep, metrics, output_root: Path, **options) -> list[dict]:
     """`memsweep eval` as a function: every run of a sweep (or the one run given), one result per run."""
-    from .metrics.features import FeatureUnavailable
-
     check_request(metrics, options.get("features"), options.get("num_samples"), options.get("steps"))
-    if output_root is None:
-        from . import config
-        output_root = config.output_root(config.compose_run([]))
     output_root = Path(output_root).resolve()
     results = []
     for run_dir in resolve_runs(str(run_dir_or_sweep), output_root):
@@ -287,47 +277,3 @@ def evaluate_after(run_dir_or_sweep, metrics=(), output_root=None, **options) ->
             results.append({"run_id": Path(run_dir).name, "status": "failed", "steps": 0, "keys": [],
                             "notes": [str(e)]})
     return results
-
-
-def add_arguments(p) -> None:
-    """The arguments of `memsweep eval` (cli.py adds the subcommand and calls cmd_eval)."""
-    p.add_argument("target", help="a run directory, a run id, or a sweep's name")
-    p.add_argument("metrics", nargs="*", help=f"metrics to compute ({', '.join(METRICS)}); "
-                   "default: the run's configured ones that are missing")
-    p.add_argument("--features", action="append", default=None,
-                   help="feature space (pixels, inception, digitnet, torchscript:[<name>=]<path>); repeat for several")
-    p.add_argument("--num-samples", default=None,
-                   help="generated samples per metric (default: eval.num_samples, the saved ones); a number, or "
-                        "`reference` for as many as the reference split has; more than saved are generated "
-                        "from the evaluation weights")
-    p.add_argument("--threshold", type=float, default=None, help="threshold of mem / copy (default: the run's)")
-    p.add_argument("--steps", default="all", help="all (default), last, or a comma-separated list of steps")
-    p.add_argument("--force", action="store_true", help="recompute and overwrite keys already present")
-    p.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:1, ...")
-    p.add_argument("--inception-path", default=None, help="inception-2015-12-05.pt (or its folder)")
-    p.add_argument("--data-root", default=None, help="data.root if the runs' one is wrong on this machine")
-    p.add_argument("--output-root", default=None, help="the output root (default: paths.output_root)")
-
-
-def cmd_eval(args) -> int:
-    try:  # checked before any work
-        device = torch.device(args.device)
-    except RuntimeError:
-        raise ConfigError(f"--device {args.device}: not a device (cpu, cuda, cuda:1, ...)") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"--device {args.device}: CUDA is not available on this machine")
-    if args.threshold is not None and not 0 < args.threshold <= 1:
-        raise ConfigError(f"--threshold {args.threshold}: must be in (0, 1]")
-    results = evaluate_after(args.target, args.metrics, args.output_root, features=args.features,
-                             num_samples=args.num_samples, threshold=args.threshold, force=args.force,
-                             device=args.device, steps=args.steps, data_root=args.data_root,
-                             inception_path=args.inception_path)
-    for r in results:
-        keys = ", ".join(r["keys"]) if r["keys"] else "no new keys"
-        notes = ("; " + "; ".join(dict.fromkeys(r["notes"]))) if r["notes"] else ""
-        print(f"run {r['run_id']}: {r['status']}, {r['steps']} step(s) computed: {keys}{notes}")
-    if any(r["status"] == "failed" for r in results):
-        return 1
-    return 3 if any(r["status"] == "locked" for r in results) else 0
-
-

@@ -1,7 +1,7 @@
 """`memsweep report NAME`: the analysis of a sweep, written next to its sweep.json.
 
 outputs/sweeps/<name>/
-  summary.csv    one row per run (analysis.summary_table)
+  summary.csv    one row per run (summary_table)
   fits.csv       across-run fits: each onset step (and mem_rate, best SW) against each swept numeric axis
   *.png          figures (plots.py)
   report.md      what was varied, the definitions, the table, the fitted exponents in words, the figures,
@@ -17,9 +17,16 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from . import analysis, plots
-from .errors import ConfigError
-from .store import RunStore, atomic_write_text, read_json
+from memsweep.science.curves import DEFAULT_GAP_THRESHOLD, ONSET_METRICS, metrics_frame
+from memsweep.science.fits import POOLED, determined_by, scaling_fits
+from memsweep.science.normalized_time import reference_values
+from memsweep.report.summary import RunData, SUMMARY_COLUMNS, axis_column, summary_table
+from memsweep.report import figures as plots
+from memsweep.errors import ConfigError
+from memsweep.report import extra as report_extra
+from memsweep.report.markdown import fmt, markdown_table
+from memsweep.store.live import live_state
+from memsweep.store.run import RunStore, atomic_write_text, read_json
 
 log = logging.getLogger(__name__)
 
@@ -34,11 +41,6 @@ CLAIMS = {
                  "to memorize grows with lr near the edge of stability (an exponent above -1)"),
     "params": (None, "the paper reports that larger models memorize sooner (a negative exponent)"),
 }
-
-
-def default_output_root() -> Path:
-    """paths.output_root's default: $MEMSWEEP_OUTPUT_ROOT, else outputs/ in the current directory."""
-    return Path(os.environ.get("MEMSWEEP_OUTPUT_ROOT") or "outputs").expanduser().resolve()
 
 
 # -- reading a sweep --------------------------------------------------------------------------------------------
@@ -57,9 +59,8 @@ def _config_params(cfg) -> dict:
             "fid_features": get("eval.fid_features")}
 
 
-def load_sweep(output_root: Path, name: str) -> tuple[dict, list[analysis.RunData]]:
+def load_sweep(output_root: Path, name: str) -> tuple[dict, list[RunData]]:
     """sweep.json and every run it lists (a run with no files yet is 'pending' with no metrics)."""
-    from .status import live_state
 
     output_root = Path(output_root)
     path = output_root / "sweeps" / name / "sweep.json"
@@ -76,7 +77,7 @@ def load_sweep(output_root: Path, name: str) -> tuple[dict, list[analysis.RunDat
         except Exception:   # not started yet: what the sweep file says
             params = {}
         for key, value in (entry.get("axes") or {}).items():
-            col = analysis.axis_column(key)
+            col = axis_column(key)
             if params.get(col) is None:
                 params[col] = value
         if params.get("total_steps") is None:
@@ -86,35 +87,9 @@ def load_sweep(output_root: Path, name: str) -> tuple[dict, list[analysis.RunDat
             state = live_state(status)
         except Exception:
             state = status.get("state", "pending")
-        runs.append(analysis.RunData(entry["run_id"], state, dict(entry.get("axes") or {}), params,
-                                     analysis.metrics_frame(store.read_metrics()), status, store.dir))
+        runs.append(RunData(entry["run_id"], state, dict(entry.get("axes") or {}), params,
+                                     metrics_frame(store.read_metrics()), status, store.dir))
     return record, runs
-
-
-# -- formatting -------------------------------------------------------------------------------------------------
-def fmt(v, digits: int = 3) -> str:
-    if v is None:
-        return "–"
-    if isinstance(v, (float, np.floating)):
-        if not np.isfinite(v):
-            return "–"
-        if (float(v).is_integer() or abs(v) >= 1000) and abs(v) < 1e7:
-            return f"{v:.0f}"
-        return f"{v:.{digits}g}"
-    if isinstance(v, (int, np.integer)):
-        return str(int(v))
-    return str(v)
-
-
-def markdown_table(df: pd.DataFrame, formats: dict | None = None) -> str:
-    formats = formats or {}
-    head = "| " + " | ".join(str(c) for c in df.columns) + " |"
-    sep = "|" + "|".join("---" for _ in df.columns) + "|"
-    lines = [head, sep]
-    for _, row in df.iterrows():
-        cells = [formats.get(c, fmt)(row[c]) for c in df.columns]
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
 
 
 def _ci(fit) -> str:
@@ -169,7 +144,7 @@ def _fit_sentence(fit_row: pd.Series, metric: str, xcol: str) -> str:
     extra = []
     if np.isfinite(fit_row["r2_loglog"]):
         extra.append(f"r² = {fit_row['r2_loglog']:.2f} in log-log")
-    if fit_row["fixed"] == analysis.POOLED:
+    if fit_row["fixed"] == POOLED:
         extra.append(f"{int(fit_row['n_points'])} points")
     else:
         extra.append(f"{int(fit_row['n_points'])} values of {xshort}")
@@ -193,7 +168,7 @@ def _figure(figures: list, notes: list, title: str, func, *args, **kwargs):
     return path
 
 
-def make_report(output_root: Path, name: str, threshold: float = analysis.DEFAULT_GAP_THRESHOLD) -> Path:
+def make_report(output_root: Path, name: str, threshold: float = DEFAULT_GAP_THRESHOLD) -> Path:
     """Write summary.csv, fits.csv, the figures and report.md into <output_root>/sweeps/<name>/ and return
     the path of report.md."""
     output_root = Path(output_root)
@@ -201,20 +176,19 @@ def make_report(output_root: Path, name: str, threshold: float = analysis.DEFAUL
     out = output_root / "sweeps" / name
     out.mkdir(parents=True, exist_ok=True)
     keys = list(record.get("axes") or [])
-    axis_cols = [analysis.axis_column(k) for k in keys]
+    axis_cols = [axis_column(k) for k in keys]
 
-    summary = analysis.summary_table(runs, threshold) if runs else pd.DataFrame(columns=analysis.SUMMARY_COLUMNS)
-    from . import report_extra   # imports this module's helpers
+    summary = summary_table(runs, threshold) if runs else pd.DataFrame(columns=SUMMARY_COLUMNS)
     extra = report_extra.compute(runs, summary, keys, out) if runs else None
     summary.to_csv(out / "summary.csv", index=False)
-    fits = analysis.scaling_fits(summary, axis_cols) if runs else analysis.scaling_fits(summary, [])
+    fits = scaling_fits(summary, axis_cols) if runs else scaling_fits(summary, [])
     fits.to_csv(out / "fits.csv", index=False)
 
     sensitivity = []
     if runs:
         for thr in SENSITIVITY_THRESHOLDS:
-            s_thr = summary if thr == threshold else analysis.summary_table(runs, thr)
-            f_thr = analysis.scaling_fits(s_thr, axis_cols, metrics=("tau_mem",))
+            s_thr = summary if thr == threshold else summary_table(runs, thr)
+            f_thr = scaling_fits(s_thr, axis_cols, metrics=("tau_mem",))
             for _, row in f_thr.iterrows():
                 sensitivity.append({"threshold": thr, **row.to_dict()})
 
@@ -231,7 +205,7 @@ def make_report(output_root: Path, name: str, threshold: float = analysis.DEFAUL
     notes: list[str] = []
     plot_keys = [k for k in keys if k not in ("seed", "data.offset")] or keys   # offset: the disjoint test's pairs
     for key in plot_keys if runs else []:
-        col = analysis.axis_column(key)
+        col = axis_column(key)
         s = plots.slug(col)
         lab = plots.LABELS.get(col, col)
         _figure(figures, notes, f"Training curves by {lab}, against the training step", plots.curves_figure,
@@ -272,7 +246,7 @@ def _render(record, runs, summary, fits, sensitivity, figures, notes, threshold,
         L += [f"**What the sweep is:** {spec['description']}.", ""]
     varied = []
     for key in keys:
-        col = analysis.axis_column(key)
+        col = axis_column(key)
         vals = plots.ordered_values(summary, col) if col in summary and len(summary) else []
         varied.append(f"`{key}` over {', '.join(plots.fmt_value(v) for v in vals)}")
     states = summary["state"].value_counts().to_dict() if len(summary) else {}
@@ -284,7 +258,7 @@ def _render(record, runs, summary, fits, sensitivity, figures, notes, threshold,
     if spec.get("overrides"):
         L.append(f"Fixed for every run: `{' '.join(str(o) for o in spec['overrides'])}`.")
     if runs:
-        ref = analysis.reference_values([r.params.get("n", np.nan) for r in runs],
+        ref = reference_values([r.params.get("n", np.nan) for r in runs],
                                         [r.params.get("batch_size", np.nan) for r in runs],
                                         [r.params.get("lr", np.nan) for r in runs])
         L.append(f"Normalized step reference values (the sweep's smallest): n0 = {fmt(ref['n0'])}, "
@@ -339,7 +313,7 @@ def _render(record, runs, summary, fits, sensitivity, figures, notes, threshold,
     L.append("")
 
     L += ["## Summary (one row per run)", ""]
-    cols = ["run_id", "state"] + [analysis.axis_column(k) for k in keys if analysis.axis_column(k) in summary]
+    cols = ["run_id", "state"] + [axis_column(k) for k in keys if axis_column(k) in summary]
     cols += ["tau_mem", "tau_test_min", "step_mem_0.1", "step_mem_0.5", "mem_rate", "best_sw", "best_sw_train"]
     if summary["best_fid"].notna().any():
         cols += ["best_fid"]
@@ -364,7 +338,7 @@ def _render(record, runs, summary, fits, sensitivity, figures, notes, threshold,
               "linear fit y = slope · x + intercept on the same points."
               + (" Rows with fixed = pooled share one exponent across the combinations of the other axes, with one "
                  "prefactor per combination ((points − 1 − combinations) degrees of freedom)."
-                 if (fits["fixed"] == analysis.POOLED).any() else ""), ""]
+                 if (fits["fixed"] == POOLED).any() else ""), ""]
         ft = fits.copy()
         ft["exponent a [95% CI]"] = [_ci(r) for _, r in ft.iterrows()]
         show = ["axis", "x", "metric"] + (["fixed"] if ft["fixed"].astype(bool).any() else [])
@@ -384,7 +358,7 @@ def _render(record, runs, summary, fits, sensitivity, figures, notes, threshold,
 def _findings(summary, fits, sensitivity, keys) -> list[str]:
     L = []
     for key in keys:
-        col = analysis.axis_column(key)
+        col = axis_column(key)
         f = fits[fits["axis"] == col]
         if not len(f):
             continue
@@ -393,20 +367,20 @@ def _findings(summary, fits, sensitivity, keys) -> list[str]:
         claim = CLAIMS.get(xcol, (None, ""))[1]
         header = f"**Against {plots.LABELS.get(xcol, xcol)}**" + (f" ({claim})" if claim else "") + ":"
         L += [header, ""]
-        together = [analysis.axis_column(k) for k in keys
-                    if analysis.axis_column(k) not in (col, "seed") and analysis.axis_column(k) in summary
-                    and analysis._determined_by(summary, col, analysis.axis_column(k))
-                    and analysis._determined_by(summary, analysis.axis_column(k), col)]
+        together = [axis_column(k) for k in keys
+                    if axis_column(k) not in (col, "seed") and axis_column(k) in summary
+                    and determined_by(summary, col, axis_column(k))
+                    and determined_by(summary, axis_column(k), col)]
         if together:
             L.append(f"- {col} is varied together with {', '.join(together)} (zipped): these fits cannot separate "
                      "their effects.")
-        pooled = (f["fixed"] == analysis.POOLED).any()
-        main = f[f["fixed"] == (analysis.POOLED if pooled else "")]
+        pooled = (f["fixed"] == POOLED).any()
+        main = f[f["fixed"] == (POOLED if pooled else "")]
         if pooled:
-            k = f.loc[f["fixed"] != analysis.POOLED, "fixed"].nunique()
+            k = f.loc[f["fixed"] != POOLED, "fixed"].nunique()
             L.append(f"- The other axes take {k} combinations; the exponents below are pooled: one exponent shared "
                      "by all combinations, each with its own prefactor (per-combination fits in the table below).")
-        for metric in analysis.ONSET_METRICS:
+        for metric in ONSET_METRICS:
             row = main[main["metric"] == metric]
             if len(row):
                 L.append("- " + _fit_sentence(row.iloc[0], metric, xcol))
@@ -422,10 +396,10 @@ def _findings(summary, fits, sensitivity, keys) -> list[str]:
                          }.get((metric, xcol), "")
                 L.append(f"- {what} {_trend(row.iloc[0])} with {xshort}{paper}.")
         if pooled:
-            per = f[(f["fixed"] != analysis.POOLED) & (f["metric"] == "tau_mem")]
+            per = f[(f["fixed"] != POOLED) & (f["metric"] == "tau_mem")]
             L.append("- tau_mem exponent per combination: "
                      + "; ".join(f"{r['fixed']}: {_ci(r)}" for _, r in per.iterrows()) + ".")
-        sens = [s for s in sensitivity if s["axis"] == col and s["fixed"] in ("", analysis.POOLED)]
+        sens = [s for s in sensitivity if s["axis"] == col and s["fixed"] in ("", POOLED)]
         if sens:
             parts = [f"{s['threshold']:g}: a = {_ci(s)} ({int(s['n_points'])} point(s))" for s in sens]
             L.append("- Sensitivity of the tau_mem exponent to the relative-gap threshold: " + "; ".join(parts) + ".")
@@ -456,12 +430,3 @@ def _findings(summary, fits, sensitivity, keys) -> list[str]:
         L.append(f"- {len(never)} run(s) with data never reached tau_mem: "
                  + ", ".join(f"`{r}`" for r in never["run_id"]) + ".")
     return L
-
-
-def cmd_report(args) -> int:
-    """CLI entry: `memsweep report NAME [--output-root DIR]`; prints the path of report.md."""
-    root = getattr(args, "output_root", None)
-    root = Path(root).expanduser().resolve() if root else default_output_root()
-    path = make_report(root, args.name)
-    print(f"report: {path}")
-    return 0

@@ -11,10 +11,10 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from . import data as data_mod
-from . import flow, unet
-from .metrics.memorization import nearest_neighbours
-from .store import RunStore
+from memsweep.data import datasets as data_mod
+from memsweep.science import flow, unet
+from memsweep.metrics.memorization import nearest_neighbours
+from memsweep.store.run import RunStore
 
 OFFSET_KEY = "data.offset"
 

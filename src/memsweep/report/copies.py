@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .metrics.memorization import nearest_neighbours
+from memsweep.metrics.memorization import nearest_neighbours
 
 
 def copy_assignments(samples, train, threshold: float = 1 / 3) -> tuple[np.ndarray, np.ndarray]:

@@ -1,5 +1,5 @@
-"""Figures of a sweep (matplotlib, Agg backend). Every function takes the runs (analysis.RunData), the
-summary table (analysis.summary_table) and a swept axis, writes one PNG and returns its path."""
+"""Figures of a sweep (matplotlib, Agg backend). Every function takes the runs (RunData), the
+summary table (summary_table) and a swept axis, writes one PNG and returns its path."""
 from __future__ import annotations
 
 import math
@@ -17,7 +17,9 @@ from matplotlib import colors as mcolors  # noqa: E402
 from matplotlib import ticker as mticker  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 
-from . import analysis  # noqa: E402
+from memsweep.science.curves import DEFAULT_GAP_THRESHOLD, MEM_LEVELS, ONSET_METRICS
+from memsweep.science.fits import numeric_axis_column, power_law_fit, slices
+from memsweep.report.summary import RunData, axis_column, summary_table
 
 DPI = 110
 LABELS = {"n": "n (training images)", "batch_size": "batch size B", "lr": "learning rate", "model": "model",
@@ -112,7 +114,7 @@ def _label(col: str) -> str:
 
 
 def _fixed_text(fixed: dict) -> str:
-    return "" if not fixed else " (" + ", ".join(f"{SHORT.get(analysis.axis_column(k), k)}={fmt_value(v)}"
+    return "" if not fixed else " (" + ", ".join(f"{SHORT.get(axis_column(k), k)}={fmt_value(v)}"
                                               for k, v in fixed.items()) + ")"
 
 
@@ -125,12 +127,12 @@ def _legend_handles(values, colors, col, notes=None):
 
 # -- training curves ----------------------------------------------------------------------------------------
 def curves_figure(runs: list, summary: pd.DataFrame, key: str, keys: list[str], path: Path, x: str = "step",
-                  threshold: float = analysis.DEFAULT_GAP_THRESHOLD, features: dict | None = None,
+                  threshold: float = DEFAULT_GAP_THRESHOLD, features: dict | None = None,
                   title: str = "") -> Path:
     """A grid of panels (losses, gaps, mem_ratio, SW, FID, NN distance) against the step (x='step') or the
     normalized step (x='norm'), one curve per run coloured by its value on axis `key`."""
     features = features or {}
-    col = analysis.axis_column(key)
+    col = axis_column(key)
     chosen, fixed = axis_runs(runs, key, keys)
     if not any(len(r.frame) for r in chosen):
         return None   # no run has logged an evaluation yet
@@ -212,7 +214,7 @@ def curves_figure(runs: list, summary: pd.DataFrame, key: str, keys: list[str], 
                     va="top", fontsize=8, color="0.25")
             ax.set_ylim(min(-0.05, ax.get_ylim()[0]), 1.0)
         if name == "mem_ratio":
-            for level in analysis.MEM_LEVELS:
+            for level in MEM_LEVELS:
                 ax.axhline(level, color="0.5", ls=":", lw=1)
             ax.text(0.03, 0.96, "dotted: 0.1 and 0.5\n▲ = reaches 0.5", transform=ax.transAxes, va="top",
                     fontsize=8, color="0.25")
@@ -251,17 +253,17 @@ def _fit_label(metric: str, fit: dict, xshort: str) -> str:
     return f"{METRIC_LABELS.get(metric, metric)}: ∝ {xshort}^{a:.2f}{ci}"
 
 
-def scaling_figure(summary: pd.DataFrame, key: str, keys: list[str], path: Path, metrics=analysis.ONSET_METRICS,
+def scaling_figure(summary: pd.DataFrame, key: str, keys: list[str], path: Path, metrics=ONSET_METRICS,
                    title: str = "") -> Path | None:
     """Onset steps against the axis on log-log axes, with the fitted power laws and their exponents (95% CI)
     in the legend; left in steps, right in normalized steps. None if the axis is not numeric."""
-    col = analysis.axis_column(key)
-    xcol = analysis.numeric_axis_column(summary, col)
+    col = axis_column(key)
+    xcol = numeric_axis_column(summary, col)
     if xcol is None:
         return None
     sub = summary
     fixed = {}
-    groups = analysis.slices(summary, col, [analysis.axis_column(k) for k in keys])
+    groups = slices(summary, col, [axis_column(k) for k in keys])
     if len(groups) > 1:
         fixed, sub = groups[0]
     xshort = SHORT.get(xcol, xcol)
@@ -282,7 +284,7 @@ def scaling_figure(summary: pd.DataFrame, key: str, keys: list[str], path: Path,
                 continue
             any_point = True
             means = pd.DataFrame({"x": x[ok], "y": y[ok]}).groupby("x")["y"].mean()
-            fit = analysis.power_law_fit(means.index.to_numpy(float), means.to_numpy(float))
+            fit = power_law_fit(means.index.to_numpy(float), means.to_numpy(float))
             missing = int((~ok).sum())
             label = _fit_label(metric, fit, xshort) + (f"; {missing} run(s) without it" if missing else "")
             plotted.update(means.index.tolist())
@@ -329,9 +331,9 @@ def scaling_figure(summary: pd.DataFrame, key: str, keys: list[str], path: Path,
 
 def rate_fidelity_figure(summary: pd.DataFrame, key: str, keys: list[str], path: Path, title: str = "") -> Path:
     """mem_rate, best fidelity (SW, and FID when present) and the final mem_ratio against the axis."""
-    col = analysis.axis_column(key)
-    xcol = analysis.numeric_axis_column(summary, col)
-    groups = analysis.slices(summary, col, [analysis.axis_column(k) for k in keys])
+    col = axis_column(key)
+    xcol = numeric_axis_column(summary, col)
+    groups = slices(summary, col, [axis_column(k) for k in keys])
     fixed, sub = groups[0] if len(groups) > 1 else ({}, summary)
     sub = sub[sub["state"] == "finished"]    # a cut-short run's rate and best fidelity are not comparable
     if not len(sub):
@@ -407,7 +409,7 @@ def samples_figure(runs: list, summary: pd.DataFrame, key: str, keys: list[str],
     """For a few runs spread over the axis: the sample grids (top row generated, bottom row nearest training
     image) at the first evaluation, at the best SW distance, and at the last evaluation. None if no run
     saved PNG grids."""
-    col = analysis.axis_column(key)
+    col = axis_column(key)
     chosen, fixed = axis_runs(runs, key, keys)
     info = summary.set_index("run_id")
     with_png = [r for r in chosen if sample_steps(r)]
@@ -493,7 +495,7 @@ def gap_heatmap(runs: list, summary: pd.DataFrame, key: str, keys: list[str], pa
     """The loss gap test_loss_by_t - train_loss_by_t, t bin against step (x='step') or normalized step
     (x='norm'), for runs spread over the axis (all of them up to max_runs), on a shared colour scale centred
     at 0. None if no run has losses by t."""
-    col = analysis.axis_column(key)
+    col = axis_column(key)
     chosen, fixed = axis_runs(runs, key, keys)
     info = summary.set_index("run_id")
     data = [(r, _by_t(r.frame)) for r in chosen if len(r.frame)]

@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 from scipy.signal import find_peaks
 
-from .analysis import _finite
+from memsweep.science.series import finite
 
 DEFAULT_MIN_DEPTH = 0.1
 CURVES = ("sw_train", "sw_test", "fid_train", "fid_test")
@@ -34,7 +34,7 @@ def _median3(y: np.ndarray) -> np.ndarray:
 def find_dips(steps, values, min_depth: float = DEFAULT_MIN_DEPTH) -> list[dict]:
     """The dips of a positive curve, in order of step: [{step, value, depth, at_end}] (value is the raw
     curve's at that step). Empty with fewer than 4 finite points or non-positive values."""
-    s, v = _finite(steps, values)
+    s, v = finite(steps, values)
     if len(s) < 4 or (v <= 0).any():
         return []
     y = _median3(np.log(v))

@@ -94,7 +94,7 @@ class Inception(FeatureSpace):
     def identity(self):
         from importlib.metadata import version
 
-        from ..cache import file_hash
+        from memsweep.store.cache import file_hash
         return {"space": "inception", "weights_sha256": file_hash(self.path), "resize": "clean",
                 "clean_fid": version("clean-fid")}
 
@@ -132,7 +132,7 @@ class TorchScript(FeatureSpace):
         self.device, self.batch_size = device, batch_size
 
     def identity(self):
-        from ..cache import file_hash
+        from memsweep.store.cache import file_hash
         return {"space": "torchscript", "sha256": file_hash(self.path)}
 
     @torch.no_grad()
@@ -201,8 +201,8 @@ class DigitNet(FeatureSpace):
     name = "digitnet"
 
     def __init__(self, device, data_cfg=None, cache=None):
-        from .. import data as data_mod
-        from ..cache import Cache, digest, tensor_hash
+        from memsweep.data import datasets as data_mod
+        from memsweep.store.cache import Cache, digest, tensor_hash
 
         if data_cfg is None or data_cfg.get("name") != "digits":
             raise FeatureUnavailable("the digitnet feature space is for data=digits (8x8 grayscale digits)")

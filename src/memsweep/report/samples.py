@@ -16,10 +16,10 @@ import numpy as np
 import pandas as pd
 import torch
 
-from . import copies as copies_mod
-from . import data as data_mod
-from .metrics.novelty import novelty_row
-from .store import RunStore
+from memsweep.report import copies as copies_mod
+from memsweep.data import datasets as data_mod
+from memsweep.metrics.novelty import novelty_row
+from memsweep.store.run import RunStore
 
 log = logging.getLogger(__name__)
 

@@ -1,4 +1,4 @@
-"""Sweeps: a file in configs/sweep/ expanded into runs, and the sweep's record in the store.
+r"""Sweeps: a file in configs/sweep/ expanded into runs, and the sweep's record in the store.
 
 A sweep file:
 
@@ -31,9 +31,11 @@ from pathlib import Path
 
 from omegaconf import OmegaConf, open_dict
 
-from . import config as config_mod
-from .errors import ConfigError
-from .store import RunStore, atomic_write_text, read_json
+from memsweep import config as config_mod
+from memsweep.errors import ConfigError
+from memsweep.store.run import RunStore, atomic_write_text, read_json
+from memsweep.store import identity
+from memsweep.store.live import is_active
 
 SWEEP_KEYS = {"description", "axes", "zip", "overrides", "launcher", "resources"}
 
@@ -47,11 +49,11 @@ class PlannedRun:
 
     @property
     def run_id(self) -> str:
-        return config_mod.run_id(self.cfg)
+        return identity.run_id(self.cfg)
 
     @property
     def store(self) -> RunStore:
-        return RunStore(config_mod.run_dir(self.cfg))
+        return RunStore(identity.run_dir(self.cfg))
 
 
 @dataclass
@@ -183,8 +185,6 @@ def load_record(output_root: Path, name: str) -> dict:
 def plan(sweep: Sweep, retry: bool = False) -> tuple[list[PlannedRun], dict]:
     """Which runs to launch: unfinished ones (resumed), never finished or diverged ones, failed ones only
     with `retry`. Returns the runs to launch and the count of each decision."""
-    from .status import is_active
-
     todo, counts = [], {"finished": 0, "diverged": 0, "failed (use --retry)": 0, "active": 0, "new": 0, "resume": 0}
     for run in sweep.runs:
         status = run.store.status()

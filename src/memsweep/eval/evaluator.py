@@ -34,16 +34,16 @@ import torch
 import torch.nn.functional as F
 from torchvision.utils import make_grid, save_image
 
-from . import cache as cache_mod
-from . import flow
-from .metrics import features as feat
-from .metrics.bootstrap import bootstrap_ci
-from .metrics.copy_detection import max_cosine
-from .metrics.closed_form import FieldProbe
-from .metrics.fid import frechet_distance, gaussian_stats
-from .metrics.loss import FixedLossBatch, fixed_loss
-from .metrics.memorization import nearest_neighbours, ratio_of
-from .metrics.sliced_wasserstein import projections, sliced_wasserstein
+from memsweep.store import cache as cache_mod
+from memsweep.science import flow
+from memsweep.eval import features as feat
+from memsweep.metrics.bootstrap import bootstrap_ci
+from memsweep.metrics.copy_detection import max_cosine
+from memsweep.metrics.field import FieldProbe
+from memsweep.metrics.fid import frechet_distance, gaussian_stats
+from memsweep.metrics.loss import FixedLossBatch, fixed_loss
+from memsweep.metrics.memorization import nearest_neighbours, ratio_of
+from memsweep.metrics.sliced_wasserstein import projections, sliced_wasserstein
 
 log = logging.getLogger("memsweep")
 

@@ -1,0 +1,153 @@
+"""How a quantity scales with a swept axis: linear and log-log (power-law) fits with confidence intervals,
+pooled over the other axes' slices."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from memsweep.science.curves import FIT_METRICS, ONSET_METRICS
+
+
+def linear_fit(x, y) -> dict:
+    """Least-squares y = slope * x + intercept, with r^2 (NaN with fewer than 2 distinct x)."""
+    x, y = np.asarray(x, float), np.asarray(y, float)
+    ok = np.isfinite(x) & np.isfinite(y)
+    x, y = x[ok], y[ok]
+    nan = {"slope": np.nan, "intercept": np.nan, "r2": np.nan}
+    if len(x) < 2 or np.ptp(x) == 0:
+        return nan
+    slope, intercept = np.polyfit(x, y, 1)
+    ss_tot = np.sum((y - y.mean()) ** 2)
+    r2 = 1 - np.sum((y - (slope * x + intercept)) ** 2) / ss_tot if ss_tot > 0 else np.nan
+    return {"slope": float(slope), "intercept": float(intercept), "r2": float(r2)}
+
+def power_law_fit(x, y, confidence: float = 0.95) -> dict:
+    """y = prefactor * x^exponent by least squares on log10 y against log10 x (positive finite points only).
+    The confidence interval of the exponent uses the t distribution with m - 2 degrees of freedom and the
+    regression standard error; NaN with fewer than 3 points."""
+    x, y = np.asarray(x, float), np.asarray(y, float)
+    ok = np.isfinite(x) & np.isfinite(y) & (x > 0) & (y > 0)
+    x, y = x[ok], y[ok]
+    m = len(x)
+    out = {"exponent": np.nan, "exponent_se": np.nan, "exponent_lo": np.nan, "exponent_hi": np.nan,
+           "prefactor": np.nan, "r2_loglog": np.nan, "n_points": m}
+    if m < 2 or np.ptp(np.log10(x)) == 0:
+        return out
+    lx, ly = np.log10(x), np.log10(y)
+    slope, intercept = np.polyfit(lx, ly, 1)
+    resid = ly - (slope * lx + intercept)
+    ss_tot = np.sum((ly - ly.mean()) ** 2)
+    out.update(exponent=float(slope), prefactor=float(10 ** intercept),
+               r2_loglog=float(1 - np.sum(resid ** 2) / ss_tot) if ss_tot > 0 else np.nan)
+    if m >= 3:
+        sxx = np.sum((lx - lx.mean()) ** 2)
+        se = math.sqrt(np.sum(resid ** 2) / (m - 2) / sxx)
+        half = stats.t.ppf(0.5 + confidence / 2, m - 2) * se
+        out.update(exponent_se=se, exponent_lo=float(slope - half), exponent_hi=float(slope + half))
+    return out
+
+def determined_by(df: pd.DataFrame, col: str, other: str) -> bool:
+    """True if each value of `col` goes with a single value of `other` (e.g. zipped axes)."""
+    return bool((df.groupby(col, dropna=False)[other].nunique(dropna=False) <= 1).all())
+
+def numeric_axis_column(summary: pd.DataFrame, col: str) -> str | None:
+    """The numeric column to fit against for a swept column: itself if numeric; for a model axis the
+    parameter count if known; None otherwise."""
+    if col not in summary:
+        return None
+    values = pd.to_numeric(summary[col], errors="coerce")
+    if values.notna().all() and (values > 0).all():
+        return col
+    if col == "model" and "params" in summary and pd.to_numeric(summary["params"], errors="coerce").gt(0).all():
+        return "params"
+    return None
+
+def slices(summary: pd.DataFrame, col: str, axis_cols: list[str]) -> list[tuple[dict, pd.DataFrame]]:
+    """Groups of runs in which only `col` (and axes determined by it, and the seed) varies."""
+    others = [c for c in axis_cols if c not in (col, "seed") and c in summary
+              and not determined_by(summary, col, c) and summary[c].nunique(dropna=False) > 1]
+    if not others:
+        return [({}, summary)]
+    return [(dict(zip(others, key if isinstance(key, tuple) else (key,))), group)
+            for key, group in summary.groupby(others, dropna=False, sort=True)]
+
+POOLED = "pooled"
+
+def pooled_power_law_fit(x, y, groups, confidence: float = 0.95) -> dict:
+    """One exponent shared by several groups (slices of a sweep), each with its own prefactor: least squares
+    of log10 y on log10 x plus one intercept per group; CI from the t distribution with m - 1 - G degrees of
+    freedom (NaN if none left). prefactor is NaN (there is one per group)."""
+    x, y, groups = np.asarray(x, float), np.asarray(y, float), np.asarray(groups, object)
+    ok = np.isfinite(x) & np.isfinite(y) & (x > 0) & (y > 0)
+    x, y, groups = x[ok], y[ok], groups[ok]
+    out = {"exponent": np.nan, "exponent_se": np.nan, "exponent_lo": np.nan, "exponent_hi": np.nan,
+           "prefactor": np.nan, "r2_loglog": np.nan, "n_points": len(x)}
+    if len(x) < 2:
+        return out
+    labels = sorted(set(groups), key=str)
+    lx, ly = np.log10(x), np.log10(y)
+    design = np.column_stack([lx] + [(groups == g).astype(float) for g in labels])
+    if np.linalg.matrix_rank(design) < design.shape[1]:
+        return out   # no group with two distinct x values: the exponent is not identified
+    coef, *_ = np.linalg.lstsq(design, ly, rcond=None)
+    resid = ly - design @ coef
+    dof = len(x) - design.shape[1]
+    ss_tot = np.sum((ly - ly.mean()) ** 2)
+    out.update(exponent=float(coef[0]), r2_loglog=float(1 - np.sum(resid ** 2) / ss_tot) if ss_tot > 0 else np.nan)
+    if dof >= 1:
+        cov = np.sum(resid ** 2) / dof * np.linalg.inv(design.T @ design)
+        se = math.sqrt(cov[0, 0])
+        half = stats.t.ppf(0.5 + confidence / 2, dof) * se
+        out.update(exponent_se=se, exponent_lo=float(coef[0] - half), exponent_hi=float(coef[0] + half))
+    return out
+
+def scaling_fits(summary: pd.DataFrame, axis_cols: list[str], metrics=FIT_METRICS, confidence: float = 0.95
+                 ) -> pd.DataFrame:
+    """For each swept numeric axis (summary column) and metric: the metric averaged over seeds (runs with the
+    same axis value) against the axis value, a linear fit and a log-log power law with its confidence interval.
+    With several non-seed axes, one fit per combination of the other axes ('fixed'), plus a row with fixed =
+    "pooled": one exponent shared by all those combinations, each with its own prefactor
+    (pooled_power_law_fit). Runs where the metric is NaN (not reached) are left out and counted in n_missing.
+    An onset step counts from any run that reached it; the other metrics (rate, best fidelity) only from
+    finished runs, since a cut-short run's are not comparable."""
+    out = []
+    for col in axis_cols:
+        if col == "seed":
+            continue
+        xcol = numeric_axis_column(summary, col)
+        if xcol is None:
+            continue
+        groups = slices(summary, col, axis_cols)
+        for metric in metrics:
+            if metric not in summary:
+                continue
+            pooled = []
+            for fixed, group in groups:
+                y = pd.to_numeric(group[metric], errors="coerce")
+                if metric not in ONSET_METRICS and "state" in group:
+                    y = y.where(group["state"] == "finished")
+                x = pd.to_numeric(group[xcol], errors="coerce")
+                means = pd.DataFrame({"x": x, "y": y}).dropna().groupby("x")["y"].agg(["mean", "count"])
+                label = ", ".join(f"{k}={v}" for k, v in fixed.items())
+                row = {"axis": col, "x": xcol, "metric": metric, "fixed": label,
+                       "n_runs": int(y.notna().sum()), "n_missing": int(y.isna().sum()),
+                       "x_values": " ".join(f"{v:g}" for v in means.index),
+                       "y_values": " ".join(f"{v:.4g}" for v in means["mean"])}
+                row.update(linear_fit(means.index.to_numpy(float), means["mean"].to_numpy(float)))
+                row.update(power_law_fit(means.index.to_numpy(float), means["mean"].to_numpy(float), confidence))
+                out.append(row)
+                pooled += [(xv, yv, label) for xv, yv in zip(means.index, means["mean"])]
+            if len(groups) > 1:
+                xs, ys, gs = zip(*pooled) if pooled else ((), (), ())
+                row = {"axis": col, "x": xcol, "metric": metric, "fixed": POOLED,
+                       "n_runs": sum(r["n_runs"] for r in out[-len(groups):]),
+                       "n_missing": sum(r["n_missing"] for r in out[-len(groups):]),
+                       "x_values": "", "y_values": "", "slope": np.nan, "intercept": np.nan, "r2": np.nan}
+                row.update(pooled_power_law_fit(xs, ys, gs, confidence))
+                out.append(row)
+    cols = ["axis", "x", "metric", "fixed", "n_points", "n_runs", "n_missing", "exponent", "exponent_lo",
+            "exponent_hi", "exponent_se", "prefactor", "r2_loglog", "slope", "intercept", "r2", "x_values", "y_values"]
+    return pd.DataFrame(out, columns=cols)

@@ -1,0 +1,23 @@
+"""Normalized time (Marion & Wu 2026, section 4): s_norm = s * (B / B0) * (lr / lr0) / (n / n0), with n0, B0, lr0
+the smallest values in the sweep. Under it, curves collapse across n and batch size (not across lr)."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+
+def normalization_factor(n, batch_size, lr, n0, b0, lr0):
+    """(B / B0) * (lr / lr0) / (n / n0): multiply a step by this to get the normalized step."""
+    return (np.asarray(batch_size, float) / b0) * (np.asarray(lr, float) / lr0) / (np.asarray(n, float) / n0)
+
+def normalized_step(step, n, batch_size, lr, n0, b0, lr0):
+    """s_norm = s * (B / B0) * (lr / lr0) / (n / n0)."""
+    return np.asarray(step, float) * normalization_factor(n, batch_size, lr, n0, b0, lr0)
+
+def reference_values(n, batch_size, lr) -> dict:
+    """n0, B0, lr0: the smallest values in the sweep."""
+    def smallest(values):
+        v = pd.to_numeric(pd.Series(list(values), dtype=object), errors="coerce").to_numpy(float)
+        v = v[np.isfinite(v)]
+        return float(v.min()) if len(v) else float("nan")
+    return {"n0": smallest(n), "b0": smallest(batch_size), "lr0": smallest(lr)}

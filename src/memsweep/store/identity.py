@@ -1,0 +1,44 @@
+"""A run's identity: the hash of what defines its result, and where its directory is.
+
+The run id is a contract with every existing run store: a change that gives an existing run's config another
+id (a new key, a new default, another hash) would retrain every user's old sweeps. Keys added later must
+leave the id alone at their default.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+from omegaconf import DictConfig, OmegaConf
+
+# What defines a run's result. Logging, launching, paths and runtime (device, threads, checkpoint cadence)
+# do not, so changing them resumes the same run instead of starting a new one.
+IDENTITY_KEYS = ("data", "model", "optim", "train", "eval", "seed")
+NOT_IDENTITY = {"data": ("root", "download"),
+                "eval": ("inception_path", "save_samples", "save_weights", "grid_samples", "feature_cache", "nn_block")}
+
+
+def identity(cfg) -> dict:
+    ident = {k: OmegaConf.to_container(cfg[k], resolve=True) if isinstance(cfg[k], DictConfig) else cfg[k]
+             for k in IDENTITY_KEYS}
+    for group, keys in NOT_IDENTITY.items():
+        for key in keys:
+            ident[group].pop(key, None)
+    return ident
+
+
+def run_id(cfg) -> str:
+    """A short hash of what defines the result: the same run asked for twice is the same directory."""
+    blob = json.dumps(identity(cfg), sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+
+def output_root(cfg) -> Path:
+    return Path(str(cfg.paths.output_root)).expanduser().resolve()
+
+
+def run_dir(cfg) -> Path:
+    return output_root(cfg) / "runs" / run_id(cfg)
+
+

@@ -1,0 +1,114 @@
+"""The training loop: one function, read top to bottom.
+
+Rectified flow on the first n images, Adam, an EMA of the weights, evaluations at log-spaced steps.
+The loop (`_train_loop`) trains one run (`SoloStep`) or a pack of runs that share an architecture
+(memsweep.train.packed.PackedStep, one network for all): only the step differs. Everything else a run does --
+its batches, evaluations, checkpoints, status, divergence check, resuming -- is `Run`'s, the same for both.
+"""
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+
+import torch
+from tqdm import tqdm
+
+from memsweep.store.identity import run_dir
+from memsweep.store.run import ELSEWHERE, RunLocked, RunStore
+from memsweep.train.packed import PackedStep
+from memsweep.train.run import Run, pick_device
+from memsweep.train.signals import SignalGuard
+from memsweep.train.solo import SoloStep
+
+log = logging.getLogger("memsweep")
+
+
+def train(cfg, guard: SignalGuard | None = None, on_session=None, job_id: str | None = None,
+          lock_wait_s: float = 0.0) -> dict:
+    """Train (or resume, or skip if finished) the run `cfg` describes. Returns its status."""
+    return train_runs([cfg], guard, on_session, job_id, lock_wait_s)[0]
+
+
+def train_runs(cfgs, guard: SignalGuard | None = None, on_session=None, job_id: str | None = None,
+               lock_wait_s: float = 0.0) -> list[dict]:
+    """Train (or resume, or skip if finished) runs in this process: one alone, or several packed into one
+    network (memsweep.packed; they must share a pack_key). Returns each run's status, in the order given.
+    `on_session` receives the stepper, whose `checkpoint()` saves every run in training (submitit's requeue).
+    `lock_wait_s`: how long to wait for a run's lock (a requeued job's previous attempt may still be exiting)."""
+    guard = guard or SignalGuard()
+    results: list[dict | None] = [None] * len(cfgs)
+    with contextlib.ExitStack() as locks:
+        todo = []
+        for i, cfg in enumerate(cfgs):
+            store = RunStore(run_dir(cfg))
+            try:
+                locks.enter_context(store.lock(lock_wait_s))
+            except RunLocked as e:
+                if len(cfgs) == 1:
+                    raise
+                log.warning("%s; left to it, the pack trains the others", e)  # another sweep shares this run
+                results[i] = {**store.status(), "state": ELSEWHERE}
+                continue
+            status = store.status()
+            if status["state"] in ("finished", "diverged"):
+                log.info("run %s is already %s; nothing to do", store.run_id, status["state"])
+                results[i] = status
+            else:
+                todo.append((i, cfg, store, status))
+        if not todo:
+            return results
+        first = todo[0][1]
+        if first.runtime.threads:
+            torch.set_num_threads(first.runtime.threads)
+        device = pick_device(first.runtime.device)
+        runs = []
+        try:
+            for i, cfg, store, status in todo:
+                runs.append(Run(cfg, store, status, device, job_id))
+            _train_loop(runs, guard, on_session)
+        except BaseException as e:
+            if not isinstance(e, (KeyboardInterrupt, SystemExit)):  # setup included: status.json says so
+                for k, (_, _, store, _) in enumerate(todo):
+                    if k >= len(runs) or runs[k].result is None:
+                        store.set_status(state="failed", error=f"{type(e).__name__}: {e}")
+            raise
+        for (i, *_), run in zip(todo, runs):
+            results[i] = run.result
+    return results
+
+
+def _train_loop(runs: list[Run], guard: SignalGuard, on_session) -> None:
+    if len(runs) == 1:
+        stepper = SoloStep(runs[0])
+    else:
+        stepper = PackedStep(runs)
+    if on_session:
+        on_session(stepper)
+    for run in list(stepper.runs):  # resumed at its last step (killed after the final checkpoint)
+        if run.step >= run.total:
+            run.finish()
+            stepper.leave(run)
+    cfg = runs[0].cfg
+    desc = f"run {runs[0].store.run_id} n={cfg.data.n}" if len(runs) == 1 else f"pack of {len(runs)} runs"
+    bar = tqdm(total=sum(r.total for r in runs), initial=sum(r.step for r in runs), desc=desc,
+               disable=not cfg.runtime.progress, dynamic_ncols=True, mininterval=1.0)
+    with bar:
+        while stepper.runs:
+            with guard.hold():
+                active = list(stepper.runs)
+                # on a GPU, kernels run ahead of the clock: their time is counted at the next synchronisation
+                # (the loss check every 50 steps, an evaluation), so train_seconds is then approximate
+                started = time.perf_counter()
+                losses = stepper.step()  # one training step of every run in training
+                seconds = (time.perf_counter() - started) / len(active)
+                for run, loss in zip(active, losses):
+                    run.seconds["train"] += seconds
+                    run.step += 1
+                    run.running_loss += loss
+                    if run.after_step() is not None:
+                        stepper.leave(run)
+                    elif run.step in run.schedule:
+                        bar.set_postfix(gap=f"{run.last_row['loss_gap']:.4f}", mem=f"{run.last_row['mem_ratio']:.2f}",
+                                        refresh=False)
+            bar.update(len(active))

@@ -1,0 +1,50 @@
+"""One training step of one run: rectified flow, Adam, EMA (a pack of runs steps in memsweep.train.packed)."""
+from __future__ import annotations
+
+import torch
+
+from memsweep.science.flow import loss_per_sample
+from memsweep.store.run import failpoint
+from memsweep.train.run import Run
+
+
+def compiled(model, cfg):
+    """The callable that trains: `model`, or torch.compile(model) (model keeps the plain names for checkpoints)."""
+    if not cfg.runtime.compile:
+        return model
+    return torch.compile(model, **({} if cfg.runtime.compile is True else {"backend": cfg.runtime.compile}))
+
+
+class SoloStep:
+    """One training step of one run: rectified flow, Adam, EMA."""
+
+    def __init__(self, run: Run):
+        self.runs, self.run = [run], run
+        self.net = compiled(run.model, run.cfg)
+        self.autocast = torch.autocast(run.device.type, dtype=torch.bfloat16, enabled=run.cfg.train.dtype == "bfloat16")
+        self.ema_params, self.params = list(run.ema.parameters()), list(run.model.parameters())  # once, not per step
+
+    def step(self) -> torch.Tensor:
+        run, cfg = self.run, self.run.cfg
+        x1, labels, x0, t = run.batch()
+        if cfg.runtime.channels_last:
+            x1 = x1.contiguous(memory_format=torch.channels_last)
+        with self.autocast:
+            loss = loss_per_sample(self.net, x1, labels, x0, t).mean()
+        run.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        if cfg.optim.grad_clip:
+            torch.nn.utils.clip_grad_norm_(self.params, cfg.optim.grad_clip)
+        run.opt.step()
+        failpoint("step")
+        torch._foreach_lerp_(self.ema_params, self.params, run.ema_weight())
+        return loss.detach().view(1)
+
+    def leave(self, run: Run) -> None:
+        self.runs = []
+
+    def checkpoint(self) -> None:  # from a signal handler, between two steps
+        for run in self.runs:
+            run.checkpoint()
+
+

@@ -1,0 +1,93 @@
+"""memsweep's packages are layers, and imports point down: a package imports only the layers below it (and
+modules of its own package, without cycles). The README's "Layout" section lists the layers."""
+import ast
+from pathlib import Path
+
+import memsweep
+
+SRC = Path(memsweep.__file__).parent
+
+# package -> the memsweep packages it may import (besides itself)
+ALLOWED = {
+    "errors": set(),
+    "science": {"errors"},
+    "metrics": {"errors", "science"},
+    "data": {"errors"},
+    "store": {"errors"},
+    "eval": {"errors", "science", "metrics", "data", "store"},
+    "train": {"errors", "science", "metrics", "data", "store", "eval"},
+    "report": {"errors", "science", "metrics", "data", "store"},
+    "config": {"errors", "science", "metrics", "data", "store", "eval"},
+    "sweeps": {"errors", "science", "metrics", "data", "store", "eval", "train", "config"},
+    "cli": {"errors", "science", "metrics", "data", "store", "eval", "train", "config", "sweeps", "report"},
+    "launch": {"sweeps"},     # the import path of queued Slurm jobs (an alias)
+    "__init__": set(),
+}
+
+
+def modules() -> dict[str, Path]:
+    out = {}
+    for path in SRC.rglob("*.py"):
+        parts = path.relative_to(SRC.parent).with_suffix("").parts
+        name = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+        out[name] = path
+    return out
+
+
+def imports_of(name: str, path: Path, known: dict) -> set[str]:
+    """Every memsweep module `name` imports, at module level or inside functions."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            candidates = [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = name.split(".")[:len(name.split(".")) - node.level + (path.name == "__init__.py")]
+                prefix = ".".join(base + ([node.module] if node.module else []))
+            else:
+                prefix = node.module or ""
+            candidates = [prefix] + [f"{prefix}.{a.name}" for a in node.names]
+        else:
+            continue
+        found |= {c for c in candidates if c in known and c != "memsweep"}
+    return found
+
+
+def package(module: str) -> str:
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 else "__init__"
+
+
+def test_imports_point_down_the_layers():
+    known = modules()
+    upward = []
+    for name, path in known.items():
+        for target in imports_of(name, path, known):
+            src, dst = package(name), package(target)
+            if src != dst and dst not in ALLOWED[src]:
+                upward.append(f"{name} imports {target} ({src} may import: {sorted(ALLOWED[src]) or 'nothing'})")
+    assert not upward, "\n".join(upward)
+
+
+def test_every_package_is_placed_in_a_layer():
+    assert {package(m) for m in modules()} <= set(ALLOWED)
+
+
+def test_no_import_cycles():
+    known = modules()
+    graph = {name: imports_of(name, path, known) for name, path in known.items()}
+    cycles, state = [], {}
+
+    def visit(node, stack):
+        state[node] = "open"
+        for nxt in sorted(graph[node]):
+            if state.get(nxt) == "open":
+                cycles.append(" -> ".join(stack[stack.index(nxt):] + [nxt]))
+            elif nxt not in state:
+                visit(nxt, stack + [nxt])
+        state[node] = "done"
+
+    for name in sorted(graph):
+        if name not in state:
+            visit(name, [name])
+    assert not cycles, "\n".join(cycles)
