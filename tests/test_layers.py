@@ -8,18 +8,20 @@ import memsweep
 SRC = Path(memsweep.__file__).parent
 
 # package -> the memsweep packages it may import (besides itself)
+BOTTOM = {"errors", "states"}   # layer 0: anything may import these
 ALLOWED = {
     "errors": set(),
-    "science": {"errors"},
-    "metrics": {"errors", "science"},
-    "data": {"errors"},
-    "store": {"errors"},
-    "eval": {"errors", "science", "metrics", "data", "store"},
-    "train": {"errors", "science", "metrics", "data", "store", "eval"},
-    "report": {"errors", "science", "metrics", "data", "store"},
-    "config": {"errors", "science", "metrics", "data", "store", "eval"},
-    "sweeps": {"errors", "science", "metrics", "data", "store", "eval", "train", "config"},
-    "cli": {"errors", "science", "metrics", "data", "store", "eval", "train", "config", "sweeps", "report"},
+    "states": set(),
+    "science": BOTTOM,
+    "metrics": {*BOTTOM, "science"},
+    "data": BOTTOM,
+    "store": BOTTOM,
+    "eval": {*BOTTOM, "science", "metrics", "data", "store"},
+    "train": {*BOTTOM, "science", "metrics", "data", "store", "eval"},
+    "report": {*BOTTOM, "science", "metrics", "data", "store"},
+    "config": {*BOTTOM, "science", "metrics", "data", "store", "eval"},
+    "sweeps": {*BOTTOM, "science", "metrics", "data", "store", "eval", "train", "config"},
+    "cli": {*BOTTOM, "science", "metrics", "data", "store", "eval", "train", "config", "sweeps", "report"},
     "launch": {"sweeps"},     # the import path of queued Slurm jobs (an alias)
     "__init__": set(),
 }

@@ -23,6 +23,7 @@ from memsweep.sweeps.slurm import check_slurm, slurm_jobs, submit_slurm
 from memsweep.sweeps.status import print_status
 from memsweep.train.loop import train
 from memsweep.train.packed import make_packs
+from memsweep.states import DONE
 
 USAGE_EXAMPLES = """examples:
   memsweep train data.n=64 optim.lr=3e-4
@@ -42,7 +43,7 @@ def cmd_train(args) -> int:
     status = train(cfg)
     print(f"run {identity.run_id(cfg)}: {status['state']} at step {status.get('step')} "
           f"-> {identity.run_dir(cfg)}")
-    return 0 if status["state"] in ("finished", "diverged") else 1
+    return 0 if status["state"] in DONE else 1
 
 
 def cmd_sweep(args) -> int:
@@ -94,7 +95,7 @@ def cmd_sweep(args) -> int:
     lcfg = sweep.runs[0].cfg.launcher
     results = run_local(todo, workers=lcfg.workers, show_progress=not args.quiet, pack=lcfg.get("pack", 1))
     print_status(sweep_mod.load_record(root, sweep.name), root / "runs", console)
-    return 0 if all(v in ("finished", "diverged", ELSEWHERE) for v in results.values()) else 1
+    return 0 if all(v in (*DONE, ELSEWHERE) for v in results.values()) else 1
 
 
 def cmd_status(args) -> int:

@@ -42,7 +42,7 @@ from memsweep.metrics.copy_detection import max_cosine
 from memsweep.metrics.field import FieldProbe
 from memsweep.metrics.fid import frechet_distance, gaussian_stats
 from memsweep.metrics.loss import FixedLossBatch, fixed_loss
-from memsweep.metrics.memorization import nearest_neighbours, ratio_of
+from memsweep.metrics.memorization import is_copy, nearest_neighbours
 from memsweep.metrics.sliced_wasserstein import projections, sliced_wasserstein
 
 log = logging.getLogger("memsweep")
@@ -290,7 +290,7 @@ class Evaluator:
         s = samples[:self.sample_count(count, "train")]
         refs = self.data.train_x if space.cache_features is False else self.refs.features(space, "train")
         dist, idx = nearest_neighbours(space(s).to(self.device), refs, k=2, block=self.block)
-        memorized = (ratio_of(dist) < thr).float()
+        memorized = is_copy(dist, thr).float()
         key = metric_key("mem", space.name, threshold=threshold_tag(self.cfg.mem_threshold, thr),
                          samples=self.sample_tag(count))
         row = {key: memorized.mean().item()}

@@ -37,7 +37,8 @@ from memsweep.errors import ConfigError
 from memsweep.eval.evaluator import Evaluator, keys_of, metric_key, sample_tag
 from memsweep.eval.features import SPACES, FeatureUnavailable, space_name
 from memsweep.science import unet
-from memsweep.store.run import RunLocked, RunStore, atomic_write_text, read_json
+from memsweep.store.files import atomic_write_text, read_json
+from memsweep.store.run import RunLocked, RunStore
 
 log = logging.getLogger("memsweep")
 
@@ -149,15 +150,15 @@ class _Samples:
 
     def get(self, step: int, need: int) -> tuple[torch.Tensor | None, str]:
         saved = None
-        if (self.store.samples_dir / f"step_{step:09d}.npz").is_file():
+        if self.store.path("samples", step).is_file():
             saved, _ = self.store.load_samples(step)
             saved = saved.to(self.device)
         have = 0 if saved is None else len(saved)
         if need <= have:
             return saved[:need], f"{need} saved samples"
-        if not (self.store.ckpt_dir / f"eval_{step:09d}.pt").is_file():
+        if not self.store.path("eval_weights", step).is_file():
             return None, (f"step {step}: {have} samples saved, {need} needed, and no evaluation weights "
-                          f"(checkpoints/eval_{step:09d}.pt) to generate more")
+                          f"({self.store.path('eval_weights', step).relative_to(self.store.dir)}) to generate more")
 
         c = self.cfg
         model = unet.build(c.model, c.data.image_size, c.data.channels, self.ev.data.num_classes)

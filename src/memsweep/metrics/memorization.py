@@ -47,9 +47,20 @@ def nearest_neighbours(queries: torch.Tensor, refs: torch.Tensor, k: int = 2, bl
     return torch.cat(dists), torch.cat(idxs)
 
 
+MEM_THRESHOLD = 1 / 3  # Yoon et al. 2023; the papers' value, and eval.mem_threshold's default
+
+
 def ratio_of(dist: torch.Tensor) -> torch.Tensor:
-    """||x - NN1|| / ||x - NN2|| from the (N, 2) distances of nearest_neighbours."""
+    """||x - NN1|| / ||x - NN2|| from the (N, 2) distances of nearest_neighbours. The second distance is
+    clamped at 1e-12, so a sample equal to two identical training images has ratio 0."""
     return dist[:, 0] / dist[:, 1].clamp_min(1e-12)
+
+
+def is_copy(dist: torch.Tensor, threshold: float = MEM_THRESHOLD) -> torch.Tensor:
+    """The 1/3 rule, the one place memsweep decides what a copy is: ||x - NN1|| < threshold ||x - NN2||, from
+    (N, 2) distances to the nearest and second-nearest reference. Zero distances to both (duplicated training
+    images) count as a copy; a tie (NN1 as far as NN2) does not."""
+    return ratio_of(dist) < threshold
 
 
 def nn_ratio(samples: torch.Tensor, train: torch.Tensor, block: int = 1024) -> torch.Tensor:
@@ -60,6 +71,7 @@ def nn_ratio(samples: torch.Tensor, train: torch.Tensor, block: int = 1024) -> t
     return ratio_of(d)
 
 
-def mem_ratio(samples: torch.Tensor, train: torch.Tensor, threshold: float = 1 / 3) -> float:
-    """Fraction of samples whose nearest training sample is closer than `threshold` x the second-nearest."""
-    return (nn_ratio(samples, train) < threshold).float().mean().item()
+def mem_ratio(samples: torch.Tensor, train: torch.Tensor, threshold: float = MEM_THRESHOLD) -> float:
+    """Fraction of samples that are copies by the 1/3 rule (is_copy)."""
+    d, _ = nearest_neighbours(samples, train, k=2)
+    return is_copy(d, threshold).float().mean().item()

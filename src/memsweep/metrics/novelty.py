@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import torch
 
-from memsweep.metrics.memorization import nearest_neighbours, ratio_of
+from memsweep.metrics.memorization import MEM_THRESHOLD, is_copy, nearest_neighbours, ratio_of
 
 PR_K = 3
 
@@ -56,7 +56,7 @@ def precision_recall(samples: torch.Tensor, real: torch.Tensor, k: int = PR_K, r
     return (_coverage(samples, real, real_radii), _coverage(real, samples, knn_radii(samples, k)))
 
 
-def novelty_row(samples: torch.Tensor, train: torch.Tensor, test: torch.Tensor, threshold: float = 1 / 3,
+def novelty_row(samples: torch.Tensor, train: torch.Tensor, test: torch.Tensor, threshold: float = MEM_THRESHOLD,
                 bins: int = 20, cache: dict | None = None) -> dict:
     """The novelty metrics of one evaluation; precision/recall against the test split (the data
     distribution) and against the training set (what the model saw), when each has more than k images.
@@ -67,7 +67,7 @@ def novelty_row(samples: torch.Tensor, train: torch.Tensor, test: torch.Tensor, 
                      test=knn_radii(test, PR_K) if len(test) > PR_K else None)
     nn = nearest_neighbours(samples, train, k=2)  # one search serves the ratio and authenticity
     ratio = ratio_of(nn[0])
-    row = {"mem_ratio": (ratio < threshold).float().mean().item(),
+    row = {"mem_ratio": is_copy(nn[0], threshold).float().mean().item(),
            "authenticity": authenticity(samples, train, cache["train_nn"], nn),
            "nn_ratio_hist": torch.histc(ratio.clamp(0, 1), bins=bins, min=0, max=1).div(len(ratio)).tolist()}
     for split, real in (("test", test), ("train", train)):

@@ -26,7 +26,9 @@ from memsweep.errors import ConfigError
 from memsweep.report import extra as report_extra
 from memsweep.report.markdown import fmt, markdown_table
 from memsweep.store.live import live_state
-from memsweep.store.run import RunStore, atomic_write_text, read_json
+from memsweep.store.files import atomic_write_text, read_json
+from memsweep.store.run import RunStore
+from memsweep.states import State
 
 log = logging.getLogger(__name__)
 
@@ -86,7 +88,7 @@ def load_sweep(output_root: Path, name: str) -> tuple[dict, list[RunData]]:
         try:
             state = live_state(status)
         except Exception:
-            state = status.get("state", "pending")
+            state = status.get("state", State.PENDING)
         runs.append(RunData(entry["run_id"], state, dict(entry.get("axes") or {}), params,
                                      metrics_frame(store.read_metrics()), status, store.dir))
     return record, runs
@@ -265,7 +267,7 @@ def _render(record, runs, summary, fits, sensitivity, figures, notes, threshold,
                  f"B0 = {fmt(ref['b0'])}, lr0 = {fmt(ref['lr0'])}.")
     L.append("")
 
-    unfinished = [r for r in runs if r.state != "finished"]
+    unfinished = [r for r in runs if r.state != State.FINISHED]
     if unfinished:
         L += ["## Runs that did not finish", "",
               "Their quantities below come from the evaluations they logged, and may be missing or early.", ""]

@@ -12,17 +12,17 @@ import numpy as np
 import pandas as pd
 import torch
 
-from memsweep.metrics.memorization import nearest_neighbours
+from memsweep.metrics.memorization import MEM_THRESHOLD, is_copy, nearest_neighbours
 
 
-def copy_assignments(samples, train, threshold: float = 1 / 3) -> tuple[np.ndarray, np.ndarray]:
+def copy_assignments(samples, train, threshold: float = MEM_THRESHOLD) -> tuple[np.ndarray, np.ndarray]:
     """For each sample: the index of the training image it copies (-1 if not a copy) and its distance to it."""
     d, idx = nearest_neighbours(samples, train, k=2)
-    copied = d[:, 0] < threshold * d[:, 1].clamp_min(1e-12)
+    copied = is_copy(d, threshold)
     return torch.where(copied, idx[:, 0], -1).cpu().numpy(), d[:, 0].cpu().numpy()
 
 
-def per_image(samples, train_x, train_y, threshold: float = 1 / 3) -> pd.DataFrame:
+def per_image(samples, train_x, train_y, threshold: float = MEM_THRESHOLD) -> pd.DataFrame:
     """One row per training image: index, label, copies, mean_copy_dist (NaN without copies), isolation."""
     target, dist = copy_assignments(samples, train_x, threshold)
     n = len(train_x)

@@ -13,8 +13,9 @@ import torch
 
 from memsweep.data import datasets as data_mod
 from memsweep.science import flow, unet
-from memsweep.metrics.memorization import nearest_neighbours
+from memsweep.metrics.memorization import MEM_THRESHOLD, is_copy, nearest_neighbours
 from memsweep.store.run import RunStore
+from memsweep.states import State
 
 OFFSET_KEY = "data.offset"
 
@@ -42,7 +43,7 @@ def subsets_overlap(n: int, offset_a: int, offset_b: int) -> bool:
     return abs(int(offset_a) - int(offset_b)) < int(n)
 
 
-def pair_similarity(a: torch.Tensor, b: torch.Tensor, threshold: float = 1 / 3) -> dict:
+def pair_similarity(a: torch.Tensor, b: torch.Tensor, threshold: float = MEM_THRESHOLD) -> dict:
     """Similarity of paired samples a[i], b[i] (same noise, same label): their mean pixel L2 distance, the
     same between unpaired samples (a[i], b[j], j != i; what unrelated images give), and the fraction of pairs
     that are the same image by the 1/3 rule: b[i] is a[i]'s nearest sample of b and closer than 1/3 of the
@@ -52,7 +53,7 @@ def pair_similarity(a: torch.Tensor, b: torch.Tensor, threshold: float = 1 / 3) 
     paired = d.diagonal()
     off = d[~torch.eye(len(a), dtype=torch.bool)]
     others = d + torch.diag(torch.full((len(a),), float("inf"), dtype=d.dtype))
-    same = paired < threshold * others.min(1).values
+    same = is_copy(torch.stack([paired, others.min(1).values], 1), threshold)
     return {"pair_dist": paired.mean().item(), "unpaired_dist": off.mean().item(),
             "same_fraction": same.double().mean().item()}
 
@@ -83,13 +84,13 @@ def shared_samples(run_dir, num: int | None = None) -> tuple[torch.Tensor, dict]
                      "offset": int(cfg.data.offset)}
 
 
-def disjoint_table(runs: list, threshold: float = 1 / 3) -> tuple[list[dict], dict]:
+def disjoint_table(runs: list, threshold: float = MEM_THRESHOLD) -> tuple[list[dict], dict]:
     """One row per pair (the other axes, n, offsets, the pair similarity, each model's mem_ratio on these
     samples against its own training set and against the other's) and, for the figure, a few samples of each
     pair. Pairs with an unfinished run or without saved weights are not compared (the reason under 'missing')."""
     rows, shown = [], {}
     for axes, ra, rb in offset_pairs(runs):
-        unfinished = [r.run_id for r in (ra, rb) if r.state != "finished"]
+        unfinished = [r.run_id for r in (ra, rb) if r.state != State.FINISHED]
         if unfinished:   # compare the two models at the same point: the end of training
             rows.append({**axes, "run_a": ra.run_id, "run_b": rb.run_id,
                          "missing": f"not finished: {', '.join(unfinished)}"})
@@ -106,7 +107,7 @@ def disjoint_table(runs: list, threshold: float = 1 / 3) -> tuple[list[dict], di
         for name, s, own, other in (("a", a, ia["train_x"], ib["train_x"]), ("b", b, ib["train_x"], ia["train_x"])):
             for which, ref in (("own", own), ("other", other)):
                 d, _ = nearest_neighbours(s, ref, k=2)
-                row[f"mem_{name}_{which}"] = (d[:, 0] < threshold * d[:, 1]).double().mean().item()
+                row[f"mem_{name}_{which}"] = is_copy(d, threshold).double().mean().item()
         rows.append(row)
         shown[(ra.run_id, rb.run_id)] = (a[:10], b[:10])
     return rows, shown

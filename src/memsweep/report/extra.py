@@ -21,6 +21,7 @@ from memsweep.science.capacity import EMM_LEVEL, effective_memorization
 from memsweep.science.dips import CURVES, DEFAULT_MIN_DEPTH
 from memsweep.report.markdown import fmt, markdown_table
 from memsweep.report.samples import NOVELTY_COLUMNS, analyze_samples, final_columns
+from memsweep.states import State
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +57,7 @@ def compute(runs, summary: pd.DataFrame, keys: list[str], out) -> dict:
         pd.DataFrame(table).to_csv(out / "disjoint.csv", index=False)
     emm = []
     if "data.n" in keys and len(summary):
-        fin = summary[summary["state"] == "finished"]
+        fin = summary[summary["state"] == State.FINISHED]
         for fixed, group in slices(fin, "n", [axis_column(k) for k in keys]) if len(fin) else []:
             emm.append((fixed, effective_memorization(group["n"], group["final_mem_ratio"]), len(group)))
     return {"results": results, "disjoint": (table, shown), "emm": emm, "notes": notes}

@@ -19,7 +19,9 @@ from matplotlib.lines import Line2D  # noqa: E402
 
 from memsweep.science.curves import DEFAULT_GAP_THRESHOLD, MEM_LEVELS, ONSET_METRICS
 from memsweep.science.fits import numeric_axis_column, power_law_fit, slices
+from memsweep.store.run import RunStore
 from memsweep.report.summary import RunData, axis_column, summary_table
+from memsweep.states import State
 
 DPI = 110
 LABELS = {"n": "n (training images)", "batch_size": "batch size B", "lr": "learning rate", "model": "model",
@@ -181,7 +183,7 @@ def curves_figure(runs: list, summary: pd.DataFrame, key: str, keys: list[str], 
                 ax.plot(s, f[b], color=c, lw=1.6, ls="--")
             else:
                 ax.plot(s, f[name], color=c, lw=1.6, marker=".", ms=4)
-            if r.state != "finished" and len(s):   # where an unfinished / diverged run stops
+            if r.state != State.FINISHED and len(s):   # where an unfinished / diverged run stops
                 y = f[{"loss": "test_loss", "sw": "sw_test", "fid": "fid_test"}.get(name, name)].to_numpy(float)
                 ok = np.isfinite(y)
                 if ok.any():
@@ -229,10 +231,10 @@ def curves_figure(runs: list, summary: pd.DataFrame, key: str, keys: list[str], 
         runs_v = [r for r in chosen if str(info.loc[r.run_id, col]) == str(v)]
         if runs_v and all(not len(r.frame) for r in runs_v):
             notes[v] = f"no data, {runs_v[0].state}"
-        elif runs_v and all(r.state != "finished" for r in runs_v):
+        elif runs_v and all(r.state != State.FINISHED for r in runs_v):
             notes[v] = runs_v[0].state
     handles = _legend_handles(values, colors, col, notes)
-    if any(r.state != "finished" and len(r.frame) for r in chosen):
+    if any(r.state != State.FINISHED and len(r.frame) for r in chosen):
         handles.append(Line2D([0], [0], color="k", marker="x", ls="", ms=8, mew=2, label="run stopped (not finished)"))
     fig.legend(handles=handles, loc="outside right center", title=_label(col), fontsize=9, title_fontsize=9,
                frameon=False)
@@ -335,7 +337,7 @@ def rate_fidelity_figure(summary: pd.DataFrame, key: str, keys: list[str], path:
     xcol = numeric_axis_column(summary, col)
     groups = slices(summary, col, [axis_column(k) for k in keys])
     fixed, sub = groups[0] if len(groups) > 1 else ({}, summary)
-    sub = sub[sub["state"] == "finished"]    # a cut-short run's rate and best fidelity are not comparable
+    sub = sub[sub["state"] == State.FINISHED]    # a cut-short run's rate and best fidelity are not comparable
     if not len(sub):
         return None
     values = ordered_values(sub, col)
@@ -391,10 +393,7 @@ def rate_fidelity_figure(summary: pd.DataFrame, key: str, keys: list[str], path:
 
 # -- samples beside their nearest training images ------------------------------------------------------------
 def sample_steps(run) -> list[int]:
-    d = run.samples_dir
-    if d is None or not d.is_dir():
-        return []
-    return sorted(int(p.stem.split("_")[1]) for p in d.glob("step_*.png"))
+    return [] if run.dir is None else RunStore(run.dir).steps("grid")
 
 
 def _spread(items: list, k: int) -> list:
@@ -437,7 +436,7 @@ def samples_figure(runs: list, summary: pd.DataFrame, key: str, keys: list[str],
                 uniq.append((name, s))
         rows.append((v, r, uniq))
     ncols = max(len(u) for _, _, u in rows)
-    img0 = plt.imread(rows[0][1].samples_dir / f"step_{rows[0][2][0][1]:09d}.png")
+    img0 = plt.imread(RunStore(rows[0][1].dir).path("grid", rows[0][2][0][1]))
     aspect = img0.shape[0] / img0.shape[1]
     width = 5.2
     fig, axes = plt.subplots(len(rows), ncols, figsize=(width * ncols, (width * aspect + 0.45) * len(rows) + 0.5),
@@ -452,7 +451,7 @@ def samples_figure(runs: list, summary: pd.DataFrame, key: str, keys: list[str],
                 ax.set_visible(False)
                 continue
             name, s = stages[j]
-            ax.imshow(plt.imread(r.samples_dir / f"step_{s:09d}.png"), interpolation="nearest")
+            ax.imshow(plt.imread(RunStore(r.dir).path("grid", s)), interpolation="nearest")
             extra = ""
             if frame is not None and s in frame.index:
                 m, sw = frame.loc[s, "mem_ratio"], frame.loc[s, "sw_test"]
@@ -528,7 +527,7 @@ def gap_heatmap(runs: list, summary: pd.DataFrame, key: str, keys: list[str], pa
             ax.text(tau, 0.03, "tau_mem ", transform=ax.get_xaxis_transform(), ha="right", va="bottom",
                     fontsize=8, rotation=90)
         ax.set_xlabel("training step" if x == "step" else "normalized step")
-        state = "" if r.state == "finished" else f" ({r.state})"
+        state = "" if r.state == State.FINISHED else f" ({r.state})"
         ax.set_title(f"{SHORT.get(col, col)} = {fmt_value(v)}{state}", fontsize=10)
     axes.flat[0].set_ylabel("t  (0 = noise, 1 = data)")
     cb = fig.colorbar(mesh, ax=list(axes.flat), fraction=0.05, pad=0.02)

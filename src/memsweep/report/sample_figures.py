@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 from matplotlib.lines import Line2D
 
+from memsweep.metrics.memorization import MEM_THRESHOLD
 from memsweep.report.summary import axis_column
 from memsweep.report.figures import (DPI, SHORT, _fixed_text, _label, _legend_handles, _spread, axis_runs, fmt_value,
                     ordered_values, plain_log_ticks, plt, value_colors)
@@ -70,7 +71,7 @@ def novelty_figure(runs, summary, key, keys, path: Path, results: dict, title: s
 
 
 def nn_ratio_figure(runs, summary, key, keys, path: Path, results: dict, max_runs: int = 6,
-                    threshold: float = 1 / 3, title: str = "") -> Path | None:
+                    threshold: float = MEM_THRESHOLD, title: str = "") -> Path | None:
     """For each run: the histogram of ||x - NN1|| / ||x - NN2|| over the samples at each evaluation, as a
     column of a heatmap (step on x, ratio on y); copies sit near 0, new images near 1."""
     col, fixed, picked, _, _ = _picked(runs, summary, key, keys, results, max_runs)

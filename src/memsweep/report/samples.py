@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from memsweep.metrics.memorization import MEM_THRESHOLD
 from memsweep.report import copies as copies_mod
 from memsweep.data import datasets as data_mod
 from memsweep.metrics.novelty import novelty_row
@@ -36,8 +37,7 @@ class SampleAnalysis:
 
 
 def saved_steps(run_dir) -> list[int]:
-    d = RunStore(run_dir).samples_dir
-    return sorted(int(p.stem.split("_")[1]) for p in d.glob("step_*.npz")) if d.is_dir() else []
+    return RunStore(run_dir).steps("samples")
 
 
 def _load_data(cfg, cache: dict):
@@ -55,7 +55,7 @@ def analyze_samples(run_dir, cache: dict | None = None) -> SampleAnalysis | None
     store = RunStore(run_dir)
     cfg = store.read_config()
     data = _load_data(cfg, {} if cache is None else cache)
-    threshold = float(cfg.eval.get("mem_threshold", 1 / 3))
+    threshold = float(cfg.eval.get("mem_threshold", MEM_THRESHOLD))
     rows, counts, refs = [], {}, {}
     for step in steps:
         samples, labels = store.load_samples(step)

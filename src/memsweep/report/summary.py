@@ -34,10 +34,6 @@ class RunData:
     status: dict = field(default_factory=dict)
     dir: Path | None = None
 
-    @property
-    def samples_dir(self) -> Path | None:
-        return None if self.dir is None else Path(self.dir) / "samples"
-
 def summary_table(runs: list[RunData], threshold: float = DEFAULT_GAP_THRESHOLD, reference: dict | None = None
                   ) -> pd.DataFrame:
     """One row per run: identity, state, and the per-run quantities. `reference` (n0, b0, lr0) defaults to the

@@ -9,6 +9,7 @@ import pandas as pd
 from scipy import stats
 
 from memsweep.science.curves import FIT_METRICS, ONSET_METRICS
+from memsweep.states import State
 
 
 def linear_fit(x, y) -> dict:
@@ -128,7 +129,7 @@ def scaling_fits(summary: pd.DataFrame, axis_cols: list[str], metrics=FIT_METRIC
             for fixed, group in groups:
                 y = pd.to_numeric(group[metric], errors="coerce")
                 if metric not in ONSET_METRICS and "state" in group:
-                    y = y.where(group["state"] == "finished")
+                    y = y.where(group["state"] == State.FINISHED)
                 x = pd.to_numeric(group[xcol], errors="coerce")
                 means = pd.DataFrame({"x": x, "y": y}).dropna().groupby("x")["y"].agg(["mean", "count"])
                 label = ", ".join(f"{k}={v}" for k, v in fixed.items())

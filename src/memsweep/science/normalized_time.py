@@ -15,9 +15,14 @@ def normalized_step(step, n, batch_size, lr, n0, b0, lr0):
     return np.asarray(step, float) * normalization_factor(n, batch_size, lr, n0, b0, lr0)
 
 def reference_values(n, batch_size, lr) -> dict:
-    """n0, B0, lr0: the smallest values in the sweep."""
+    """n0, B0, lr0: the smallest values in the sweep (non-numbers ignored; NaN if none), as given (an int stays
+    an int)."""
     def smallest(values):
-        v = pd.to_numeric(pd.Series(list(values), dtype=object), errors="coerce").to_numpy(float)
-        v = v[np.isfinite(v)]
-        return float(v.min()) if len(v) else float("nan")
+        values = list(values)
+        v = pd.to_numeric(pd.Series(values, dtype=object), errors="coerce").to_numpy(float)
+        if not np.isfinite(v).any():
+            return float("nan")
+        i = int(np.nanargmin(np.where(np.isfinite(v), v, np.nan)))
+        given = values[i]
+        return given if isinstance(given, (int, float)) and not isinstance(given, bool) else float(v[i])
     return {"n0": smallest(n), "b0": smallest(batch_size), "lr0": smallest(lr)}

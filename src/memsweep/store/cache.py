@@ -30,7 +30,7 @@ from typing import Callable
 
 import torch
 
-from memsweep.store.run import atomic_write_text
+from memsweep.store.files import atomic_write, atomic_write_text
 
 log = logging.getLogger("memsweep")
 
@@ -113,16 +113,12 @@ class Cache:
             if value is not None:  # computed by another process while we waited
                 self._log("waited", kind, key, what, seconds=waited)
                 return value
-            for stale in path.parent.glob(f".{key}.*.tmp"):  # left by a writer killed before its rename
+            for stale in path.parent.glob(f".{path.name}.*.tmp"):  # left by a writer killed before its rename
                 stale.unlink(missing_ok=True)
             t0 = time.time()
             value = compute()
             seconds = time.time() - t0
-            tmp = path.with_name(f".{key}.{os.getpid()}.tmp")
-            torch.save(value, tmp)
-            with open(tmp, "rb") as f:
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
+            atomic_write(path, lambda f: torch.save(value, f))
             atomic_write_text(path.with_suffix(".json"), json.dumps(
                 {"kind": kind, "what": what, "parts": parts, "seconds": round(seconds, 3), "created": time.time(),
                  "host": socket.gethostname(), "pid": os.getpid()}, indent=1, default=str))

@@ -6,6 +6,7 @@ import os
 import shutil
 import socket
 import subprocess
+from memsweep.states import State
 
 
 def _pid_alive(pid) -> bool:
@@ -32,17 +33,17 @@ def slurm_job_active(job_id) -> bool:
 
 def live_state(status: dict) -> str:
     """The recorded state, corrected for processes that died without saying so."""
-    state = status.get("state", "pending")
-    if state == "running" and status.get("host") == socket.gethostname() and not status.get("job_id"):
-        return "running" if _pid_alive(status.get("pid")) else "stopped"
+    state = status.get("state", State.PENDING)
+    if state == State.RUNNING and status.get("host") == socket.gethostname() and not status.get("job_id"):
+        return State.RUNNING if _pid_alive(status.get("pid")) else State.STOPPED
     return state
 
 
 def is_active(status: dict) -> bool:
     """A run that some process or Slurm job is training or about to train."""
     state = live_state(status)
-    if state == "running" and not status.get("job_id"):
+    if state == State.RUNNING and not status.get("job_id"):
         return True
-    if state in ("queued", "running") and status.get("job_id"):
+    if state in (State.QUEUED, State.RUNNING) and status.get("job_id"):
         return slurm_job_active(status["job_id"])
     return False

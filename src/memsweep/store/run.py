@@ -2,13 +2,16 @@
 
 outputs/runs/<run_id>/
   config.yaml      the resolved config
-  status.json      state (pending | running | finished | failed | diverged), step, total_steps, times, job id
+  status.json      state (see State), step, total_steps, times, job id
   metrics.jsonl    one JSON object per evaluation, append-only, one line per write
-  checkpoints/     step_<N>.pt, written atomically; the latest few kept, plus any kept for `memsweep eval`
-  samples/         PNG grids of generated samples beside their nearest training images
+  checkpoints/     step_<N>.pt, written atomically; the latest few kept, plus any kept for `memsweep eval`;
+                   eval_<N>.pt, the weights each evaluation used
+  samples/         step_<N>.png grids of generated samples beside their nearest training images;
+                   step_<N>.npz, each evaluation's samples (uint8) and labels
   lock             held (flock) by the process training the run; the OS releases it if that process dies
 
-Every file that is rewritten is written to a temporary file and renamed, so a reader or a killed writer
+The names of the per-step files are one table (FILES); every reader and writer goes through `path` and
+`steps`. Every file that is rewritten goes through store.files.atomic_write, so a reader or a killed writer
 never sees half a file.
 """
 from __future__ import annotations
@@ -19,7 +22,6 @@ import io
 import json
 import logging
 import os
-import signal
 import socket
 import time
 import warnings
@@ -29,23 +31,17 @@ import numpy as np
 import torch
 from omegaconf import OmegaConf
 
+from memsweep.states import State
+from memsweep.store.files import atomic_write, atomic_write_bytes, atomic_write_text, failpoint, read_json
+
 log = logging.getLogger("memsweep")
 
-STATES = ("pending", "running", "finished", "failed", "diverged")
 
-
-_hits: dict[str, int] = {}
-
-
-def failpoint(name: str) -> None:
-    """Fault injection for the kill tests: MEMSWEEP_FAILPOINT=name:k SIGKILLs this process the k-th time
-    it reaches the point `name` (checkpoint, metrics, eval, step, status). A no-op otherwise."""
-    spec = os.environ.get("MEMSWEEP_FAILPOINT")
-    if not spec or spec.partition(":")[0] != name:
-        return
-    _hits[name] = _hits.get(name, 0) + 1
-    if _hits[name] == int(spec.partition(":")[2] or 1):
-        os.kill(os.getpid(), signal.SIGKILL)
+# per-step files of a run directory: kind -> (subdirectory, prefix, suffix)
+FILES = {"checkpoint": ("checkpoints", "step_", ".pt"),
+         "eval_weights": ("checkpoints", "eval_", ".pt"),
+         "samples": ("samples", "step_", ".npz"),
+         "grid": ("samples", "step_", ".png")}
 
 
 class RunLocked(RuntimeError):
@@ -55,33 +51,24 @@ class RunLocked(RuntimeError):
 ELSEWHERE = "trained by another process"  # the state reported for a run left to the process that holds it
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    atomic_write_bytes(path, text.encode())
-
-
-def read_json(path: Path, default=None):
-    try:
-        return json.loads(Path(path).read_text())
-    except (FileNotFoundError, json.JSONDecodeError):
-        return default
-
-
 class RunStore:
     def __init__(self, run_dir: Path):
         self.dir = Path(run_dir)
         self.run_id = self.dir.name
         self.ckpt_dir = self.dir / "checkpoints"
         self.samples_dir = self.dir / "samples"
+
+    # -- per-step files -------------------------------------------------------------------------------
+    def path(self, kind: str, step: int) -> Path:
+        """The file of `kind` (a key of FILES) at `step`, e.g. checkpoints/step_000000100.pt."""
+        sub, prefix, suffix = FILES[kind]
+        return self.dir / sub / f"{prefix}{step:09d}{suffix}"
+
+    def steps(self, kind: str) -> list[int]:
+        """The steps that have a file of `kind`, sorted."""
+        sub, prefix, suffix = FILES[kind]
+        d = self.dir / sub
+        return sorted(int(p.name[len(prefix):-len(suffix)]) for p in d.glob(f"{prefix}*{suffix}")) if d.is_dir() else []
 
     # -- config and status ---------------------------------------------------------------------------
     @property
@@ -96,7 +83,7 @@ class RunStore:
         return OmegaConf.load(self.config_path)
 
     def status(self) -> dict:
-        return read_json(self.dir / "status.json", default={"state": "pending"})
+        return read_json(self.dir / "status.json", default={"state": State.PENDING.value})
 
     def set_status(self, **fields) -> dict:
         status = {**self.status(), **fields, "updated": time.time()}
@@ -141,28 +128,20 @@ class RunStore:
 
     # -- checkpoints ----------------------------------------------------------------------------------
     def checkpoint_steps(self) -> list[int]:
-        if not self.ckpt_dir.exists():
-            return []
-        return sorted(int(p.stem.split("_")[1]) for p in self.ckpt_dir.glob("step_*.pt"))
+        return self.steps("checkpoint")
 
     def save_checkpoint(self, state: dict, step: int, keep_last: int = 2, keep_steps=()) -> Path:
         """Write step_<step>.pt atomically; prune older ones beyond the last `keep_last`, except `keep_steps`."""
         self.ckpt_dir.mkdir(parents=True, exist_ok=True)
-        path = self.ckpt_dir / f"step_{step:09d}.pt"
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        torch.save(state, tmp)
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-        failpoint("checkpoint")
-        os.replace(tmp, path)
+        path = atomic_write(self.path("checkpoint", step), lambda f: torch.save(state, f), point="checkpoint")
         keep = set(self.checkpoint_steps()[-keep_last:]) | set(keep_steps)
         for s in self.checkpoint_steps():
             if s not in keep:
-                (self.ckpt_dir / f"step_{s:09d}.pt").unlink(missing_ok=True)
+                self.path("checkpoint", s).unlink(missing_ok=True)
         return path
 
     def load_checkpoint(self, step: int, map_location="cpu") -> dict:
-        return torch.load(self.ckpt_dir / f"step_{step:09d}.pt", map_location=map_location, weights_only=True)
+        return torch.load(self.path("checkpoint", step), map_location=map_location, weights_only=True)
 
     def load_latest_checkpoint(self, map_location="cpu") -> dict | None:
         """The newest loadable checkpoint; a truncated or corrupt one is skipped with a warning."""
@@ -180,7 +159,7 @@ class RunStore:
     def save_samples(self, step: int, samples: torch.Tensor, labels: torch.Tensor) -> Path:
         """Generated samples as compressed uint8 images (NCHW) with their labels."""
         self.samples_dir.mkdir(parents=True, exist_ok=True)
-        path = self.samples_dir / f"step_{step:09d}.npz"
+        path = self.path("samples", step)
         u8 = ((samples.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).cpu().numpy()
         buf = io.BytesIO()
         np.savez_compressed(buf, images=u8, labels=labels.cpu().numpy())
@@ -189,23 +168,19 @@ class RunStore:
 
     def load_samples(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Samples saved at `step`, back in [-1, 1] (quantized to 8 bits), and their labels."""
-        with np.load(self.samples_dir / f"step_{step:09d}.npz", allow_pickle=False) as z:
+        with np.load(self.path("samples", step), allow_pickle=False) as z:
             return torch.from_numpy(z["images"]).float() / 127.5 - 1, torch.from_numpy(z["labels"])
 
     def save_eval_weights(self, step: int, state_dict: dict) -> Path:
         """The weights an evaluation used (EMA by default): small, kept for every evaluation."""
-        path = self.ckpt_dir / f"eval_{step:09d}.pt"
         self.ckpt_dir.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        torch.save(state_dict, tmp)
-        os.replace(tmp, path)
-        return path
+        return atomic_write(self.path("eval_weights", step), lambda f: torch.save(state_dict, f))
 
     def eval_weight_steps(self) -> list[int]:
-        return sorted(int(p.stem.split("_")[1]) for p in self.ckpt_dir.glob("eval_*.pt"))
+        return self.steps("eval_weights")
 
     def load_eval_weights(self, step: int, map_location="cpu") -> dict:
-        return torch.load(self.ckpt_dir / f"eval_{step:09d}.pt", map_location=map_location, weights_only=True)
+        return torch.load(self.path("eval_weights", step), map_location=map_location, weights_only=True)
 
     # -- the training lock ----------------------------------------------------------------------------
     @contextlib.contextmanager

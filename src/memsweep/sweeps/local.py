@@ -14,6 +14,7 @@ from memsweep.store.run import ELSEWHERE, RunLocked
 from memsweep.sweeps.jobs import TrainJob, payload
 from memsweep.sweeps.status import LiveProgress
 from memsweep.train.packed import make_packs
+from memsweep.states import State
 
 log = logging.getLogger("memsweep")
 
@@ -54,7 +55,7 @@ def run_local(runs, workers: int | None = None, show_progress: bool = True, pack
                     log.warning("%s; left to it", e)
                 except Exception as e:  # the runs' status.json says failed; the sweep goes on
                     for run in members:
-                        results[run.run_id] = "failed"
+                        results[run.run_id] = State.FAILED
                     log.error("run %s failed: %s: %s", ", ".join(r.run_id for r in members), type(e).__name__, e)
             pending -= done
             progress.refresh()

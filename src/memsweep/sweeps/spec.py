@@ -33,9 +33,12 @@ from omegaconf import OmegaConf, open_dict
 
 from memsweep import config as config_mod
 from memsweep.errors import ConfigError
-from memsweep.store.run import RunStore, atomic_write_text, read_json
+from memsweep.science.normalized_time import reference_values
+from memsweep.store.files import atomic_write_text, read_json
+from memsweep.store.run import RunStore
 from memsweep.store import identity
 from memsweep.store.live import is_active
+from memsweep.states import State, DONE
 
 SWEEP_KEYS = {"description", "axes", "zip", "overrides", "launcher", "resources"}
 
@@ -150,8 +153,9 @@ def expand(name: str, cli_overrides=()) -> Sweep:
 
 def _attach_context(name: str, runs: list[PlannedRun]) -> None:
     """wandb group and the sweep's reference values for the normalized step (logging only, not identity)."""
-    ref = {"n": min(r.cfg.data.n for r in runs), "batch_size": min(r.cfg.train.batch_size for r in runs),
-           "lr": min(r.cfg.optim.lr for r in runs)}
+    smallest = reference_values([r.cfg.data.n for r in runs], [r.cfg.train.batch_size for r in runs],
+                                [r.cfg.optim.lr for r in runs])
+    ref = {"n": smallest["n0"], "batch_size": smallest["b0"], "lr": smallest["lr0"]}
     for r in runs:
         with open_dict(r.cfg):
             if r.cfg.logger.name == "wandb":
@@ -191,9 +195,9 @@ def plan(sweep: Sweep, retry: bool = False) -> tuple[list[PlannedRun], dict]:
         state = status["state"]
         if is_active(status):  # already being trained, or queued on Slurm: never twice
             counts["active"] += 1
-        elif state in ("finished", "diverged"):
+        elif state in DONE:
             counts[state] += 1
-        elif state == "failed" and not retry:
+        elif state == State.FAILED and not retry:
             counts["failed (use --retry)"] += 1
         else:
             counts["new" if not run.store.checkpoint_steps() else "resume"] += 1

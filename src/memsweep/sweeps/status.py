@@ -11,6 +11,7 @@ from rich.table import Table
 
 from memsweep.store.live import live_state
 from memsweep.store.run import RunStore
+from memsweep.states import State
 
 
 def _fmt(x, digits=3) -> str:
@@ -71,7 +72,7 @@ class LiveProgress:
     def refresh(self) -> None:
         for run, task in self.tasks.values():
             status = run.store.status()
-            self.progress.update(task, completed=status.get("step", 0), state=status.get("state", "pending"))
+            self.progress.update(task, completed=status.get("step", 0), state=status.get("state", State.PENDING))
 
     def __exit__(self, *exc):
         self.refresh()

@@ -20,6 +20,7 @@ from memsweep.train.packed import PackedStep
 from memsweep.train.run import Run, pick_device
 from memsweep.train.signals import SignalGuard
 from memsweep.train.solo import SoloStep
+from memsweep.states import State, DONE
 
 log = logging.getLogger("memsweep")
 
@@ -51,7 +52,7 @@ def train_runs(cfgs, guard: SignalGuard | None = None, on_session=None, job_id: 
                 results[i] = {**store.status(), "state": ELSEWHERE}
                 continue
             status = store.status()
-            if status["state"] in ("finished", "diverged"):
+            if status["state"] in DONE:
                 log.info("run %s is already %s; nothing to do", store.run_id, status["state"])
                 results[i] = status
             else:
@@ -71,7 +72,7 @@ def train_runs(cfgs, guard: SignalGuard | None = None, on_session=None, job_id: 
             if not isinstance(e, (KeyboardInterrupt, SystemExit)):  # setup included: status.json says so
                 for k, (_, _, store, _) in enumerate(todo):
                     if k >= len(runs) or runs[k].result is None:
-                        store.set_status(state="failed", error=f"{type(e).__name__}: {e}")
+                        store.set_status(state=State.FAILED, error=f"{type(e).__name__}: {e}")
             raise
         for (i, *_), run in zip(todo, runs):
             results[i] = run.result

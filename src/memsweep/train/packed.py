@@ -30,7 +30,7 @@ from torch.optim.adam import adam
 
 from memsweep.science import unet
 from memsweep.science.flow import loss_per_sample
-from memsweep.store.run import failpoint
+from memsweep.store.files import failpoint
 from memsweep.train.run import Run
 from memsweep.train.solo import compiled
 

@@ -20,8 +20,10 @@ from memsweep.errors import ConfigError
 from memsweep.eval.evaluator import Evaluator
 from memsweep.science import unet
 from memsweep.science.curves import analyze_run, metrics_frame
-from memsweep.store.run import RunStore, failpoint
+from memsweep.store.files import failpoint
+from memsweep.store.run import RunStore
 from memsweep.train.wandb_logger import make_logger
+from memsweep.states import State
 
 log = logging.getLogger("memsweep")
 
@@ -92,7 +94,7 @@ class Run:
         self.evaluator = Evaluator(cfg, self.data, device)
         self.logger = make_logger(cfg, store.run_id, store.dir)
         self.running_loss = torch.zeros((), device=device)
-        store.set_status(state="running", step=self.step, total_steps=self.total, run_id=store.run_id,
+        store.set_status(state=State.RUNNING, step=self.step, total_steps=self.total, run_id=store.run_id,
                          host=socket.gethostname(), pid=os.getpid(), job_id=job_id or status.get("job_id"),
                          started=status.get("started", time.time()), error=None,
                          parameters=unet.count_parameters(self.model), **self.timing())
@@ -129,7 +131,7 @@ class Run:
                 log.error("run %s diverged (non-finite loss) by step %d", store.run_id, step)
                 self.logger.summary({"diverged_step": step})
                 self.logger.finish()
-                self.result = store.set_status(state="diverged", step=step, diverged_step=step)
+                self.result = store.set_status(state=State.DIVERGED, step=step, diverged_step=step)
                 return self.result
             self.running_loss.zero_()
         if step in self.schedule:  # -- evaluation ----------------------------------------------------
@@ -138,7 +140,7 @@ class Run:
             eval_model = self.ema if cfg.eval.use_ema else self.model
             row, samples, nn_idx = self.evaluator(eval_model, step)
             failpoint("eval")
-            self.evaluator.save_grid(store.samples_dir / f"step_{step:09d}.png", samples, nn_idx)
+            self.evaluator.save_grid(store.path("grid", step), samples, nn_idx)
             if cfg.eval.save_samples:  # for metrics computed after the fact (memsweep eval)
                 store.save_samples(step, samples, self.evaluator.sample_labels)
             if cfg.eval.save_weights:
@@ -160,7 +162,7 @@ class Run:
         self.logger.summary({**{k: v for k, v in rows[-1].items() if not isinstance(v, list)},
                              **run_summary(rows, getattr(self.logger, "norm", 1.0))})
         self.logger.finish()
-        self.result = self.store.set_status(state="finished", step=self.step, finished=time.time(), **self.timing())
+        self.result = self.store.set_status(state=State.FINISHED, step=self.step, finished=time.time(), **self.timing())
         return self.result
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 
 from memsweep.science.flow import loss_per_sample
-from memsweep.store.run import failpoint
+from memsweep.store.files import failpoint
 from memsweep.train.run import Run
 
 

@@ -10,6 +10,8 @@ import os
 
 from omegaconf import OmegaConf
 
+from memsweep.science.normalized_time import normalization_factor
+
 
 def flatten(d: dict, prefix: str = "") -> dict:
     out = {}
@@ -58,10 +60,9 @@ class WandbLogger:
         self.run.define_metric("step")
         self.run.define_metric("norm_step")  # pick it as the x axis in the UI for the collapse plots
         self.run.define_metric("*", step_metric="step")
-        # s_norm = s * (B / B0) * (lr / lr0) / (n / n0), with the sweep's smallest values (shared/science.md)
-        ref = lg.get("reference")
-        self.norm = 1.0 if not ref else (cfg.train.batch_size / ref["batch_size"]) * (
-            cfg.optim.lr / ref["lr"]) / (cfg.data.n / ref["n"])
+        ref = lg.get("reference")   # the sweep's smallest n, B, lr (sweeps.spec)
+        self.norm = 1.0 if not ref else float(normalization_factor(cfg.data.n, cfg.train.batch_size, cfg.optim.lr,
+                                                                   ref["n"], ref["batch_size"], ref["lr"]))
 
     def log(self, row: dict) -> None:
         self.run.log({**loggable(row), "norm_step": row["step"] * self.norm})
