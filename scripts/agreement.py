@@ -1,4 +1,4 @@
-"""Each metric against an independent implementation on random data: the table of the closing note.
+"""Each metric against an independent implementation on random data, as a table.
 
     python scripts/agreement.py
 

@@ -1,5 +1,4 @@
 """memsweep.report: a report from a fake sweep written in the run store's formats, and from a real tiny sweep."""
-import argparse
 import json
 import math
 
@@ -16,12 +15,13 @@ from conftest import FAST  # noqa: E402
 import torch  # noqa: E402
 
 from memsweep.report.summary import SUMMARY_COLUMNS
-from memsweep.report import build as report  # noqa: E402
+from memsweep.report.markdown import fmt  # noqa: E402
 from memsweep.science.capacity import effective_memorization  # noqa: E402
 from memsweep.store.run import RunStore  # noqa: E402
 from memsweep.cli import main  # noqa: E402
-from memsweep.errors import ConfigError  # noqa: E402
 from memsweep.store import identity  # noqa: E402
+from memsweep import config  # noqa: E402
+from memsweep.train.loop import train  # noqa: E402
 
 FIGURES = ["curves_n_step.png", "curves_n_normalized.png", "scaling_n.png", "rate_fidelity_n.png",
            "samples_n.png", "gap_by_t_n.png", "gap_by_t_n_normalized.png", "gap_by_t_sweep.png", "novelty_n.png",
@@ -174,7 +174,7 @@ def test_report_from_a_fake_sweep(fake_sweep, monkeypatch, capsys):
     emm = effective_memorization(s.loc[["run016abcdef", "run032abcdef", "run064abcdef"], "n"],
                                  s.loc[["run016abcdef", "run032abcdef", "run064abcdef"], "final_mem_ratio"])
     assert emm["n_below"] == 32 and emm["n_above"] == 64
-    assert f"**EMM ≈ {report.fmt(emm['emm'])}** (between n = 32 and n = 64; 3 runs)" in text
+    assert f"**EMM ≈ {fmt(emm['emm'])}** (between n = 32 and n = 64; 3 runs)" in text
     for section in ("### Field-level memorization", "### Novelty beside fidelity", "### Which samples are memorized",
                     "Do outliers go first?"):
         assert section in text
@@ -187,9 +187,6 @@ def test_missing_sweep_is_a_one_line_config_error(fake_sweep, capsys):
 
 
 def test_report_from_a_real_tiny_sweep(out):
-    from memsweep import config
-    from memsweep.train.loop import train
-
     entries = []
     for n, offset in ((8, 0), (16, 0), (32, 0), (8, 640)):    # and n = 8 on a disjoint subset
         cfg = config.compose_run([*FAST, f"data.n={n}", f"data.offset={offset}"])
@@ -199,8 +196,9 @@ def test_report_from_a_real_tiny_sweep(out):
     (out / "sweeps" / "real").mkdir(parents=True)
     (out / "sweeps" / "real" / "sweep.json").write_text(json.dumps({"name": "real", "axes": ["data.n", "data.offset"],
                                                                     "runs": entries}))
-    path = report.make_report(out, "real")
-    d = path.parent
+    assert main(["report", "real", "--output-root", str(out)]) == 0
+    d = out / "sweeps" / "real"
+    path = d / "report.md"
     summary = pd.read_csv(d / "summary.csv")
     assert len(summary) == 4 and (summary["state"] == "finished").all()
     assert (summary["final_step"] == 60).all() and (summary["n_evals"] == 4).all()

@@ -1,4 +1,4 @@
-"""The disjoint-subsets test of generalization (Kadkhodaie et al. 2024; tutorial seed 000).
+"""The disjoint-subsets test of generalization (Kadkhodaie et al. 2024, "Generalization in diffusion models arises from geometry-adaptive harmonic representations").
 
 Two runs identical but for their training images (a data.offset axis: [offset, offset + n) of the pool), each
 sampled from the same initial noise (drawn from eval.noise_seed) with the same labels: at small n each model

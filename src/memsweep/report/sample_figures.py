@@ -7,7 +7,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from matplotlib.lines import Line2D
 
 from memsweep.metrics.memorization import MEM_THRESHOLD
 from memsweep.report.summary import axis_column

@@ -7,7 +7,7 @@ each quantity is unit-tested on synthetic curves with known answers.
 Definitions (also stated in every report):
 
 * normalized step: s_norm = s * (B / B0) * (lr / lr0) / (n / n0), with n0, B0, lr0 the smallest values in the
-  sweep (science.md section 4). Curves should collapse in n and B under this rescaling.
+  sweep (Marion & Wu 2026, section 4). Curves should collapse in n and B under this rescaling.
 * relative loss gap: g(s) = (test_loss - train_loss) / test_loss, 0 while the model does as well on unseen
   images as on its training images, -> 1 when it fits its training images far better than unseen ones.
 * tau_mem (onset of memorization, "the step at which the test loss begins to diverge from the train loss"):

@@ -38,7 +38,17 @@ def output_root(cfg) -> Path:
     return Path(str(cfg.paths.output_root)).expanduser().resolve()
 
 
+def run_path(root: Path, run_id: str) -> Path:
+    """<output_root>/runs/<run_id>: a run's directory."""
+    return Path(root) / "runs" / run_id
+
+
+def sweep_dir(root: Path, name: str) -> Path:
+    """<output_root>/sweeps/<name>: a sweep's record and report."""
+    return Path(root) / "sweeps" / name
+
+
 def run_dir(cfg) -> Path:
-    return output_root(cfg) / "runs" / run_id(cfg)
+    return run_path(output_root(cfg), run_id(cfg))
 
 

@@ -45,7 +45,7 @@ def _executor(folder: Path, res: dict) -> submitit.AutoExecutor:
     for key in ("partition", "account", "qos", "constraint"):
         if res.get(key):
             params[f"slurm_{key}"] = res[key]
-    ex.update_parameters(name=f"memsweep", **params)
+    ex.update_parameters(name="memsweep", **params)
     return ex
 
 

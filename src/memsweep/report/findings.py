@@ -1,0 +1,174 @@
+"""The report's findings in words: each fit's exponent with its interval, compared with what the papers claim."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from memsweep.report.figures import LABELS, SHORT
+from memsweep.report.summary import axis_column
+from memsweep.science.curves import ONSET_METRICS
+from memsweep.science.fits import POOLED, determined_by
+
+# what the papers say about each axis (Marion & Wu 2026; Bonnaire et al. 2025), for the sentences of the report
+CLAIMS = {
+    "n": (1.0, "the paper and Bonnaire et al. report that the memorization onset scales linearly with n, exponent 1"),
+    "batch_size": (-1.0, "the paper reports tau_mem ∝ 1/B (curves collapse in normalized time), exponent -1"),
+    "lr": (-1.0, "exponent -1 would mean collapse in normalized time; the paper reports that the normalized time "
+                 "to memorize grows with lr near the edge of stability (an exponent above -1)"),
+    "params": (None, "the paper reports that larger models memorize sooner (a negative exponent)"),
+}
+
+
+
+def ci_text(fit) -> str:
+    if not np.isfinite(fit["exponent"]):
+        return "no fit"
+    if np.isfinite(fit["exponent_lo"]):
+        return f"{fit['exponent']:.2f} [{fit['exponent_lo']:.2f}, {fit['exponent_hi']:.2f}]"
+    return f"{fit['exponent']:.2f} (no CI: {int(fit['n_points'])} points)"
+
+
+def _trend(fit) -> str:
+    """Direction of a power-law fit in words."""
+    a, lo, hi = fit["exponent"], fit["exponent_lo"], fit["exponent_hi"]
+    if not np.isfinite(a):
+        return "cannot be fitted"
+    if not np.isfinite(lo):
+        return f"{'increases' if a > 0 else 'decreases'} (exponent {a:.2f}, too few points for a CI)"
+    if lo > 0:
+        return f"increases (exponent {ci_text(fit)}, the CI excludes 0)"
+    if hi < 0:
+        return f"decreases (exponent {ci_text(fit)}, the CI excludes 0)"
+    return f"shows no clear trend (exponent {ci_text(fit)}, the CI contains 0)"
+
+
+def _compare(fit, ref: float | None, xshort: str) -> str:
+    a, lo, hi = fit["exponent"], fit["exponent_lo"], fit["exponent_hi"]
+    if ref is None or not np.isfinite(a):
+        return ""
+    if not np.isfinite(lo):
+        return f"too few points for a confidence interval, so this cannot confirm or reject exponent {ref:g}"
+    if lo <= ref <= hi:
+        return f"consistent with exponent {ref:g} (the 95% CI contains it)"
+    if abs(a - ref) < 0.05:
+        return f"within 0.05 of exponent {ref:g}, although the narrow 95% CI excludes it"
+    side = "above" if lo > ref else "below"
+    kind = {("n", "above"): "super-linear", ("n", "below"): "sub-linear"}.get((xshort, side), f"{side} {ref:g}")
+    return f"{kind}: the 95% CI excludes exponent {ref:g}"
+
+
+def _fit_sentence(fit_row: pd.Series, metric: str, xcol: str) -> str:
+    xshort = SHORT.get(xcol, xcol)
+    what = {"tau_mem": "tau_mem", "tau_test_min": "the step of the test-loss minimum",
+            "step_mem_0.1": "the step at which mem_ratio reaches 0.1",
+            "step_mem_0.5": "the step at which mem_ratio reaches 0.5"}.get(metric, metric)
+    ref = CLAIMS.get(xcol, (None, ""))[0]
+    if not np.isfinite(fit_row["exponent"]):
+        return (f"{what}: no fit ({int(fit_row['n_points'])} value(s) of {xshort} with it; "
+                f"{int(fit_row['n_missing'])} run(s) did not reach it or have no data).")
+    text = f"{what} grows as {xshort}^a with a = {ci_text(fit_row)}"
+    if np.isfinite(fit_row["exponent"]) and fit_row["exponent"] < 0:
+        text = f"{what} scales as {xshort}^a with a = {ci_text(fit_row)}"
+    extra = []
+    if np.isfinite(fit_row["r2_loglog"]):
+        extra.append(f"r² = {fit_row['r2_loglog']:.2f} in log-log")
+    if fit_row["fixed"] == POOLED:
+        extra.append(f"{int(fit_row['n_points'])} points")
+    else:
+        extra.append(f"{int(fit_row['n_points'])} values of {xshort}")
+    if fit_row["n_missing"]:
+        extra.append(f"{int(fit_row['n_missing'])} run(s) left out: not reached or no data")
+    text += " (" + ", ".join(extra) + ")"
+    cmp = _compare(fit_row, ref, xshort)
+    return text + (f"; {cmp}" if cmp else "") + "."
+
+
+
+def findings(summary, fits, sensitivity, keys) -> list[str]:
+    """The section "What the data say": the fits in words, per swept axis, then across runs."""
+    L = []
+    for key in keys:
+        L += _axis_findings(summary, fits, sensitivity, keys, key)
+    return L + _onset_findings(summary)
+
+
+def _axis_findings(summary, fits, sensitivity, keys, key) -> list[str]:
+    """What the fits against one swept axis say, beside the papers' claims."""
+    L = []
+    col = axis_column(key)
+    f = fits[fits["axis"] == col]
+    if not len(f):
+        return []
+    xcol = f["x"].iloc[0]
+    xshort = SHORT.get(xcol, xcol)
+    claim = CLAIMS.get(xcol, (None, ""))[1]
+    header = f"**Against {LABELS.get(xcol, xcol)}**" + (f" ({claim})" if claim else "") + ":"
+    L += [header, ""]
+    together = [axis_column(k) for k in keys
+                if axis_column(k) not in (col, "seed") and axis_column(k) in summary
+                and determined_by(summary, col, axis_column(k))
+                and determined_by(summary, axis_column(k), col)]
+    if together:
+        L.append(f"- {col} is varied together with {', '.join(together)} (zipped): these fits cannot separate "
+                 "their effects.")
+    pooled = (f["fixed"] == POOLED).any()
+    main = f[f["fixed"] == (POOLED if pooled else "")]
+    if pooled:
+        k = f.loc[f["fixed"] != POOLED, "fixed"].nunique()
+        L.append(f"- The other axes take {k} combinations; the exponents below are pooled: one exponent shared "
+                 "by all combinations, each with its own prefactor (per-combination fits in the table below).")
+    for metric in ONSET_METRICS:
+        row = main[main["metric"] == metric]
+        if len(row):
+            L.append("- " + _fit_sentence(row.iloc[0], metric, xcol))
+    for metric, what in (("mem_rate", "The memorization rate"), ("best_sw", "The best SW distance before tau_mem")):
+        row = main[main["metric"] == metric]
+        if len(row):
+            paper = {("mem_rate", "n"): " (the paper: it decreases with n)",
+                     ("best_sw", "n"): " (the paper: larger n gives better best fidelity, i.e. lower SW)",
+                     ("mem_rate", "batch_size"): " (the paper: it barely depends on B)",
+                     ("best_sw", "batch_size"): " (the paper: smaller B gives better peak fidelity)",
+                     ("best_sw", "lr"): " (the paper: larger lr gives better peak fidelity)",
+                     ("best_sw", "params"): " (the paper: larger models reach better peak fidelity)",
+                     }.get((metric, xcol), "")
+            L.append(f"- {what} {_trend(row.iloc[0])} with {xshort}{paper}.")
+    if pooled:
+        per = f[(f["fixed"] != POOLED) & (f["metric"] == "tau_mem")]
+        L.append("- tau_mem exponent per combination: "
+                 + "; ".join(f"{r['fixed']}: {ci_text(r)}" for _, r in per.iterrows()) + ".")
+    sens = [s for s in sensitivity if s["axis"] == col and s["fixed"] in ("", POOLED)]
+    if sens:
+        parts = [f"{s['threshold']:g}: a = {ci_text(s)} ({int(s['n_points'])} point(s))" for s in sens]
+        L.append("- Sensitivity of the tau_mem exponent to the relative-gap threshold: " + "; ".join(parts) + ".")
+        vals = [s["exponent"] for s in sens if np.isfinite(s["exponent"])]
+        if len(vals) > 1 and max(vals) - min(vals) > 0.2:
+            L.append(f"- The tau_mem exponent moves from {min(vals):.2f} to {max(vals):.2f} with the threshold: "
+                     "the scaling of the loss-gap onset depends on how the onset is defined, so read it together "
+                     "with the threshold-free estimates (test-loss minimum, mem_ratio crossings).")
+    L.append("")
+    return L
+
+
+def _onset_findings(summary) -> list[str]:
+    """Across runs: when samples became copies relative to tau_mem, and where the best samples were."""
+    L = []
+    both = summary[["tau_mem", "step_mem_0.5"]].apply(pd.to_numeric, errors="coerce").dropna()
+    if len(both):
+        ratio = both["step_mem_0.5"] / both["tau_mem"]
+        L.append(f"- Samples became copies (mem_ratio 0.5) {ratio.min():.1f} to {ratio.max():.1f} times later than "
+                 f"tau_mem (median {ratio.median():.1f}, {len(ratio)} runs): the loss gap opens well before the "
+                 "samples are copies." if ratio.median() > 1.5 else
+                 f"- mem_ratio reached 0.5 at {ratio.min():.1f} to {ratio.max():.1f} times tau_mem "
+                 f"({len(ratio)} runs).")
+    sb = summary[["tau_mem", "step_best_sw"]].apply(pd.to_numeric, errors="coerce").dropna()
+    if len(sb):
+        after = int((sb["step_best_sw"] > sb["tau_mem"]).sum())
+        L.append(f"- The lowest SW distance of a run came after tau_mem in {after} of {len(sb)} runs "
+                 + ("(so best_sw, measured up to tau_mem, is worse than the lowest SW the run reached, best_sw_all: "
+                    "sample quality kept improving after the loss gap opened)."
+                    if after else "(best fidelity is reached before the onset, as the paper says)."))
+    never = summary[pd.to_numeric(summary["tau_mem"], errors="coerce").isna() & (summary["n_evals"] > 0)]
+    if len(never):
+        L.append(f"- {len(never)} run(s) with data never reached tau_mem: "
+                 + ", ".join(f"`{r}`" for r in never["run_id"]) + ".")
+    return L

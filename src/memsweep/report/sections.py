@@ -1,0 +1,174 @@
+"""The report's sections: one function per section, each returning its markdown lines."""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+
+from memsweep.report.figures import fmt_value, ordered_values
+from memsweep.report.findings import ci_text, findings
+from memsweep.report.markdown import fmt, markdown_table
+from memsweep.report.summary import axis_column
+from memsweep.science.fits import POOLED
+from memsweep.science.normalized_time import reference_values
+from memsweep.states import State
+
+
+def render(record, runs, summary, fits, sensitivity, figures, notes, threshold, keys, more=()) -> str:
+    """report.md: every section in order."""
+    L = header(record, runs, summary, keys) + unfinished(runs) + definitions(threshold)
+    L += ["## What the data say", ""]
+    L += findings(summary, fits, sensitivity, keys) or ["No numeric axis to fit against."]
+    L.append("")
+    L += summary_section(summary, keys) + fits_section(fits) + list(more) + figures_section(figures)
+    L += problems(notes)
+    return "\n".join(L)
+
+
+def header(record, runs, summary, keys) -> list[str]:
+    """Title, what the sweep is, what it varied, and the normalized step's reference values."""
+    name = record.get("name", "?")
+    spec = record.get("spec") or {}
+    L = [f"# Sweep `{name}`: the memorization transition", ""]
+    L.append(f"_Generated {time.strftime('%Y-%m-%d %H:%M')} by `memsweep report {name}` from the run store; "
+             "the numbers are in `summary.csv` (one row per run) and `fits.csv` (fits across runs)._")
+    L.append("")
+    if spec.get("description"):
+        L += [f"**What the sweep is:** {spec['description']}.", ""]
+    varied = []
+    for key in keys:
+        col = axis_column(key)
+        vals = ordered_values(summary, col) if col in summary and len(summary) else []
+        varied.append(f"`{key}` over {', '.join(fmt_value(v) for v in vals)}")
+    states = summary["state"].value_counts().to_dict() if len(summary) else {}
+    if runs:
+        L.append(f"The sweep varied {'; '.join(varied) or 'nothing'} ({len(runs)} runs: "
+                 + ", ".join(f"{v} {k}" for k, v in states.items()) + ").")
+    else:
+        L.append(f"The sweep's axes are {', '.join(f'`{k}`' for k in keys) or 'none'}; it lists no runs yet.")
+    if spec.get("overrides"):
+        L.append(f"Fixed for every run: `{' '.join(str(o) for o in spec['overrides'])}`.")
+    if runs:
+        ref = reference_values([r.params.get("n", np.nan) for r in runs],
+                                        [r.params.get("batch_size", np.nan) for r in runs],
+                                        [r.params.get("lr", np.nan) for r in runs])
+        L.append(f"Normalized step reference values (the sweep's smallest): n0 = {fmt(ref['n0'])}, "
+                 f"B0 = {fmt(ref['b0'])}, lr0 = {fmt(ref['lr0'])}.")
+    L.append("")
+
+    return L
+
+
+def unfinished(runs) -> list[str]:
+    """The runs that did not finish, and why."""
+    L = []
+    unfinished = [r for r in runs if r.state != State.FINISHED]
+    if unfinished:
+        L += ["## Runs that did not finish", "",
+              "Their quantities below come from the evaluations they logged, and may be missing or early.", ""]
+        for r in unfinished:
+            st = r.status
+            if r.dir is not None and not Path(r.dir).exists():
+                bits = [f"state **{r.state}**", "not started (no run directory yet)"]
+            else:
+                bits = [f"state **{r.state}**", f"step {st.get('step', 0)} of {st.get('total_steps', '?')}",
+                        f"{len(r.frame)} evaluation(s) logged"]
+            if st.get("diverged_step") is not None:
+                bits.append(f"diverged (non-finite loss) at step {st['diverged_step']}")
+            if st.get("error"):
+                bits.append(f"error: {st['error']}")
+            axes_txt = ", ".join(f"{k}={fmt_value(v)}" for k, v in r.axes.items())
+            L.append(f"- `{r.run_id}` ({axes_txt}): " + "; ".join(bits))
+        L.append("")
+
+    return L
+
+
+def definitions(threshold) -> list[str]:
+    """How each quantity of the report is defined."""
+    L = []
+    L += ["## Definitions", "",
+          "- **normalized step**: s_norm = s · (B/B0) · (lr/lr0) / (n/n0). Under this rescaling curves should "
+          "collapse across n and B (not across lr).",
+          f"- **tau_mem** (onset of memorization, where the test loss begins to diverge from the train loss): the "
+          f"first step after which the relative loss gap (test − train)/test, smoothed by a running median of 3 "
+          f"evaluations, stays at or above **{threshold:g}** at every later evaluation (at least 2 of them), "
+          "interpolated in log(step) between evaluations; undefined (–) if that never happens. The relative gap "
+          "does not depend on the loss scale; a small gap (~0.1) appears in every run, memorizing or not, while "
+          "memorizing runs go to ~0.9; requiring the gap to stay above the threshold ignores one noisy evaluation. "
+          "The threshold is a choice, so the exponent is also given for other thresholds below.",
+          "- **tau_test_min**: the step of the minimum of the (lightly smoothed) test loss, where the test loss "
+          "turns up while the train loss keeps falling; a threshold-free second estimate of the onset "
+          "(– if the test loss has not turned up by the end).",
+          "- **step_mem_0.1**, **step_mem_0.5**: the first step at which the memorization ratio (the fraction of "
+          "generated samples closer than 1/3 of the second-nearest training image to their nearest one, pixel L2) "
+          "reaches 0.1 / 0.5, interpolated in log(step).",
+          "- **mem_rate**: the least-squares slope of mem_ratio against log10(normalized step) (per decade of "
+          "steps) over the rising part after tau_mem: from the last evaluation where mem_ratio is still 0 up to "
+          "the first where it reaches 0.95.",
+          "- **best_sw** (**best_sw_train**): the minimum sliced Wasserstein distance between samples and the test "
+          "(train) images over the evaluations at or before tau_mem (the whole run if tau_mem is undefined); "
+          "**best_fid** likewise; **best_sw_all** is the minimum over the whole run, reached at **step_best_sw**.",
+          ""]
+
+    return L
+
+
+def summary_section(summary, keys) -> list[str]:
+    """The summary table, one row per run."""
+    L = []
+    L += ["## Summary (one row per run)", ""]
+    cols = ["run_id", "state"] + [axis_column(k) for k in keys if axis_column(k) in summary]
+    cols += ["tau_mem", "tau_test_min", "step_mem_0.1", "step_mem_0.5", "mem_rate", "best_sw", "best_sw_train"]
+    if summary["best_fid"].notna().any():
+        cols += ["best_fid"]
+    cols += ["step_best_sw", "final_mem_ratio"]
+    cols += [c for c in ("final_field_dist", "final_authenticity", "final_precision_test", "final_recall_test",
+                         "sw_test_dip2_step") if c in summary and summary[c].notna().any()]
+    table = summary[list(dict.fromkeys(cols))].copy()
+    table["steps"] = [f"{fmt(a)} / {fmt(b)}" for a, b in zip(summary["final_step"], summary["total_steps"])]
+    L += [markdown_table(table), "",
+          "Steps are training steps; `steps` is the last evaluated step / the planned total; – means not reached "
+          "(or no data).", "",
+          "New columns (when present): final_field_dist, the distance of the learned field to the closed-form "
+          "memorizer at the last evaluation; final_authenticity, final_precision_test, final_recall_test, from "
+          "the last saved samples; sw_test_dip2_step, the step of sw_test's second dip (double descent). "
+          "Sections below define them.", ""]
+
+    return L
+
+
+def fits_section(fits) -> list[str]:
+    """The fits across runs, as a table."""
+    L = []
+    if len(fits):
+        L += ["## Fits across runs", "",
+              "Power law y = c · x^a fitted by least squares in log-log on the seed-averaged values (runs where y "
+              "is undefined left out; mem_rate and best SW from finished runs only), 95% CI from the t "
+              "distribution with (points − 2) degrees of freedom; "
+              "linear fit y = slope · x + intercept on the same points."
+              + (" Rows with fixed = pooled share one exponent across the combinations of the other axes, with one "
+                 "prefactor per combination ((points − 1 − combinations) degrees of freedom)."
+                 if (fits["fixed"] == POOLED).any() else ""), ""]
+        ft = fits.copy()
+        ft["exponent a [95% CI]"] = [ci_text(r) for _, r in ft.iterrows()]
+        show = ["axis", "x", "metric"] + (["fixed"] if ft["fixed"].astype(bool).any() else [])
+        show += ["n_points", "n_missing", "exponent a [95% CI]", "r2_loglog", "slope", "intercept", "r2"]
+        L += [markdown_table(ft[show]), ""]
+
+    return L
+
+
+def figures_section(figures) -> list[str]:
+    L = []
+    if figures:
+        L += ["## Figures", ""]
+        for title, file in figures:
+            L += [f"### {title}", "", f"![{title}]({file})", ""]
+    return L
+
+
+def problems(notes) -> list[str]:
+    """What could not be drawn or computed (never filled in)."""
+    return ["## Problems while writing this report", ""] + [f"- {n}" for n in notes] + [""] if notes else []
