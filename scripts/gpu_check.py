@@ -107,9 +107,11 @@ class Sizes:
     """What each part runs: the paper's sizes on a GPU, tiny ones for --cpu-smoke."""
     timed: tuple            # overrides: the timed model and its data (on top of the data folder's)
     batches: tuple          # speed part
+    compile_batches: tuple  # where the speed part measures compile (each is a compile)
     correct_batch: int
     correct_steps: int
     seconds: float          # timed stretch of each speed measurement
+    warmup: int             # steps after the first (which compiles, if it does) before timing
     pack_ks: tuple
     eval_extra: tuple       # overrides of the paper's evaluation protocol (none on a GPU)
     nn_refs: int
@@ -120,15 +122,15 @@ class Sizes:
 
 
 GPU_SIZES = Sizes(
-    timed=("+experiment=paper_cifar10",), batches=(128, 512), correct_batch=128, correct_steps=30, seconds=3.0,
+    timed=("+experiment=paper_cifar10",), batches=(128, 512), compile_batches=(128, 512), correct_batch=128, correct_steps=30, seconds=3.0, warmup=2,
     pack_ks=(1, 4, 16, 64), eval_extra=(), nn_refs=50_000, novelty_test=10_000, compile_backend="true",
     compile_est_s=60.0, min_part_s={"correctness": 30, "speed": 30, "evaluation": 40, "pack": 10, "sweeps": 5})
 SMOKE_SIZES = Sizes(
     timed=("+experiment=paper_cifar10", "data=synthetic", "data.image_size=16", "data.channels=3",
            "data.num_classes=10", "data.n=256", "data.pool_size=512", "data.test_size=64", "model=tiny",
            "model.attn_resolutions=[8]", "model.head_dim=12"),
-    batches=(8, 32), correct_batch=8, correct_steps=8, seconds=0.4, pack_ks=(1, 2),
-    eval_extra=("eval.num_samples=64", "eval.sampler_steps=4", "eval.loss_points=64", "eval.bootstrap=100"),
+    batches=(4, 8), compile_batches=(4,), correct_batch=8, correct_steps=6, seconds=0.2, warmup=1, pack_ks=(1, 2),
+    eval_extra=("eval.num_samples=32", "eval.sampler_steps=4", "eval.loss_points=64", "eval.bootstrap=100"),
     nn_refs=512, novelty_test=128, compile_backend="aot_eager", compile_est_s=15.0,
     min_part_s={p: 1 for p in PARTS})
 # the speed part's options, stacked as the brief orders them, plus memsweep's runtime defaults (fp32, fused Adam)
@@ -221,6 +223,16 @@ def error_string(e: BaseException) -> str:
     return f"{type(e).__name__}: {' '.join(str(e).split())[:500]}"
 
 
+def perturb_(model, scale: float = 0.02):
+    """The same small random change to every weight, whatever the run: U-Net's zero-initialized output layers
+    would otherwise make the first steps' losses (and samples) independent of the rest of the network."""
+    with torch.no_grad():
+        g = torch.Generator(next(model.parameters()).device).manual_seed(0)
+        for p in model.parameters():
+            p.add_(scale * torch.randn(p.shape, generator=g, device=p.device))
+    return model
+
+
 # -- stepping a run as train.py's loop does ------------------------------------------------------------------
 def loop_step(stepper):
     """One step of `stepper` (SoloStep or PackedStep) and each run's bookkeeping, as train._train_loop does it
@@ -288,6 +300,7 @@ def train_curve(ctx: Ctx, opts: dict) -> dict:
     """A short run of the timed model with option set `opts`: its per-step losses, final weights, step times."""
     run = ctx.run(*ctx.sizes.timed, *CHEAP_EVAL, f"train.batch_size={ctx.sizes.correct_batch}", *options(opts, ctx))
     fresh_compile(run.cfg)
+    perturb_(run.model)  # in place: the optimizer's and the compiled module's parameters are these
     one = loop_step(SoloStep(run))
     losses, times = [], []
     for _ in range(ctx.sizes.correct_steps):
@@ -345,7 +358,7 @@ def measure_option(ctx: Ctx, batch: int, opts: dict, count: bool) -> dict:
     fresh_compile(run.cfg)
     one = loop_step(SoloStep(run))
     first_s, _ = timed(one, ctx)  # the compile, if any
-    for _ in range(2):
+    for _ in range(ctx.sizes.warmup):
         one()
     out = {"first_step_s": first_s}
     if count:
@@ -369,6 +382,9 @@ def part_speed(ctx: Ctx, results: dict) -> dict:
            "batches": {str(b): {"flops_per_step": None, "options": {}} for b in ctx.sizes.batches}}
     for batch, name in speed_order(list(ctx.sizes.batches)):
         entry = out["batches"][str(batch)]
+        if "compile" in name and batch not in ctx.sizes.compile_batches:
+            entry["options"][name] = {"error": "skipped in --cpu-smoke: one compile exercises the path"}
+            continue
         need = ctx.sizes.seconds + (ctx.sizes.compile_est_s if "compile" in name else 5.0)
         if ctx.clock.part_left() < need:
             entry["options"][name] = {"error": f"skipped: {ctx.clock.part_left():.0f} s left in this part "
@@ -408,7 +424,7 @@ def part_pack(ctx: Ctx, results: dict) -> dict:
             for run in runs[:k]:
                 run.step = 0  # every run at one step count: one Adam call for the pack (PackedStep._adam)
             one = loop_step(PackedStep(runs[:k]))
-            for _ in range(3):
+            for _ in range(1 + ctx.sizes.warmup):
                 one()
             rate = k * steps_per_s(one, ctx, ctx.sizes.seconds)
             out["packs"][str(k)] = {"model_steps_per_s": rate, "flops_per_s": rate * solo_flops,
@@ -430,13 +446,6 @@ def random_images(count: int, shape, device, seed: int) -> torch.Tensor:
     return torch.randint(0, 256, (count, *shape), generator=g, device=device).float() / 127.5 - 1
 
 
-def perturbed(model):
-    """Weights away from the zero-initialized output layers, so samples are not all equal to their noise."""
-    with torch.no_grad():
-        g = torch.Generator(next(model.parameters()).device).manual_seed(0)
-        for p in model.parameters():
-            p.add_(0.02 * torch.randn(p.shape, generator=g, device=p.device))
-    return model.eval()
 
 
 def sample_count(ctx: Ctx, want: int, seconds_each: float | None, share: float) -> int:
@@ -474,7 +483,7 @@ def sampling_estimate(ctx: Ctx, results: dict, fwd_flops: int, steps: int) -> fl
 
 def part_evaluation(ctx: Ctx, results: dict) -> dict:
     run = ctx.run(*ctx.sizes.timed, *ctx.sizes.eval_extra)
-    ev, model = run.evaluator, perturbed(run.ema)
+    ev, model = run.evaluator, perturb_(run.ema).eval()
     want, steps = int(ev.cfg.num_samples), int(ev.cfg.sampler_steps)
     fwd = fwd_flops_per_image(run)
     out = {"num_samples": want, "sampler_steps": steps, "sampler": str(ev.cfg.sampler), "n": len(run.data.train_x),
@@ -539,9 +548,11 @@ def step_flops_per_image(model_cfg, image: tuple, classes: int) -> tuple[int, in
         model = ms_unet.build(model_cfg, size, channels, classes)
         x1, x0 = torch.randn(batch, channels, size, size), torch.randn(batch, channels, size, size)
         t, labels = torch.rand(batch), torch.zeros(batch, dtype=torch.long)
-    with torch.no_grad():
-        fwd = count_flops(lambda: loss_per_sample(model, x1, labels, x0, t))
-    both = count_flops(lambda: loss_per_sample(model, x1, labels, x0, t).mean().backward())
+    with FlopCounterMode(display=False) as counter:
+        loss = loss_per_sample(model, x1, labels, x0, t).mean()
+        fwd = counter.get_total_flops()
+        loss.backward()
+        both = counter.get_total_flops()
     return fwd // batch, both // batch
 
 
@@ -634,6 +645,8 @@ def part_sweeps(ctx: Ctx, results: dict) -> dict:
     out = {"timed_model": f"{timed_cfg.model.name} at {timed_cfg.data.image_size}x{timed_cfg.data.image_size}",
            "timed_flops_per_image_step": timed_flops[1], "counted_on_device_per_image_step": counted,
            "evaluation_cost": "measured" if ev and "sampling" in ev else "missing (evaluation part failed/skipped)",
+           "note": ("smoke: a tiny CPU model's rates scaled by FLOPs, not GPU-hours" if ctx.smoke else
+                    "one GPU per run, no packing; checkpoints and Inception FID/SW not counted"),
            "sweeps": {}}
     ev = ev if ev and "sampling" in ev else None
     flops = {}  # model -> (forward, step) FLOPs per image at 32x32
@@ -651,6 +664,10 @@ def fmt(x, unit: str = "", digits: int = 3) -> str:
     if x is None:
         return "-"
     return f"{x:.{digits}g}{unit}"
+
+
+def rate(flops_per_s: float) -> str:
+    return f"{flops_per_s / 1e12:.1f} TFLOP/s" if flops_per_s >= 1e12 else f"{flops_per_s / 1e9:.2f} GFLOP/s"
 
 
 def pct(x) -> str:
@@ -681,7 +698,7 @@ def rows_speed(r: dict) -> list[tuple]:
             mem = f", {o['peak_mem_gib']:.1f} GiB" if o.get("peak_mem_gib") is not None else ""
             ratio = f"{o['steps_per_s'] / base:.2f}x fp32" if base else ""
             rows.append((f"B={batch} {name}", f"{o['steps_per_s']:.2f} steps/s, {o['images_per_s']:.0f} img/s, "
-                         f"{o['flops_per_s'] / 1e12:.2f} TFLOP/s{mem}", f"{ratio}; {pct(o.get('peak_fraction'))}"))
+                         f"{rate(o['flops_per_s'])}{mem}", f"{ratio}; {pct(o.get('peak_fraction'))}"))
     return rows
 
 
@@ -691,7 +708,7 @@ def rows_pack(r: dict) -> list[tuple]:
         if "error" in p:
             rows.append((f"pack K={k}", p["error"], ""))
             continue
-        rows.append((f"pack K={k}", f"{p['model_steps_per_s']:.1f} model-steps/s, {p['flops_per_s'] / 1e12:.3f} TFLOP/s",
+        rows.append((f"pack K={k}", f"{p['model_steps_per_s']:.1f} model-steps/s, {rate(p['flops_per_s'])}",
                      f"{p['vs_solo']:.2f}x alone; {pct(p.get('peak_fraction'))}"))
     return rows
 
@@ -700,7 +717,7 @@ def rows_evaluation(r: dict) -> list[tuple]:
     s = r["sampling"]
     scaled = f" (scaled from {s['samples_timed']})" if s["scaled"] else ""
     rows = [(f"sampling {r['num_samples']} x {r['sampler_steps']} {r['sampler']} steps (fp32)",
-             f"{s['seconds']:.1f} s{scaled}", pct(s.get("peak_fraction")))]
+             f"{s['seconds']:.1f} s{scaled}, {rate(s['flops_per_s'])}", pct(s.get("peak_fraction")))]
     b = r.get("sampling_bf16_autocast", {})
     rows.append(("sampling under bf16 autocast (what-if)", b.get("error") or f"{b['seconds']:.1f} s",
                  f"{b['vs_fp32']:.2f}x fp32" if "vs_fp32" in b else ""))
@@ -719,7 +736,8 @@ def rows_evaluation(r: dict) -> list[tuple]:
 def rows_sweeps(r: dict) -> list[tuple]:
     rows = [("sweeps: timed model, FLOPs per image-step (meta / on device)",
              f"{r['timed_model']}: {fmt(r['timed_flops_per_image_step'] / 1e9)} / "
-             f"{fmt((r['counted_on_device_per_image_step'] or 0) / 1e9)} GFLOP", f"eval cost {r['evaluation_cost']}")]
+             f"{fmt((r['counted_on_device_per_image_step'] or 0) / 1e9)} GFLOP", f"eval cost {r['evaluation_cost']}"),
+            ("sweeps: what the hours count", r["note"], "")]
     for name, s in r["sweeps"].items():
         if "error" in s:
             rows.append((f"sweep {name}", s["error"], ""))
