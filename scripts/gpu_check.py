@@ -122,8 +122,9 @@ class Sizes:
 
 
 GPU_SIZES = Sizes(
-    timed=("+experiment=paper_cifar10",), batches=(128, 512), compile_batches=(128, 512), correct_batch=128, correct_steps=30, seconds=3.0, warmup=2,
-    pack_ks=(1, 4, 16, 64), eval_extra=(), nn_refs=50_000, novelty_test=10_000, compile_backend="true",
+    timed=("+experiment=paper_cifar10",), batches=(128, 512), compile_batches=(128, 512), correct_batch=128,
+    correct_steps=25, seconds=2.0, warmup=2, pack_ks=(1, 4, 16, 64), eval_extra=(), nn_refs=50_000,
+    novelty_test=10_000, compile_backend="true",
     compile_est_s=60.0, min_part_s={"correctness": 30, "speed": 30, "evaluation": 40, "pack": 10, "sweeps": 5})
 SMOKE_SIZES = Sizes(
     timed=("+experiment=paper_cifar10", "data=synthetic", "data.image_size=16", "data.channels=3",
@@ -446,6 +447,14 @@ def random_images(count: int, shape, device, seed: int) -> torch.Tensor:
     return torch.randint(0, 256, (count, *shape), generator=g, device=device).float() / 127.5 - 1
 
 
+def attempt(out: dict, key: str, fn):
+    """out[key] = fn(), or {"error": ...}: one failed measurement does not lose the others."""
+    try:
+        out[key] = fn()
+    except Exception as e:
+        free()  # after an out-of-memory error, what the failed call held
+        out[key] = {"error": error_string(e)}
+    return out[key]
 
 
 def sample_count(ctx: Ctx, want: int, seconds_each: float | None, share: float) -> int:
@@ -464,18 +473,22 @@ def fwd_flops_per_image(run: Run) -> int:
         return count_flops(lambda: run.ema(x, t, data.train_y[:2])) // len(x)
 
 
-def time_sampling(ctx: Ctx, run: Run, model, count: int, autocast: bool) -> dict:
+def time_sampling(ctx: Ctx, run: Run, model, count: int, autocast: bool, keep: dict) -> dict:
+    """The Evaluator's sampler on `count` of its samples (kept in keep["samples"]), scaled to all of them."""
     ev = run.evaluator
     reset_peak(ctx)
     with torch.autocast(ctx.device.type, dtype=torch.bfloat16, enabled=autocast):
-        seconds, samples = timed(lambda: ev.generate(model, count), ctx)
-    want = int(ev.cfg.num_samples)
-    return {"samples_timed": count, "seconds_timed": seconds, "seconds": seconds * want / count,
-            "scaled": count != want, "peak_mem_gib": peak_gib(ctx)}, samples
+        seconds, keep["samples"] = timed(lambda: ev.generate(model, count), ctx)
+    want, steps = int(ev.cfg.num_samples), int(ev.cfg.sampler_steps)
+    out = {"samples_timed": count, "seconds_timed": seconds, "seconds": seconds * want / count,
+           "scaled": count != want, "peak_mem_gib": peak_gib(ctx),
+           "flops_per_s": count * steps * keep["fwd_flops"] / seconds}
+    out["peak_fraction"] = out["flops_per_s"] / ctx.peak_flops if ctx.peak_flops else None
+    return out
 
 
-def sampling_estimate(ctx: Ctx, results: dict, fwd_flops: int, steps: int) -> float | None:
-    """Seconds per sample from the speed part's float32 FLOP/s (a training step is ~3 forwards), if measured."""
+def sampling_estimate(results: dict, fwd_flops: int, steps: int) -> float | None:
+    """Seconds per sample from the speed part's float32 FLOP/s, if measured (sampling runs in float32)."""
     rates = [row["flops_per_s"] for b in (results.get("speed") or {}).get("batches", {}).values()
              for name, row in b["options"].items() if name.startswith("fp32") and "flops_per_s" in row]
     return steps * fwd_flops / max(rates) if rates else None
@@ -485,31 +498,35 @@ def part_evaluation(ctx: Ctx, results: dict) -> dict:
     run = ctx.run(*ctx.sizes.timed, *ctx.sizes.eval_extra)
     ev, model = run.evaluator, perturb_(run.ema).eval()
     want, steps = int(ev.cfg.num_samples), int(ev.cfg.sampler_steps)
-    fwd = fwd_flops_per_image(run)
+    keep = {"fwd_flops": fwd_flops_per_image(run)}
     out = {"num_samples": want, "sampler_steps": steps, "sampler": str(ev.cfg.sampler), "n": len(run.data.train_x),
-           "loss_points": int(ev.cfg.loss_points), "fwd_flops_per_image": fwd}
-    count = sample_count(ctx, want, sampling_estimate(ctx, results, fwd, steps), share=0.6)
-    sampling, samples = time_sampling(ctx, run, model, count, autocast=False)
-    sampling["flops_per_s"] = count * steps * fwd / sampling["seconds_timed"]
-    sampling["peak_fraction"] = sampling["flops_per_s"] / ctx.peak_flops if ctx.peak_flops else None
-    out["sampling"] = sampling
-    samples = torch.cat([samples] * math.ceil(want / len(samples)))[:want]  # the protocol's count, for the searches
-    out["losses_s"], _ = timed(lambda: (fixed_loss(model, ev.train_batch, ev.cfg.t_bins),
-                                        fixed_loss(model, ev.test_batch, ev.cfg.t_bins)), ctx)
+           "loss_points": int(ev.cfg.loss_points), "fwd_flops_per_image": keep["fwd_flops"]}
+    count = sample_count(ctx, want, sampling_estimate(results, keep["fwd_flops"], steps), share=0.8)
+    sampling = attempt(out, "sampling", lambda: time_sampling(ctx, run, model, count, False, keep))
+    if "samples" in keep:  # the protocol's count, for the searches
+        samples = torch.cat([keep.pop("samples")] * math.ceil(want / count))[:want]
+    else:
+        samples = random_images(want, run.data.train_x.shape[1:], ctx.device, seed=3)
+        out["searched"] = "random images (sampling failed)"
+    attempt(out, "losses_s", lambda: timed(lambda: (fixed_loss(model, ev.train_batch, ev.cfg.t_bins),
+                                                    fixed_loss(model, ev.test_batch, ev.cfg.t_bins)), ctx)[0])
     if ev.field_probe is not None:
-        out["field_dist_s"], _ = timed(lambda: ev.field_probe.distance(model), ctx)
-    out["mem_metrics_s"], _ = timed(lambda: ev.mem_metrics(samples), ctx)
+        attempt(out, "field_dist_s", lambda: timed(lambda: ev.field_probe.distance(model), ctx)[0])
+    attempt(out, "mem_metrics_s", lambda: timed(lambda: ev.mem_metrics(samples), ctx)[0])
     refs = random_images(ctx.sizes.nn_refs, samples.shape[1:], ctx.device, seed=1)
     out["nn_refs"], out["nn_queries"] = len(refs), len(samples)
-    out["nn_s"], _ = timed(lambda: nearest_neighbours(samples, refs, k=2, block=ev.block), ctx)
-    out["novelty"] = time_novelty(ctx, samples, refs)
-    seconds_each = sampling["seconds_timed"] / count
-    if seconds_each * want <= 0.8 * ctx.clock.part_left():
-        bf16, _ = time_sampling(ctx, run, model, want, autocast=True)
-        out["sampling_bf16_autocast"] = {**bf16, "note": "not memsweep's path (the Evaluator samples in float32)",
-                                         "vs_fp32": sampling["seconds"] / bf16["seconds"]}
+    attempt(out, "nn_s", lambda: timed(lambda: nearest_neighbours(samples, refs, k=2, block=ev.block), ctx)[0])
+    attempt(out, "novelty", lambda: time_novelty(ctx, samples, refs))
+    fits = "seconds_timed" in sampling and sampling["seconds_timed"] / count * want <= 0.8 * ctx.clock.part_left()
+    if fits:
+        bf16 = attempt(out, "sampling_bf16_autocast", lambda: time_sampling(ctx, run, model, want, True, {**keep}))
+        if "seconds" in bf16:
+            bf16.update(note="not memsweep's path (the Evaluator samples in float32)",
+                        vs_fp32=sampling["seconds"] / bf16["seconds"])
     else:
-        out["sampling_bf16_autocast"] = {"error": f"skipped: {ctx.clock.part_left():.0f} s left in this part"}
+        why = ("the float32 sampling failed" if "error" in sampling
+               else f"{ctx.clock.part_left():.0f} s left in this part")
+        out["sampling_bf16_autocast"] = {"error": f"skipped: {why}"}
     del run, model, ev, samples, refs
     free()
     return out
@@ -533,6 +550,7 @@ def time_novelty(ctx: Ctx, samples, refs) -> dict:
         if not ctx.cuda:
             raise
         failed = error_string(e)
+    free()
     small = [x[:max(len(x) // 10, 8)].cpu() for x in (samples, refs, test)]
     return {**novelty_times(ctx, *small), "error_on_device": failed,
             "note": "on the CPU with a tenth of the images, as it failed on the device"}
@@ -589,6 +607,12 @@ def runtime_option(cfg) -> str:
     return names.get(key, f"unmeasured runtime {key}")
 
 
+def usable(ev: dict | None) -> bool:
+    """Whether the evaluation part measured what an evaluation's cost is made of."""
+    return bool(ev) and "seconds" in ev.get("sampling", {}) and all(
+        isinstance(ev.get(k), float) for k in ("losses_s", "nn_s"))
+
+
 def eval_seconds(cfg, fwd: int, ev: dict) -> float:
     """One evaluation of run `cfg` from the measured one: sampling and losses scaled by forward FLOPs, samples
     and steps; the NN search by queries and training images; the field probe as measured."""
@@ -597,24 +621,30 @@ def eval_seconds(cfg, fwd: int, ev: dict) -> float:
     sampling = per_fwd * fwd * e.num_samples * e.sampler_steps
     losses = ev["losses_s"] / (2 * ev["loss_points"] * ev["fwd_flops_per_image"]) * fwd * 2 * e.loss_points
     nn = ev["nn_s"] * (e.num_samples / ev["nn_queries"]) * (cfg.data.n / ev["nn_refs"])
-    return sampling + losses + nn + (ev.get("field_dist_s", 0.0) if e.field_points else 0.0)
+    field = ev.get("field_dist_s") if isinstance(ev.get("field_dist_s"), float) and e.field_points else 0.0
+    return sampling + losses + nn + field
+
+
+def fastest_at(rates: dict, batch: int) -> str:
+    return max(rates, key=lambda option: rate_at(rates[option], batch)[0])
 
 
 def sweep_cost(name: str, ctx: Ctx, rates: dict, ev: dict | None, timed_flops: int, flops: dict) -> dict:
     sweep = expand(name, [f"data.root={ctx.data_root}", "logger=none", f"paths.output_root={ctx.root / 'sweeps'}"])
-    fastest = max(rates, key=lambda k: max(rates[k].values()))
     runs, totals = [], {"train_h_defaults": 0.0, "train_h_fastest": 0.0, "eval_h": 0.0}
     for planned in sweep.runs:
         cfg = planned.cfg
         model = cfg.model.name
         if model not in flops:
-            flops[model] = step_flops_per_image(cfg.model, (cfg.data.channels, cfg.data.image_size), cfg.data.num_classes)
+            flops[model] = step_flops_per_image(cfg.model, (cfg.data.channels, cfg.data.image_size),
+                                                cfg.data.num_classes)
         fwd, step = flops[model]
         B, total = int(cfg.train.batch_size), int(cfg.train.total_steps)
         own = runtime_option(cfg)
         row = {"axes": planned.axes, "model": model, "n": int(cfg.data.n), "batch_size": B, "steps": total,
                "evaluations": len(eval_steps(total, cfg.eval.first_step, cfg.eval.num_points)), "runtime": own}
-        for label, option in (("defaults", own), ("fastest", fastest)):
+        row["fastest"] = fastest_at(rates, B)
+        for label, option in (("defaults", own), ("fastest", row["fastest"])):
             if option not in rates:
                 row[f"train_h_{label}"] = None
                 continue
@@ -628,7 +658,8 @@ def sweep_cost(name: str, ctx: Ctx, rates: dict, ev: dict | None, timed_flops: i
         runs.append(row)
     total = (None if totals["train_h_defaults"] is None or totals["eval_h"] is None
              else totals["train_h_defaults"] + totals["eval_h"])
-    return {"runs": runs, **totals, "total_h_defaults": total, "fastest_option": fastest,
+    return {"runs": runs, **totals, "total_h_defaults": total,
+            "fastest_options": sorted({r["fastest"] for r in runs}),
             "composed": "memsweep.sweep.expand with data.root=<temp folder of synthetic CIFAR-10 batches>"}
 
 
@@ -644,11 +675,11 @@ def part_sweeps(ctx: Ctx, results: dict) -> dict:
                    None)
     out = {"timed_model": f"{timed_cfg.model.name} at {timed_cfg.data.image_size}x{timed_cfg.data.image_size}",
            "timed_flops_per_image_step": timed_flops[1], "counted_on_device_per_image_step": counted,
-           "evaluation_cost": "measured" if ev and "sampling" in ev else "missing (evaluation part failed/skipped)",
+           "evaluation_cost": "measured" if usable(ev) else "missing (evaluation part failed or skipped)",
            "note": ("smoke: a tiny CPU model's rates scaled by FLOPs, not GPU-hours" if ctx.smoke else
                     "one GPU per run, no packing; checkpoints and Inception FID/SW not counted"),
            "sweeps": {}}
-    ev = ev if ev and "sampling" in ev else None
+    ev = ev if usable(ev) else None
     flops = {}  # model -> (forward, step) FLOPs per image at 32x32
     for name in PAPER_SWEEPS:
         try:
@@ -666,7 +697,7 @@ def fmt(x, unit: str = "", digits: int = 3) -> str:
     return f"{x:.{digits}g}{unit}"
 
 
-def rate(flops_per_s: float) -> str:
+def flops_str(flops_per_s: float) -> str:
     return f"{flops_per_s / 1e12:.1f} TFLOP/s" if flops_per_s >= 1e12 else f"{flops_per_s / 1e9:.2f} GFLOP/s"
 
 
@@ -698,38 +729,52 @@ def rows_speed(r: dict) -> list[tuple]:
             mem = f", {o['peak_mem_gib']:.1f} GiB" if o.get("peak_mem_gib") is not None else ""
             ratio = f"{o['steps_per_s'] / base:.2f}x fp32" if base else ""
             rows.append((f"B={batch} {name}", f"{o['steps_per_s']:.2f} steps/s, {o['images_per_s']:.0f} img/s, "
-                         f"{rate(o['flops_per_s'])}{mem}", f"{ratio}; {pct(o.get('peak_fraction'))}"))
+                         f"{flops_str(o['flops_per_s'])}{mem}", f"{ratio}; {pct(o.get('peak_fraction'))}"))
     return rows
 
 
 def rows_pack(r: dict) -> list[tuple]:
-    rows = [(f"one tiny digits run alone (B={r['batch_size']})", f"{r['solo']['model_steps_per_s']:.1f} model-steps/s", "")]
+    rows = [(f"one tiny digits run alone (B={r['batch_size']})",
+             f"{r['solo']['model_steps_per_s']:.1f} model-steps/s", "")]
     for k, p in r["packs"].items():
         if "error" in p:
             rows.append((f"pack K={k}", p["error"], ""))
             continue
-        rows.append((f"pack K={k}", f"{p['model_steps_per_s']:.1f} model-steps/s, {rate(p['flops_per_s'])}",
+        rows.append((f"pack K={k}", f"{p['model_steps_per_s']:.1f} model-steps/s, {flops_str(p['flops_per_s'])}",
                      f"{p['vs_solo']:.2f}x alone; {pct(p.get('peak_fraction'))}"))
     return rows
 
 
+def secs(value, digits: int = 2) -> str:
+    return value["error"] if isinstance(value, dict) else f"{value:.{digits}f} s"
+
+
 def rows_evaluation(r: dict) -> list[tuple]:
-    s = r["sampling"]
-    scaled = f" (scaled from {s['samples_timed']})" if s["scaled"] else ""
-    rows = [(f"sampling {r['num_samples']} x {r['sampler_steps']} {r['sampler']} steps (fp32)",
-             f"{s['seconds']:.1f} s{scaled}, {rate(s['flops_per_s'])}", pct(s.get("peak_fraction")))]
+    rows, s = [], r["sampling"]
+    name = f"sampling {r['num_samples']} x {r['sampler_steps']} {r['sampler']} steps (fp32)"
+    if "error" in s:
+        rows.append((name, s["error"], ""))
+    else:
+        scaled = f" (scaled from {s['samples_timed']})" if s["scaled"] else ""
+        mem = f", {s['peak_mem_gib']:.1f} GiB" if s.get("peak_mem_gib") is not None else ""
+        rows.append((name, f"{s['seconds']:.1f} s{scaled}, {flops_str(s['flops_per_s'])}{mem}",
+                     pct(s.get("peak_fraction"))))
     b = r.get("sampling_bf16_autocast", {})
     rows.append(("sampling under bf16 autocast (what-if)", b.get("error") or f"{b['seconds']:.1f} s",
                  f"{b['vs_fp32']:.2f}x fp32" if "vs_fp32" in b else ""))
-    rows.append((f"fixed losses, 2 x {r['loss_points']} points", f"{r['losses_s']:.2f} s", ""))
+    rows.append((f"fixed losses, 2 x {r['loss_points']} points", secs(r["losses_s"]), ""))
     if "field_dist_s" in r:
-        rows.append(("field_dist probe", f"{r['field_dist_s']:.2f} s", ""))
-    rows.append((f"Evaluator.mem_metrics (n={r['n']}, bootstrap)", f"{r['mem_metrics_s']:.2f} s", ""))
-    rows.append((f"nearest_neighbours {r['nn_queries']} vs {r['nn_refs']} images", f"{r['nn_s']:.2f} s", ""))
+        rows.append(("field_dist probe", secs(r["field_dist_s"]), ""))
+    rows.append((f"Evaluator.mem_metrics (n={r['n']}, bootstrap)", secs(r["mem_metrics_s"]), ""))
+    rows.append((f"nearest_neighbours {r['nn_queries']} vs {r['nn_refs']} images", secs(r["nn_s"]),
+                 r.get("searched", "")))
     nv = r["novelty"]
-    rows.append((f"novelty_row ({nv['samples']} samples, train {nv['train']}, test {nv['test']})",
-                 f"{nv['first_s']:.2f} s first, {nv['cached_s']:.2f} s with the real images' radii cached",
-                 f"on {nv['device']}" + (f" ({nv['note']}: {nv['error_on_device']})" if "note" in nv else "")))
+    if "error" in nv:
+        rows.append(("novelty_row", nv["error"], ""))
+    else:
+        rows.append((f"novelty_row ({nv['samples']} samples, train {nv['train']}, test {nv['test']})",
+                     f"{nv['first_s']:.2f} s first, {nv['cached_s']:.2f} s with the real images' radii cached",
+                     f"on {nv['device']}" + (f" ({nv['note']}: {nv['error_on_device']})" if "note" in nv else "")))
     return rows
 
 
@@ -746,7 +791,7 @@ def rows_sweeps(r: dict) -> list[tuple]:
         rows.append((f"sweep {name}: {len(s['runs'])} runs, {steps / 1e6:.2f}M steps",
                      f"{fmt(s['total_h_defaults'], ' GPU-h')} (train {fmt(s['train_h_defaults'], ' h')} + "
                      f"eval {fmt(s['eval_h'], ' h')})",
-                     f"train {fmt(s['train_h_fastest'], ' h')} with {s['fastest_option']}"))
+                     f"train {fmt(s['train_h_fastest'], ' h')} with {', '.join(s['fastest_options'])}"))
     return rows
 
 
@@ -830,6 +875,7 @@ def parse(argv):
     ap.add_argument("--peak-tflops", type=float, help="the device's dense bf16 peak (default: BF16_PEAK_TFLOPS)")
     ap.add_argument("--device", default=None, help="default: cuda, or cpu with --cpu-smoke")
     ap.add_argument("--only", default=",".join(PARTS), help=f"comma-separated parts of {','.join(PARTS)}")
+    ap.add_argument("--merge", help="an earlier JSON whose parts not run now are kept (e.g. --only sweeps)")
     return ap.parse_args(argv)
 
 
@@ -853,6 +899,11 @@ def main(argv=None) -> int:
     result = {"mode": "cpu-smoke" if args.cpu_smoke else "gpu", "budget_s": args.budget_s, "machine": machine(device),
               "peak_bf16_tflops": peak / 1e12 if peak else None, "peak_source": peak_source,
               "parts": {}, "skipped": []}
+    if args.merge:  # parts not run now, from an earlier run (the sweeps part reads speed and evaluation)
+        earlier = json.loads(Path(args.merge).read_text())
+        result["parts"] = {k: v for k, v in earlier.get("parts", {}).items() if k not in todo}
+        result["merged_from"] = {"file": args.merge, "parts": sorted(result["parts"]),
+                                 "measured": earlier.get("machine", {}).get("measured")}
     with tempfile.TemporaryDirectory(prefix="gpu_check-") as tmp:
         root = Path(tmp)
         # random CIFAR-10 python batches: 5 x 1,024 training images (n = 4,096 fits), 1,024 test images
