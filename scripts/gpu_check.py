@@ -1,8 +1,8 @@
 """memsweep on one GPU, in one command: is each speed option correct, how fast is it, and what do the paper's
 sweeps cost in GPU-hours. No network, no dataset: it writes random CIFAR-shaped data itself.
 
-On a GPU machine (finishes in under 8 minutes on one H100/H200; --budget-s, default 450 s, stops starting
-parts when the time nears it and says which were skipped):
+On a GPU machine (sized to finish in under 8 minutes on one H100/H200; --budget-s, default 450 s, stops starting
+parts and measurements when the time nears it, and says which it skipped):
 
     PYTHONPATH=src python scripts/gpu_check.py --out benchmarks/$(date +%F)-gpu.json
 
@@ -10,17 +10,21 @@ On a CPU (what the tests run: every part with tiny sizes, about a minute):
 
     PYTHONPATH=src python scripts/gpu_check.py --cpu-smoke --out /tmp/gpu_check.json
 
-Other options: --peak-tflops X (the bf16 peak to compare against, when the GPU is not in BF16_PEAK_TFLOPS or
-runs at other clocks), --only correctness,speed,... (some parts), --device cuda:1.
+Other options: --peak-tflops X (the bf16 peak to compare against, when the GPU is not in BF16_PEAK_TFLOPS, whose
+figures are NVIDIA's data-sheet dense peaks, e.g. 989 for an H100/H200 SXM, or runs at other clocks),
+--only correctness,speed,... (some parts), --merge FILE (below), --device cuda:1.
 
 Everything goes through memsweep's own code: runs are train.Run objects composed by memsweep's config code
 (+experiment=paper_cifar10 on CIFAR-10 python batches of random images written to a temp folder), steps are
 train.SoloStep / packed.PackedStep, samples come from the run's Evaluator. The numbers (all in the JSON, the
 table prints the main ones; ratios are measured in the same run):
 
-correctness   a short c128 run (B=128, 32x32, 30 steps, same seed hence the same batches) trained five ways:
+correctness   a short c128 run (B=128, 32x32, 25 steps, same seed hence the same batches) trained five ways:
               float32 (plain: no channels-last, unfused Adam, eager), bfloat16 autocast, channels-last, fused
-              Adam, torch.compile. `max_rel_diff`: the largest |loss - loss_fp32| / loss_fp32 over the steps;
+              Adam, torch.compile. Every run starts from the seed's weights plus the same small random change
+              (scale 0.02): the U-Net's zero-initialized output layers would otherwise leave the first steps'
+              losses and most gradients independent of the network (with it, the network's output is ~10% of
+              c128's initial loss). `max_rel_diff`: the largest |loss - loss_fp32| / loss_fp32 over the steps;
               each check passes within its stated tolerance (bf16: 5e-2; the float32 options: 1e-3 on a CPU,
               1e-2 on CUDA, where float32 convolutions run as TF32 by default and cuDNN picks other algorithms
               for another layout). `weights_rel_diff`: ||w - w_fp32|| / ||w_fp32|| after the run (information).
@@ -45,13 +49,18 @@ sweeps        GPU-hours of configs/sweep/{dataset_size,model_size,batch_size,lea
               needs) for its total steps, batch size, model and evaluation schedule. Training time: the step's
               FLOPs (counted on the meta device for every model) over the FLOP/s measured for the timed model
               at the nearest batch sizes (log-interpolated; exact for c128 at 128 and 512, "scaled" otherwise),
-              for memsweep's runtime defaults (fp32, fused Adam) and for the fastest measured option. Evaluation
-              time: the measured sampling, losses and NN per evaluation, scaled by forward FLOPs, samples and n,
-              times the number of evaluations (Inception FID/SW excluded: their weights are not here).
+              for memsweep's runtime defaults (fp32, fused Adam) and for the option fastest at the run's batch
+              size (bf16 is a different run: a what-if). Evaluation time: the measured sampling, losses and NN
+              per evaluation, scaled by forward FLOPs, samples and n, times the number of evaluations (Inception
+              FID/SW excluded: their weights are not here). One GPU per run, no packing, checkpoints not counted.
 
-A part (or one option within it) that fails is reported as an error string; the others still run.
+A part (or one option within it) that fails is reported as an error string; the others still run. What the
+budget made it skip is listed at the end (parts, and measurements within parts) and in the JSON. The JSON is
+rewritten after each part, so a run cut short keeps what it measured; --merge FILE keeps an earlier run's
+parts that are not run now (e.g. --only sweeps --merge earlier.json recomputes the GPU-hours).
 --cpu-smoke: the same parts with tiny sizes (tiny U-Net with attention, 16x16 synthetic data, a handful of
-steps, K = 1, 2, 64 samples); compile uses the aot_eager backend there (inductor took ~3 minutes on a 2-core CPU).
+steps, K = 1, 2, 32 samples); compile uses the aot_eager backend there (inductor took ~3 minutes on a 2-core CPU),
+at the first batch size only.
 """
 from __future__ import annotations
 
@@ -215,6 +224,9 @@ def options(opts: dict, ctx: Ctx) -> list[str]:
 
 
 def free() -> None:
+    """Between measurements: dynamo's cache emptied (a compiled option then compiles cold, though inductor's
+    on-disk cache may hit, and no earlier model stays alive through it), and the memory of what was dropped."""
+    torch._dynamo.reset()
     gc.collect()
     if torch.cuda.is_available():
         torch.cuda.empty_cache()
@@ -289,18 +301,11 @@ def peak_gib(ctx: Ctx) -> float | None:
     return torch.cuda.max_memory_allocated(ctx.device) / 2 ** 30 if ctx.cuda else None
 
 
-def fresh_compile(cfg) -> None:
-    """A compiled option starts from dynamo's empty cache, so its compile time is a cold one (inductor's own
-    on-disk cache may still hit) and earlier compiled models are not kept alive by it."""
-    if cfg.runtime.compile:
-        torch._dynamo.reset()
-
-
 # -- correctness --------------------------------------------------------------------------------------------
 def train_curve(ctx: Ctx, opts: dict) -> dict:
     """A short run of the timed model with option set `opts`: its per-step losses, final weights, step times."""
+    free()
     run = ctx.run(*ctx.sizes.timed, *CHEAP_EVAL, f"train.batch_size={ctx.sizes.correct_batch}", *options(opts, ctx))
-    fresh_compile(run.cfg)
     perturb_(run.model)  # in place: the optimizer's and the compiled module's parameters are these
     one = loop_step(SoloStep(run))
     losses, times = [], []
@@ -356,7 +361,6 @@ def measure_option(ctx: Ctx, batch: int, opts: dict, count: bool) -> dict:
     free()
     reset_peak(ctx)
     run = ctx.run(*ctx.sizes.timed, *CHEAP_EVAL, f"train.batch_size={batch}", *options(opts, ctx))
-    fresh_compile(run.cfg)
     one = loop_step(SoloStep(run))
     first_s, _ = timed(one, ctx)  # the compile, if any
     for _ in range(ctx.sizes.warmup):
@@ -867,6 +871,15 @@ def run_parts(ctx: Ctx, todo: list[str], result: dict, out_path: Path) -> None:
         out_path.write_text(json.dumps(result, indent=1, default=str))  # what is done so far, if stopped later
 
 
+def skipped_inside(value, path: str = "") -> list[str]:
+    """Where a part skipped a measurement of its own (entries {"error": "skipped: ..."})."""
+    if isinstance(value, dict):
+        if str(value.get("error", "")).startswith("skipped"):
+            return [path]
+        return [p for k, v in value.items() for p in skipped_inside(v, f"{path}/{k}" if path else str(k))]
+    return []
+
+
 def parse(argv):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--out", default="gpu_check.json", help="the JSON file with every number")
@@ -912,13 +925,16 @@ def main(argv=None) -> int:
                   args.cpu_smoke)
         run_parts(ctx, todo, result, out_path)
     result["elapsed_s"] = clock.elapsed()
-    out_path.write_text(json.dumps(result, indent=1, default=str))
     m = result["machine"]
     print(f"\nmemsweep gpu_check ({result['mode']}): {m.get('gpu') or m.get('cpu')}, torch {m['torch']}, "
           f"bf16 peak {fmt(result['peak_bf16_tflops'], ' TFLOP/s')} ({peak_source})")
     print_table(result)
+    result["skipped_measurements"] = skipped_inside({p: result["parts"].get(p) for p in todo})
+    out_path.write_text(json.dumps(result, indent=1, default=str))
     if result["skipped"]:
-        print(f"\nskipped for the time budget ({args.budget_s:.0f} s): {', '.join(result['skipped'])}")
+        print(f"\nparts skipped for the time budget ({args.budget_s:.0f} s): {', '.join(result['skipped'])}")
+    if result["skipped_measurements"]:
+        print(f"measurements skipped within parts: {', '.join(result['skipped_measurements'])}")
     print(f"\n{result['elapsed_s']:.0f} s in all; every number in {out_path}")
     return 0
 
