@@ -771,7 +771,7 @@ def rows_evaluation(r: dict) -> list[tuple]:
                      pct(s.get("peak_fraction"))))
     b = r.get("sampling_bf16_autocast", {})
     rows.append(("sampling under bf16 autocast (what-if)", b.get("error") or f"{b['seconds']:.1f} s",
-                 f"{b['vs_fp32']:.2f}x fp32" if "vs_fp32" in b else ""))
+                 f"{b['vs_fp32']:.2f}x fp32's speed" if "vs_fp32" in b else ""))
     rows.append((f"fixed losses, 2 x {r['loss_points']} points", secs(r["losses_s"]), ""))
     if "field_dist_s" in r:
         rows.append(("field_dist probe", secs(r["field_dist_s"]), ""))
