@@ -82,17 +82,19 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 # -- memsweep: every import of it is here (module paths are being reorganized; update them in this block) ------
-from memsweep import unet as ms_unet
-from memsweep.config import compose_run, run_dir
-from memsweep.data import make_synthetic_cifar
-from memsweep.flow import loss_per_sample
+from memsweep.config import compose_run
+from memsweep.data.datasets import make_synthetic_cifar
 from memsweep.metrics.loss import fixed_loss
 from memsweep.metrics.memorization import nearest_neighbours
 from memsweep.metrics.novelty import novelty_row
-from memsweep.packed import PackedStep
-from memsweep.store import RunStore
-from memsweep.sweep import expand
-from memsweep.train import Run, SoloStep, eval_steps
+from memsweep.science import unet as ms_unet
+from memsweep.science.flow import loss_per_sample
+from memsweep.store.identity import run_dir
+from memsweep.store.run import RunStore
+from memsweep.sweeps.spec import expand
+from memsweep.train.packed import PackedStep
+from memsweep.train.run import Run, eval_steps
+from memsweep.train.solo import SoloStep
 # ---------------------------------------------------------------------------------------------------------------
 
 PARTS = ("correctness", "speed", "evaluation", "pack", "sweeps")
