@@ -68,7 +68,6 @@ import argparse
 import gc
 import json
 import math
-import os
 import platform
 import statistics
 import sys
