@@ -152,9 +152,7 @@ def memsweep_stepper(root, batch_size: int, k: int = 1):
     def one():
         losses = stepper.step()
         for r, loss in zip(runs, losses):
-            r.step += 1
-            r.running_loss += loss
-            r.after_step()
+            r.advance(loss)
     return one, runs
 
 

@@ -247,18 +247,16 @@ def perturb_(model, scale: float = 0.02):
     return model
 
 
-# -- stepping a run as train.py's loop does ------------------------------------------------------------------
+# -- stepping a run as the training loop does (memsweep.train.loop) ---------------------------------------------
 def loop_step(stepper):
-    """One step of `stepper` (SoloStep or PackedStep) and each run's bookkeeping, as train._train_loop does it
+    """One step of `stepper` (SoloStep or PackedStep) and each run's bookkeeping, as memsweep.train.loop does it
     (its loss check every 50 steps included; no evaluation or checkpoint is due). Returns the losses."""
     runs = list(stepper.runs)
 
     def one():
         losses = stepper.step()
         for run, loss in zip(runs, losses):
-            run.step += 1
-            run.running_loss += loss
-            run.after_step()
+            run.advance(loss)
         return losses
     return one
 

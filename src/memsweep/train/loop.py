@@ -104,10 +104,7 @@ def _train_loop(runs: list[Run], guard: SignalGuard, on_session) -> None:
                 losses = stepper.step()  # one training step of every run in training
                 seconds = (time.perf_counter() - started) / len(active)
                 for run, loss in zip(active, losses):
-                    run.seconds["train"] += seconds
-                    run.step += 1
-                    run.running_loss += loss
-                    if run.after_step() is not None:
+                    if run.advance(loss, seconds) is not None:
                         stepper.leave(run)
                     elif run.step in run.schedule:
                         bar.set_postfix(gap=f"{run.last_row['loss_gap']:.4f}", mem=f"{run.last_row['mem_ratio']:.2f}",

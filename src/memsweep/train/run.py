@@ -123,6 +123,14 @@ class Run:
         """The EMA's lerp weight at this step: 1 - min(decay, (1 + s) / (10 + s)) (a warm-up)."""
         return 1 - min(self.cfg.train.ema_decay, (1 + self.step) / (10 + self.step))
 
+    def advance(self, loss: torch.Tensor, seconds: float = 0.0) -> dict | None:
+        """Count one training step (its loss and its share of the step's time), then evaluate, checkpoint or
+        finish as the schedule says; the final status once the run is done."""
+        self.seconds["train"] += seconds
+        self.step += 1
+        self.running_loss += loss
+        return self.after_step()
+
     def after_step(self) -> dict | None:
         """Divergence check, evaluation and checkpoint after a step; the final status once the run is done."""
         cfg, store, step = self.cfg, self.store, self.step
