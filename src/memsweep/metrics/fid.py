@@ -44,9 +44,9 @@ class GaussianStats(tuple):
 
 def gaussian_stats(features, chunk: int = 8192) -> GaussianStats:
     """Mean and covariance (unbiased, like np.cov) in float64 on the features' device, accumulated over row
-    chunks so that a large set (50,000 x 3,072 pixels) never needs a float64 copy of itself; with fewer rows
-    than columns also the low-rank factor (no larger than the covariance). Tensors in, tensors out; numpy
-    arrays in, numpy arrays out."""
+    chunks so that a large set (50,000 x 3,072 pixels) never needs a float64 copy of itself. With fewer rows
+    than columns, also the low-rank factor: a float64 centred copy, but smaller than the covariance. Tensors
+    in, tensors out; numpy arrays in, numpy arrays out."""
     as_numpy = isinstance(features, np.ndarray)
     f = torch.as_tensor(features).flatten(1)
     n, d = f.shape
@@ -90,7 +90,7 @@ def frechet_distance(stats_a, stats_b) -> float:
     mu_b, cov_b, f_b = _unpack(stats_b, device)
     if mu_a.shape != mu_b.shape or cov_a.shape != cov_b.shape:
         raise ValueError(f"statistics of different dimensions: {tuple(mu_a.shape)} and {tuple(mu_b.shape)}")
-    if not all(torch.isfinite(t).all() for t in (mu_a, cov_a, mu_b, cov_b)):
+    if not all(t is None or torch.isfinite(t).all() for t in (mu_a, cov_a, f_a, mu_b, cov_b, f_b)):
         return float("nan")
     diff = mu_a - mu_b
     tr = _trace_sqrt_product(cov_a, f_a, cov_b, f_b)
