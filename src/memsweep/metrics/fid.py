@@ -16,10 +16,11 @@ the statistics are on:
   so R = F1^T: tr sqrt(S1 S2) is the sum of the singular values of F1 F2^T (both sides have a factor) or of
   the square roots of the eigenvalues of F1 S2 F1^T (one side has one). Exact, and cheaper: n x n, not d x d.
 
-Rounding: a zero eigenvalue of a PSD matrix comes out as about +-1e-16 of the largest, and its square root
-adds about 1e-8 of the largest's to the trace. So the routes through eigenvalues of a singular matrix (the
-full route when n <= d; the one-factor route, centring leaving F of rank n - 1) agree with the exact value
-to about 1e-8 relative, like clean-fid's sqrtm; the two-factor route, an SVD, has no such floor.
+Rounding: a zero eigenvalue of a PSD matrix comes out as about +-1e-16 times the largest, and its square root
+as about 1e-8 times the largest's. So the routes through eigenvalues of a singular matrix (the full route
+when a covariance is singular, e.g. n <= d; the one-factor route, centring leaving F of rank n - 1) agree
+with the exact value to about 1e-8 relative, like clean-fid's sqrtm; the two-factor route, an SVD, has no
+such floor.
 """
 from __future__ import annotations
 
@@ -82,9 +83,9 @@ def frechet_distance(stats_a, stats_b) -> float:
     (e.g. a GaussianStats, whose factor is used when it makes the trace cheaper). Computed in float64 on the
     GPU if any of them is there, else on the CPU.
 
-    Non-finite statistics give nan, as in clean-fid. Where clean-fid's sqrtm meets a singular product it
-    retries with eps * I added to both covariances; the eigendecompositions here need no such offset (see
-    _trace_sqrt_product), so singular covariances give the exact value."""
+    Non-finite statistics give nan (clean-fid gives nan, or raises scipy's LinAlgError). Where clean-fid's
+    sqrtm meets a singular product it retries with eps * I added to both covariances; the eigendecompositions
+    here need no such offset: rounding-level negative eigenvalues are clamped to 0 (_sqrt_clamped)."""
     device = _device_of(stats_a, stats_b)
     mu_a, cov_a, f_a = _unpack(stats_a, device)
     mu_b, cov_b, f_b = _unpack(stats_b, device)
@@ -134,5 +135,6 @@ def _sqrt_eigenvalue_sum(m: torch.Tensor) -> torch.Tensor:
 
 def _sqrt_clamped(w: torch.Tensor) -> torch.Tensor:
     # The eigenvalues of a PSD matrix are >= 0; rounding makes those of a singular one slightly negative
-    # (about -1e-16 times the largest). They are set to 0: the exact value, where clean-fid adds eps * I.
+    # (about -1e-16 times the largest). They are set to 0, their exact value, where clean-fid's sqrtm needs
+    # eps * I added to the covariances.
     return w.clamp(min=0).sqrt()
