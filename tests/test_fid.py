@@ -58,7 +58,8 @@ def test_fewer_samples_than_dimensions_low_rank_route_equals_full_route_and_clea
     assert sa.factor.shape == (60, d) and sb.factor.shape == (90, d)
     assert torch.allclose(sa.factor.T @ sa.factor, sa[1], atol=1e-14)
     ref = cleanfid(sa, sb)
-    assert frechet_distance(sa, sb) == pytest.approx(ref, rel=1e-6)  # both factors: SVD of F_a F_b^T
+    assert frechet_distance(sa, sb) == pytest.approx(ref, rel=1e-6)  # both: singular values of F_a F_b^T
+    assert frechet_distance(sb, sa) == pytest.approx(frechet_distance(sa, sb), rel=1e-9)  # C^T C or C C^T
     assert frechet_distance(full(sa), full(sb)) == pytest.approx(ref, rel=1e-6)  # eigh route
     big = gaussian_stats(samples(400, d, seed=8))  # one factor: eigenvalues of F_a S_b F_a^T
     assert big.factor is None
@@ -71,13 +72,12 @@ def test_fewer_samples_than_dimensions_low_rank_route_equals_full_route_and_clea
 
 def test_scaled_copy_has_the_closed_form_value():
     """S_b = c^2 S_a gives tr sqrt(S_a S_b) = c tr S_a, so the distance is ||mu_a - mu_b||^2 + (1 - c)^2 tr S_a,
-    singular S_a (n < d) included. The two-factor route (an SVD) is exact to rounding; the routes through
-    eigenvalues of a singular PSD matrix have a floor of sqrt(rounding) per zero eigenvalue (one for the
-    one-factor route: centring leaves F rank n - 1; d - n + 1 for the full route)."""
+    singular S_a (n < d) included, to the floor of sqrt(rounding) per zero eigenvalue of a singular PSD
+    matrix (one for the low-rank routes: centring leaves F rank n - 1; d - n + 1 for the full route)."""
     x, c, shift = samples(50, 200, seed=15), 1.5, 0.1
     sa, sb = gaussian_stats(x), gaussian_stats(c * x + shift)
     exact = ((sa[0] - sb[0]) ** 2).sum().item() + (1 - c) ** 2 * sa[1].trace().item()
-    assert frechet_distance(sa, sb) == pytest.approx(exact, rel=1e-12)
+    assert frechet_distance(sa, sb) == pytest.approx(exact, rel=1e-7)
     assert frechet_distance(sa, full(sb)) == pytest.approx(exact, rel=1e-7)
     assert frechet_distance(full(sa), full(sb)) == pytest.approx(exact, rel=1e-7)
     assert cleanfid(sa, sb) == pytest.approx(exact, rel=1e-6)
@@ -86,9 +86,9 @@ def test_scaled_copy_has_the_closed_form_value():
 @pytest.mark.parametrize("n", [50, 500])  # low-rank and full route
 def test_identical_sets_give_zero(n):
     s = gaussian_stats(samples(n, 128, seed=9, shift=3.0))
-    scale = s[1].trace().item()
-    assert abs(frechet_distance(s, s)) < 1e-9 * scale
-    assert abs(frechet_distance(s, gaussian_stats(samples(n, 128, seed=9, shift=3.0)))) < 1e-9 * scale
+    scale = 1e-7 * s[1].trace().item()  # the rounding floor of a singular matrix's eigenvalues (n = 50)
+    assert abs(frechet_distance(s, s)) < scale
+    assert abs(frechet_distance(s, gaussian_stats(samples(n, 128, seed=9, shift=3.0)))) < scale
 
 
 def test_float32_features_give_float64_statistics_and_distance():

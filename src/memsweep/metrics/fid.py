@@ -13,14 +13,14 @@ the statistics are on:
 
 - full route: R = V diag(sqrt w) from S1 = V diag(w) V^T (R^T S2 R is similar to sqrt(S1) S2 sqrt(S1));
 - low-rank routes, for a set of n < d samples: S = F^T F with F the n x d centred samples over sqrt(n - 1),
-  so R = F1^T: tr sqrt(S1 S2) is the sum of the singular values of F1 F2^T (both sides have a factor) or of
-  the square roots of the eigenvalues of F1 S2 F1^T (one side has one). Exact, and cheaper: n x n, not d x d.
+  so R = F1^T: tr sqrt(S1 S2) is the sum of the square roots of the eigenvalues of F1 S2 F1^T (one side has
+  a factor), or of the singular values of C = F1 F2^T (both sides have one), i.e. of the square roots of the
+  eigenvalues of C C^T or C^T C, the smaller. Exact, and cheaper: n x n, not d x d.
 
 Rounding: a zero eigenvalue of a PSD matrix comes out as about +-1e-16 times the largest, and its square root
-as about 1e-8 times the largest's. So the routes through eigenvalues of a singular matrix (the full route
-when a covariance is singular, e.g. n <= d; the one-factor route, centring leaving F of rank n - 1) agree
-with the exact value to about 1e-8 relative, like clean-fid's sqrtm; the two-factor route, an SVD, has no
-such floor.
+as about 1e-8 times the largest's. So where a matrix above is singular (a covariance of n <= d samples, or
+F of rank n - 1 after centring) the value is exact to about 1e-8 relative, like clean-fid's sqrtm. An SVD of
+C would have no such floor, but LAPACK's takes about 5 times as long as eigvalsh of C C^T (bench_fid.py).
 """
 from __future__ import annotations
 
@@ -118,7 +118,8 @@ def _unpack(stats, device):
 def _trace_sqrt_product(cov_a, f_a, cov_b, f_b) -> torch.Tensor:
     """tr sqrt(S_a S_b), by the cheapest exact route the factors allow."""
     if f_a is not None and f_b is not None:
-        return torch.linalg.svdvals(f_a @ f_b.T).sum()
+        c = f_a @ f_b.T
+        return _sqrt_eigenvalue_sum(c @ c.T if len(f_a) <= len(f_b) else c.T @ c)
     if f_b is not None:  # tr sqrt(S_a S_b) = tr sqrt(S_b S_a)
         cov_a, f_a, cov_b = cov_b, f_b, cov_a
     if f_a is not None:
