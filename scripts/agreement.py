@@ -43,7 +43,7 @@ def main(draws: int = 5) -> None:
         record("sliced Wasserstein-2 vs ot.sliced_wasserstein_distance", sliced_wasserstein(a, b, proj),
                ot.sliced_wasserstein_distance(a.double().numpy(), b.double().numpy(),
                                               projections=proj.double().numpy(), p=2))
-        sa, sb = gaussian_stats(a), gaussian_stats(b)
+        sa, sb = gaussian_stats(a.numpy()), gaussian_stats(b.numpy())
         ref = np.sum((sa[0] - sb[0]) ** 2) + np.trace(sa[1] + sb[1] - 2 * scipy.linalg.sqrtm(sa[1] @ sb[1]).real)
         record("Frechet distance vs scipy.linalg.sqrtm formula", frechet_distance(sa, sb), ref)
         record("mean, covariance (chunked) vs numpy", np.concatenate([sa[0], sa[1].ravel()]),

@@ -14,6 +14,7 @@ from memsweep.store.cache import Cache
 from memsweep.data.datasets import load
 from memsweep.eval.evaluator import Evaluator, References
 from memsweep.eval import features as feat
+from memsweep.metrics.fid import frechet_distance
 
 from conftest import FAST
 
@@ -122,3 +123,17 @@ def test_digitnet_is_trained_once_per_cache_and_deterministic(tmp_path, monkeypa
     assert a.identity() == c.identity()
     with pytest.raises(feat.FeatureUnavailable, match="data=digits"):
         feat.build("digitnet", data_cfg=OmegaConf.create({"name": "synthetic"}))
+
+
+def test_reference_stats_keep_the_low_rank_factor_and_entries_cached_without_one_still_load(tmp_path):
+    cfg, data = digits(n=32)  # 32 training images of 64 pixels: fewer than dimensions
+    space = feat.build("pixels")
+    new = References(data, cfg, Cache(tmp_path / "cache"), "cpu").stats(space, "train")
+    assert new.factor is not None and new.factor.shape == (32, 64)
+    path = next((tmp_path / "cache" / "features").glob("*.pt"))
+    entry = torch.load(path, weights_only=True)
+    torch.save({k: v for k, v in entry.items() if k != "factor"}, path)  # as cached before the factor was kept
+    old = References(data, cfg, Cache(tmp_path / "cache"), "cpu").stats(space, "train")
+    assert old.factor is None and torch.equal(old[0], new[0]) and torch.equal(old[1], new[1])
+    test = References(data, cfg, Cache(tmp_path / "cache"), "cpu").stats(space, "test")
+    assert frechet_distance(old, test) == pytest.approx(frechet_distance(new, test), rel=1e-7)

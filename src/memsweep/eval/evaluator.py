@@ -40,7 +40,7 @@ from memsweep.eval import features as feat
 from memsweep.metrics.bootstrap import bootstrap_ci
 from memsweep.metrics.copy_detection import max_cosine
 from memsweep.metrics.field import FieldProbe
-from memsweep.metrics.fid import frechet_distance, gaussian_stats
+from memsweep.metrics.fid import GaussianStats, frechet_distance, gaussian_stats
 from memsweep.metrics.loss import FixedLossBatch, fixed_loss
 from memsweep.metrics.memorization import is_copy, nearest_neighbours
 from memsweep.metrics.sliced_wasserstein import projections, sliced_wasserstein
@@ -132,11 +132,15 @@ class References:
         images = self.images[split]
 
         def compute():
-            f = space(images).float().cpu()
-            mu, cov = gaussian_stats(f)
-            out = {"mean": torch.from_numpy(mu), "cov": torch.from_numpy(cov), "count": len(f)}
+            f = space(images).float()
+            stats = gaussian_stats(f)  # on the features' device
+            out = {"mean": stats[0].cpu(), "cov": stats[1].cpu(), "count": len(f)}
+            # fewer images than dimensions: the factor of the cheaper exact route (entries cached without
+            # one, before it was kept, take the full route to the same value)
+            if stats.factor is not None:
+                out["factor"] = stats.factor.cpu()
             if space.cache_features:
-                out["features"] = f
+                out["features"] = f.cpu()
             return out
         return self.cache.get("features", parts, compute,
                               what=f"{space.name} {parts['dataset']} {split} ({len(images)} images)")
@@ -146,9 +150,9 @@ class References:
             return space(self.images[split])
         return self.entry(space, split)["features"].to(self.device)
 
-    def stats(self, space: feat.FeatureSpace, split: str):
+    def stats(self, space: feat.FeatureSpace, split: str) -> GaussianStats:
         e = self.entry(space, split)
-        return e["mean"].numpy(), e["cov"].numpy()
+        return GaussianStats(e["mean"], e["cov"], e.get("factor"))
 
     def fd_train_test(self, space: feat.FeatureSpace) -> float:
         """The Frechet distance between the training subset and the test subset: what a model that generates

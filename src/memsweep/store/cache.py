@@ -113,7 +113,7 @@ class Cache:
             if value is not None:  # computed by another process while we waited
                 self._log("waited", kind, key, what, seconds=waited)
                 return value
-            for stale in path.parent.glob(f".{path.name}.*.tmp"):  # left by a writer killed before its rename
+            for stale in path.parent.glob(f".{key}.*.tmp"):  # left by a writer killed before its rename (any version)
                 stale.unlink(missing_ok=True)
             t0 = time.time()
             value = compute()
