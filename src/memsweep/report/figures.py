@@ -146,7 +146,7 @@ def curves_figure(runs: list, summary: pd.DataFrame, key: str, keys: list[str], 
 
     sw_space = features.get("sw", "pixels")
     fid_space = features.get("fid", "pixels")
-    panels = [("loss", "rectified-flow loss  (— train, - - test)", True),
+    panels = [("loss", "denoising loss  (— train, - - test)", True),
               ("loss_gap", "loss gap  test − train", False),
               ("rel_gap", "relative gap  (test − train) / test", False),
               ("mem_ratio", "memorization ratio (1/3 NN rule)", False),
