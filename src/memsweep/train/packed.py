@@ -80,6 +80,7 @@ class PackedStep:
                              "runtime options differ, or dropout > 0); see memsweep.packed.pack_key")
         self.autocast = torch.autocast(runs[0].device.type, dtype=torch.bfloat16, enabled=cfg.train.dtype == "bfloat16")
         self.fused = bool(cfg.runtime.fused_adam)
+        self.formulation = runs[0].formulation  # one per pack (pack_key)
         self._pack()
 
     def _pack(self) -> None:
@@ -134,7 +135,7 @@ class PackedStep:
         Returns the K losses."""
         x1, labels, x0, t = (torch.stack(parts, dim=1) for parts in zip(*[run.batch() for run in self.runs]))
         with self.autocast:
-            losses = self.runs[0].formulation.loss_per_sample(self.net, x1, labels, x0, t).mean(0)  # (K,): each run's mean loss
+            losses = self.formulation.loss_per_sample(self.net, x1, labels, x0, t).mean(0)  # (K,): each run's mean loss
         for p in self.params:
             p.grad = None
         losses.sum().backward()  # copy k's gradient is that of its own loss
