@@ -36,7 +36,7 @@ from torch.utils.data import DataLoader, RandomSampler, TensorDataset
 from torch.utils.flop_counter import FlopCounterMode
 
 from memsweep import config
-from memsweep.science import flow, unet
+from memsweep.science import unet
 from memsweep.eval.evaluator import Evaluator
 from memsweep.metrics.loss import fixed_loss
 from memsweep.train.packed import PackedStep
@@ -206,8 +206,8 @@ def bench_eval(root, reps: int) -> dict:
     ev = run.evaluator
     samples = ev.generate(model)
     parts = {  # the Evaluator's own pieces, as one evaluation calls them
-        "loss (train+test)": lambda: (fixed_loss(model, ev.train_batch, ev.cfg.t_bins),
-                                      fixed_loss(model, ev.test_batch, ev.cfg.t_bins)),
+        "loss (train+test)": lambda: (fixed_loss(ev.formulation, model, ev.train_batch, ev.cfg.t_bins),
+                                      fixed_loss(ev.formulation, model, ev.test_batch, ev.cfg.t_bins)),
         "field_dist (closed-form memorizer)": lambda: ev.field_probe.distance(model),
         "sampling": lambda: ev.generate(model),
         "nearest neighbours (mem_ratio, bootstrap)": lambda: ev.mem_metrics(samples),

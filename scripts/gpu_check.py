@@ -87,7 +87,7 @@ from memsweep.metrics.loss import fixed_loss
 from memsweep.metrics.memorization import nearest_neighbours
 from memsweep.metrics.novelty import novelty_row
 from memsweep.science import unet as ms_unet
-from memsweep.science.flow import loss_per_sample
+from memsweep.science.formulations import build as build_formulation
 from memsweep.store.identity import run_dir
 from memsweep.store.run import RunStore
 from memsweep.sweeps.spec import expand
@@ -575,7 +575,7 @@ def step_flops_per_image(model_cfg, image: tuple, classes: int) -> tuple[int, in
         x1, x0 = torch.randn(batch, channels, size, size), torch.randn(batch, channels, size, size)
         t, labels = torch.rand(batch), torch.zeros(batch, dtype=torch.long)
     with FlopCounterMode(display=False) as counter:
-        loss = loss_per_sample(model, x1, labels, x0, t).mean()
+        loss = build_formulation("rectified_flow").loss_per_sample(model, x1, labels, x0, t).mean()
         fwd = counter.get_total_flops()
         loss.backward()
         both = counter.get_total_flops()

@@ -19,6 +19,7 @@ from omegaconf.errors import OmegaConfBaseException
 from memsweep.data import datasets as data_mod
 from memsweep.errors import ConfigError
 from memsweep.eval.features import check_spec
+from memsweep.science import formulations
 from memsweep.store.identity import output_root
 
 def config_dir() -> Path:
@@ -125,8 +126,9 @@ def validate(cfg) -> None:
         raise ConfigError(f"train.ema_decay={cfg.train.ema_decay}: must be in [0, 1)")
     if not 0 <= cfg.train.label_dropout < 1:
         raise ConfigError(f"train.label_dropout={cfg.train.label_dropout}: must be in [0, 1)")
-    if cfg.eval.sampler not in ("euler", "heun"):
-        raise ConfigError(f"eval.sampler={cfg.eval.sampler!r}: use euler or heun")
+    formulation = formulations.of_config(cfg)
+    if cfg.eval.sampler not in formulation.samplers:
+        raise ConfigError(f"eval.sampler={cfg.eval.sampler!r}: use {' or '.join(formulation.samplers)}")
     if cfg.eval.cfg_weight and not cfg.train.label_dropout:
         raise ConfigError(f"eval.cfg_weight={cfg.eval.cfg_weight}: guidance needs train.label_dropout > 0")
     _validate_metrics(cfg)

@@ -34,8 +34,6 @@ import torch
 import torch.nn.functional as F
 from torchvision.utils import make_grid, save_image
 
-from memsweep.store import cache as cache_mod
-from memsweep.science import flow
 from memsweep.eval import features as feat
 from memsweep.metrics.bootstrap import bootstrap_ci
 from memsweep.metrics.copy_detection import max_cosine
@@ -44,6 +42,8 @@ from memsweep.metrics.fid import GaussianStats, frechet_distance, gaussian_stats
 from memsweep.metrics.loss import FixedLossBatch, fixed_loss
 from memsweep.metrics.memorization import is_copy, nearest_neighbours
 from memsweep.metrics.sliced_wasserstein import projections, sliced_wasserstein
+from memsweep.science import formulations
+from memsweep.store import cache as cache_mod
 
 log = logging.getLogger("memsweep")
 
@@ -171,6 +171,7 @@ class Evaluator:
         ev = cfg.eval
         self.run_cfg = cfg
         self.cfg, self.data, self.device = ev, data, device
+        self.formulation = formulations.of_config(cfg)
         g = torch.Generator().manual_seed(ev.noise_seed)
         self.train_batch = FixedLossBatch.make(data.train_x, data.train_y, ev.loss_points, g)
         self.test_batch = FixedLossBatch.make(data.test_x, data.test_y, ev.loss_points, g)
@@ -197,7 +198,7 @@ class Evaluator:
             if self.copy_space is not None:
                 self.refs.features(self.copy_space, "train")
         # distance of the learned field to the closed-form memorizer on fixed probe points (0 points: off)
-        self.field_probe = (FieldProbe.make(data, ev.field_points, ev.field_t, ev.noise_seed)
+        self.field_probe = (FieldProbe.make(self.formulation, data, ev.field_points, ev.field_t, ev.noise_seed)
                             if ev.get("field_points") else None)
 
     # -- settings ------------------------------------------------------------------------------------
@@ -276,10 +277,8 @@ class Evaluator:
             c = min(batch, start + count - s)
             x0 = self.sample_noise if (s, c) == (0, int(self.cfg.num_samples)) else self.noise(s, c)
             labels = self.sample_labels if (s, c) == (0, int(self.cfg.num_samples)) else self.labels(s, c)
-
-            def field(x, t, labels=labels):
-                return flow.velocity(model, x, t, labels, self.null_label, self.cfg.cfg_weight)
-            out.append(flow.sample(field, x0, self.cfg.sampler_steps, self.cfg.sampler).clamp(-1, 1))
+            out.append(self.formulation.sample(model, x0, labels, self.cfg.sampler_steps, self.cfg.sampler,
+                                               self.cfg.cfg_weight, self.null_label).clamp(-1, 1))
         return torch.cat(out) if out else self.sample_noise[:0]
 
     # -- metrics of a set of samples -------------------------------------------------------------------
@@ -353,8 +352,8 @@ class Evaluator:
         model.eval()
         ev = self.cfg
         row = {"step": step}
-        row["train_loss"], row["train_loss_by_t"] = fixed_loss(model, self.train_batch, ev.t_bins)
-        row["test_loss"], row["test_loss_by_t"] = fixed_loss(model, self.test_batch, ev.t_bins)
+        row["train_loss"], row["train_loss_by_t"] = fixed_loss(self.formulation, model, self.train_batch, ev.t_bins)
+        row["test_loss"], row["test_loss_by_t"] = fixed_loss(self.formulation, model, self.test_batch, ev.t_bins)
         row["loss_gap"] = row["test_loss"] - row["train_loss"]
         if self.field_probe is not None:
             row["field_dist"], row["field_dist_by_t"] = self.field_probe.distance(model)

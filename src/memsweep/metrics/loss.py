@@ -1,11 +1,14 @@
-"""The denoising loss on fixed (image, noise, t) triples, so that evaluations differ only by the model."""
+"""The denoising loss on fixed (image, noise, t) triples, so that evaluations differ only by the model.
+
+t is the time axis every formulation shares (science.formulation: t = 0 noise, t = 1 data); the losses by t
+are stored by bins of t, which a formulation's log_snr(t) maps onto a noise-level axis."""
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 import torch
 
-from memsweep.science.flow import loss_per_sample
+from memsweep.science.formulation import Formulation
 
 
 @dataclass
@@ -27,10 +30,10 @@ class FixedLossBatch:
 
 
 @torch.no_grad()
-def fixed_loss(model, batch: FixedLossBatch, t_bins: int, chunk: int = 1024):
-    """Mean loss, and mean loss in each of `t_bins` equal bins of t over [0, 1]."""
-    losses = torch.cat([loss_per_sample(model, batch.x1[i:i + chunk], batch.labels[i:i + chunk],
-                                        batch.x0[i:i + chunk], batch.t[i:i + chunk])
+def fixed_loss(formulation: Formulation, model, batch: FixedLossBatch, t_bins: int, chunk: int = 1024):
+    """Mean loss of the formulation, and mean loss in each of `t_bins` equal bins of t over [0, 1]."""
+    losses = torch.cat([formulation.loss_per_sample(model, batch.x1[i:i + chunk], batch.labels[i:i + chunk],
+                                                    batch.x0[i:i + chunk], batch.t[i:i + chunk])
                         for i in range(0, len(batch.t), chunk)])
     bins = (batch.t * t_bins).long().clamp_max(t_bins - 1)
     sums = torch.zeros(t_bins, device=losses.device, dtype=losses.dtype).index_add_(0, bins, losses)

@@ -12,8 +12,8 @@ import numpy as np
 import torch
 
 from memsweep.data import datasets as data_mod
-from memsweep.science import flow, unet
 from memsweep.metrics.memorization import MEM_THRESHOLD, is_copy, nearest_neighbours
+from memsweep.science import formulations, unet
 from memsweep.store.run import RunStore
 from memsweep.states import State
 
@@ -75,11 +75,8 @@ def shared_samples(run_dir, num: int | None = None) -> tuple[torch.Tensor, dict]
     g = torch.Generator().manual_seed(int(ev.noise_seed))
     noise = torch.randn((num, cfg.data.channels, cfg.data.image_size, cfg.data.image_size), generator=g)
     labels = torch.arange(num) % cfg.data.num_classes
-
-    def field(x, t):
-        return flow.velocity(model, x, t, labels, cfg.data.num_classes, ev.cfg_weight)
-
-    samples = flow.sample(field, noise, int(ev.sampler_steps), ev.sampler).clamp(-1, 1)
+    samples = formulations.of_config(cfg).sample(model, noise, labels, int(ev.sampler_steps), ev.sampler,
+                                                 ev.cfg_weight, cfg.data.num_classes).clamp(-1, 1)
     return samples, {"step": steps[-1], "train_x": data_mod.load(cfg.data).train_x, "n": int(cfg.data.n),
                      "offset": int(cfg.data.offset)}
 

@@ -175,7 +175,7 @@ def _curve_panels(chosen, features: dict) -> list[tuple[str, str, bool]]:
     """(name, y label, log y) of each panel the runs have data for."""
     def has(k):
         return any(r.frame[k].notna().any() for r in chosen if len(r.frame))
-    panels = [("loss", "rectified-flow loss  (— train, - - test)", True),
+    panels = [("loss", "denoising loss  (— train, - - test)", True),
               ("loss_gap", "loss gap  test − train", False),
               ("rel_gap", "relative gap  (test − train) / test", False),
               ("mem_ratio", "memorization ratio (1/3 NN rule)", False),

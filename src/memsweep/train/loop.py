@@ -1,6 +1,7 @@
 """The training loop: one function, read top to bottom.
 
-Rectified flow on the first n images, Adam, an EMA of the weights, evaluations at log-spaced steps.
+The run's formulation (science.formulations; rectified flow) on the first n images, Adam, an EMA of the
+weights, evaluations at log-spaced steps.
 The loop (`_train_loop`) trains one run (`SoloStep`) or a pack of runs that share an architecture
 (memsweep.train.packed.PackedStep, one network for all): only the step differs. Everything else a run does --
 its batches, evaluations, checkpoints, status, divergence check, resuming -- is `Run`'s, the same for both.

@@ -13,7 +13,7 @@ tolerance (grouped kernels sum in another order).
 
 Runs of different lengths pack: a run that finishes (or diverges) leaves the pack, which is rebuilt with the
 others. Which runs can share a pack (`pack_key`): the same model config, image shape and classes, batch size,
-precision, device and runtime options, and no dropout (dropout draws from the global random stream, which K
+precision, device and runtime options, formulation, and no dropout (dropout draws from the global random stream, which K
 runs cannot share). Data, seed, optimizer settings, EMA decay, label dropout, evaluation settings and
 length may differ. Runtime options: train.dtype=bfloat16 (autocast), runtime.fused_adam and runtime.compile
 apply to the pack as to one run (compile again whenever a run leaves); runtime.channels_last does not matter,
@@ -28,8 +28,7 @@ import torch
 from omegaconf import OmegaConf
 from torch.optim.adam import adam
 
-from memsweep.science import unet
-from memsweep.science.flow import loss_per_sample
+from memsweep.science import formulations, unet
 from memsweep.store.files import failpoint
 from memsweep.train.run import Run
 from memsweep.train.solo import compiled
@@ -40,6 +39,7 @@ def pack_key(cfg) -> str | None:
     if float(cfg.model.get("dropout") or 0.0) > 0:
         return None
     return json.dumps({"model": OmegaConf.to_container(cfg.model, resolve=True),
+                       "formulation": formulations.of_config(cfg).name,
                        "image": [cfg.data.image_size, cfg.data.channels, cfg.data.num_classes],
                        "batch_size": cfg.train.batch_size, "dtype": cfg.train.dtype, "device": str(cfg.runtime.device),
                        "compile": cfg.runtime.compile, "fused_adam": cfg.runtime.fused_adam}, sort_keys=True)
@@ -80,6 +80,7 @@ class PackedStep:
                              "runtime options differ, or dropout > 0); see memsweep.packed.pack_key")
         self.autocast = torch.autocast(runs[0].device.type, dtype=torch.bfloat16, enabled=cfg.train.dtype == "bfloat16")
         self.fused = bool(cfg.runtime.fused_adam)
+        self.formulation = runs[0].formulation  # one per pack (pack_key)
         self._pack()
 
     def _pack(self) -> None:
@@ -134,7 +135,7 @@ class PackedStep:
         Returns the K losses."""
         x1, labels, x0, t = (torch.stack(parts, dim=1) for parts in zip(*[run.batch() for run in self.runs]))
         with self.autocast:
-            losses = loss_per_sample(self.net, x1, labels, x0, t).mean(0)  # (K,): each run's mean loss
+            losses = self.formulation.loss_per_sample(self.net, x1, labels, x0, t).mean(0)  # (K,): each run's mean loss
         for p in self.params:
             p.grad = None
         losses.sum().backward()  # copy k's gradient is that of its own loss

@@ -18,7 +18,7 @@ import torch
 from memsweep.data.datasets import load as load_data
 from memsweep.errors import ConfigError
 from memsweep.eval.evaluator import Evaluator
-from memsweep.science import unet
+from memsweep.science import formulations, unet
 from memsweep.science.curves import analyze_run, metrics_frame
 from memsweep.store.files import failpoint
 from memsweep.store.run import RunStore
@@ -57,6 +57,7 @@ class Run:
 
     def __init__(self, cfg, store: RunStore, status: dict, device: torch.device, job_id: str | None):
         self.cfg, self.store, self.device = cfg, store, device
+        self.formulation = formulations.of_config(cfg)  # what the batches, the loss and the sampler follow
         self.total = cfg.train.total_steps
         self.schedule = set(eval_steps(self.total, cfg.eval.first_step, cfg.eval.num_points))
         self.keep_steps = set()  # checkpoints kept for `memsweep eval`
@@ -108,13 +109,13 @@ class Run:
         self.store.save_checkpoint(self.state(), self.step, self.cfg.runtime.keep_checkpoints, self.keep_steps)
 
     def batch(self):
-        """The next training batch from the run's own random stream: images, labels, noise, t."""
+        """The next training batch from the run's own random stream: images, labels, noise, t (the noise and t
+        as the run's formulation draws them)."""
         cfg, data, gen, device = self.cfg, self.data, self.gen, self.device
         batch_size = cfg.train.batch_size
         idx = torch.randint(len(data.train_x), (batch_size,), device=device, generator=gen)
         x1, labels = data.train_x[idx], data.train_y[idx]
-        x0 = torch.randn(x1.shape, device=device, generator=gen)
-        t = torch.rand(batch_size, device=device, generator=gen)
+        x0, t = self.formulation.draw(x1, gen)
         drop = torch.rand(batch_size, device=device, generator=gen) < cfg.train.label_dropout
         labels = torch.where(drop, torch.full_like(labels, data.num_classes), labels)
         return x1, labels, x0, t

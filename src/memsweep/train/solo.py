@@ -1,9 +1,9 @@
-"""One training step of one run: rectified flow, Adam, EMA (a pack of runs steps in memsweep.train.packed)."""
+"""One training step of one run: the run's formulation's loss, Adam, EMA (a pack of runs steps in
+memsweep.train.packed)."""
 from __future__ import annotations
 
 import torch
 
-from memsweep.science.flow import loss_per_sample
 from memsweep.store.files import failpoint
 from memsweep.train.run import Run
 
@@ -16,7 +16,7 @@ def compiled(model, cfg):
 
 
 class SoloStep:
-    """One training step of one run: rectified flow, Adam, EMA."""
+    """One training step of one run: the formulation's loss, Adam, EMA."""
 
     def __init__(self, run: Run):
         self.runs, self.run = [run], run
@@ -30,7 +30,7 @@ class SoloStep:
         if cfg.runtime.channels_last:
             x1 = x1.contiguous(memory_format=torch.channels_last)
         with self.autocast:
-            loss = loss_per_sample(self.net, x1, labels, x0, t).mean()
+            loss = run.formulation.loss_per_sample(self.net, x1, labels, x0, t).mean()
         run.opt.zero_grad(set_to_none=True)
         loss.backward()
         if cfg.optim.grad_clip:

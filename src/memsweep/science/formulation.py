@@ -1,0 +1,92 @@
+"""What a diffusion formulation decides, behind one small interface (torchcfm-style: small pure methods).
+
+The training loop, the evaluator and the report call only these methods, so another formulation (VP/DDPM,
+EDM) is another subclass. Shared conventions:
+
+- t in [0, 1] is the time axis every formulation exposes: t = 0 is pure noise, t = 1 is data. A formulation
+  maps t to its own noise level inside its methods; `log_snr(t)` puts any formulation's t on a common axis.
+- x1 is a clean batch, x0 standard Gaussian noise of its shape, labels the class (num_classes = no label).
+- The network's raw output is mapped to the formulation's prediction by `predict`; the loss, the sampler,
+  guidance and the field probe all go through it, so a formulation may precondition the network.
+- Shapes: t is (B,), or (B, K) for K packed models (x (B, K, C, H, W), unet.UNet(copies=K)).
+"""
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+
+import torch
+
+
+class Formulation(ABC):
+    name: str = ""
+    samplers: tuple[str, ...] = ()   # the values eval.sampler may take
+
+    # -- training ------------------------------------------------------------------------------------
+    def draw(self, x1: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        """Training noise x0 ~ N(0, I) shaped like x1, then a time per image, from `generator` in that order."""
+        x0 = torch.randn(x1.shape, device=x1.device, generator=generator)
+        return x0, self.draw_t(len(x1), x1.device, generator)
+
+    @abstractmethod
+    def draw_t(self, count: int, device, generator: torch.Generator) -> torch.Tensor:
+        """`count` training times in [0, 1]: the formulation's distribution of noise levels."""
+
+    @abstractmethod
+    def noise(self, x1: torch.Tensor, x0: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """x_t: the clean batch x1 noised with x0 to time t."""
+
+    @abstractmethod
+    def target(self, x1: torch.Tensor, x0: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """What `predict` regresses onto at x_t = noise(x1, x0, t)."""
+
+    def predict(self, model, x: torch.Tensor, t: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """The formulation's prediction from the network at (x, t, labels); by default its raw output."""
+        return model(x, t, labels)
+
+    def loss_per_sample(self, model, x1, labels, x0, t) -> torch.Tensor:
+        """|| predict(x_t, t, y) - target ||^2, averaged over pixels (so losses compare across image sizes).
+        One loss per entry of t: (B,), or (B, K) for K packed models."""
+        pred = self.predict(model, self.noise(x1, x0, t), t, labels)
+        return (pred.float() - self.target(x1, x0, t)).pow(2).flatten(t.dim()).mean(-1)
+
+    # -- sampling ------------------------------------------------------------------------------------
+    def guided(self, model, x, t, labels, null_label: int | None, cfg_weight: float = 0.0) -> torch.Tensor:
+        """The conditional prediction, with classifier-free guidance p_c + w (p_c - p_uncond) when w != 0
+        (Ho & Salimans 2022)."""
+        p = self.predict(model, x, t, labels)
+        if cfg_weight:
+            p = p + cfg_weight * (p - self.predict(model, x, t, torch.full_like(labels, null_label)))
+        return p
+
+    @abstractmethod
+    def sample(self, model, x0: torch.Tensor, labels: torch.Tensor, steps: int, method: str,
+               cfg_weight: float = 0.0, null_label: int | None = None) -> torch.Tensor:
+        """Images generated from the noise x0 with `steps` steps of the sampler `method` (one of `samplers`).
+        `model` is anything called as model(x, t, labels): a network, or a closed form."""
+
+    def check_sampler(self, method: str) -> None:
+        if method not in self.samplers:
+            raise ValueError(f"eval.sampler={method!r}: {self.name} samples with {' or '.join(self.samplers)}")
+
+    # -- the perfect memorizer -----------------------------------------------------------------------
+    @abstractmethod
+    def closed_form(self, x: torch.Tensor, t: torch.Tensor, train_x: torch.Tensor) -> torch.Tensor:
+        """The minimizer of the loss over the empirical measure of `train_x` (the perfect memorizer), in the
+        parametrization of `predict`. x is (batch, ...), t is (batch,)."""
+
+    def conditional_closed_form(self, x, t, labels, train_x, train_y) -> torch.Tensor:
+        """The closed form given the class, for each row: over the training images of the row's class. A row
+        whose class has no training image (or the null label) uses the whole training set."""
+        out = torch.empty_like(x)
+        for c in labels.unique().tolist():
+            rows = labels == c
+            members = train_y == c
+            ref = train_x[members] if members.any() else train_x
+            out[rows] = self.closed_form(x[rows], t[rows], ref)
+        return out
+
+    # -- the noise-level axis ------------------------------------------------------------------------
+    @abstractmethod
+    def log_snr(self, t: torch.Tensor) -> torch.Tensor:
+        """log(signal^2 / noise^2) of x_t at time t: increasing in t. Losses by t (stored by t bins) read on this
+        axis compare across formulations (Kingma et al. 2021, variational diffusion models)."""

@@ -1,0 +1,71 @@
+"""Rectified flow (Liu et al. 2023), i.e. flow matching with the straight conditional path (Lipman et al. 2023).
+
+t = 0 is noise, t = 1 is data: x_t = (1 - t) x0 + t x1, and the network predicts the velocity x1 - x0.
+"""
+from __future__ import annotations
+
+import torch
+
+from memsweep.science.formulation import Formulation
+
+
+def integrate(field, x0: torch.Tensor, steps: int, method: str) -> torch.Tensor:
+    """Integrate dx/dt = field(x, t) from t = 0 (x0, noise) to t = 1 with a fixed number of steps.
+
+    Heun's last step stays Euler so the field is never evaluated at t = 1, where the closed-form
+    field is singular."""
+    x = x0
+    ts = torch.linspace(0, 1, steps + 1, device=x0.device)
+    for i in range(steps):
+        t, dt = ts[i].expand(len(x)), ts[i + 1] - ts[i]
+        u = field(x, t)
+        if method == "heun" and i < steps - 1:
+            u = 0.5 * (u + field(x + dt * u, ts[i + 1].expand(len(x))))
+        x = x + dt * u
+    return x
+
+
+class RectifiedFlow(Formulation):
+    name = "rectified_flow"
+    samplers = ("euler", "heun")
+
+    def draw_t(self, count, device, generator):
+        """t ~ U[0, 1] (Liu et al. 2023, eq. 1: the expectation over t is uniform)."""
+        return torch.rand(count, device=device, generator=generator)
+
+    def noise(self, x1, x0, t):
+        """The straight path x_t = (1 - t) x0 + t x1 (Liu et al. 2023, eq. 1; Lipman et al. 2023, section 4.1,
+        the optimal-transport path with sigma_min = 0)."""
+        t = t.view(*t.shape, *([1] * (x1.dim() - t.dim())))
+        return (1 - t) * x0 + t * x1
+
+    def target(self, x1, x0, t):
+        """The conditional velocity d x_t / dt = x1 - x0 (Liu et al. 2023, eq. 1)."""
+        return x1 - x0
+
+    @torch.no_grad()
+    def sample(self, model, x0, labels, steps, method="euler", cfg_weight=0.0, null_label=None):
+        """Euler or Heun integration of dZ_t = v(Z_t, t) dt (Liu et al. 2023, section 2) with the guided
+        velocity, from the noise at t = 0 to t = 1."""
+        self.check_sampler(method)
+
+        def field(x, t):
+            return self.guided(model, x, t, labels, null_label, cfg_weight)
+        return integrate(field, x0, steps, method)
+
+    def closed_form(self, x, t, train_x):
+        """The velocity minimizing the loss over the empirical measure of `train_x`, E[x1 - x0 | x_t = x] (the
+        minimizer of Liu et al. 2023, eq. 1):
+        u*(x, t) = sum_i softmax_i(-||x - t x_i||^2 / (2 (1 - t)^2)) (x_i - x) / (1 - t)."""
+        flat_x, flat_d = x.flatten(1), train_x.flatten(1)
+        tt = t.view(-1, 1)
+        # ||x - t x_i||^2 expanded, so memory is batch x n rather than batch x n x pixels
+        dist2 = (flat_x.pow(2).sum(1, keepdim=True) - 2 * tt * (flat_x @ flat_d.T)
+                 + tt.pow(2) * flat_d.pow(2).sum(1)[None]).clamp_min(0)
+        weights = torch.softmax(-dist2 / (2 * (1 - tt) ** 2), dim=1)          # (batch, n)
+        target = weights @ flat_d                                             # E[x1 | x_t = x]
+        return ((target - flat_x) / (1 - tt)).view_as(x)
+
+    def log_snr(self, t):
+        """x_t = t x1 + (1 - t) x0, so SNR = t^2 / (1 - t)^2."""
+        return 2 * (torch.log(t) - torch.log1p(-t))
