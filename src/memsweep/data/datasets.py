@@ -30,6 +30,20 @@ class Dataset:
         return Dataset(self.train_x.to(device), self.train_y.to(device), self.test_x.to(device),
                        self.test_y.to(device), self.num_classes)
 
+    def unlabeled(self) -> "Dataset":
+        """The same images with no classes: every label 0, which is the null label of num_classes = 0."""
+        return Dataset(self.train_x, torch.zeros_like(self.train_y), self.test_x, torch.zeros_like(self.test_y), 0)
+
+
+def conditional(cfg) -> bool:
+    """data.conditional (true when absent: runs stored before the key existed are class-conditional)."""
+    return bool(cfg.get("conditional", True))
+
+
+def model_classes(cfg) -> int:
+    """The classes the model is conditioned on: data.num_classes, or 0 for an unconditional run."""
+    return int(cfg.num_classes) if conditional(cfg) else 0
+
 
 def pool_size(cfg) -> int:
     """Images available for training subsets (the test subset is excluded)."""
@@ -37,8 +51,14 @@ def pool_size(cfg) -> int:
             "synthetic": cfg.get("pool_size", 0)}.get(cfg.name, 0)
 
 
+def load_for_model(cfg) -> Dataset:
+    """The dataset as the run's model sees it: its classes, or none at all when data.conditional=false."""
+    data = load(cfg)
+    return data if conditional(cfg) else data.unlabeled()
+
+
 def load(cfg) -> Dataset:
-    """Build the dataset described by the `data` config group."""
+    """Build the dataset described by the `data` config group (with its classes, whatever data.conditional)."""
     loaders = {"digits": _digits, "cifar10": _cifar10, "synthetic": _synthetic}
     if cfg.name not in loaders:
         raise ConfigError(f"data.name={cfg.name!r}: unknown dataset (known: {', '.join(loaders)})")
