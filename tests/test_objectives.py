@@ -1,7 +1,9 @@
 """The objective group: VP/DDPM (Ho et al. 2020; DDIM, Song et al. 2021), EDM (Karras et al. 2022) and rectified
 flow's closed-form target (Bertrand et al. 2025); unconditional runs; run ids of existing runs unchanged."""
 import math
+from types import SimpleNamespace
 
+import numpy as np
 import pytest
 import torch
 from omegaconf import OmegaConf
@@ -12,6 +14,7 @@ from memsweep.errors import ConfigError
 from memsweep.metrics.field import FieldProbe
 from memsweep.metrics.loss import FixedLossBatch, fixed_loss
 from memsweep.metrics.memorization import nearest_neighbours
+from memsweep.report.figures import run_formulation, snr_edges
 from memsweep.science import formulations
 from memsweep.science.edm import EDM
 from memsweep.science.rectified_flow import RectifiedFlow
@@ -151,3 +154,10 @@ def test_an_unconditional_run_has_no_classes_and_its_closed_form_is_over_all_ima
     assert data.num_classes == 0 and (data.train_y == 0).all()
     probe = FieldProbe.make(RF, data, 4, [0.5], seed=0)
     assert torch.allclose(probe.target, RF.closed_form(probe.x, probe.t, x))
+
+
+def test_the_report_puts_every_objective_on_the_log_snr_axis(tmp_path):
+    for f in (RF, VPF, EDMF):
+        edges = snr_edges(f, 10)
+        assert len(edges) == 11 and np.all(np.diff(edges) > 0) and np.all(np.isfinite(edges)), f.name
+    assert run_formulation(SimpleNamespace(dir=tmp_path)).name == "rectified_flow"   # no config: an old run
