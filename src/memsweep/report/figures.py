@@ -598,8 +598,8 @@ def sweep_gap_heatmap(runs: list, summary: pd.DataFrame, path: Path, grid_points
     if len(data) < 2 or len({d[1].shape[0] for _, d in data}) != 1:
         return None
     names = {run_formulation(r).name for r, _ in data}   # averaging bins is meaningful for one objective only
-    yedges = (snr_edges(run_formulation(data[0][0]), data[0][1].shape[0]) if len(names) == 1
-              else np.linspace(0, 1, data[0][1].shape[0] + 1))
+    yedges = (snr_edges(run_formulation(data[0][0]), data[0][1][1].shape[0]) if len(names) == 1
+              else np.linspace(0, 1, data[0][1][1].shape[0] + 1))
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.4), layout="constrained")
     panels = []
     for ax, x in zip(axes, ("step", "norm")):
