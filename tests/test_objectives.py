@@ -161,3 +161,15 @@ def test_the_report_puts_every_objective_on_the_log_snr_axis(tmp_path):
         edges = snr_edges(f, 10)
         assert len(edges) == 11 and np.all(np.diff(edges) > 0) and np.all(np.isfinite(edges)), f.name
     assert run_formulation(SimpleNamespace(dir=tmp_path)).name == "rectified_flow"   # no config: an old run
+
+
+@pytest.mark.parametrize("formulation", [VPF, EDMF], ids=lambda f: f.name)
+def test_vp_and_edm_take_packed_shapes(formulation):
+    """K packed models: x (B, K, C, H, W), t (B, K); copy k's loss is the loss of copy k alone."""
+    g = torch.Generator().manual_seed(0)
+    x1, x0, t = torch.randn((3, 2, 1, 4, 4), generator=g), torch.randn((3, 2, 1, 4, 4), generator=g), torch.rand(3, 2)
+    model = lambda x, tt, y: 0.5 * x  # noqa: E731
+    labels = torch.zeros(3, 2, dtype=torch.long)
+    loss = formulation.loss_per_sample(model, x1, labels, x0, t)
+    alone = formulation.loss_per_sample(model, x1[:, 1], labels[:, 1], x0[:, 1], t[:, 1])
+    assert loss.shape == (3, 2) and torch.allclose(loss[:, 1], alone)
