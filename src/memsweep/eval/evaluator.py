@@ -25,9 +25,11 @@ eval.fid_features, with eval.fid_samples samples).
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import math
+import time
 from pathlib import Path
 
 import torch
@@ -183,6 +185,7 @@ class Evaluator:
         self.refs = References(data, cfg.data, self.cache, device)
         self._spaces: dict[str, feat.FeatureSpace | None] = {}
         self._proj: dict[int, torch.Tensor] = {}
+        self.seconds: dict[str, float] = {}   # by part, summed over this process's evaluations
         self.sw_space = self.space(ev.sw_features)
         self.fid_space = self.space(ev.fid_features)
         self.copy_space = self.space(ev.get("copy_features", "none"))
@@ -345,6 +348,20 @@ class Evaluator:
         return max(self.sample_count(count, s) for s in splits)
 
     # -- one evaluation --------------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def timed(self, part: str):
+        """Adds the seconds of a part of the evaluation to self.seconds[part] (status.json's
+        eval_seconds_by_part). On a GPU the clock waits for the device, so a part is not billed to the next."""
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            if self.device.type == "cuda":
+                torch.cuda.synchronize(self.device)
+            self.seconds[part] = self.seconds.get(part, 0.0) + time.perf_counter() - started
+
     @torch.no_grad()
     def __call__(self, model, step: int) -> tuple[dict, torch.Tensor, torch.Tensor]:
         """The metrics row, the generated samples, and the index of each sample's nearest training image."""
@@ -352,35 +369,50 @@ class Evaluator:
         model.eval()
         ev = self.cfg
         row = {"step": step}
-        row["train_loss"], row["train_loss_by_t"] = fixed_loss(self.formulation, model, self.train_batch, ev.t_bins)
-        row["test_loss"], row["test_loss_by_t"] = fixed_loss(self.formulation, model, self.test_batch, ev.t_bins)
-        row["loss_gap"] = row["test_loss"] - row["train_loss"]
+        with self.timed("losses"):
+            row["train_loss"], row["train_loss_by_t"] = fixed_loss(self.formulation, model, self.train_batch,
+                                                                   ev.t_bins)
+            row["test_loss"], row["test_loss_by_t"] = fixed_loss(self.formulation, model, self.test_batch, ev.t_bins)
+            row["loss_gap"] = row["test_loss"] - row["train_loss"]
         if self.field_probe is not None:
-            row["field_dist"], row["field_dist_by_t"] = self.field_probe.distance(model)
-        samples = self.generate(model)
-        mem, dist, nn_idx = self.mem_metrics(samples)
-        row.update(mem)
-        row["nn_dist"] = dist[:, 0].mean().item()  # mean pixel L2 to the nearest training image
+            with self.timed("field_dist"):
+                row["field_dist"], row["field_dist_by_t"] = self.field_probe.distance(model)
+        with self.timed("sampling"):
+            samples = self.generate(model)
+        with self.timed("mem_ratio"):
+            mem, dist, nn_idx = self.mem_metrics(samples)
+            row.update(mem)
+            row["nn_dist"] = dist[:, 0].mean().item()  # mean pixel L2 to the nearest training image
         if self.copy_space is not None:
-            row.update(self.copy_metrics(samples, ev.copy_features))
+            with self.timed("copy"):
+                row.update(self.copy_metrics(samples, ev.copy_features))
         if self.sw_space is not None:
-            sw = self.sw_metrics(samples, ev.sw_features)
+            with self.timed("sw"):
+                sw = self.sw_metrics(samples, ev.sw_features)
             row.update(sw)
             for split in SPLITS:
                 row[f"sw_{split}"] = sw[metric_key("sw", self.sw_space.name, split)]
         if self.fid_space is not None:
-            count = ev.get("fid_samples")
-            need = self.samples_needed("fd", count)
-            more = samples if need <= len(samples) else torch.cat(
-                [samples, self.generate(model, need - len(samples), start=len(samples))])
-            fd = self.fd_metrics(more, ev.fid_features, count, train_test=ev.get("fd_train_test", True))
-            row.update(fd)
-            for split in (*SPLITS, "train_test"):
-                key = metric_key("fd", self.fid_space.name, split, samples=self.sample_tag(count))
-                if key in fd:
-                    row[f"fid_{split}"] = fd[key]
+            row.update(self.fid_row(model, samples))
         model.train(was_training)
         return row, samples, nn_idx
+
+    def fid_row(self, model, samples) -> dict:
+        """Fréchet distances with eval.fid_samples samples (generating those beyond the evaluation's own), and
+        the fid_* aliases the report reads."""
+        count = self.cfg.get("fid_samples")
+        need = self.samples_needed("fd", count)
+        with self.timed("sampling"):
+            more = samples if need <= len(samples) else torch.cat(
+                [samples, self.generate(model, need - len(samples), start=len(samples))])
+        with self.timed("fd"):
+            fd = self.fd_metrics(more, self.cfg.fid_features, count, train_test=self.cfg.get("fd_train_test", True))
+        row = dict(fd)
+        for split in (*SPLITS, "train_test"):
+            key = metric_key("fd", self.fid_space.name, split, samples=self.sample_tag(count))
+            if key in fd:
+                row[f"fid_{split}"] = fd[key]
+        return row
 
     def save_grid(self, path: Path, samples: torch.Tensor, nn_idx: torch.Tensor) -> None:
         """Generated samples (top row) above their nearest training images (bottom row)."""

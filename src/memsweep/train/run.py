@@ -93,6 +93,8 @@ class Run:
             store.write_config(cfg)
             store.keep_metrics_until(0)
         self.evaluator = Evaluator(cfg, self.data, device)
+        if ckpt is not None:   # the evaluation's parts accumulate across resumes, like train/eval seconds
+            self.evaluator.seconds = {k: float(v) for k, v in (status.get("eval_seconds_by_part") or {}).items()}
         self.logger = make_logger(cfg, store.run_id, store.dir)
         self.running_loss = torch.zeros((), device=device)
         store.set_status(state=State.RUNNING, step=self.step, total_steps=self.total, run_id=store.run_id,
@@ -149,11 +151,12 @@ class Run:
             eval_model = self.ema if cfg.eval.use_ema else self.model
             row, samples, nn_idx = self.evaluator(eval_model, step)
             failpoint("eval")
-            self.evaluator.save_grid(store.path("grid", step), samples, nn_idx)
-            if cfg.eval.save_samples:  # for metrics computed after the fact (memsweep eval)
-                store.save_samples(step, samples, self.evaluator.sample_labels)
-            if cfg.eval.save_weights:
-                store.save_eval_weights(step, eval_model.state_dict())
+            with self.evaluator.timed("saving"):
+                self.evaluator.save_grid(store.path("grid", step), samples, nn_idx)
+                if cfg.eval.save_samples:  # for metrics computed after the fact (memsweep eval)
+                    store.save_samples(step, samples, self.evaluator.sample_labels)
+                if cfg.eval.save_weights:
+                    store.save_eval_weights(step, eval_model.state_dict())
             store.append_metrics(row)
             self.logger.log(row)
             self.last_row = row
@@ -164,7 +167,10 @@ class Run:
         return self.finish() if step >= self.total else None
 
     def timing(self) -> dict:
-        return {f"{k}_seconds": round(v, 3) for k, v in self.seconds.items()}
+        """status.json's record of where the run's time went: train_seconds, eval_seconds, and the evaluations'
+        seconds by part (losses, field_dist, sampling, mem_ratio, copy, sw, fd, saving)."""
+        return {**{f"{k}_seconds": round(v, 3) for k, v in self.seconds.items()},
+                "eval_seconds_by_part": {k: round(v, 3) for k, v in self.evaluator.seconds.items()}}
 
     def finish(self) -> dict:
         rows = self.store.read_metrics()
