@@ -186,6 +186,7 @@ class Evaluator:
         self._spaces: dict[str, feat.FeatureSpace | None] = {}
         self._proj: dict[int, torch.Tensor] = {}
         self.seconds: dict[str, float] = {}   # by part, summed over this process's evaluations
+        self._memo_of, self._memo = None, {}   # features of the current samples (features())
         self.sw_space = self.space(ev.sw_features)
         self.fid_space = self.space(ev.fid_features)
         self.copy_space = self.space(ev.get("copy_features", "none"))
@@ -285,6 +286,17 @@ class Evaluator:
         return torch.cat(out) if out else self.sample_noise[:0]
 
     # -- metrics of a set of samples -------------------------------------------------------------------
+    def features(self, space: feat.FeatureSpace, samples: torch.Tensor, count: int) -> torch.Tensor:
+        """space(samples[:count]) on the evaluation's device, computed once per evaluation and shared by every
+        metric in that space (e.g. SW and FID both in Inception's space). The memo holds the last samples seen:
+        a new set of samples (the next evaluation) starts it afresh."""
+        if self._memo_of is not samples:
+            self._memo_of, self._memo = samples, {}
+        key = (id(space), count)   # spaces are built once per spec (self.space)
+        if key not in self._memo:
+            self._memo[key] = space(samples[:count]).to(self.device)
+        return self._memo[key]
+
     def _interval(self, values: torch.Tensor) -> tuple[float, float]:
         return bootstrap_ci(values, self.bootstrap, seed=int(self.cfg.noise_seed))
 
@@ -295,7 +307,7 @@ class Evaluator:
         thr = float(self.cfg.mem_threshold if threshold is None else threshold)
         s = samples[:self.sample_count(count, "train")]
         refs = self.data.train_x if space.cache_features is False else self.refs.features(space, "train")
-        dist, idx = nearest_neighbours(space(s).to(self.device), refs, k=2, block=self.block)
+        dist, idx = nearest_neighbours(self.features(space, samples, len(s)), refs, k=2, block=self.block)
         memorized = is_copy(dist, thr).float()
         key = metric_key("mem", space.name, threshold=threshold_tag(self.cfg.mem_threshold, thr),
                          samples=self.sample_tag(count))
@@ -309,7 +321,8 @@ class Evaluator:
         default = float(self.cfg.get("copy_threshold", 0.5))
         thr = default if threshold is None else float(threshold)
         s = samples[:self.sample_count(count, "train")]
-        sim, _ = max_cosine(space(s).to(self.device), self.refs.features(space, "train"), block=self.block)
+        sim, _ = max_cosine(self.features(space, samples, len(s)), self.refs.features(space, "train"),
+                            block=self.block)
         copied = (sim > thr).float()
         key = metric_key("copy", space.name, threshold=threshold_tag(default, thr), samples=self.sample_tag(count))
         row = {key: copied.mean().item(), f"{key}_sim": sim.mean().item()}
@@ -323,7 +336,7 @@ class Evaluator:
         for split in SPLITS:
             k = self.sample_count(count, split)
             if k not in cache:
-                cache[k] = gaussian_stats(space(samples[:k]))
+                cache[k] = gaussian_stats(self.features(space, samples, k))
             row[metric_key("fd", space.name, split, samples=self.sample_tag(count))] = frechet_distance(
                 cache[k], self.refs.stats(space, split))
         if train_test:
@@ -336,7 +349,7 @@ class Evaluator:
         for split in SPLITS:
             k = self.sample_count(count, split)
             if k not in cache:
-                cache[k] = space(samples[:k]).to(self.device)
+                cache[k] = self.features(space, samples, k)
             refs = self.refs.features(space, split)
             row[metric_key("sw", space.name, split, samples=self.sample_tag(count))] = sliced_wasserstein(
                 cache[k], refs, self.projections(refs.shape[1]))
