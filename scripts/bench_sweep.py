@@ -11,13 +11,15 @@ output root; nothing is trained. Per size it times, each in a fresh `python -m m
 The finished runs are written by this script (config.yaml, status.json state=finished, a metrics.jsonl of a
 few rows, as a finished run has them), from the runs `memsweep.sweeps.spec.expand` gives (not timed).
 `startup` is `python -c "import memsweep.cli"`, the fixed cost of every command. Per-run cost is the
-marginal one: (time at N - time at the smallest size) / (N - smallest size).
+marginal one: (time at N - time at the smallest size) / (N - smallest size). Wall and CPU (user + system)
+seconds are both printed: on a shared machine the CPU time is the steadier measure.
 """
 from __future__ import annotations
 
 import argparse
 import json
 import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -72,14 +74,20 @@ def finish_runs(path: Path) -> int:
     return len(sweep.runs)
 
 
-def timed(args: list[str], env: dict, expect: str | None = None) -> float:
-    t0 = time.perf_counter()
+def _cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def timed(args: list[str], env: dict, expect: str | None = None) -> tuple[float, float]:
+    """Wall and CPU seconds (user + system) of one command; CPU time is the steadier one on a shared machine."""
+    t0, c0 = time.perf_counter(), _cpu()
     r = subprocess.run([sys.executable, *args], capture_output=True, text=True, env=env)
-    seconds = time.perf_counter() - t0
+    seconds, cpu = time.perf_counter() - t0, _cpu() - c0
     if r.returncode != 0 or (expect and expect not in r.stdout):
         raise SystemExit(f"{' '.join(args)} failed (exit {r.returncode}, expected {expect!r}):\n"
                          f"{r.stdout[-2000:]}\n{r.stderr[-2000:]}")
-    return seconds
+    return seconds, cpu
 
 
 def bench_size(folder: Path, size: int) -> dict:
@@ -88,27 +96,29 @@ def bench_size(folder: Path, size: int) -> dict:
     os.environ["MEMSWEEP_OUTPUT_ROOT"] = str(root)  # for expand, in this process
     path = write_sweep(folder, size)
     cli = ["-m", "memsweep.cli"]
-    out = {"runs": size, "dry run": timed([*cli, "sweep", str(path), "--dry-run"], env, f"{size} to launch")}
+    wall, cpu = {"runs": size}, {"runs": size}
+    wall["dry run"], cpu["dry run"] = timed([*cli, "sweep", str(path), "--dry-run"], env, f"{size} to launch")
     assert finish_runs(path) == size
-    out["relaunch"] = timed([*cli, "sweep", str(path), "--quiet"], env, "nothing to launch")
-    out["status"] = timed([*cli, "status", path.stem], env, f"{size} finished")
-    return out
+    wall["relaunch"], cpu["relaunch"] = timed([*cli, "sweep", str(path), "--quiet"], env, "nothing to launch")
+    wall["status"], cpu["status"] = timed([*cli, "status", path.stem], env, f"{size} finished")
+    return {"wall": wall, "cpu": cpu}
 
 
-def print_table(results: list[dict], startup: float) -> None:
-    small = results[0]
-    print(f"startup (import memsweep.cli): {startup:.2f} s")
+def print_table(results: list[dict], startup: dict, kind: str) -> None:
+    rows = [r[kind] for r in results]
+    small = rows[0]
+    print(f"\n{kind} seconds; startup (import memsweep.cli): {startup[kind]:.2f} s")
     header = f"{'runs':>6} " + " ".join(f"{c + ' s':>11} {'ms/run':>7}" for c in COMMANDS)
     print(header)
     print("-" * len(header))
-    for r in results:
+    for r in rows:
         cells = []
         for c in COMMANDS:
             marginal = (r[c] - small[c]) / (r["runs"] - small["runs"]) * 1e3 if r is not small else float("nan")
             cells.append(f"{r[c]:>11.2f} {marginal:>7.1f}")
         print(f"{r['runs']:>6} " + " ".join(cells))
-    if len(results) > 1:
-        big = results[-1]
+    if len(rows) > 1:
+        big = rows[-1]
         print(f"ratio {big['runs']} / {small['runs']} runs: "
               + ", ".join(f"{c} {big[c] / small[c]:.1f}x" for c in COMMANDS))
 
@@ -123,12 +133,14 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench_sweep_") as tmp:
         folder = Path(args.keep or tmp)
         folder.mkdir(parents=True, exist_ok=True)
-        startup = timed(["-c", "import memsweep.cli"], dict(os.environ))
+        startup = dict(zip(("wall", "cpu"), timed(["-c", "import memsweep.cli"], dict(os.environ))))
         results = []
         for size in sizes:
             results.append(bench_size(folder, size))
-            print(f"{size} runs: " + ", ".join(f"{c} {results[-1][c]:.2f} s" for c in COMMANDS), flush=True)
-    print_table(results, startup)
+            print(f"{size} runs: " + ", ".join(f"{c} {results[-1]['wall'][c]:.2f} s ({results[-1]['cpu'][c]:.2f} s "
+                                               "CPU)" for c in COMMANDS), flush=True)
+    for kind in ("wall", "cpu"):
+        print_table(results, startup, kind)
     if args.out:
         Path(args.out).write_text(json.dumps({"startup": startup, "results": results}, indent=1))
 

@@ -32,6 +32,7 @@ from omegaconf import OmegaConf
 log = logging.getLogger("memsweep")
 
 STATES = ("pending", "running", "finished", "failed", "diverged")
+TAIL_BLOCK = 64 * 1024  # bytes read at a time from the end of metrics.jsonl
 
 
 _hits: dict[str, int] = {}
@@ -120,6 +121,28 @@ class RunStore:
                 except json.JSONDecodeError:
                     pass
         return rows
+
+    def last_metrics(self) -> dict | None:
+        """The last complete row (as read_metrics()[-1]), read backwards from the end of the file: a status
+        table needs only this, and a long run's metrics.jsonl can be large."""
+        try:
+            f = open(self.metrics_path, "rb")
+        except FileNotFoundError:
+            return None
+        with f:
+            pos, carry = f.seek(0, os.SEEK_END), b""
+            while pos > 0:
+                size = min(TAIL_BLOCK, pos)
+                pos -= size
+                f.seek(pos)
+                lines = (f.read(size) + carry).split(b"\n")
+                carry = lines.pop(0) if pos > 0 else b""  # may begin before pos: completed by the next block
+                for line in reversed(lines):
+                    try:
+                        return json.loads(line)
+                    except (json.JSONDecodeError, UnicodeDecodeError):
+                        pass  # empty, or cut short by a kill
+        return None
 
     def append_metrics(self, row: dict) -> None:
         line = json.dumps(row, allow_nan=True) + "\n"
