@@ -83,6 +83,7 @@ class Composer:
         self._parsed: dict = {}
         self._is_group: dict[str, bool] = {}
         self._context = None
+        self.composed = 0  # how many times Hydra composed a config
 
     def __enter__(self) -> "Composer":
         self._initialize()
@@ -108,17 +109,21 @@ class Composer:
         try:
             split = self._split(overrides)
             if split is None:
-                cfg = compose(config_name="train", overrides=overrides)
+                cfg = self._compose(overrides)
             else:
                 groups, keys = split
                 if groups not in self._bases:
-                    self._bases[groups] = pickle.dumps(compose(config_name="train", overrides=list(groups)))
+                    self._bases[groups] = pickle.dumps(self._compose(list(groups)))
                 cfg = pickle.loads(self._bases[groups])
                 ConfigLoaderImpl._apply_overrides_to_config(keys, cfg)
             OmegaConf.resolve(cfg)
         except (HydraException, OmegaConfBaseException) as e:
             raise ConfigError(_one_line(e)) from None
         return _checked(cfg)
+
+    def _compose(self, overrides: list[str]) -> DictConfig:
+        self.composed += 1
+        return compose(config_name="train", overrides=overrides)
 
     def _split(self, overrides: list[str]):
         """(the group overrides, the parsed key overrides) as Hydra's defaults list tells them apart (a key that
