@@ -27,12 +27,14 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import yaml
 from omegaconf import OmegaConf
 
 log = logging.getLogger("memsweep")
 
 STATES = ("pending", "running", "finished", "failed", "diverged")
 TAIL_BLOCK = 64 * 1024  # bytes read at a time from the end of metrics.jsonl
+YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml's, where PyYAML has it
 
 
 _hits: dict[str, int] = {}
@@ -95,6 +97,11 @@ class RunStore:
 
     def read_config(self):
         return OmegaConf.load(self.config_path)
+
+    def read_config_data(self) -> dict:
+        """config.yaml as plain data, ~20x faster than read_config (a report reads every run's). The file is
+        resolved and written by OmegaConf's YAML dumper, so a plain YAML load reads the same values."""
+        return yaml.load(self.config_path.read_text(), Loader=YAML_LOADER)
 
     def status(self) -> dict:
         return read_json(self.dir / "status.json", default={"state": "pending"})
