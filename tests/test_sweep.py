@@ -163,7 +163,8 @@ def test_a_diverging_run_does_not_stop_its_sweep_and_shows_in_status_and_report(
 def test_composing_once_per_choice_of_groups_gives_each_run_as_composed_alone(tmp_path, out):
     # groups (model, launcher) and keys vary, with an interpolation that must see the run's own data.n
     extra = ["++train.ema_decay=0.99", "+logger.tag=big", "data.root=null", "eval.field_t=[0.1,0.5]", "seed=3"]
-    path = write_sweep(tmp_path, {"axes": {"model": ["tiny", "c32"], "data.n": [8, 16], "data.offset": [0, "\\${data.n}"]},
+    axes = {"model": ["tiny", "c32"], "data.n": [8, 16], "data.offset": [0, "\\${data.n}"]}
+    path = write_sweep(tmp_path, {"axes": axes,
                                   "zip": {"launcher": ["local", "slurm"], "optim.lr": [1e-3, 2e-3]},
                                   "overrides": [*FAST, *extra]})
     sw = sweep_mod.expand(path)

@@ -98,8 +98,9 @@ def _job_sizes(packs) -> str:
 def _print_would_launch(console, sweep, todo, launcher: str) -> None:
     if launcher == "slurm":
         for res, packs in slurm_jobs(todo):
-            console.print(f"would submit {len(packs)} Slurm jobs{_job_sizes(packs)} (launcher.pack={res.get('pack', 1)}) "
-                          f"as arrays of at most {res.get('max_array_size', 1000)} (partition={res.get('partition')}, "
+            console.print(f"would submit {len(packs)} Slurm jobs{_job_sizes(packs)} "
+                          f"(launcher.pack={res.get('pack', 1)}) as arrays of at most "
+                          f"{res.get('max_array_size', 1000)} (partition={res.get('partition')}, "
                           f"timeout_min={res.get('timeout_min')})")
     elif todo:
         lcfg = sweep.runs[0].cfg.launcher

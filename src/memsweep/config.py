@@ -115,6 +115,7 @@ class Composer:
                 if groups not in self._bases:
                     self._bases[groups] = pickle.dumps(self._compose(list(groups)))
                 cfg = pickle.loads(self._bases[groups])
+                # the function compose itself applies key overrides with (Hydra 1.3): its types, +, ++, ~ and errors
                 ConfigLoaderImpl._apply_overrides_to_config(keys, cfg)
             OmegaConf.resolve(cfg)
         except (HydraException, OmegaConfBaseException) as e:
