@@ -9,7 +9,6 @@ from pathlib import Path
 
 import torch
 from rich.console import Console
-from rich.table import Table
 
 from memsweep import config
 from memsweep.errors import ConfigError
@@ -20,7 +19,7 @@ from memsweep.store.run import ELSEWHERE, RunLocked
 from memsweep.sweeps import spec as sweep_mod
 from memsweep.sweeps.local import run_local
 from memsweep.sweeps.slurm import check_slurm, slurm_jobs, submit_slurm
-from memsweep.sweeps.status import print_status
+from memsweep.sweeps.status import print_status, print_table, sizes, write_table
 from memsweep.train.loop import train
 from memsweep.train.packed import make_packs
 from memsweep.states import DONE
@@ -56,28 +55,9 @@ def cmd_sweep(args) -> int:
         config.check_writable(sweep.runs[0].cfg)
     todo, counts = sweep_mod.plan(sweep, retry=args.retry)
     console = Console(width=160)
-    table = Table(title=f"sweep {sweep.name}: {len(sweep.runs)} runs, launcher={launcher}")
-    for col in ["run_id", *sweep.axes, "steps", "state", "action"]:
-        table.add_column(col)
-    launching = {r.run_id for r in todo}
-    for r in sweep.runs:
-        state = r.store.status()["state"]
-        action = ("resume" if r.store.checkpoint_steps() else "start") if r.run_id in launching else "-"
-        table.add_row(r.run_id, *[str(r.axes.get(a)) for a in sweep.axes], str(r.cfg.train.total_steps), state, action)
-    console.print(table)
-    console.print(", ".join(f"{v} {k}" for k, v in counts.items() if v) + f"; {len(todo)} to launch")
+    _print_plan(console, sweep, launcher, todo, counts, args)
     if args.dry_run:
-        if launcher == "slurm":
-            for res, packs in slurm_jobs(todo):
-                console.print(f"would submit {len(packs)} Slurm jobs of " + ", ".join(str(len(p)) for p in packs)
-                              + f" runs (launcher.pack={res.get('pack', 1)}) as arrays of at most "
-                              f"{res.get('max_array_size', 1000)} (partition={res.get('partition')}, "
-                              f"timeout_min={res.get('timeout_min')})")
-        elif todo:
-            lcfg = sweep.runs[0].cfg.launcher
-            packs = make_packs([r.cfg for r in todo], lcfg.pack, lcfg.workers or os.cpu_count() or 1)
-            console.print(f"would train them in {len(packs)} worker jobs of " + ", ".join(
-                f"{len(p)}" for p in packs) + f" runs (launcher.pack={lcfg.pack})")
+        _print_would_launch(console, sweep, todo, launcher)
         return 0
     if launcher == "slurm":
         check_slurm()
@@ -89,18 +69,49 @@ def cmd_sweep(args) -> int:
     if launcher == "slurm":
         submitted = submit_slurm(todo, sweep_dir)
         job_ids = list(dict.fromkeys(j for _, j in submitted))
-        console.print(f"submitted {len(job_ids)} jobs ({len(submitted)} runs): " + " ".join(job_ids))
+        shown = " ".join(job_ids) if len(job_ids) <= 20 else f"{' '.join(job_ids[:3])} ... {job_ids[-1]}"
+        console.print(f"submitted {len(job_ids)} jobs ({len(submitted)} runs): {shown}")
         console.print(f"follow them with: memsweep status {sweep.name}")
         return 0
     lcfg = sweep.runs[0].cfg.launcher
     results = run_local(todo, workers=lcfg.workers, show_progress=not args.quiet, pack=lcfg.get("pack", 1))
-    print_status(sweep_mod.load_record(root, sweep.name), root / "runs", console)
+    print_status(sweep_mod.load_record(root, sweep.name), root / "runs", console, show_all=args.all)
     return 0 if all(v in (*DONE, ELSEWHERE) for v in results.values()) else 1
+
+
+def _print_plan(console, sweep, launcher: str, todo, counts: dict, args) -> None:
+    """The table of runs with what plan() decided for each (every row with --all, as CSV with --table), and
+    the count of each decision."""
+    columns = ["run_id", *sweep.axes, "steps", "state", "action"]
+    rows = [[r.run_id, *[str(r.axes.get(a)) for a in sweep.axes], str(r.cfg.train.total_steps), r.state, r.action]
+            for r in sweep.runs]
+    print_table(console, f"sweep {sweep.name}: {len(sweep.runs)} runs, launcher={launcher}", columns, rows, args.all)
+    console.print(", ".join(f"{v} {k}" for k, v in counts.items() if v) + f"; {len(todo)} to launch")
+    if args.table:
+        console.print(f"table of {len(rows)} runs: {write_table(args.table, columns, rows)}")
+
+
+def _job_sizes(packs) -> str:
+    """' of 4, 4, 3 runs' for a few jobs, ': 96 x 4 runs' for many."""
+    return " of " + ", ".join(str(len(p)) for p in packs) + " runs" if len(packs) <= 8 else ": " + sizes(packs)
+
+
+def _print_would_launch(console, sweep, todo, launcher: str) -> None:
+    if launcher == "slurm":
+        for res, packs in slurm_jobs(todo):
+            console.print(f"would submit {len(packs)} Slurm jobs{_job_sizes(packs)} "
+                          f"(launcher.pack={res.get('pack', 1)}) as arrays of at most "
+                          f"{res.get('max_array_size', 1000)} (partition={res.get('partition')}, "
+                          f"timeout_min={res.get('timeout_min')})")
+    elif todo:
+        lcfg = sweep.runs[0].cfg.launcher
+        packs = make_packs([r.cfg for r in todo], lcfg.pack, lcfg.workers or os.cpu_count() or 1)
+        console.print(f"would train them in {len(packs)} worker jobs{_job_sizes(packs)} (launcher.pack={lcfg.pack})")
 
 
 def cmd_status(args) -> int:
     root = _root(args)
-    print_status(sweep_mod.load_record(root, args.name), root / "runs")
+    print_status(sweep_mod.load_record(root, args.name), root / "runs", show_all=args.all, table_path=args.table)
     return 0
 
 
@@ -159,6 +170,12 @@ def _eval_arguments(p) -> None:
     p.add_argument("--output-root", default=None, help="the output root (default: paths.output_root)")
 
 
+def _table_arguments(p) -> None:
+    p.add_argument("--all", action="store_true", help="print every row of the table (default: the first and "
+                   "last rows when there are more than 20)")
+    p.add_argument("--table", default=None, metavar="FILE", help="also write every row of the table to FILE (CSV)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="memsweep", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter, epilog=USAGE_EXAMPLES)
@@ -172,12 +189,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dry-run", action="store_true", help="print the runs and what would be launched, launch nothing")
     p.add_argument("--retry", action="store_true", help="also relaunch failed runs")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    _table_arguments(p)
     p.set_defaults(func=cmd_sweep)
     for name, func, helptext in (("status", cmd_status, "a table of a sweep's runs"),
                                  ("report", cmd_report, "analysis, figures and report.md of a sweep")):
         p = sub.add_parser(name, help=helptext)
         p.add_argument("name", help="the sweep's name")
         p.add_argument("--output-root", default=None, help="the output root (default: paths.output_root)")
+        if name == "status":
+            _table_arguments(p)
         p.set_defaults(func=func)
     p = sub.add_parser("eval", help="compute metrics after the fact from saved samples, added to metrics.jsonl")
     _eval_arguments(p)

@@ -62,7 +62,7 @@ def load_sweep(output_root: Path, name: str) -> tuple[dict, list[RunData]]:
         store = RunStore(run_path(output_root, entry["run_id"]))
         status = store.status()
         try:
-            params = _config_params(store.read_config())
+            params = _config_params(store.read_config_data())
         except Exception:   # not started yet: what the sweep file says
             params = {}
         for key, value in (entry.get("axes") or {}).items():
