@@ -152,9 +152,21 @@ def _sha(path: Path) -> str:
     return _hashes[memo]
 
 
+_derived: dict[tuple, dict] = {}
+
+
 def derive(cfg) -> dict:
     """What the config needs from the files (cheap: no decoding): image_size, channels, num_classes, and a
-    fingerprint of the file lists (names and sizes) that stands for the data in the run id."""
+    fingerprint of the file lists (names and sizes) that stands for the data in the run id. Remembered per
+    process for the same listings and settings (a sweep composes many runs of one folder)."""
+    listings = (id(scan(cfg.path)), id(scan(cfg.test_path, "data.test_path")) if cfg.get("test_path") else None)
+    memo = (listings, str(cfg.order), cfg.test_size, cfg.get("size"), bool(cfg.grayscale))
+    if memo not in _derived:
+        _derived[memo] = _derive(cfg)
+    return dict(_derived[memo])
+
+
+def _derive(cfg) -> dict:
     pool, _, _, _, num_classes = splits(cfg)
     check_disjoint(cfg)
     size = cfg.get("size")
@@ -193,13 +205,13 @@ def _header_size(path: Path) -> tuple[int, int]:
         raise ConfigError(f"data.path: cannot read image {path} ({type(e).__name__})") from None
 
 
-def read_image(path: Path, grayscale: bool, size: int | None) -> np.ndarray:
+def read_image(path: Path, grayscale: bool, size: int | None, setting: str = "data.path") -> np.ndarray:
     """One image as uint8 HWC (C = 1 or 3), resized and centre-cropped to size x size if size is set."""
     try:
         with Image.open(path) as im:
             im = im.convert("L" if grayscale else "RGB")
     except (OSError, ValueError, Image.DecompressionBombError) as e:
-        raise ConfigError(f"data.path: cannot read image {path} ({type(e).__name__})") from None
+        raise ConfigError(f"{setting}: cannot read image {path} ({type(e).__name__})") from None
     if size:
         w, h = im.size
         scale = size / min(w, h)
@@ -218,7 +230,7 @@ def decode(cfg) -> dict:
             continue
         listing = scan(cfg.path if key == "train" else cfg.test_path, setting)
         files = [listing.root / f for f in listing.files]
-        images = [read_image(f, bool(cfg.grayscale), cfg.get("size")) for f in files]
+        images = [read_image(f, bool(cfg.grayscale), cfg.get("size"), setting) for f in files]
         for f, a in zip(files, images):
             if a.shape != images[0].shape:
                 raise ConfigError(f"{setting}: {f} is {a.shape[1]}x{a.shape[0]} but {files[0]} is "

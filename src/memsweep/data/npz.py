@@ -19,7 +19,7 @@ import numpy as np
 from memsweep.errors import ConfigError
 
 _headers: dict[tuple, dict] = {}
-_labels: dict[tuple, tuple] = {}
+_classes: dict[tuple, int] = {}
 
 
 def _file(cfg) -> Path:
@@ -83,16 +83,19 @@ def _arrays(path: Path) -> tuple[tuple, dict]:
 def _num_classes(path: Path, count: int) -> int:
     """1 without y; else max(y) + 1, after checking y is integers 0.. of length N."""
     memo = _memo(path)
-    if memo not in _labels:
-        with np.load(path, allow_pickle=False) as z:
-            y = np.asarray(z["y"]) if "y" in z.files else None
+    if memo not in _classes:
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                y = np.asarray(z["y"]) if "y" in z.files else None
+        except ValueError as e:  # an object array (needs pickle): refused
+            raise ConfigError(f"data.path: {path}: cannot read y ({e})") from None
         if y is None:
-            _labels[memo] = (1, None)
+            _classes[memo] = 1
         elif y.ndim != 1 or len(y) != count or not np.issubdtype(y.dtype, np.integer) or (len(y) and y.min() < 0):
             raise ConfigError(f"data.path: {path}: y must hold {count} integer labels >= 0 (got {y.dtype} {list(y.shape)})")
         else:
-            _labels[memo] = (int(y.max()) + 1 if len(y) else 1, None)
-    return _labels[memo][0]
+            _classes[memo] = int(y.max()) + 1 if len(y) else 1
+    return _classes[memo]
 
 
 def derive(cfg) -> dict:
