@@ -17,6 +17,8 @@ from memsweep.data.datasets import make_synthetic_cifar
 from memsweep.errors import ConfigError
 from memsweep.store import identity
 from memsweep.store.cache import Cache
+from memsweep.store.run import RunStore
+from conftest import FAST
 
 CONFIGS = Path(config.config_dir())
 HAS_OBJECTIVE = (CONFIGS / "objective").is_dir()
@@ -100,6 +102,17 @@ def test_decoded_once_then_a_cache_hit(tmp_path, out):
     d = load(compose("data=folder", f"data.path={folder}", "data.test_size=6", "data.n=6"), tmp_path / "cache")
     assert d.test_x.shape[0] == 6  # another split of the same files: still the cached decoding
     assert [e["event"] for e in Cache(tmp_path / "cache").read_log()][-1] == "hit"
+
+
+def test_a_run_trains_on_a_folder_and_decodes_it_once(tmp_path, out, one_thread):
+    folder = write_images(tmp_path / "flat", np.random.default_rng(0).integers(0, 256, 24))
+    args = ["data=folder", f"data.path={folder}", "data.grayscale=true", "data.test_size=8", "data.n=16", *FAST,
+            "train.steps=20", "eval.num_points=2"]
+    assert main(["train", *args]) == 0
+    cfg = compose(*args)
+    assert RunStore(identity.run_dir(cfg)).status()["state"] == "finished"
+    events = [e["event"] for e in Cache(out / "cache").read_log() if e["kind"] == "data"]
+    assert events[0] == "computed" and set(events[1:]) == {"hit"}
 
 
 def test_the_run_id_follows_the_content_not_the_path(tmp_path, out):
