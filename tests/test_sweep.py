@@ -65,7 +65,11 @@ def test_bad_sweep_files_are_named(tmp_path, body, message):
 
 
 def test_shipped_sweeps_expand():
+    # the other papers' bundles need images and the objective group: tests/test_data_sources.py dry-runs them
+    bundles = {"bonnaire_celeba", "gu_cifar10"}
     for path in (config.config_dir() / "sweep").glob("*.yaml"):
+        if path.stem in bundles:
+            continue
         sw = sweep_mod.expand(path.stem, ["data.download=true"] if path.stem != "demo" else [])
         assert len(sw.runs) >= 3, path.stem
 

@@ -20,7 +20,7 @@ from memsweep.sweeps import spec as sweep_mod
 from memsweep.sweeps.local import run_local
 from memsweep.sweeps.slurm import check_slurm, slurm_jobs, submit_slurm
 from memsweep.sweeps.status import print_status, print_table, sizes, write_table
-from memsweep.train.loop import train
+from memsweep.train.loop import prepare_data, train
 from memsweep.train.packed import make_packs
 from memsweep.states import DONE
 
@@ -54,6 +54,8 @@ def cmd_sweep(args) -> int:
     if not args.dry_run:
         config.check_writable(sweep.runs[0].cfg)
     todo, counts = sweep_mod.plan(sweep, retry=args.retry)
+    if not args.dry_run:
+        prepare_data([r.cfg for r in todo])  # data=folder / npz: decoded once, bad files refused before launching
     console = Console(width=160)
     _print_plan(console, sweep, launcher, todo, counts, args)
     if args.dry_run:

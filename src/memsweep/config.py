@@ -25,6 +25,11 @@ from memsweep.eval.features import check_spec
 from memsweep.science import formulations
 from memsweep.store.identity import output_root
 
+# ${min:512,${data.n}}: Bonnaire et al. 2025's batch size B = min(512, n) (configs/experiment/bonnaire_celeba.yaml)
+if not OmegaConf.has_resolver("min"):
+    OmegaConf.register_new_resolver("min", lambda *values: min(values))
+
+
 def config_dir() -> Path:
     """configs/ at the top of the checkout (editable install), or MEMSWEEP_CONFIG_DIR."""
     env = os.environ.get("MEMSWEEP_CONFIG_DIR")
@@ -59,6 +64,8 @@ def compose_run(overrides=()) -> DictConfig:
 
 def _checked(cfg) -> DictConfig:
     """What every composed run gets after Hydra: its step budget, an absolute output root, validation."""
+    with open_dict(cfg.data):  # data=folder / data=npz: image size, channels, classes, fingerprint from the files
+        cfg.data.update(data_mod.derive(cfg.data))
     with open_dict(cfg.train):
         cfg.train.total_steps = total_steps(cfg)
     # absolute, so a Slurm job or worker started elsewhere writes to the same place
@@ -186,7 +193,7 @@ def _positive(cfg, key: str, kind=(int,), minimum=1):
 
 def validate(cfg) -> None:
     """Every check that can fail before work starts; the message names the setting."""
-    known = {"data": ("digits", "cifar10", "synthetic")}
+    known = {"data": ("digits", "cifar10", "synthetic", "folder", "npz")}
     if cfg.data.name not in known["data"]:
         raise ConfigError(f"data.name={cfg.data.name!r}: unknown dataset (known: {', '.join(known['data'])})")
     _positive(cfg, "data.n", minimum=2)  # the 1/3 rule needs a nearest and a second-nearest image

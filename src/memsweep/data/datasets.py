@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from memsweep.data import folder, npz
 from memsweep.errors import ConfigError
 
 CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
@@ -31,18 +32,44 @@ class Dataset:
                        self.test_y.to(device), self.num_classes)
 
 
+# datasets read from the user's files: checked when the config is composed, decoded once into the reference cache
+FILE_SOURCES = {"folder": folder, "npz": npz}
+
+
 def pool_size(cfg) -> int:
     """Images available for training subsets (the test subset is excluded)."""
+    if cfg.name in FILE_SOURCES:
+        return FILE_SOURCES[cfg.name].derive(cfg)["pool_size"]
     return {"digits": 1797 - cfg.test_size, "cifar10": 50000,
             "synthetic": cfg.get("pool_size", 0)}.get(cfg.name, 0)
 
 
-def load(cfg) -> Dataset:
-    """Build the dataset described by the `data` config group."""
+def derive(cfg) -> dict:
+    """Settings a file source reads from its files when the config is composed (no decoding): image_size,
+    channels, num_classes and a fingerprint of the data (in the run id; the path is not). {} for the others."""
+    if cfg.name not in FILE_SOURCES:
+        return {}
+    return {k: v for k, v in FILE_SOURCES[cfg.name].derive(cfg).items() if k != "pool_size"}
+
+
+def decoded(cfg, cache=None) -> dict:
+    """A file source's images decoded (uint8 NHWC arrays), through `cache` (store.cache.Cache: decoded once for
+    all the runs of a sweep) when given. Bad files raise a ConfigError naming them."""
+    source = FILE_SOURCES[cfg.name]
+    compute = lambda: {k: torch.from_numpy(v) for k, v in source.decode(cfg).items()}  # noqa: E731
+    raw = cache.get("data", source.cache_parts(cfg), compute, what=f"data={cfg.name} {cfg.path}") if cache else compute()
+    return {k: v.numpy() for k, v in raw.items()}
+
+
+def load(cfg, cache=None) -> Dataset:
+    """Build the dataset described by the `data` config group (`cache`: see `decoded`)."""
     loaders = {"digits": _digits, "cifar10": _cifar10, "synthetic": _synthetic}
-    if cfg.name not in loaders:
-        raise ConfigError(f"data.name={cfg.name!r}: unknown dataset (known: {', '.join(loaders)})")
-    pool_x, pool_y, test_x, test_y, num_classes = loaders[cfg.name](cfg)
+    if cfg.name in FILE_SOURCES:
+        pool_x, pool_y, test_x, test_y, num_classes = FILE_SOURCES[cfg.name].assemble(cfg, decoded(cfg, cache))
+    elif cfg.name in loaders:
+        pool_x, pool_y, test_x, test_y, num_classes = loaders[cfg.name](cfg)
+    else:
+        raise ConfigError(f"data.name={cfg.name!r}: unknown dataset (known: {', '.join([*loaders, *FILE_SOURCES])})")
     lo, hi = cfg.offset, cfg.offset + cfg.n
     if hi > len(pool_x):
         raise ConfigError(f"data.n={cfg.n} (with data.offset={cfg.offset}) exceeds the {len(pool_x)} "

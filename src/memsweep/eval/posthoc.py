@@ -37,6 +37,7 @@ from memsweep.errors import ConfigError
 from memsweep.eval.evaluator import Evaluator, keys_of, metric_key, sample_tag
 from memsweep.eval.features import SPACES, FeatureUnavailable, space_name
 from memsweep.science import unet
+from memsweep.store.cache import data_cache
 from memsweep.store.files import atomic_write_text, read_json
 from memsweep.store.run import RunLocked, RunStore
 
@@ -221,7 +222,7 @@ def evaluate_run(run_dir: Path, metrics=(), output_root: Path | None = None, *, 
                 result["notes"].append("nothing missing")
                 return {**result, "keys": sorted(added)}
             dev = torch.device(device)
-            data = data_mod.load(cfg.data).to(dev)
+            data = data_mod.load(cfg.data, data_cache(cfg)).to(dev)
             ev = Evaluator(cfg, data, dev, eager=False)
             source = _Samples(store, cfg, ev, dev)
             by_row: dict[int, tuple[dict, list[Job]]] = {}

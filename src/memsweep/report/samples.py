@@ -10,6 +10,7 @@ beside the logged one as a check.
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from dataclasses import dataclass
 
 import numpy as np
@@ -20,6 +21,7 @@ from memsweep.metrics.memorization import MEM_THRESHOLD
 from memsweep.report import copies as copies_mod
 from memsweep.data import datasets as data_mod
 from memsweep.metrics.novelty import novelty_row
+from memsweep.store.cache import Cache
 from memsweep.store.run import RunStore
 
 log = logging.getLogger(__name__)
@@ -40,10 +42,10 @@ def saved_steps(run_dir) -> list[int]:
     return RunStore(run_dir).steps("samples")
 
 
-def _load_data(cfg, cache: dict):
+def _load_data(cfg, cache: dict, run_dir):
     key = repr(sorted((k, str(v)) for k, v in cfg.data.items()))
-    if key not in cache:
-        cache[key] = data_mod.load(cfg.data)
+    if key not in cache:  # data=folder / npz: decoded images from the store's cache (<root>/cache)
+        cache[key] = data_mod.load(cfg.data, Cache(Path(run_dir).parent.parent / "cache"))
     return cache[key]
 
 
@@ -54,7 +56,7 @@ def analyze_samples(run_dir, cache: dict | None = None) -> SampleAnalysis | None
         return None
     store = RunStore(run_dir)
     cfg = store.read_config()
-    data = _load_data(cfg, {} if cache is None else cache)
+    data = _load_data(cfg, {} if cache is None else cache, run_dir)
     threshold = float(cfg.eval.get("mem_threshold", MEM_THRESHOLD))
     rows, counts, refs = [], {}, {}
     for step in steps:

@@ -163,3 +163,8 @@ def for_config(cfg) -> Cache:
         return Cache(None)
     return Cache(Path(str(cfg.paths.output_root)).expanduser() / "cache")
 
+
+
+def data_cache(cfg) -> Cache:
+    """The cache of decoded datasets (data=folder, data=npz): <paths.output_root>/cache, always on disk."""
+    return Cache(Path(str(cfg.paths.output_root)).expanduser() / "cache")

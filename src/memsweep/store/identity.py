@@ -15,7 +15,9 @@ from omegaconf import DictConfig, OmegaConf
 # What defines a run's result. Logging, launching, paths and runtime (device, threads, checkpoint cadence)
 # do not, so changing them resumes the same run instead of starting a new one.
 IDENTITY_KEYS = ("data", "model", "optim", "train", "eval", "seed")
-NOT_IDENTITY = {"data": ("root", "download"),
+# data=folder / data=npz stand in the id by data.fingerprint (their files' names and sizes, or the file's hash), so
+# moving the data keeps the ids and other data get other ids.
+NOT_IDENTITY = {"data": ("root", "download", "path", "test_path"),
                 "eval": ("inception_path", "save_samples", "save_weights", "grid_samples", "feature_cache", "nn_block")}
 
 

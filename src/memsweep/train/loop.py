@@ -15,6 +15,8 @@ import time
 import torch
 from tqdm import tqdm
 
+from memsweep.data.datasets import FILE_SOURCES, decoded
+from memsweep.store.cache import data_cache
 from memsweep.store.identity import run_dir
 from memsweep.store.run import ELSEWHERE, RunLocked, RunStore
 from memsweep.train.packed import PackedStep
@@ -39,6 +41,7 @@ def train_runs(cfgs, guard: SignalGuard | None = None, on_session=None, job_id: 
     `on_session` receives the stepper, whose `checkpoint()` saves every run in training (submitit's requeue).
     `lock_wait_s`: how long to wait for a run's lock (a requeued job's previous attempt may still be exiting)."""
     guard = guard or SignalGuard()
+    prepare_data(cfgs)
     results: list[dict | None] = [None] * len(cfgs)
     with contextlib.ExitStack() as locks:
         todo = []
@@ -78,6 +81,16 @@ def train_runs(cfgs, guard: SignalGuard | None = None, on_session=None, job_id: 
         for (i, *_), run in zip(todo, runs):
             results[i] = run.result
     return results
+
+
+def prepare_data(cfgs) -> None:
+    """Decode the runs' file datasets (data=folder, data=npz) into the reference cache before any run directory
+    is written: bad files fail with one line and nothing written, and a sweep's runs decode them once."""
+    cfgs = [c for c in cfgs if c.data.name in FILE_SOURCES]
+    if cfgs:
+        cache = data_cache(cfgs[0])  # one cache: runs sharing the data hit its memory after the first
+        for cfg in cfgs:
+            decoded(cfg.data, cache)
 
 
 def _train_loop(runs: list[Run], guard: SignalGuard, on_session) -> None:

@@ -20,6 +20,7 @@ from memsweep.errors import ConfigError
 from memsweep.eval.evaluator import Evaluator
 from memsweep.science import formulations, unet
 from memsweep.science.curves import analyze_run, metrics_frame
+from memsweep.store.cache import data_cache
 from memsweep.store.files import failpoint
 from memsweep.store.run import RunStore
 from memsweep.train.wandb_logger import make_logger
@@ -66,7 +67,7 @@ class Run:
 
         # -- data, model, optimizer, random stream ---------------------------------------------------
         torch.manual_seed(cfg.seed)
-        self.data = load_data(cfg.data).to(device)
+        self.data = load_data(cfg.data, data_cache(cfg)).to(device)
         self.model = unet.build(cfg.model, cfg.data.image_size, cfg.data.channels, self.data.num_classes).to(device)
         if cfg.runtime.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
