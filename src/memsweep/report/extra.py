@@ -20,19 +20,20 @@ from memsweep.report import disjoint, figures as plots, sample_figures as plots_
 from memsweep.science.capacity import EMM_LEVEL, effective_memorization
 from memsweep.science.dips import CURVES, DEFAULT_MIN_DEPTH
 from memsweep.report.markdown import fmt, markdown_table
-from memsweep.report.samples import NOVELTY_COLUMNS, analyze_samples, final_columns
+from memsweep.report.samples import NOVELTY_COLUMNS, analyze_samples, final_columns, progress_bar
 
 log = logging.getLogger(__name__)
 
 
-def compute(runs, summary: pd.DataFrame, keys: list[str], out) -> dict:
+def compute(runs, summary: pd.DataFrame, keys: list[str], out, device="cpu", max_samples: int | None = None) -> dict:
     """Report-time analyses; adds final_<novelty> columns to `summary` in place; writes novelty.csv,
-    copies_by_image.csv, copies_by_class.csv and (with a data.offset axis) disjoint.csv into `out`."""
+    copies_by_image.csv, copies_by_class.csv and (with a data.offset axis) disjoint.csv into `out`.
+    `device`, `max_samples`: of the sample analyses (report.samples.analyze_samples)."""
     notes, results, cache = [], {}, {}
     threads = torch.get_num_threads()
     torch.set_num_threads(1)   # small matrices: threads only add overhead (and fight other processes)
     try:
-        _analyze(runs, results, cache, notes)
+        _analyze(runs, results, cache, notes, device, max_samples)
         table, shown = [], {}
         if disjoint.OFFSET_KEY in keys:
             try:
@@ -59,7 +60,7 @@ def compute(runs, summary: pd.DataFrame, keys: list[str], out) -> dict:
         fin = summary[summary["state"] == "finished"]
         for fixed, group in slices(fin, "n", [axis_column(k) for k in keys]) if len(fin) else []:
             emm.append((fixed, effective_memorization(group["n"], group["final_mem_ratio"]), len(group)))
-    return {"results": results, "disjoint": (table, shown), "emm": emm, "notes": notes}
+    return {"results": results, "disjoint": (table, shown), "emm": emm, "notes": notes, "max_samples": max_samples}
 
 
 def figures(ctx: dict, runs, summary, keys, out, add) -> None:
@@ -87,14 +88,14 @@ def _fmt(v, digits=3):
     return fmt(v, digits)
 
 
-def _analyze(runs, results: dict, cache: dict, notes: list) -> None:
-    for r in runs:
-        if r.dir is None or not len(r.frame):
-            continue
-        try:
-            results[r.run_id] = analyze_samples(r.dir, cache)
-        except Exception as e:   # a run whose data or samples cannot be read: say so, compute nothing for it
-            notes.append(f"run `{r.run_id}`: novelty and copies not computed ({type(e).__name__}: {e})")
+def _analyze(runs, results: dict, cache: dict, notes: list, device="cpu", max_samples=None) -> None:
+    todo = [r for r in runs if r.dir is not None and len(r.frame)]
+    with progress_bar([r.dir for r in todo]) as bar:
+        for r in todo:
+            try:
+                results[r.run_id] = analyze_samples(r.dir, cache, device, max_samples, bar)
+            except Exception as e:   # a run whose data or samples cannot be read: say so, compute nothing for it
+                notes.append(f"run `{r.run_id}`: novelty and copies not computed ({type(e).__name__}: {e})")
 
 def _at_step(frame, key, step) -> float:
     """`key` at the evaluation nearest to `step` in log (NaN if step is NaN or the key is missing)."""
@@ -169,6 +170,9 @@ def lines(ctx: dict, runs, summary: pd.DataFrame, keys: list[str]) -> list[str]:
           "training image; **precision / recall** (Kynkäänniemi et al. 2019, k = 3) against the test split and the "
           "training set; the **NN-ratio** distribution (its fraction below 1/3 is mem_ratio). All of them are in "
           "`novelty.csv`.", ""]
+    if ctx.get("max_samples") is not None:
+        L += [f"Capped: these analyses use at most the first {ctx['max_samples']} samples of each evaluation "
+              "(`--max-samples`).", ""]
     if res:
         t = []
         for rid, v in res.items():
