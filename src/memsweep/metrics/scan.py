@@ -43,7 +43,8 @@ def _merge(best_d, best_i, d2, offset: int, c: int):
     i = i + offset
     if best_d is None:
         return d, i
-    d, pos = torch.topk(torch.cat([best_d, d], 1), c, dim=1, largest=False)
+    both = torch.cat([best_d, d], 1)
+    d, pos = torch.topk(both, min(c, both.shape[1]), dim=1, largest=False)
     return d, torch.cat([best_i, i], 1).gather(1, pos)
 
 

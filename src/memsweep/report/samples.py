@@ -41,6 +41,7 @@ VERSION = 1      # of the stored results: bump when novelty's or the copies' def
 ROW_ORDER = ("step", "mem_ratio", "authenticity", "nn_ratio_hist", "precision_test", "recall_test",
              "precision_train", "recall_train")   # novelty_row's, whether computed or read back (keys sorted)
 BINS = 20        # of the NN-ratio histogram
+TOP_IMAGES = 32  # most-copied training images stored with each evaluation (copies_figure shows 8)
 COMPUTED: Counter = Counter()   # what this process computed ("evaluation", "reference", "data"): for the tests
 
 
@@ -110,13 +111,16 @@ def _unpack_refs(arrays: dict, meta: dict) -> dict:
 
 
 class LazyImages:
-    """The run's training images, loaded on first indexing (a report that reads stored results loads no data
-    unless a figure shows some images)."""
+    """The run's training images for the figures: the most copied ones come from the stored analysis (so a
+    report that reads stored results loads no data), any other loads the data on first use."""
 
-    def __init__(self, inputs: _RunInputs):
+    def __init__(self, inputs: _RunInputs, index=(), images=()):
         self.inputs = inputs
+        self.stored = {int(i): x for i, x in zip(index, images)}
 
     def __getitem__(self, i):
+        if isinstance(i, (int, np.integer)) and int(i) in self.stored:   # as data.datasets makes them from uint8
+            return torch.from_numpy(self.stored[int(i)]).float() / 127.5 - 1.0
         return self.inputs.data()[0].train_x[i]
 
     def __len__(self):
@@ -140,10 +144,20 @@ def _evaluation(inputs: _RunInputs, step: int, threshold: float, max_samples: in
     COMPUTED["evaluation"] += 1
     row, copies = evaluation_stats(samples.to(inputs.device), train, test, refs, threshold, BINS, inputs.device)
     hist = np.asarray(row.pop("nn_ratio_hist"), float)
+    top = _most_copied(copies["target"], copies["dist"], len(train))
     arrays = {"target": copies["target"].astype(np.int64), "dist": copies["dist"], "labels": labels.numpy(),
-              "hist": hist}
+              "hist": hist, "top_index": top,
+              "top_images": ((train[torch.from_numpy(top).to(train.device)].cpu() + 1) * 127.5).round().to(
+                  torch.uint8).numpy()}
     analysis_cache.write(inputs.store.dir, name, VERSION, arrays, expect, row=row, samples_used=len(samples))
     return {"row": row, **arrays}
+
+
+def _most_copied(target: np.ndarray, dist: np.ndarray, n: int, top: int = TOP_IMAGES) -> np.ndarray:
+    """Indices of the training images with the most copies (then the closest copies), as copies_figure ranks."""
+    img = copies_mod.per_image_from(target, dist, np.zeros(n), np.zeros(n))
+    img = img[img["copies"] > 0].sort_values(["copies", "mean_copy_dist"], ascending=[False, True])
+    return img["index"].to_numpy(np.int64, copy=True)[:top]
 
 
 def analyze_samples(run_dir, cache: dict | None = None, device="cpu", max_samples: int | None = None,
@@ -180,7 +194,8 @@ def _assemble(evals: dict, inputs: _RunInputs, steps: list[int]) -> SampleAnalys
     images["first_copy_step"] = copies_mod.first_copy_steps(counts)
     images["dataset_index"] = images["index"] + int(inputs.cfg.data.offset)
     classes = copies_mod.per_class(images, last["labels"], last["target"] >= 0)
-    return SampleAnalysis(novelty, images, classes, LazyImages(inputs), steps[-1])
+    return SampleAnalysis(novelty, images, classes, LazyImages(inputs, last["top_index"], last["top_images"]),
+                          steps[-1])
 
 
 def progress_bar(run_dirs) -> tqdm:
