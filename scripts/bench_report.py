@@ -125,12 +125,21 @@ import json, resource, sys, time
 from pathlib import Path
 import matplotlib
 matplotlib.use("Agg")
-from memsweep.report import build, samples
+from memsweep.report import build, extra, samples
+spent = [0.0]
+inner = extra.analyze_samples          # the sample analyses alone, as the report calls them (old code and new)
+def timed(*args, **kwargs):
+    t = time.perf_counter()
+    try:
+        return inner(*args, **kwargs)
+    finally:
+        spent[0] += time.perf_counter() - t
+extra.analyze_samples = timed
 t = time.perf_counter()
 build.make_report(Path(sys.argv[1]), sys.argv[2])
 seconds = time.perf_counter() - t
-print(json.dumps({"seconds": seconds, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-                  "computed": dict(getattr(samples, "COMPUTED", {}))}))
+print(json.dumps({"seconds": seconds, "analyses_s": spent[0], "computed": dict(getattr(samples, "COMPUTED", {})),
+                  "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
 """
 
 
@@ -210,13 +219,17 @@ def _ratio(a, b) -> str:
 
 
 def report_rows(res: dict) -> list[tuple]:
-    base = res.get("baseline_first_report_s")
-    rows = [("old code: first report", f"{base:.1f}" if base else "-", "-", f"{res['peak_rss_mb']['baseline']:.0f}"
-             if base else "-")] if base else []
-    for name, key in (("first report", "first_report_s"), ("second report (unchanged)", "second_report_s"),
-                      ("after one new evaluation", "incremental_report_s")):
-        rows.append((name, f"{res[key]:.1f}", _ratio(base, res[key]) if base else "-",
-                     f"{res['peak_rss_mb'][key.removesuffix('_report_s')]:.0f}"))
+    """report, whole s, of which sample analyses s, each against the old code's first report, peak RSS."""
+    base, base_a = res.get("baseline_first_report_s"), res.get("baseline_analyses_s")
+    rows = [("old code: first report", f"{base:.1f}", f"{base_a:.1f}", "", "",
+             f"{res['peak_rss_mb']['baseline']:.0f}")] if base else []
+    first, first_a = res["first_report_s"], res["first_analyses_s"]
+    for name, key in (("first report", "first"), ("second report (unchanged)", "second"),
+                      ("after one new evaluation", "incremental")):
+        whole, part = res[f"{key}_report_s"], res[f"{key}_analyses_s"]
+        vs = f"{_ratio(base, whole)} / {_ratio(base_a, part)}" if base else "-"
+        rows.append((name, f"{whole:.1f}", f"{part:.1f}", vs, f"{_ratio(first, whole)} / {_ratio(first_a, part)}",
+                     f"{res['peak_rss_mb'][key]:.0f}"))
     return rows
 
 
@@ -245,20 +258,24 @@ def run(args, root: Path) -> dict:
     if base:
         r = time_report(root, base)
         res["baseline_first_report_s"], res["peak_rss_mb"]["baseline"] = r["seconds"], r["peak_rss_mb"]
-        print(f"old code, first report: {r['seconds']:.1f} s", flush=True)
+        res["baseline_analyses_s"] = r["analyses_s"]
+        print(f"old code, first report: {r['seconds']:.1f} s (sample analyses {r['analyses_s']:.1f} s)", flush=True)
     for key in ("first", "second", "incremental"):
         if key == "incremental":
             add_evaluation(root / "runs" / ids[-1])
         r = time_report(root, SRC)
-        res[f"{key}_report_s"], res["peak_rss_mb"][key], res[f"{key}_computed"] = (r["seconds"], r["peak_rss_mb"],
-                                                                                 r["computed"])
-        print(f"{key} report: {r['seconds']:.1f} s, computed {r['computed']}", flush=True)
+        res[f"{key}_report_s"], res[f"{key}_analyses_s"] = r["seconds"], r["analyses_s"]
+        res["peak_rss_mb"][key], res[f"{key}_computed"] = r["peak_rss_mb"], r["computed"]
+        print(f"{key} report: {r['seconds']:.1f} s (sample analyses {r['analyses_s']:.1f} s), computed "
+              f"{r['computed']}", flush=True)
     largest = root / "runs" / ids[-1]
     script = str(Path(__file__).resolve())
     res["breakdown_old"] = _child([script, "--breakdown", str(largest)], base)["seconds"] if base else None
     res["breakdown_new"] = _child([script, "--breakdown", str(largest)], SRC)["seconds"]
     res["ratios"] = {"second_vs_first": res["first_report_s"] / res["second_report_s"],
-                     "first_vs_baseline": (res["baseline_first_report_s"] / res["first_report_s"]) if base else None}
+                     "first_vs_baseline": (res["baseline_first_report_s"] / res["first_report_s"]) if base else None,
+                     "analyses_first_vs_baseline": (res["baseline_analyses_s"] / res["first_analyses_s"]) if base
+                     else None, "analyses_second_vs_first": res["first_analyses_s"] / res["second_analyses_s"]}
     return res
 
 
@@ -277,7 +294,8 @@ def main() -> None:
         root = Path(args.store) if args.store else Path(tmp)
         res = run(args, root)
     print()
-    print(table(report_rows(res), ("report", "seconds", "old / this", "peak RSS MB")))
+    print(table(report_rows(res), ("report", "whole s", "sample analyses s", "old first / this (whole / analyses)",
+                                   "first / this", "peak RSS MB")))
     print()
     print(f"one evaluation of the largest run (n = {res['store']['n'][-1]}, {res['store']['samples']} samples), "
           "by analysis, one thread:")

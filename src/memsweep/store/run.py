@@ -7,6 +7,7 @@ outputs/runs/<run_id>/
   checkpoints/     step_<N>.pt, written atomically; the latest few kept, plus any kept for `memsweep eval`
   samples/         PNG grids of generated samples beside their nearest training images
   lock             held (flock) by the process training the run; the OS releases it if that process dies
+  analysis/        what `memsweep report` derives from the saved samples, computed once (store.analysis_cache)
 
 Every file that is rewritten is written to a temporary file and renamed, so a reader or a killed writer
 never sees half a file.
