@@ -12,6 +12,7 @@ whole (CIFAR-10: 50,000 x 3,072 floats, 0.6 GB). The same code runs on the CPU a
 """
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 
 import torch
@@ -31,6 +32,21 @@ class Scan:
     index: torch.Tensor | None      # (queries, k) their indices
     query_inside: torch.Tensor | None   # (queries,) bool: within ref_radii of some reference
     ref_inside: torch.Tensor | None     # (refs,) bool: within query_radii of some query
+
+
+@contextlib.contextmanager
+def _float32(dev: torch.device):
+    """Plain float32 products on a GPU even where TF32 is allowed (an opt-in for training speed, which moves
+    distances in the fourth digit): the same results as on the CPU."""
+    if dev.type != "cuda":
+        yield
+        return
+    old = torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = False
+    try:
+        yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32 = old
 
 
 def _flat(x: torch.Tensor, device) -> torch.Tensor:
@@ -64,12 +80,17 @@ def scan(queries, refs, k: int = 0, ref_radii=None, query_radii=None, device="cp
     if k > len(r):
         raise ValueError(f"{k} nearest neighbours asked among {len(r)} references")
     block, ref_block = block or blocks_for(dev)[0], ref_block or blocks_for(dev)[1]
-    c = min(k + CANDIDATES_EXTRA, len(r))
     rr2 = None if ref_radii is None else ref_radii.to(dev, torch.float32).pow(2)
     qr2 = None if query_radii is None else query_radii.to(dev, torch.float32).pow(2)
+    with _float32(dev):
+        return _scan(q, r, k, rr2, qr2, block, ref_block)
+
+
+def _scan(q, r, k, rr2, qr2, block, ref_block) -> Scan:
+    c = min(k + CANDIDATES_EXTRA, len(r))
     r_norm = r.pow(2).sum(1)
-    q_in = torch.zeros(len(q), dtype=torch.bool, device=dev) if rr2 is not None else None
-    r_in = torch.zeros(len(r), dtype=torch.bool, device=dev) if qr2 is not None else None
+    q_in = torch.zeros(len(q), dtype=torch.bool, device=q.device) if rr2 is not None else None
+    r_in = torch.zeros(len(r), dtype=torch.bool, device=q.device) if qr2 is not None else None
     dists, idxs = [], []
     for qs in range(0, len(q), block):
         qb = q[qs:qs + block]
@@ -102,8 +123,16 @@ def self_knn(points, k: int, device="cpu", block: int | None = None):
         raise ValueError(f"{k} nearest other points asked among {n} points")
     block = block or blocks_for(dev)[0]
     c = min(kk + CANDIDATES_EXTRA, n)
-    norm = x.pow(2).sum(1)
     starts = list(range(0, n, block))
+    with _float32(dev):
+        best = _self_blocks(x, starts, block, c)
+        out = [_rerank(x[s:s + block], x, best[s][1], kk) for s in starts]
+    return torch.cat([d for d, _ in out]), torch.cat([i for _, i in out])
+
+
+def _self_blocks(x, starts, block, c) -> dict:
+    """self_knn's loop over the unordered pairs of blocks: each block's rows' running top-c (distances^2, indices)."""
+    norm = x.pow(2).sum(1)
     best = {s: (None, None) for s in starts}
     for a, s in enumerate(starts):
         xs = x[s:s + block]
@@ -112,5 +141,4 @@ def self_knn(points, k: int, device="cpu", block: int | None = None):
             best[s] = _merge(*best[s], d2, t, c)
             if t != s:
                 best[t] = _merge(*best[t], d2.T, s, c)
-    out = [_rerank(x[s:s + block], x, best[s][1], kk) for s in starts]
-    return torch.cat([d for d, _ in out]), torch.cat([i for _, i in out])
+    return best
