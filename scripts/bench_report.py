@@ -299,7 +299,8 @@ def main() -> None:
     print()
     print(f"one evaluation of the largest run (n = {res['store']['n'][-1]}, {res['store']['samples']} samples), "
           "by analysis, one thread:")
-    print(table(breakdown_rows(res["breakdown_old"], res["breakdown_new"]), ("analysis", "old s", "this s", "old / this")))
+    print(table(breakdown_rows(res["breakdown_old"], res["breakdown_new"]),
+                ("analysis", "old s", "this s", "old / this")))
     print(f"\nsecond report {res['ratios']['second_vs_first']:.1f}x faster than the first"
           + (f"; first report {res['ratios']['first_vs_baseline']:.1f}x faster than the old code's"
              if res["ratios"]["first_vs_baseline"] else ""))

@@ -146,7 +146,7 @@ def test_max_samples_is_used_and_stated(fake_sweep, capsys):  # noqa: F811
     assert "at most the first 10 samples of each evaluation (`--max-samples`)" in text
     run_dir = fake_sweep / "runs" / RUN
     step = samples.saved_steps(run_dir)[-1]
-    arrays, meta = analysis_cache.read(run_dir, f"step_{step:09d}.novelty", samples.VERSION, {
+    arrays, meta = analysis_cache.read(run_dir, f"step_{step:09d}.novelty.max10", samples.VERSION, {
         **samples._RunInputs(samples.RunStore(run_dir), samples.RunStore(run_dir).read_config(), {}, "cpu").inputs(),
         "samples": analysis_cache.stamp(run_dir / "samples" / f"step_{step:09d}.npz"), "threshold": 1 / 3,
         "bins": samples.BINS, "max_samples": 10})

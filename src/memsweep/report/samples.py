@@ -7,13 +7,13 @@ nothing, runs trained before these metrics existed get them too, and their defin
 change without retraining. The samples are 8-bit quantized, as saved; mem_ratio recomputed from them is kept
 beside the logged one as a check.
 
-Computed once: what an evaluation gives (its novelty row and copy assignments) is stored in the run directory
-(run_dir/analysis/step_<N>.novelty.v<VERSION>.npz, store.analysis_cache), and so is what the run's data gives
-(analysis/reference.v<VERSION>.npz: the real sets' k-NN radii, each training image's isolation and label). A
-later report reads them and loads neither samples nor data; a sweep still training computes only its new
-evaluations. VERSION is bumped with any change of the definitions (metrics.novelty, report.copies), and a
-stored result whose inputs differ (a rewritten samples file, another threshold or --max-samples) is computed
-again. At CIFAR-10 scale: on a GPU with --device cuda, in blocks either way (metrics.scan).
+Computed once: what an evaluation gives (its novelty row and copy assignments) is stored in the run
+directory (run_dir/analysis/step_<N>.novelty[.max<M>].v<VERSION>.npz, store.analysis_cache), and so is what
+the run's data gives (analysis/reference.v<VERSION>.npz: the real sets' k-NN radii, each training image's
+isolation and label). A later report reads them and loads neither samples nor data; a sweep still training
+computes only its new evaluations. VERSION is bumped with any change of the definitions (metrics.novelty,
+report.copies), and a stored result whose inputs differ (a rewritten samples file, another threshold) is
+computed again. At CIFAR-10 scale: on a GPU with --device cuda, in blocks either way (metrics.scan).
 """
 from __future__ import annotations
 
@@ -129,7 +129,7 @@ class LazyImages:
 
 def _evaluation(inputs: _RunInputs, step: int, threshold: float, max_samples: int | None) -> dict:
     """The stored analysis of one evaluation, computed (and stored) if missing or stale."""
-    name = f"step_{step:09d}.novelty"
+    name = f"step_{step:09d}.novelty" + (f".max{max_samples}" if max_samples is not None else "")  # both kept
     expect = {**inputs.inputs(), "samples": analysis_cache.stamp(inputs.store.samples_dir / f"step_{step:09d}.npz"),
               "threshold": threshold, "bins": BINS, "max_samples": max_samples}
     got = analysis_cache.read(inputs.store.dir, name, VERSION, expect)
