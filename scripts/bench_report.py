@@ -277,7 +277,7 @@ def run(args, root: Path) -> dict:
         if got:
             best = min(got, key=lambda r: r["seconds"])
             name = "baseline_first" if key == "baseline" else key
-            res[f"{name}_report_s"], res[f"{name}_analyses_s"] = best["seconds"], best["analyses_s"]
+            res[f"{name}_report_s"], res[f"{key}_analyses_s"] = best["seconds"], best["analyses_s"]
             res["peak_rss_mb"][key] = max(r["peak_rss_mb"] for r in got)
             res[f"{key}_computed"] = best["computed"]
     largest = root / "runs" / ids[-1]
