@@ -117,8 +117,21 @@ def cmd_status(args) -> int:
     return 0
 
 
+def _device(name: str) -> str:
+    """A torch device name, checked before any work."""
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ConfigError(f"--device {name}: not a device (cpu, cuda, cuda:1, ...)") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"--device {name}: CUDA is not available on this machine")
+    return name
+
+
 def cmd_report(args) -> int:
-    path = make_report(_root(args), args.name)
+    if args.max_samples is not None and args.max_samples < 4:
+        raise ConfigError(f"--max-samples {args.max_samples}: must be at least 4 (precision/recall's k = 3)")
+    path = make_report(_root(args), args.name, device=_device(args.device), max_samples=args.max_samples)
     print(f"report: {path}")
     return 0
 
@@ -129,12 +142,7 @@ def _root(args):
 
 
 def cmd_eval(args) -> int:
-    try:  # checked before any work
-        device = torch.device(args.device)
-    except RuntimeError:
-        raise ConfigError(f"--device {args.device}: not a device (cpu, cuda, cuda:1, ...)") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"--device {args.device}: CUDA is not available on this machine")
+    _device(args.device)
     if args.threshold is not None and not 0 < args.threshold <= 1:
         raise ConfigError(f"--threshold {args.threshold}: must be in (0, 1]")
     results = posthoc.evaluate_after(args.target, args.metrics, _root(args), features=args.features,
@@ -201,6 +209,11 @@ def build_parser() -> argparse.ArgumentParser:
         if name == "status":
             _table_arguments(p)
         p.set_defaults(func=func)
+        if name == "report":
+            p.add_argument("--device", default="cpu", help="of the analyses of saved samples: cpu (default), "
+                           "cuda, cuda:1, ... (computed once per evaluation, stored in each run's analysis/)")
+            p.add_argument("--max-samples", type=int, default=None,
+                           help="use at most the first N saved samples of each evaluation (stated in report.md)")
     p = sub.add_parser("eval", help="compute metrics after the fact from saved samples, added to metrics.jsonl")
     _eval_arguments(p)
     p.set_defaults(func=cmd_eval)

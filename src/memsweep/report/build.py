@@ -94,9 +94,10 @@ def _figure(figures: list, notes: list, title: str, func, *args, **kwargs):
     return path
 
 
-def make_report(output_root: Path, name: str, threshold: float = DEFAULT_GAP_THRESHOLD) -> Path:
+def make_report(output_root: Path, name: str, threshold: float = DEFAULT_GAP_THRESHOLD, device="cpu",
+                max_samples: int | None = None) -> Path:
     """Write summary.csv, fits.csv, the figures and report.md into <output_root>/sweeps/<name>/ and return
-    the path of report.md."""
+    the path of report.md. `device`, `max_samples`: of the analyses of saved samples (report.samples)."""
     output_root = Path(output_root)
     record, runs = load_sweep(output_root, name)
     out = sweep_dir(output_root, name)
@@ -105,7 +106,7 @@ def make_report(output_root: Path, name: str, threshold: float = DEFAULT_GAP_THR
     axis_cols = [axis_column(k) for k in keys]
 
     summary = summary_table(runs, threshold) if runs else pd.DataFrame(columns=SUMMARY_COLUMNS)
-    extra = report_extra.compute(runs, summary, keys, out) if runs else None
+    extra = report_extra.compute(runs, summary, keys, out, device, max_samples) if runs else None
     summary.to_csv(out / "summary.csv", index=False)
     fits = scaling_fits(summary, axis_cols) if runs else scaling_fits(summary, [])
     fits.to_csv(out / "fits.csv", index=False)

@@ -9,6 +9,7 @@ outputs/runs/<run_id>/
   samples/         step_<N>.png grids of generated samples beside their nearest training images;
                    step_<N>.npz, each evaluation's samples (uint8) and labels
   lock             held (flock) by the process training the run; the OS releases it if that process dies
+  analysis/        what `memsweep report` derives from the saved samples, computed once (store.analysis_cache)
 
 The names of the per-step files are one table (FILES); every reader and writer goes through `path` and
 `steps`. Every file that is rewritten goes through store.files.atomic_write, so a reader or a killed writer
