@@ -2,8 +2,10 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import logging
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -12,7 +14,7 @@ from rich.console import Console
 from rich.table import Table
 
 from memsweep import config
-from memsweep.errors import ConfigError
+from memsweep.errors import ConfigError, StorageError, storage_error
 from memsweep.eval import posthoc
 from memsweep.report.build import make_report
 from memsweep.store import identity
@@ -23,6 +25,7 @@ from memsweep.sweeps.slurm import check_slurm, slurm_jobs, submit_slurm
 from memsweep.sweeps.status import print_status
 from memsweep.train.loop import train
 from memsweep.train.packed import make_packs
+from memsweep.train.signals import Interrupted, SignalGuard, interruptible
 from memsweep.states import DONE
 
 USAGE_EXAMPLES = """examples:
@@ -36,11 +39,15 @@ USAGE_EXAMPLES = """examples:
   memsweep eval demo fid --inception-path /models/   # FID, once the Inception weights are at hand
 """
 
+# what a plain sbatch job gets at its time limit (or a machine at shutdown), and Ctrl-C
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
 
 def cmd_train(args) -> int:
     cfg = config.compose_run(args.overrides)
     config.check_writable(cfg)
-    status = train(cfg)
+    with interruptible(STOP_SIGNALS):  # SIGTERM / Ctrl-C: checkpoint between two steps, exit 143 / 130
+        status = train(cfg, guard=SignalGuard(STOP_SIGNALS))
     print(f"run {identity.run_id(cfg)}: {status['state']} at step {status.get('step')} "
           f"-> {identity.run_dir(cfg)}")
     return 0 if status["state"] in DONE else 1
@@ -201,9 +208,28 @@ def main(argv=None) -> int:
     except RunLocked as e:
         print(f"memsweep: {e}; not starting it twice", file=sys.stderr)
         return 3
+    except Interrupted as e:
+        print(f"memsweep: {_interrupted(e)}", file=sys.stderr)
+        return e.exit_status
     except KeyboardInterrupt:
         print("memsweep: interrupted", file=sys.stderr)
         return 130
+    except OSError as e:  # a full disk, a quota, a read-only mount: one line; anything else is a bug (traceback)
+        error = storage_error(e)
+        if not isinstance(error, StorageError):
+            raise
+        notes = "".join(f"; {n}" for n in getattr(e, "__notes__", ()))
+        fix = "make it writable" if error.errno == errno.EROFS else "free space"
+        print(f"memsweep: error: {error}{notes}; {fix} and run the same command again to resume", file=sys.stderr)
+        return 1
+
+
+def _interrupted(e: Interrupted) -> str:
+    """One line: which signal, and where each run stopped (the notes train.loop._stop added)."""
+    name = signal.Signals(e.signum).name
+    what = "terminated" if e.signum == signal.SIGTERM else "interrupted"
+    done = "; ".join(getattr(e, "__notes__", ())) or "before any training step"
+    return f"{what} ({name}): {done}; run the same command again to resume"
 
 
 if __name__ == "__main__":
