@@ -7,6 +7,7 @@ import logging
 import os
 import signal
 import sys
+from collections import Counter
 from pathlib import Path
 
 import torch
@@ -25,7 +26,7 @@ from memsweep.sweeps.slurm import check_slurm, slurm_jobs, submit_slurm
 from memsweep.sweeps.status import print_status
 from memsweep.train.loop import train
 from memsweep.train.packed import make_packs
-from memsweep.train.signals import Interrupted, SignalGuard, interruptible
+from memsweep.train.signals import STOP_SIGNALS, Interrupted, SignalGuard, interruptible
 from memsweep.states import DONE
 
 USAGE_EXAMPLES = """examples:
@@ -38,10 +39,6 @@ USAGE_EXAMPLES = """examples:
   memsweep eval demo copy --features digitnet        # a metric after the fact, from the saved samples
   memsweep eval demo fid --inception-path /models/   # FID, once the Inception weights are at hand
 """
-
-# what a plain sbatch job gets at its time limit (or a machine at shutdown), and Ctrl-C
-STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
-
 
 def cmd_train(args) -> int:
     cfg = config.compose_run(args.overrides)
@@ -100,8 +97,11 @@ def cmd_sweep(args) -> int:
         console.print(f"follow them with: memsweep status {sweep.name}")
         return 0
     lcfg = sweep.runs[0].cfg.launcher
-    results = run_local(todo, workers=lcfg.workers, show_progress=not args.quiet, pack=lcfg.get("pack", 1))
+    with interruptible(STOP_SIGNALS):  # the launcher passes SIGTERM on to its workers, which checkpoint
+        results = run_local(todo, workers=lcfg.workers, show_progress=not args.quiet, pack=lcfg.get("pack", 1))
     print_status(sweep_mod.load_record(root, sweep.name), root / "runs", console)
+    tally = Counter(str(state) for state in results.values())  # the reason of each failure is logged above
+    console.print(f"sweep {sweep.name}: " + ", ".join(f"{n} {state}" for state, n in tally.items()))
     return 0 if all(v in (*DONE, ELSEWHERE) for v in results.values()) else 1
 
 
@@ -157,7 +157,7 @@ def _eval_arguments(p) -> None:
                    help="generated samples per metric (default: eval.num_samples, the saved ones); a number, or "
                         "`reference` for as many as the reference split has; more than saved are generated "
                         "from the evaluation weights")
-    p.add_argument("--threshold", type=float, default=None, help="threshold of mem / copy (default: the run's)")
+    p.add_argument("--threshold", type=float, default=None, help="threshold of mem / copy, epsilon of mifid (default: the run's)")
     p.add_argument("--steps", default="all", help="all (default), last, or a comma-separated list of steps")
     p.add_argument("--force", action="store_true", help="recompute and overwrite keys already present")
     p.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:1, ...")

@@ -59,12 +59,16 @@ class Interrupted(KeyboardInterrupt):
         return 128 + self.signum  # the shell's convention: 143 for SIGTERM, 130 for SIGINT
 
 
+# what a plain sbatch job gets at its time limit (or a machine at shutdown), and Ctrl-C
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+
 def _raise_interrupted(signum, frame):
     raise Interrupted(signum)
 
 
 @contextlib.contextmanager
-def interruptible(signals=(signal.SIGTERM, signal.SIGINT)):
+def interruptible(signals=STOP_SIGNALS):
     """While inside, `signals` raise Interrupted; wrap training in SignalGuard(signals) (made inside) so that
     it is raised between two steps. A no-op outside the main thread, where Python cannot set handlers."""
     if threading.current_thread() is not threading.main_thread():
