@@ -17,6 +17,7 @@ from rich.table import Table
 from memsweep import config
 from memsweep.errors import ConfigError, StorageError, storage_error
 from memsweep.eval import posthoc
+from memsweep.report import wandb_report
 from memsweep.report.build import make_report
 from memsweep.store import identity
 from memsweep.store.run import ELSEWHERE, RunLocked
@@ -114,6 +115,9 @@ def cmd_status(args) -> int:
 def cmd_report(args) -> int:
     path = make_report(_root(args), args.name)
     print(f"report: {path}")
+    where = wandb_report.log_report(_root(args), args.name, args.wandb_mode)
+    if where:
+        print(f"wandb ({args.wandb_mode or wandb_report.default_mode()}): {where}")
     return 0
 
 
@@ -185,6 +189,10 @@ def build_parser() -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=helptext)
         p.add_argument("name", help="the sweep's name")
         p.add_argument("--output-root", default=None, help="the output root (default: paths.output_root)")
+        if name == "report":
+            p.add_argument("--wandb-mode", choices=wandb_report.MODES, default=None,
+                           help="also log the report to wandb as a run of the sweep's group: offline (the default "
+                                "unless WANDB_MODE says otherwise; `wandb sync` later), online, or disabled")
         p.set_defaults(func=func)
     p = sub.add_parser("eval", help="compute metrics after the fact from saved samples, added to metrics.jsonl")
     _eval_arguments(p)
