@@ -102,4 +102,7 @@ def log_report(output_root: Path, name: str, mode: str | None = None) -> str | N
         where = run.url if mode == "online" else str(Path(run.dir).parent)
     finally:
         run.finish()
+        # finish returns before wandb's service has written the offline file out; teardown waits for it, so
+        # the file is complete when we return (and `wandb sync` or a reader may start at once)
+        wandb.teardown()
     return where
