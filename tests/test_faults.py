@@ -157,3 +157,48 @@ def test_sigterm_checkpoints_at_the_current_step_and_a_relaunch_resumes(tmp_path
     assert store.load_latest_checkpoint()["step"] == status["step"]
     assert run_cli("train", *ARGS, env={"MEMSWEEP_OUTPUT_ROOT": str(tmp_path)}).returncode == 0
     assert_resumed_identical(tmp_path, reference)
+
+
+def write_sweep(tmp_path, name="two"):
+    import yaml
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(yaml.safe_dump({"axes": {"data.n": [16, 24]}, "overrides": [*ARGS, "launcher.workers=2",
+                                                                                "launcher.pack=1"]}))
+    return str(path)
+
+
+def test_a_local_sweep_stopped_by_sigterm_checkpoints_its_workers_and_resumes(tmp_path, reference):
+    root, sweep = tmp_path / "outputs", write_sweep(tmp_path)
+    env = {**os.environ, "MEMSWEEP_OUTPUT_ROOT": str(root)}
+    proc = subprocess.Popen([sys.executable, "-m", "memsweep.cli", "sweep", sweep, "--quiet"], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 300
+    stores = lambda: [RunStore(d) for d in (root / "runs").iterdir()] if (root / "runs").exists() else []  # noqa: E731
+    while time.time() < deadline and not (len(stores()) == 2 and all(s.status().get("step", 0) >= 10 for s in stores())):
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGTERM)  # to the launcher only, as `kill PID` does: it passes it on
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 143
+    assert one_line(err) == ("memsweep: terminated (SIGTERM): 2 of 2 runs stopped (checkpointed at their current "
+                             "step or not started); run the same command again to resume")
+    for store in stores():
+        status = store.status()
+        assert status["state"] == "stopped" and 10 <= status["step"] < 60
+        assert store.checkpoint_steps()[-1] == status["step"]
+    r = run_cli("sweep", sweep, "--quiet", env={"MEMSWEEP_OUTPUT_ROOT": str(root)})
+    assert r.returncode == 0 and "sweep two: 2 finished" in r.stdout, r.stdout[-1500:]
+    assert_resumed_identical(root, reference)  # the n = 16 run is the reference run
+
+
+def test_a_full_disk_in_a_sweep_worker_is_one_line_and_retry_resumes(tmp_path, reference):
+    root, sweep = tmp_path / "outputs", write_sweep(tmp_path, "full")
+    r = run_cli("sweep", sweep, "--quiet", env={"MEMSWEEP_OUTPUT_ROOT": str(root),
+                                                "MEMSWEEP_FAILPOINT": "checkpoint:2:enospc"})
+    assert r.returncode == 1 and "Traceback" not in r.stderr
+    errors = [l for l in r.stderr.splitlines() if l.startswith("ERROR")]
+    assert len(errors) == 2 and all("No space left on device; run " in l and "marked failed" in l for l in errors)
+    assert f"ERROR memsweep: run {reference[0]} failed: cannot write {root}/runs/{reference[0]}/checkpoints/" in r.stderr
+    assert "sweep full: 2 failed" in r.stdout
+    r = run_cli("sweep", sweep, "--quiet", "--retry", env={"MEMSWEEP_OUTPUT_ROOT": str(root)})
+    assert r.returncode == 0 and "sweep full: 2 finished" in r.stdout, r.stdout[-1500:]
+    assert_resumed_identical(root, reference)
