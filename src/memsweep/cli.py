@@ -115,7 +115,13 @@ def cmd_status(args) -> int:
 def cmd_report(args) -> int:
     path = make_report(_root(args), args.name)
     print(f"report: {path}")
-    where = wandb_report.log_report(_root(args), args.name, args.wandb_mode)
+    try:
+        where = wandb_report.log_report(_root(args), args.name, args.wandb_mode)
+    except Exception as e:  # e.g. online without WANDB_API_KEY: the report itself is written, say what failed
+        first = (str(e).splitlines() or [""])[0]
+        print(f"memsweep: error: the report was not logged to wandb ({type(e).__name__}: {first}); "
+              "--wandb-mode disabled skips it", file=sys.stderr)
+        return 1
     if where:
         print(f"wandb ({args.wandb_mode or wandb_report.default_mode()}): {where}")
     return 0

@@ -79,7 +79,8 @@ def atomic_write(path: Path, write: Callable, point: str | None = None) -> Path:
     except BaseException as e:
         with contextlib.suppress(OSError):  # a half-written temp file would keep the space that ran out
             tmp.unlink(missing_ok=True)
-        cause = recording.error if recording is not None and recording.error is not None else e
+        recorded = recording.error if recording is not None and isinstance(e, Exception) else None
+        cause = recorded if recorded is not None else e  # a Ctrl-C stays a Ctrl-C
         error = storage_error(cause, path)
         if error is not cause:
             raise error from e
