@@ -2,17 +2,21 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import logging
 import os
+import signal
 import sys
+from collections import Counter
 from pathlib import Path
 
 import torch
 from rich.console import Console
 
 from memsweep import config
-from memsweep.errors import ConfigError
+from memsweep.errors import ConfigError, StorageError, storage_error
 from memsweep.eval import posthoc
+from memsweep.report import wandb_report
 from memsweep.report.build import make_report
 from memsweep.store import identity
 from memsweep.store.run import ELSEWHERE, RunLocked
@@ -22,6 +26,7 @@ from memsweep.sweeps.slurm import check_slurm, slurm_jobs, submit_slurm
 from memsweep.sweeps.status import print_status, print_table, sizes, write_table
 from memsweep.train.loop import prepare_data, train
 from memsweep.train.packed import make_packs
+from memsweep.train.signals import STOP_SIGNALS, Interrupted, SignalGuard, interruptible
 from memsweep.states import DONE
 
 USAGE_EXAMPLES = """examples:
@@ -35,11 +40,11 @@ USAGE_EXAMPLES = """examples:
   memsweep eval demo fid --inception-path /models/   # FID, once the Inception weights are at hand
 """
 
-
 def cmd_train(args) -> int:
     cfg = config.compose_run(args.overrides)
     config.check_writable(cfg)
-    status = train(cfg)
+    with interruptible(STOP_SIGNALS):  # SIGTERM / Ctrl-C: checkpoint between two steps, exit 143 / 130
+        status = train(cfg, guard=SignalGuard(STOP_SIGNALS))
     print(f"run {identity.run_id(cfg)}: {status['state']} at step {status.get('step')} "
           f"-> {identity.run_dir(cfg)}")
     return 0 if status["state"] in DONE else 1
@@ -76,8 +81,11 @@ def cmd_sweep(args) -> int:
         console.print(f"follow them with: memsweep status {sweep.name}")
         return 0
     lcfg = sweep.runs[0].cfg.launcher
-    results = run_local(todo, workers=lcfg.workers, show_progress=not args.quiet, pack=lcfg.get("pack", 1))
+    with interruptible(STOP_SIGNALS):  # the launcher passes SIGTERM on to its workers, which checkpoint
+        results = run_local(todo, workers=lcfg.workers, show_progress=not args.quiet, pack=lcfg.get("pack", 1))
     print_status(sweep_mod.load_record(root, sweep.name), root / "runs", console, show_all=args.all)
+    tally = Counter(str(state) for state in results.values())  # the reason of each failure is logged above
+    console.print(f"sweep {sweep.name}: " + ", ".join(f"{n} {state}" for state, n in tally.items()))
     return 0 if all(v in (*DONE, ELSEWHERE) for v in results.values()) else 1
 
 
@@ -133,6 +141,15 @@ def cmd_report(args) -> int:
         raise ConfigError(f"--max-samples {args.max_samples}: must be at least 4 (precision/recall's k = 3)")
     path = make_report(_root(args), args.name, device=_device(args.device), max_samples=args.max_samples)
     print(f"report: {path}")
+    try:
+        where = wandb_report.log_report(_root(args), args.name, args.wandb_mode)
+    except Exception as e:  # e.g. online without WANDB_API_KEY: the report itself is written, say what failed
+        first = (str(e).splitlines() or [""])[0]
+        print(f"memsweep: error: the report was not logged to wandb ({type(e).__name__}: {first}); "
+              "--wandb-mode disabled skips it", file=sys.stderr)
+        return 1
+    if where:
+        print(f"wandb ({args.wandb_mode or wandb_report.default_mode()}): {where}")
     return 0
 
 
@@ -171,7 +188,7 @@ def _eval_arguments(p) -> None:
                    help="generated samples per metric (default: eval.num_samples, the saved ones); a number, or "
                         "`reference` for as many as the reference split has; more than saved are generated "
                         "from the evaluation weights")
-    p.add_argument("--threshold", type=float, default=None, help="threshold of mem / copy (default: the run's)")
+    p.add_argument("--threshold", type=float, default=None, help="threshold of mem / copy, epsilon of mifid (default: the run's)")
     p.add_argument("--steps", default="all", help="all (default), last, or a comma-separated list of steps")
     p.add_argument("--force", action="store_true", help="recompute and overwrite keys already present")
     p.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:1, ...")
@@ -208,6 +225,10 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--output-root", default=None, help="the output root (default: paths.output_root)")
         if name == "status":
             _table_arguments(p)
+        if name == "report":
+            p.add_argument("--wandb-mode", choices=wandb_report.MODES, default=None,
+                           help="also log the report to wandb as a run of the sweep's group: offline (the default "
+                                "unless WANDB_MODE says otherwise; `wandb sync` later), online, or disabled")
         p.set_defaults(func=func)
         if name == "report":
             p.add_argument("--device", default="cpu", help="of the analyses of saved samples: cpu (default), "
@@ -236,9 +257,28 @@ def main(argv=None) -> int:
     except RunLocked as e:
         print(f"memsweep: {e}; not starting it twice", file=sys.stderr)
         return 3
+    except Interrupted as e:
+        print(f"memsweep: {_interrupted(e)}", file=sys.stderr)
+        return e.exit_status
     except KeyboardInterrupt:
         print("memsweep: interrupted", file=sys.stderr)
         return 130
+    except OSError as e:  # a full disk, a quota, a read-only mount: one line; anything else is a bug (traceback)
+        error = storage_error(e)
+        if not isinstance(error, StorageError):
+            raise
+        notes = "".join(f"; {n}" for n in getattr(e, "__notes__", ()))
+        fix = "make it writable" if error.errno == errno.EROFS else "free space"
+        print(f"memsweep: error: {error}{notes}; {fix} and run the same command again to resume", file=sys.stderr)
+        return 1
+
+
+def _interrupted(e: Interrupted) -> str:
+    """One line: which signal, and where each run stopped (the notes train.loop._stop added)."""
+    name = signal.Signals(e.signum).name
+    what = "terminated" if e.signum == signal.SIGTERM else "interrupted"
+    done = "; ".join(getattr(e, "__notes__", ())) or "before any training step"
+    return f"{what} ({name}): {done}; run the same command again to resume"
 
 
 if __name__ == "__main__":

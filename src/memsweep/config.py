@@ -242,7 +242,7 @@ def validate(cfg) -> None:
 def _validate_metrics(cfg) -> None:
     """Feature spaces, thresholds and sample counts of the evaluation metrics (see memsweep.evaluate)."""
     ev = cfg.eval
-    for key in ("sw_features", "fid_features", "copy_features"):
+    for key in ("sw_features", "fid_features", "copy_features", "kid_features", "mifid_features"):
         problem = check_spec(str(ev.get(key, "none")), cfg.data.name)
         if problem:
             raise ConfigError(f"eval.{key}={ev.get(key)!r}: {problem}")
@@ -256,6 +256,12 @@ def _validate_metrics(cfg) -> None:
             raise ConfigError(f"eval.{key}={value}: must be a number strictly between {lo:g} and {hi:g}")
     _positive(cfg, "eval.bootstrap", minimum=0)
     _positive(cfg, "eval.nn_block")
+    if ev.get("kid_features", "none") != "none":
+        _positive(cfg, "eval.kid_subsets")
+        _positive(cfg, "eval.kid_subset_size", minimum=2)
+    eps = ev.get("mifid_epsilon", 0.1)
+    if isinstance(eps, bool) or not isinstance(eps, (int, float)) or not 0 < eps <= 1:
+        raise ConfigError(f"eval.mifid_epsilon={eps}: must be a number in (0, 1]")
     for key in ("fd_train_test", "feature_cache"):
         if not isinstance(ev.get(key), bool):
             raise ConfigError(f"eval.{key}={ev.get(key)}: use true or false")

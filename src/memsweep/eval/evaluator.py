@@ -12,10 +12,12 @@ eval.mem_threshold, eval.copy_threshold), which are left implicit:
     fd_<space>_<train|test>[_s<count>]               Frechet distance to the training / test subset
     fd_<space>_train_test                            Frechet distance between the training and test subsets
     sw_<space>_<train|test>[_s<count>]               sliced Wasserstein-2 distance
+    kid_<space>_<train|test>[_s<count>][_std]        kernel inception distance (unbiased MMD^2), its std over subsets
+    mifid_<space>_<train|test>[_t<epsilon>][_s<count>]  memorization-informed FID (epsilon: eval.mifid_epsilon)
 
 with `_lo` / `_hi` (95% percentile-bootstrap interval over the samples) after mem_ratio* and copy_* keys, and
 `_sim` (mean maximum cosine similarity) after copy_* keys. <space> is pixels, inception (fd_inception_* is
-the FID), digitnet, or a TorchScript model's name; <count> is a number of samples or `ref` (as many as the
+the FID), digitnet, or a TorchScript model's name (kid_inception_* is the usual KID); <count> is a number of samples or `ref` (as many as the
 reference split has). Examples: fd_inception_test_sref (FID against the test set with as many samples as it
 has), copy_sscd, copy_sscd_lo, mem_ratio_s10000.
 
@@ -41,15 +43,18 @@ from memsweep.metrics.bootstrap import bootstrap_ci
 from memsweep.metrics.copy_detection import max_cosine
 from memsweep.metrics.field import FieldProbe
 from memsweep.metrics.fid import GaussianStats, frechet_distance, gaussian_stats
+from memsweep.metrics.kid import kid
 from memsweep.metrics.loss import FixedLossBatch, fixed_loss
 from memsweep.metrics.memorization import is_copy, nearest_neighbours
+from memsweep.metrics.mifid import EPSILON, mifid
 from memsweep.metrics.sliced_wasserstein import projections, sliced_wasserstein
 from memsweep.science import formulations
 from memsweep.store import cache as cache_mod
+from memsweep.store.files import atomic_write
 
 log = logging.getLogger("memsweep")
 
-KINDS = ("mem", "copy", "fd", "sw")
+KINDS = ("mem", "copy", "fd", "sw", "kid", "mifid")
 SPLITS = ("train", "test")
 EXTRA_NOISE_CHUNK = 1024  # noise of samples beyond eval.num_samples comes in chunks seeded by their index
 
@@ -66,11 +71,11 @@ def metric_key(kind: str, space: str = "pixels", split: str | None = None, thres
         key = "mem_ratio" + ("" if space == "pixels" else f"_{space}")
     elif kind == "copy":
         key = f"copy_{space}"
-    elif kind in ("fd", "sw"):
+    elif kind in ("fd", "sw", "kid", "mifid"):
         key = f"{kind}_{space}_{split}"
     else:
         raise ValueError(f"unknown metric kind {kind!r} (use {', '.join(KINDS)})")
-    if threshold is not None and kind in ("mem", "copy"):
+    if threshold is not None and kind in ("mem", "copy", "mifid"):
         key += f"_t{_fmt(threshold)}"
     if samples is not None and split != "train_test":
         key += f"_s{samples}"
@@ -103,6 +108,11 @@ def keys_of(ev_cfg, kind: str, spec: str, threshold: float | None = None, count=
         key = metric_key("copy", name, threshold=threshold_tag(ev_cfg.get("copy_threshold", 0.5), threshold),
                          samples=tag)
         return [key, f"{key}_sim"] + [f"{key}_{s}" for s in boot]
+    if kind == "kid":
+        return [metric_key("kid", name, split, samples=tag, stat=stat) for split in SPLITS for stat in (None, "std")]
+    if kind == "mifid":
+        eps = threshold_tag(ev_cfg.get("mifid_epsilon", EPSILON), threshold)
+        return [metric_key("mifid", name, split, threshold=eps, samples=tag) for split in SPLITS]
     keys = [metric_key(kind, name, split, samples=tag) for split in SPLITS]
     if kind == "fd" and train_test:
         keys.append(metric_key("fd", name, "train_test"))
@@ -190,6 +200,8 @@ class Evaluator:
         self.sw_space = self.space(ev.sw_features)
         self.fid_space = self.space(ev.fid_features)
         self.copy_space = self.space(ev.get("copy_features", "none"))
+        self.kid_space = self.space(ev.get("kid_features", "none"))   # off unless set (run configs before them)
+        self.mifid_space = self.space(ev.get("mifid_features", "none"))
         if eager:
             if self.sw_space is not None:
                 for split in SPLITS:
@@ -201,6 +213,9 @@ class Evaluator:
                     self.refs.fd_train_test(self.fid_space)
             if self.copy_space is not None:
                 self.refs.features(self.copy_space, "train")
+            for space in (self.kid_space, self.mifid_space):
+                for split in SPLITS if space is not None else ():
+                    self.refs.features(space, split)
         # distance of the learned field to the closed-form memorizer on fixed probe points (0 points: off)
         self.field_probe = (FieldProbe.make(self.formulation, data, ev.field_points, ev.field_t, ev.noise_seed)
                             if ev.get("field_points") else None)
@@ -355,6 +370,31 @@ class Evaluator:
                 cache[k], refs, self.projections(refs.shape[1]))
         return row
 
+    def kid_metrics(self, samples, spec: str, count=None) -> dict:
+        """KID (Bińkowski et al. 2018) to each split: eval.kid_subsets subsets of eval.kid_subset_size (at most
+        the smaller set), drawn from eval.noise_seed."""
+        space, ev = self.space(spec, required=True), self.cfg
+        row = {}
+        for split in SPLITS:
+            fake = space(samples[:self.sample_count(count, split)])
+            key = metric_key("kid", space.name, split, samples=self.sample_tag(count))
+            row[key], row[f"{key}_std"] = kid(self.refs.features(space, split), fake, ev.get("kid_subsets", 100),
+                                              ev.get("kid_subset_size", 1000), seed=int(ev.noise_seed))
+        return row
+
+    def mifid_metrics(self, samples, spec: str, count=None, epsilon: float | None = None) -> dict:
+        """MiFID (Bai et al. 2021) to each split; `epsilon` None means eval.mifid_epsilon (0.1)."""
+        space = self.space(spec, required=True)
+        default = float(self.cfg.get("mifid_epsilon", EPSILON))
+        eps = default if epsilon is None else float(epsilon)
+        row = {}
+        for split in SPLITS:
+            fake = space(samples[:self.sample_count(count, split)])
+            key = metric_key("mifid", space.name, split, threshold=threshold_tag(default, eps),
+                             samples=self.sample_tag(count))
+            row[key] = mifid(self.refs.features(space, split), fake, eps)
+        return row
+
     def samples_needed(self, kind: str, count=None) -> int:
         """How many generated samples a metric needs (the largest over the splits it compares with)."""
         splits = ("train",) if kind in ("mem", "copy") else SPLITS
@@ -407,6 +447,12 @@ class Evaluator:
                 row[f"sw_{split}"] = sw[metric_key("sw", self.sw_space.name, split)]
         if self.fid_space is not None:
             row.update(self.fid_row(model, samples))
+        if self.kid_space is not None:  # on the evaluation's samples: KID is unbiased at any count
+            with self.timed("kid"):
+                row.update(self.kid_metrics(samples, ev.kid_features))
+        if self.mifid_space is not None:
+            with self.timed("mifid"):
+                row.update(self.mifid_metrics(samples, ev.mifid_features))
         model.train(was_training)
         return row, samples, nn_idx
 
@@ -434,4 +480,5 @@ class Evaluator:
         scale = max(1, math.ceil(32 / pairs.shape[-1]))  # small images are enlarged to be seen
         pairs = F.interpolate(pairs, scale_factor=scale, mode="nearest")
         path.parent.mkdir(parents=True, exist_ok=True)
-        save_image(make_grid(pairs, nrow=k, padding=2, normalize=True, value_range=(-1, 1)), path)
+        grid = make_grid(pairs, nrow=k, padding=2, normalize=True, value_range=(-1, 1))
+        atomic_write(path, lambda f: save_image(grid, f, format="png"))  # a full disk leaves no half a PNG

@@ -13,6 +13,9 @@ METRIC is one of
   fd     Frechet distance to the training and test subsets, and between them (eval.fid_features or --features)
   fid    fd in the Inception space (the usual FID)
   sw     sliced Wasserstein distance (eval.sw_features or --features)
+  kid    kernel inception distance, unbiased MMD^2 (eval.kid_features or --features; Bińkowski et al. 2018)
+  mifid  memorization-informed FID (eval.mifid_features or --features; epsilon eval.mifid_epsilon unless
+         --threshold; Bai et al. 2021)
 Without METRIC, the run's own configured metrics: those missing are computed (e.g. FID skipped in training
 because the Inception weights were missing).
 
@@ -43,12 +46,15 @@ from memsweep.store.run import RunLocked, RunStore
 
 log = logging.getLogger("memsweep")
 
-METRICS = ("mem", "copy", "fd", "fid", "sw")
+METRICS = ("mem", "copy", "fd", "fid", "sw", "kid", "mifid")
+# the config key of each metric's feature space (mem: always pixels unless --features)
+SPACE_KEYS = {"sw": "sw_features", "fd": "fid_features", "copy": "copy_features", "kid": "kid_features",
+              "mifid": "mifid_features"}
 
 
 @dataclass(frozen=True)
 class Job:
-    kind: str                  # mem | copy | fd | sw
+    kind: str                  # mem | copy | fd | sw | kid | mifid
     spec: str                  # feature space spec
     threshold: float | None = None
     count: object = None       # None (eval.num_samples) | int | "reference"
@@ -89,7 +95,7 @@ def plan_jobs(ev_cfg, metrics=(), features=(), count=None, threshold=None) -> li
     jobs = []
     if not metrics:  # the run's own metrics
         jobs.append(Job("mem", "pixels", None, count))
-        for kind, key in (("sw", "sw_features"), ("fd", "fid_features"), ("copy", "copy_features")):
+        for kind, key in SPACE_KEYS.items():
             spec = str(ev_cfg.get(key, "none"))
             if spec != "none":
                 jobs.append(Job(kind, spec, None, ev_cfg.get("fid_samples") if kind == "fd" and count is None
@@ -101,13 +107,12 @@ def plan_jobs(ev_cfg, metrics=(), features=(), count=None, threshold=None) -> li
         if metric == "fid":
             jobs.append(Job("fd", "inception", None, count))
             continue
-        default = {"mem": "pixels", "copy": str(ev_cfg.get("copy_features", "none")),
-                   "fd": str(ev_cfg.fid_features), "sw": str(ev_cfg.sw_features)}[metric]
+        default = "pixels" if metric == "mem" else str(ev_cfg.get(SPACE_KEYS[metric], "none"))
         for spec in features or [default]:
             if spec == "none":
                 raise ConfigError(f"metric {metric}: no feature space configured for this run; give --features "
                                   "(pixels, inception, digitnet, torchscript:<path>)")
-            jobs.append(Job(metric, spec, threshold if metric in ("mem", "copy") else None, count))
+            jobs.append(Job(metric, spec, threshold if metric in ("mem", "copy", "mifid") else None, count))
     return jobs
 
 
@@ -260,6 +265,10 @@ def _compute(ev, samples, job: Job) -> dict:
         return ev.copy_metrics(samples, job.spec, job.threshold, job.count)
     if job.kind == "fd":
         return ev.fd_metrics(samples, job.spec, job.count)
+    if job.kind == "kid":
+        return ev.kid_metrics(samples, job.spec, job.count)
+    if job.kind == "mifid":
+        return ev.mifid_metrics(samples, job.spec, job.count, job.threshold)
     return ev.sw_metrics(samples, job.spec, job.count)
 
 

@@ -34,7 +34,8 @@ import yaml
 from omegaconf import OmegaConf
 
 from memsweep.states import State
-from memsweep.store.files import atomic_write, atomic_write_bytes, atomic_write_text, failpoint, read_json
+from memsweep.store.files import (append_line, atomic_write, atomic_write_bytes, atomic_write_text, failpoint,
+                                  read_json)
 
 log = logging.getLogger("memsweep")
 
@@ -97,7 +98,7 @@ class RunStore:
     def set_status(self, **fields) -> dict:
         status = {**self.status(), **fields, "updated": time.time()}
         self.dir.mkdir(parents=True, exist_ok=True)
-        failpoint("status")
+        failpoint("status", self.dir / "status.json")
         atomic_write_text(self.dir / "status.json", json.dumps(status, indent=1))
         return status
 
@@ -140,17 +141,11 @@ class RunStore:
         return None
 
     def append_metrics(self, row: dict) -> None:
+        """One line per row, never torn: a kill mid-line leaves a partial line that readers skip, a full disk
+        leaves none (store.files.append_line)."""
         line = json.dumps(row, allow_nan=True) + "\n"
-        with open(self.metrics_path, "a") as f:  # one write of one line: appends never interleave
-            if os.environ.get("MEMSWEEP_FAILPOINT", "").startswith("metrics"):  # a torn line, for the kill tests
-                f.write(line[: len(line) // 2])
-                f.flush()
-                failpoint("metrics")
-                f.write(line[len(line) // 2:])
-            else:
-                f.write(line)
-            f.flush()
-            os.fsync(f.fileno())
+        torn = os.environ.get("MEMSWEEP_FAILPOINT", "").startswith("metrics")  # a line cut halfway, for the kill tests
+        append_line(self.metrics_path, line, point="metrics" if torn else None)
 
     def keep_metrics_until(self, step: int) -> None:
         """Drop rows after `step` (written after the checkpoint we resume from) and any torn line."""

@@ -100,7 +100,7 @@ class Run:
         self.running_loss = torch.zeros((), device=device)
         store.set_status(state=State.RUNNING, step=self.step, total_steps=self.total, run_id=store.run_id,
                          host=socket.gethostname(), pid=os.getpid(), job_id=job_id or status.get("job_id"),
-                         started=status.get("started", time.time()), error=None,
+                         started=status.get("started", time.time()), error=None, stopped_by=None,
                          parameters=unet.count_parameters(self.model), **self.timing())
 
     def state(self) -> dict:
