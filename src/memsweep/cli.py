@@ -151,7 +151,8 @@ def _eval_arguments(p) -> None:
                         "`reference` for as many as the reference split has; more than saved are generated "
                         "from the evaluation weights")
     p.add_argument("--threshold", type=float, default=None, help="threshold of mem / copy (default: the run's)")
-    p.add_argument("--steps", default="all", help="all (default), last, or a comma-separated list of steps")
+    p.add_argument("--steps", default="all",
+                   help="all (default), or a comma-separated list of steps, first and last (e.g. first,last)")
     p.add_argument("--force", action="store_true", help="recompute and overwrite keys already present")
     p.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:1, ...")
     p.add_argument("--inception-path", default=None, help="inception-2015-12-05.pt (or its folder)")

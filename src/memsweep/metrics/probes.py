@@ -12,7 +12,7 @@ noise and labels (metrics.fixed_inputs), each a few keys of the evaluation's met
           images and of noised test images), lists over the sampler's steps
 
 Settings (a run config's optional `probes` section, absent from the shipped configs so run ids stay as they
-are): probes.hybrid_tau, probes.els (false: off), probes.els_patch (a size, or sizes per equal bin of t),
+are): probes.hybrid_tau, probes.els (false: the report does not compute it), probes.els_patch (a size, or sizes per equal bin of t),
 probes.els_equivariant, probes.els_padding, probes.traj_seed.
 """
 from __future__ import annotations
@@ -139,7 +139,6 @@ def run_probes(inp: ProbeInputs, names=PROBES, settings: ProbeSettings | None = 
     """The keys of the probes `names` (the network's and the memorizer's samples computed once, shared), and
     the samples drawn ({"network", "memorizer", "els"}: for figures)."""
     settings = settings or ProbeSettings()
-    names = [n for n in names if n != "els" or settings.els]
     states: list = []
     record = (lambda x, t: states.append((x.clone(), t.clone()))) if "traj" in names else None
     own = inp.sample(inp.network(), record)
