@@ -1,4 +1,7 @@
 """`memsweep eval RUN hybrid|els|traj` on a tiny trained run: the probes' keys merged into its rows."""
+import json
+
+import pandas as pd
 import pytest
 import torch
 
@@ -51,3 +54,26 @@ def test_eval_els_and_traj_write_their_keys(trained):
     text = store.metrics_path.read_text()
     assert main(["eval", str(store.dir), "els", "traj", "--steps", "last"]) == 0   # nothing missing: unchanged
     assert store.metrics_path.read_text() == text
+
+
+def test_report_shows_the_probes_computing_the_missing_ones_as_memsweep_eval_would(trained, tmp_path):
+    store = trained
+    root = store.dir.parent.parent
+    (root / "sweeps" / "one").mkdir(parents=True, exist_ok=True)
+    (root / "sweeps" / "one" / "sweep.json").write_text(json.dumps(
+        {"name": "one", "axes": ["data.n"], "runs": [{"run_id": store.run_id, "axes": {"data.n": 16}}]}))
+    rows = store.read_metrics()
+    assert "traj_t" not in rows[0]                     # the first evaluation's traj: computed by the report
+    assert main(["report", "one", "--output-root", str(root)]) == 0
+    d = root / "sweeps" / "one"
+    for name in ("hybrid.png", "els.png", "traj.png", "hybrid.csv", "els.csv", "traj.csv"):
+        assert (d / name).is_file(), name
+    text = (d / "report.md").read_text()
+    assert "#### Hybrid sampling" in text and "#### Where sampling trajectories go" in text
+    assert "could not be drawn" not in text
+    traj = pd.read_csv(d / "traj.csv")
+    early = traj[traj["when"] == "early"]
+    assert main(["eval", str(store.dir), "traj", "--steps", "first"]) == 0
+    logged = store.read_metrics()[0]
+    assert early["traj_state"].tolist() == pytest.approx(logged["traj_state"], rel=1e-5)   # the same noise
+    assert store.read_metrics()[1:] == rows[1:]          # the report wrote nothing into the run

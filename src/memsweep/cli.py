@@ -105,7 +105,7 @@ def cmd_status(args) -> int:
 
 
 def cmd_report(args) -> int:
-    path = make_report(_root(args), args.name)
+    path = make_report(_root(args), args.name, probes=not getattr(args, "no_probes", False))
     print(f"report: {path}")
     return 0
 
@@ -179,6 +179,9 @@ def build_parser() -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=helptext)
         p.add_argument("name", help="the sweep's name")
         p.add_argument("--output-root", default=None, help="the output root (default: paths.output_root)")
+        if name == "report":
+            p.add_argument("--no-probes", action="store_true", help="compute no probe missing from metrics.jsonl "
+                           "(hybrid, els, traj: about 7 samplings per run and evaluation)")
         p.set_defaults(func=func)
     p = sub.add_parser("eval", help="compute metrics after the fact from saved samples, added to metrics.jsonl")
     _eval_arguments(p)
