@@ -12,7 +12,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from memsweep.report.figures import DPI, _legend_handles, value_colors  # noqa: E402
+from memsweep.report.figures import DPI, _legend_handles, plain_log_ticks, value_colors  # noqa: E402
 
 WHEN = ("early", "late")
 
@@ -37,7 +37,7 @@ def hybrid_figure(table: pd.DataFrame, path: Path) -> Path | None:
         axes[0][j].set_ylim(-0.03, 1.03)
         axes[0][j].set_ylabel("mem_ratio of hybrid samples")
         axes[1][j].set_ylabel("mean L2 to the network's samples")
-        axes[1][j].set_xlabel("tau: closed-form memorizer on [0, tau), network on [tau, 1]  (t = 0 noise)")
+        axes[1][j].set_xlabel("tau (memorizer on t < tau, network after; t = 0 noise)", fontsize=9)
         for ax in axes[:, j]:
             ax.grid(alpha=0.3)
     axes[0][1].legend(handles=_legend_handles(values, colors, "n"), fontsize=8)
@@ -87,8 +87,9 @@ def traj_figure(table: pd.DataFrame, path: Path) -> Path | None:
             ax.plot(g["log_snr"], g["traj_test"], "--", color=c, lw=1)
             ax.plot(g["log_snr"], g["traj_train"], ":", color=c, lw=1)
         ax.set_yscale("log")
+        plain_log_ticks(ax.yaxis)
         ax.set_title(f"{when}: sampler states (solid), noised test (dashed), noised train (dotted)", fontsize=9)
-        ax.set_xlabel("log-SNR of x_t (the formulation's log_snr(t))")
+        ax.set_xlabel("log-SNR of x_t (formulation.log_snr(t))", fontsize=9)
         ax.grid(alpha=0.3, which="both")
     axes[0][0].set_ylabel("min_i ||x_t − a(t) y_i|| / (s(t) √D)")
     axes[0][1].legend(handles=_legend_handles(values, colors, "n"), fontsize=8)
