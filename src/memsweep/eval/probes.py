@@ -6,7 +6,6 @@ from __future__ import annotations
 import logging
 import time
 
-import torch
 
 from memsweep.metrics.probes import ProbeInputs, ProbeSettings, run_probes
 from memsweep.science import unet

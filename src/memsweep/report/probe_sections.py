@@ -25,10 +25,6 @@ def lines(ctx: dict) -> list[str]:
     return L
 
 
-def _words(values: dict) -> str:
-    return ", ".join(f"{fmt_value(k)}: {v}" for k, v in values.items())
-
-
 def tau_copy(g: pd.DataFrame, level: float = 0.5) -> float:
     """The smallest tau at which the hybrid samples' mem_ratio reaches `level` (NaN if none)."""
     g = g.sort_values("tau")
@@ -56,10 +52,13 @@ def hybrid_section(ctx: dict) -> list[str]:
     L += [markdown_table(df), ""]
     late = df[df["when"] == "late"].set_index("n")
     if len(late):
-        L += ["What it shows: at the last evaluation the memorizer must steer the trajectory up to tau_copy for "
-              "the samples to become copies (" + _words({n: fmt_value(v) for n, v in late["tau_copy"].items()})
-              + " by n); a small tau_copy means the network, from there on, keeps the training image the noisiest "
-              "part of the path chose: which image to copy is decided near noise.", ""]
+        words = "; ".join(f"n = {fmt_value(n)}: " + ("0 (the network copies on its own)" if v == 0 else fmt_value(v))
+                          for n, v in late["tau_copy"].items())
+        L += ["What it shows: at the last evaluation half the hybrid samples are copies once the memorizer steers "
+              "the path up to tau_copy (" + words + "). A small tau_copy: the network, from there "
+              "on, keeps the training image the noisiest part of the path chose (which image to copy is decided "
+              "near noise); a tau_copy near 1: the network moves even the memorizer's nearly finished states off "
+              "the training images, so its generalizing decisions are made at low noise.", ""]
     return L
 
 
@@ -106,7 +105,8 @@ def traj_section(ctx: dict) -> list[str]:
     if len(late):
         L += [f"What it shows: at the last evaluation the sampler's states are at most "
               f"{late['max state/train'].min():.2f} to {late['max state/train'].max():.2f} times as far from the "
-              f"noised training images as the training domain itself is (noised test images: up to "
-              f"{late['max test/train'].max():.2f} times); a ratio near 1 means the sampler stays where the network "
-              "was trained, larger means it travels where the train/test loss gap is measured.", ""]
+              f"noised training images as the training domain itself is, noised test images up to "
+              f"{late['max test/train'].max():.2f} times: a ratio near 1 means the sampler stays where the network "
+              "was trained; test points leave that domain at high log-SNR, where the train/test loss gap is "
+              "measured.", ""]
     return L
