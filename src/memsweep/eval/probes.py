@@ -6,7 +6,6 @@ from __future__ import annotations
 import logging
 import time
 
-
 from memsweep.metrics.probes import ProbeInputs, ProbeSettings, run_probes
 from memsweep.science import unet
 from memsweep.store.run import RunStore
