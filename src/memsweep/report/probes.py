@@ -96,6 +96,9 @@ def _run_tables(r, enabled: bool, tables: dict, timing: dict) -> None:
 
 
 def write(ctx: dict, out) -> None:
+    """hybrid.csv, els.csv, traj.csv (one of an earlier report that this one has no rows for is removed)."""
     for p in PROBES:
         if len(ctx[p]):
             ctx[p].to_csv(out / f"{p}.csv", index=False)
+        else:
+            (out / f"{p}.csv").unlink(missing_ok=True)
