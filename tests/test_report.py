@@ -205,7 +205,8 @@ def test_report_from_a_real_tiny_sweep(out):
     assert len(summary) == 4 and (summary["state"] == "finished").all()
     assert (summary["final_step"] == 60).all() and (summary["n_evals"] == 4).all()
     for name in ["fits.csv", "curves_n_step.png", "curves_n_normalized.png", "samples_n.png", "gap_by_t_n.png",
-                 "novelty_n.png", "nn_ratio_n.png", "disjoint.png", "disjoint.csv", "novelty.csv"]:
+                 "novelty_n.png", "nn_ratio_n.png", "disjoint.png", "disjoint.csv", "novelty.csv",
+                 "hybrid.png", "els.png", "traj.png", "hybrid.csv", "els.csv", "traj.csv"]:   # issue 16's probes
         assert (d / name).is_file(), name
     text = path.read_text()
     assert "could not be drawn" not in text and "## Summary" in text and "tau_mem" in text

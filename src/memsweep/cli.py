@@ -139,7 +139,8 @@ def _device(name: str) -> str:
 def cmd_report(args) -> int:
     if args.max_samples is not None and args.max_samples < 4:
         raise ConfigError(f"--max-samples {args.max_samples}: must be at least 4 (precision/recall's k = 3)")
-    path = make_report(_root(args), args.name, device=_device(args.device), max_samples=args.max_samples)
+    path = make_report(_root(args), args.name, device=_device(args.device), max_samples=args.max_samples,
+                       probes=not args.no_probes)
     print(f"report: {path}")
     try:
         where = wandb_report.log_report(_root(args), args.name, args.wandb_mode)
@@ -189,7 +190,8 @@ def _eval_arguments(p) -> None:
                         "`reference` for as many as the reference split has; more than saved are generated "
                         "from the evaluation weights")
     p.add_argument("--threshold", type=float, default=None, help="threshold of mem / copy, epsilon of mifid (default: the run's)")
-    p.add_argument("--steps", default="all", help="all (default), last, or a comma-separated list of steps")
+    p.add_argument("--steps", default="all",
+                   help="all (default), or a comma-separated list of steps, first and last (e.g. first,last)")
     p.add_argument("--force", action="store_true", help="recompute and overwrite keys already present")
     p.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:1, ...")
     p.add_argument("--inception-path", default=None, help="inception-2015-12-05.pt (or its folder)")
@@ -229,6 +231,9 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--wandb-mode", choices=wandb_report.MODES, default=None,
                            help="also log the report to wandb as a run of the sweep's group: offline (the default "
                                 "unless WANDB_MODE says otherwise; `wandb sync` later), online, or disabled")
+        if name == "report":
+            p.add_argument("--no-probes", action="store_true", help="compute no probe missing from metrics.jsonl "
+                           "(hybrid, els, traj: about 7 samplings per run and evaluation)")
         p.set_defaults(func=func)
         if name == "report":
             p.add_argument("--device", default="cpu", help="of the analyses of saved samples: cpu (default), "

@@ -42,9 +42,10 @@ from memsweep.eval import features as feat
 from memsweep.metrics.bootstrap import bootstrap_ci
 from memsweep.metrics.copy_detection import max_cosine
 from memsweep.metrics.field import FieldProbe
+from memsweep.metrics.fixed_inputs import fixed_inputs, sample_labels
 from memsweep.metrics.fid import GaussianStats, frechet_distance, gaussian_stats
 from memsweep.metrics.kid import kid
-from memsweep.metrics.loss import FixedLossBatch, fixed_loss
+from memsweep.metrics.loss import fixed_loss
 from memsweep.metrics.memorization import is_copy, nearest_neighbours
 from memsweep.metrics.mifid import EPSILON, mifid
 from memsweep.metrics.sliced_wasserstein import projections, sliced_wasserstein
@@ -184,10 +185,8 @@ class Evaluator:
         self.run_cfg = cfg
         self.cfg, self.data, self.device = ev, data, device
         self.formulation = formulations.of_config(cfg)
-        g = torch.Generator().manual_seed(ev.noise_seed)
-        self.train_batch = FixedLossBatch.make(data.train_x, data.train_y, ev.loss_points, g)
-        self.test_batch = FixedLossBatch.make(data.test_x, data.test_y, ev.loss_points, g)
-        self.sample_noise = torch.randn((ev.num_samples, *data.train_x.shape[1:]), generator=g).to(device)
+        self.train_batch, self.test_batch, self.sample_noise = fixed_inputs(data, ev)
+        self.sample_noise = self.sample_noise.to(device)
         # sample labels follow the training set's labels, in order (its class proportions)
         self.sample_labels = self.labels(0, ev.num_samples)
         self.null_label = data.num_classes
@@ -265,8 +264,7 @@ class Evaluator:
 
     # -- generated samples -----------------------------------------------------------------------------
     def labels(self, start: int, count: int) -> torch.Tensor:
-        y = self.data.train_y
-        return y[torch.arange(start, start + count, device=y.device) % len(y)]
+        return sample_labels(self.data.train_y, start, count)
 
     def noise(self, start: int, count: int) -> torch.Tensor:
         """Initial noise of samples start..start+count-1. The first eval.num_samples are the fixed noise of

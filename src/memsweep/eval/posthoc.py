@@ -16,6 +16,7 @@ METRIC is one of
   kid    kernel inception distance, unbiased MMD^2 (eval.kid_features or --features; Bińkowski et al. 2018)
   mifid  memorization-informed FID (eval.mifid_features or --features; epsilon eval.mifid_epsilon unless
          --threshold; Bai et al. 2021)
+  hybrid, els, traj   issue 16's probes of the evaluation weights (metrics.probes; e.g. --steps first,last)
 Without METRIC, the run's own configured metrics: those missing are computed (e.g. FID skipped in training
 because the Inception weights were missing).
 
@@ -39,6 +40,8 @@ from memsweep.data import datasets as data_mod
 from memsweep.errors import ConfigError
 from memsweep.eval.evaluator import Evaluator, keys_of, metric_key, sample_tag
 from memsweep.eval.features import SPACES, FeatureUnavailable, space_name
+from memsweep.eval.probes import probe_step
+from memsweep.metrics.probes import KEYS as PROBE_KEYS, PROBES
 from memsweep.science import unet
 from memsweep.store.cache import data_cache
 from memsweep.store.files import atomic_write_text, read_json
@@ -46,7 +49,7 @@ from memsweep.store.run import RunLocked, RunStore
 
 log = logging.getLogger("memsweep")
 
-METRICS = ("mem", "copy", "fd", "fid", "sw", "kid", "mifid")
+METRICS = ("mem", "copy", "fd", "fid", "sw", "kid", "mifid", *PROBES)
 # the config key of each metric's feature space (mem: always pixels unless --features)
 SPACE_KEYS = {"sw": "sw_features", "fd": "fid_features", "copy": "copy_features", "kid": "kid_features",
               "mifid": "mifid_features"}
@@ -85,8 +88,9 @@ def check_request(metrics=(), features=(), num_samples=None, steps=None) -> None
         except ValueError:
             raise ConfigError(f"--features={spec}: unknown feature space (use {', '.join(SPACES)})") from None
     parse_count(num_samples)
-    if steps not in (None, "all", "last") and not all(p.strip().isdigit() for p in str(steps).split(",")):
-        raise ConfigError(f"--steps={steps}: use all, last, or a comma-separated list of steps")
+    if steps not in (None, "all") and not all(p.strip().isdigit() or p.strip() in ("first", "last")
+                                                for p in str(steps).split(",")):
+        raise ConfigError(f"--steps={steps}: use all, or a comma-separated list of steps, first and last")
 
 
 def plan_jobs(ev_cfg, metrics=(), features=(), count=None, threshold=None) -> list[Job]:
@@ -106,6 +110,9 @@ def plan_jobs(ev_cfg, metrics=(), features=(), count=None, threshold=None) -> li
             raise ConfigError(f"metric {metric!r}: unknown (choose from: {', '.join(METRICS)})")
         if metric == "fid":
             jobs.append(Job("fd", "inception", None, count))
+            continue
+        if metric in PROBES:   # from the evaluation weights and the fixed noise: no space, count or threshold
+            jobs.append(Job(metric, "pixels"))
             continue
         default = "pixels" if metric == "mem" else str(ev_cfg.get(SPACE_KEYS[metric], "none"))
         for spec in features or [default]:
@@ -179,9 +186,9 @@ class _Samples:
 def _select_steps(rows: list[dict], steps) -> list[dict]:
     if steps in (None, "all"):
         return rows
-    if steps == "last":
-        return rows[-1:]
-    wanted = {int(s) for s in str(steps).split(",")}
+    wanted = set()
+    for part in (p.strip() for p in str(steps).split(",")):
+        wanted.add(rows[0]["step"] if part == "first" else rows[-1]["step"] if part == "last" else int(part))
     return [r for r in rows if r["step"] in wanted]
 
 
@@ -218,7 +225,8 @@ def evaluate_run(run_dir: Path, metrics=(), output_root: Path | None = None, *, 
                         if canonical not in row and alias in row and not force:
                             row[canonical] = row[alias]
                             added.add(canonical)
-                    wanted = keys_of(cfg.eval, job.kind, job.spec, job.threshold, job.count)
+                    wanted = (PROBE_KEYS[job.kind] if job.kind in PROBES
+                              else keys_of(cfg.eval, job.kind, job.spec, job.threshold, job.count))
                     if force or any(k not in row for k in wanted):
                         todo.append((row, job))
             if not todo:
@@ -233,13 +241,18 @@ def evaluate_run(run_dir: Path, metrics=(), output_root: Path | None = None, *, 
             by_row: dict[int, tuple[dict, list[Job]]] = {}
             for row, job in todo:
                 by_row.setdefault(id(row), (row, []))[1].append(job)
-            for row, row_jobs in by_row.values():
-                need = max(ev.samples_needed(j.kind, j.count) for j in row_jobs)
-                samples, note = source.get(row["step"], need)
-                if samples is None:
-                    result["notes"].append(note)
+            for row, all_jobs in by_row.values():
+                new, note = _probes(store, cfg, ev, row["step"], [j.kind for j in all_jobs if j.kind in PROBES],
+                                    dev, result["notes"])
+                row_jobs = [j for j in all_jobs if j.kind not in PROBES]
+                need = max([ev.samples_needed(j.kind, j.count) for j in row_jobs], default=0)
+                samples, sample_note = source.get(row["step"], need) if row_jobs else (None, "")
+                note = "; ".join(n for n in (note, sample_note) if n)
+                if row_jobs and samples is None:
+                    result["notes"].append(sample_note)
+                    row_jobs = []
+                if not row_jobs and not new:
                     continue
-                new = {}
                 for job in row_jobs:
                     new.update(_compute(ev, samples, job))
                     for canonical, alias in _aliases(cfg.eval, job).items():
@@ -256,6 +269,17 @@ def evaluate_run(run_dir: Path, metrics=(), output_root: Path | None = None, *, 
     except RunLocked as e:
         return {**result, "status": "locked", "notes": [f"{e}; skipped"]}
     return {**result, "keys": sorted(added)}
+
+
+def _probes(store, cfg, ev, step: int, names: list, device, notes: list) -> tuple[dict, str]:
+    """Issue 16's probes `names` at one step (metrics.probes), from the evaluation weights."""
+    if not names:
+        return {}, ""
+    keys, note = probe_step(store, cfg, ev, step, names, device)
+    if keys is None:
+        notes.append(note)
+        return {}, ""
+    return keys, note
 
 
 def _compute(ev, samples, job: Job) -> dict:
