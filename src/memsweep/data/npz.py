@@ -10,13 +10,13 @@ training subset). The shapes are read from the file's headers when the config is
 """
 from __future__ import annotations
 
-import hashlib
 import zipfile
 from pathlib import Path
 
 import numpy as np
 
 from memsweep.errors import ConfigError
+from memsweep.hashing import file_hash
 
 _headers: dict[tuple, dict] = {}
 _classes: dict[tuple, int] = {}
@@ -107,21 +107,9 @@ def derive(cfg) -> dict:
         raise ConfigError(f"data.test_size={cfg.test_size}: {path} holds only {shape[0]} images "
                           "(the held-out tail must leave training images)")
     return {"image_size": size, "channels": channels, "num_classes": _num_classes(path, shape[0]),
-            "fingerprint": _sha(path)[:16], "pool_size": shape[0] - cfg.test_size}
+            "fingerprint": file_hash(path)[:16], "pool_size": shape[0] - cfg.test_size}
 
 
-_hashes: dict[tuple, str] = {}
-
-
-def _sha(path: Path) -> str:
-    memo = _memo(path)
-    if memo not in _hashes:
-        h = hashlib.sha256()
-        with open(path, "rb") as f:
-            for chunk in iter(lambda: f.read(1 << 22), b""):
-                h.update(chunk)
-        _hashes[memo] = h.hexdigest()
-    return _hashes[memo]
 
 
 def cache_parts(cfg) -> dict:

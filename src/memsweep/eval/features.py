@@ -36,7 +36,8 @@ from cleanfid.resize import build_resizer
 from omegaconf import OmegaConf
 
 from memsweep.data import datasets as data_mod
-from memsweep.store.cache import Cache, digest, file_hash, tensor_hash
+from memsweep.hashing import file_hash
+from memsweep.store.cache import Cache, digest, tensor_hash
 
 INCEPTION_FILE = "inception-2015-12-05.pt"
 INCEPTION_URL = ("https://nvlabs-fi-cdn.nvidia.com/stylegan2-ada-pytorch/pretrained/metrics/"
