@@ -516,8 +516,9 @@ def part_evaluation(ctx: Ctx, results: dict) -> dict:
     else:
         samples = random_images(want, run.data.train_x.shape[1:], ctx.device, seed=3)
         out["searched"] = "random images (sampling failed)"
-    attempt(out, "losses_s", lambda: timed(lambda: (fixed_loss(model, ev.train_batch, ev.cfg.t_bins),
-                                                    fixed_loss(model, ev.test_batch, ev.cfg.t_bins)), ctx)[0])
+    attempt(out, "losses_s", lambda: timed(lambda: (fixed_loss(ev.formulation, model, ev.train_batch, ev.cfg.t_bins),
+                                                    fixed_loss(ev.formulation, model, ev.test_batch, ev.cfg.t_bins)),
+                                           ctx)[0])
     if ev.field_probe is not None:
         attempt(out, "field_dist_s", lambda: timed(lambda: ev.field_probe.distance(model), ctx)[0])
     attempt(out, "mem_metrics_s", lambda: timed(lambda: ev.mem_metrics(samples), ctx)[0])

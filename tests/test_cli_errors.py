@@ -63,7 +63,7 @@ def test_status_of_a_sweep_never_launched(capsys, out):
 @pytest.mark.parametrize("args, message", [
     (["no_such_run"], "no_such_run"), (["demo", "bogus"], "metric 'bogus'"),
     (["demo", "copy", "--features", "clip"], "--features=clip"), (["demo", "mem", "--num-samples", "x"], "--num-samples"),
-    (["demo", "mem", "--steps", "first"], "--steps=first"), (["demo", "mem", "--threshold", "2"], "--threshold"),
+    (["demo", "mem", "--steps", "middle"], "--steps=middle"), (["demo", "mem", "--threshold", "2"], "--threshold"),
     (["demo", "mem", "--device", "tpu"], "--device tpu"),
     *([] if torch.cuda.is_available() else [(["demo", "mem", "--device", "cuda"], "--device cuda")]),
 ])

@@ -1,7 +1,9 @@
 """Composition of every config group, overrides, validation, and run identity."""
 from pathlib import Path
 
+import numpy as np
 import pytest
+from PIL import Image
 
 from memsweep import config
 from memsweep.errors import ConfigError
@@ -19,8 +21,21 @@ def test_every_option_of_every_group_composes(group, tmp_path):
     assert options(group), f"configs/{group} is empty"
     for option in options(group):
         extra = ["data.download=true"] if (group == "data" and option == "cifar10") else []
+        if group == "data" and option in ("folder", "npz"):  # the user's files: a few written here
+            extra = [f"data.path={_small_files(tmp_path, option)}", "data.test_size=4", "data.n=16"]
         cfg = config.compose_run([f"{group}={option}", *extra])
         assert cfg.train.total_steps > 0
+
+
+def _small_files(tmp_path, kind):
+    images = np.random.default_rng(0).integers(0, 256, (20, 8, 8), dtype=np.uint8)
+    if kind == "npz":
+        np.savez(tmp_path / "x.npz", x=images)
+        return tmp_path / "x.npz"
+    (tmp_path / "images").mkdir()
+    for i, a in enumerate(images):
+        Image.fromarray(a).save(tmp_path / "images" / f"{i:02d}.png")
+    return tmp_path / "images"
 
 
 def test_every_model_preset_builds():

@@ -156,3 +156,54 @@ def test_bootstrap_interval_covers_the_true_fraction_about_95_percent_of_the_tim
         lo, hi = bootstrap_ci((torch.rand(n, generator=g) < p).float(), 400, seed=t)
         covered += lo <= p <= hi
     assert 0.88 <= covered / trials <= 0.99
+
+
+def mmd2_unbiased_cubic(x: np.ndarray, y: np.ndarray) -> float:
+    """KID by hand (Bińkowski et al. 2018, eq. 4): the unbiased MMD^2 with k(a, b) = (a.b / d + 1)^3."""
+    d = x.shape[1]
+    k = lambda a, b: (a @ b.T / d + 1) ** 3  # noqa: E731
+    m, n = len(x), len(y)
+    kxx, kyy = k(x, x), k(y, y)
+    return ((kxx.sum() - np.trace(kxx)) / (m * (m - 1)) + (kyy.sum() - np.trace(kyy)) / (n * (n - 1))
+            - 2 * k(x, y).mean())
+
+
+def test_kid_equals_the_unbiased_mmd_by_hand():
+    from memsweep.metrics.kid import kid
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.randn(40, 6, generator=g), torch.randn(40, 6, generator=g) * 1.3 + 0.4
+    mean, std = kid(x, y, subsets=1, subset_size=1000)  # one subset of every row: the plain estimator
+    assert mean == pytest.approx(mmd2_unbiased_cubic(x.double().numpy(), y.double().numpy()), rel=1e-9)
+    assert std == 0.0
+    # subsets of 20: their mean estimates the same quantity; fixed by the seed, the global stream untouched
+    state = torch.random.get_rng_state()
+    a, b = kid(x, y, subsets=50, subset_size=20, seed=3), kid(x, y, subsets=50, subset_size=20, seed=3)
+    assert a == b and a[1] > 0 and torch.equal(state, torch.random.get_rng_state())
+    assert a[0] == pytest.approx(mean, rel=0.5)
+    # unbiased: for two samples of one distribution it averages to 0 (FID's Gaussian fit does not)
+    same = [kid(torch.randn(16, 6, generator=g), torch.randn(16, 6, generator=g))[0] for _ in range(200)]
+    assert abs(np.mean(same)) < 3 * np.std(same) / np.sqrt(len(same))
+
+
+def test_mifid_equals_fid_over_the_samples_mean_minimum_cosine_distance():
+    from memsweep.metrics.mifid import mifid
+    g = torch.Generator().manual_seed(1)
+    train = torch.randn(30, 5, generator=g)
+    near_copies = train[:12] + 0.05 * torch.randn(12, 5, generator=g)  # samples that copy 12 training points
+    fresh = torch.randn(25, 5, generator=g) + 0.3
+
+    def by_hand(fake, eps):
+        f, t = fake.double().numpy(), train.double().numpy()
+        fid = frechet_distance(gaussian_stats(fake), gaussian_stats(train))
+        cos = (f / np.linalg.norm(f, axis=1, keepdims=True)) @ (t / np.linalg.norm(t, axis=1, keepdims=True)).T
+        distance = (1 - np.abs(cos)).min(axis=1).mean()  # per generated sample, its nearest training image
+        return fid / (distance if distance < eps else 1.0), distance
+
+    value, distance = by_hand(near_copies, 0.1)
+    assert distance < 0.1  # memorized: the penalty applies
+    assert mifid(train, near_copies) == pytest.approx(value, rel=1e-6)
+    value, distance = by_hand(fresh, 0.1)
+    assert distance > 0.01
+    assert mifid(train, fresh, epsilon=0.01) == pytest.approx(value, rel=1e-6)  # above epsilon: MiFID = FID
+    assert mifid(train, fresh, epsilon=0.01) == pytest.approx(frechet_distance(gaussian_stats(fresh),
+                                                                               gaussian_stats(train)), rel=1e-6)

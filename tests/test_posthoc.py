@@ -140,3 +140,34 @@ def test_inception_space_matches_clean_fid_pipeline(tmp_path, one_thread):
                                  batch_size=5, device=torch.device("cpu"), mode="clean", verbose=False)
     assert ours.shape == (12, 2048)
     assert torch.allclose(ours, torch.from_numpy(theirs).float(), rtol=1e-4, atol=1e-4)
+
+
+def test_kid_and_mifid_are_off_by_default_and_leave_run_ids_alone():
+    base = config.compose_run(FAST)
+    on = config.compose_run([*FAST, "eval.kid_features=pixels", "eval.mifid_features=pixels", "eval.mifid_epsilon=0.2"])
+    assert identity.run_id(on) == identity.run_id(base)
+    assert str(base.eval.kid_features) == "none" and str(base.eval.mifid_features) == "none"
+
+
+def test_kid_and_mifid_in_an_evaluation_and_after_the_fact(run, capsys):
+    from memsweep.metrics.kid import kid
+    from memsweep.metrics.mifid import mifid
+    store, data, ev, model = run
+    assert not any(k.startswith(("kid_", "mifid_")) for k in store.read_metrics()[0])  # off by default
+    cfg = config.compose_run([*FAST, f"paths.output_root={store.dir.parents[1]}", "eval.kid_features=pixels",
+                              "eval.mifid_features=pixels"])
+    row, samples, _ = Evaluator(cfg, data, torch.device("cpu"))(model, 10)
+    for split, ref in (("train", data.train_x), ("test", data.test_x)):
+        want = kid(ref.flatten(1), samples.flatten(1), 100, 1000, seed=cfg.eval.noise_seed)
+        assert (row[f"kid_pixels_{split}"], row[f"kid_pixels_{split}_std"]) == pytest.approx(want)
+        assert row[f"mifid_pixels_{split}"] == pytest.approx(mifid(ref.flatten(1), samples.flatten(1), 0.1))
+    # memsweep eval adds them to a run trained without them, from the saved samples
+    assert main(["eval", str(store.dir), "kid", "mifid", "--features", "pixels"]) == 0
+    after = store.read_metrics()
+    keys = {"kid_pixels_train", "kid_pixels_train_std", "kid_pixels_test", "kid_pixels_test_std",
+            "mifid_pixels_train", "mifid_pixels_test"}
+    assert all(keys <= set(r) for r in after)
+    saved, _ = store.load_samples(after[0]["step"])
+    assert after[0]["kid_pixels_test"] == pytest.approx(kid(data.test_x.flatten(1), saved.flatten(1), seed=0)[0])
+    assert main(["eval", str(store.dir), "mifid", "--features", "pixels", "--threshold", "0.05"]) == 0
+    assert "mifid_pixels_train_t0.05" in store.read_metrics()[-1]

@@ -16,6 +16,8 @@ import torch  # noqa: E402
 
 from memsweep.report.summary import SUMMARY_COLUMNS
 from memsweep.report.markdown import fmt  # noqa: E402
+from memsweep.report import build as report  # noqa: E402
+from memsweep.report import samples  # noqa: E402
 from memsweep.science.capacity import effective_memorization  # noqa: E402
 from memsweep.store.run import RunStore  # noqa: E402
 from memsweep.cli import main  # noqa: E402
@@ -203,7 +205,8 @@ def test_report_from_a_real_tiny_sweep(out):
     assert len(summary) == 4 and (summary["state"] == "finished").all()
     assert (summary["final_step"] == 60).all() and (summary["n_evals"] == 4).all()
     for name in ["fits.csv", "curves_n_step.png", "curves_n_normalized.png", "samples_n.png", "gap_by_t_n.png",
-                 "novelty_n.png", "nn_ratio_n.png", "disjoint.png", "disjoint.csv", "novelty.csv"]:
+                 "novelty_n.png", "nn_ratio_n.png", "disjoint.png", "disjoint.csv", "novelty.csv",
+                 "hybrid.png", "els.png", "traj.png", "hybrid.csv", "els.csv", "traj.csv"]:   # issue 16's probes
         assert (d / name).is_file(), name
     text = path.read_text()
     assert "could not be drawn" not in text and "## Summary" in text and "tau_mem" in text
@@ -213,3 +216,11 @@ def test_report_from_a_real_tiny_sweep(out):
     assert {pairs.loc[0, "offset_a"], pairs.loc[0, "offset_b"]} == {0, 640}
     assert 0 < pairs.loc[0, "pair_dist"] and 0 <= pairs.loc[0, "same_fraction"] <= 1
     assert "### Disjoint-subsets test" in text
+    # a second report reads the stored sample analyses: nothing computed, the same numbers
+    outputs = lambda: {n: [x for x in (d / n).read_text().splitlines() if not x.startswith("_Generated")]  # noqa: E731
+                       for n in ("novelty.csv", "copies_by_image.csv", "copies_by_class.csv", "summary.csv",
+                                 "report.md")}
+    first = outputs()
+    computed = samples.COMPUTED.copy()
+    report.make_report(out, "real")
+    assert samples.COMPUTED == computed and outputs() == first

@@ -7,8 +7,10 @@ import sys
 
 import pytest
 import yaml
+from omegaconf import OmegaConf
 
 from memsweep import config
+from memsweep.cli import main
 from memsweep.sweeps import spec as sweep_mod
 from memsweep.errors import ConfigError
 from memsweep.store.run import RunStore
@@ -63,7 +65,11 @@ def test_bad_sweep_files_are_named(tmp_path, body, message):
 
 
 def test_shipped_sweeps_expand():
+    # the other papers' bundles need images and the objective group: tests/test_data_sources.py dry-runs them
+    bundles = {"bonnaire_celeba", "gu_cifar10"}
     for path in (config.config_dir() / "sweep").glob("*.yaml"):
+        if path.stem in bundles:
+            continue
         sw = sweep_mod.expand(path.stem, ["data.download=true"] if path.stem != "demo" else [])
         assert len(sw.runs) >= 3, path.stem
 
@@ -156,3 +162,81 @@ def test_a_diverging_run_does_not_stop_its_sweep_and_shows_in_status_and_report(
     summary = pd.read_csv(out / "sweeps" / "lrs" / "summary.csv")
     assert sorted(summary["state"]) == ["diverged", "finished"]
     assert summary.loc[summary["state"] == "diverged", "lr"].item() == 1e6
+
+
+def test_composing_once_per_choice_of_groups_gives_each_run_as_composed_alone(tmp_path, out):
+    # groups (model, launcher) and keys vary, with an interpolation that must see the run's own data.n
+    extra = ["++train.ema_decay=0.99", "+logger.tag=big", "data.root=null", "eval.field_t=[0.1,0.5]", "seed=3"]
+    axes = {"model": ["tiny", "c32"], "data.n": [8, 16], "data.offset": [0, "\\${data.n}"]}
+    path = write_sweep(tmp_path, {"axes": axes,
+                                  "zip": {"launcher": ["local", "slurm"], "optim.lr": [1e-3, 2e-3]},
+                                  "overrides": [*FAST, *extra]})
+    sw = sweep_mod.expand(path)
+    with config.Composer() as compose:
+        derived = [compose(r.overrides) for r in sw.runs]
+        assert len(derived) == 16 and compose.composed == 4  # one per (model, launcher)
+    for run, cfg in zip(sw.runs, derived):
+        alone = config.compose_run(run.overrides)
+        assert OmegaConf.to_yaml(cfg) == OmegaConf.to_yaml(alone), run.overrides
+        assert identity.run_id(cfg) == identity.run_id(alone) == run.run_id
+    assert {(r.cfg.data.n, r.cfg.data.offset) for r in sw.runs} == {(8, 0), (8, 8), (16, 0), (16, 16)}
+
+
+@pytest.mark.parametrize("bad", [["data.n=99999"], ["data.n=abc"], ["data.typo=1"], ["+data.n=3"], ["model=giant"],
+                                 ["data.offset=${data.nope}"], ["~data.nope"], ["data.n=1,2"], ["optim.lr=0"]])
+def test_a_bad_value_fails_alike_both_ways(bad):
+    messages = []
+    with config.Composer() as compose:
+        for way in (compose, config.compose_run):
+            with pytest.raises(ConfigError) as e:
+                way([*FAST, "data.n=16", *bad])
+            messages.append(str(e.value))
+    assert messages[0] == messages[1]
+
+
+def test_long_tables_are_summarized_and_written_whole_when_asked(tmp_path, out, capsys):
+    path = write_sweep(tmp_path, {"axes": {"data.n": [8, 16, 24, 32, 40, 48], "seed": [0, 1, 2, 3, 4]},
+                                  "overrides": [*FAST, "launcher.pack=2", "launcher.workers=1"]})
+    table = tmp_path / "runs.csv"
+    assert main(["sweep", path, "--dry-run", "--table", str(table)]) == 0
+    text = capsys.readouterr().out
+    assert "30 runs" in text and "... 14 more rows ..." in text and "30 new; 30 to launch" in text
+    assert "would train them in 15 worker jobs: 15 x 2 runs (launcher.pack=2)" in text
+    lines = table.read_text().splitlines()
+    assert lines[0] == "run_id,data.n,seed,steps,state,action" and len(lines) == 31
+    assert main(["sweep", path, "--dry-run", "--all"]) == 0
+    text = capsys.readouterr().out
+    assert "more rows" not in text and all(line.split(",")[0] in text for line in lines[1:])
+
+
+def test_status_reads_the_last_complete_row_only(tmp_path, out, capsys):
+    path = write_sweep(tmp_path, {"axes": {"data.n": [8, 16]}, "overrides": FAST}, name="last")
+    sw = sweep_mod.expand(path)
+    sweep_mod.record(sw, out)
+    for k, run in enumerate(sw.runs):
+        run.store.set_status(state="finished", step=60, total_steps=60)
+        for step in (10, 60):
+            run.store.append_metrics({"step": step, "loss_gap": step / 1000 + k, "mem_ratio": 0.5})
+    with open(sw.runs[1].store.metrics_path, "a") as f:
+        f.write('{"step": 70, "loss_gap": 9')  # torn by a kill: the row before is the last
+    assert [s.store.last_metrics() for s in sw.runs] == [s.store.read_metrics()[-1] for s in sw.runs]
+    assert main(["status", "last", "--output-root", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "0.0600" in text and "1.0600" in text and "2 finished" in text
+
+
+def test_plan_asks_slurm_once_for_the_whole_sweep(tmp_path, out, monkeypatch):
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    calls = tmp_path / "calls"
+    (bin_dir / "squeue").write_text(f"#!/bin/sh\necho x >> {calls}\nprintf '123_0\\n77\\n'\n")
+    (bin_dir / "squeue").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+    path = write_sweep(tmp_path, {"axes": {"data.n": [8, 16, 24, 32]}, "overrides": FAST}, name="queued")
+    sw = sweep_mod.expand(path)
+    for run, job in zip(sw.runs, ["123_0", "123_1", "77", None]):
+        if job:
+            run.store.set_status(state="queued", job_id=job)
+    todo, counts = sweep_mod.plan(sw)
+    assert counts["active"] == 2 and [r.run_id for r in todo] == [sw.runs[1].run_id, sw.runs[3].run_id]
+    assert calls.read_text().count("x") == 1

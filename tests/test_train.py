@@ -47,6 +47,9 @@ def test_short_run_writes_the_run_directory(out):
     assert store.checkpoint_steps()[-1] == 60
     assert len(list(store.samples_dir.glob("step_*.png"))) == len(rows)
     assert status["train_seconds"] > 0 and status["eval_seconds"] > 0  # where the run's time went
+    parts = status["eval_seconds_by_part"]                               # and an evaluation's, by part
+    assert {"losses", "field_dist", "sampling", "mem_ratio", "sw", "saving"} <= set(parts)
+    assert all(v >= 0 for v in parts.values()) and sum(parts.values()) <= status["eval_seconds"] * 1.01
     # asked again: the finished run is left alone
     mtime = store.metrics_path.stat().st_mtime_ns
     assert train(cfg)["state"] == "finished" and store.metrics_path.stat().st_mtime_ns == mtime
@@ -82,6 +85,7 @@ def test_killed_run_resumes_to_the_same_metrics(tmp_path):
     assert _metrics(kill_root, run_id) == _metrics(ref_root, run_id)
     resumed = json.loads(status.read_text())  # the time of both attempts
     assert resumed["train_seconds"] > killed["train_seconds"] and resumed["eval_seconds"] > killed["eval_seconds"]
+    assert resumed["eval_seconds_by_part"]["sampling"] > killed["eval_seconds_by_part"]["sampling"]
 
 
 def test_bad_input_exits_with_one_line_and_no_traceback(out):

@@ -2,27 +2,31 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import logging
 import os
+import signal
 import sys
+from collections import Counter
 from pathlib import Path
 
 import torch
 from rich.console import Console
-from rich.table import Table
 
 from memsweep import config
-from memsweep.errors import ConfigError
+from memsweep.errors import ConfigError, StorageError, storage_error
 from memsweep.eval import posthoc
+from memsweep.report import wandb_report
 from memsweep.report.build import make_report
 from memsweep.store import identity
 from memsweep.store.run import ELSEWHERE, RunLocked
 from memsweep.sweeps import spec as sweep_mod
 from memsweep.sweeps.local import run_local
 from memsweep.sweeps.slurm import check_slurm, slurm_jobs, submit_slurm
-from memsweep.sweeps.status import print_status
-from memsweep.train.loop import train
+from memsweep.sweeps.status import print_status, print_table, sizes, write_table
+from memsweep.train.loop import prepare_data, train
 from memsweep.train.packed import make_packs
+from memsweep.train.signals import STOP_SIGNALS, Interrupted, SignalGuard, interruptible
 from memsweep.states import DONE
 
 USAGE_EXAMPLES = """examples:
@@ -36,11 +40,11 @@ USAGE_EXAMPLES = """examples:
   memsweep eval demo fid --inception-path /models/   # FID, once the Inception weights are at hand
 """
 
-
 def cmd_train(args) -> int:
     cfg = config.compose_run(args.overrides)
     config.check_writable(cfg)
-    status = train(cfg)
+    with interruptible(STOP_SIGNALS):  # SIGTERM / Ctrl-C: checkpoint between two steps, exit 143 / 130
+        status = train(cfg, guard=SignalGuard(STOP_SIGNALS))
     print(f"run {identity.run_id(cfg)}: {status['state']} at step {status.get('step')} "
           f"-> {identity.run_dir(cfg)}")
     return 0 if status["state"] in DONE else 1
@@ -55,29 +59,12 @@ def cmd_sweep(args) -> int:
     if not args.dry_run:
         config.check_writable(sweep.runs[0].cfg)
     todo, counts = sweep_mod.plan(sweep, retry=args.retry)
+    if not args.dry_run:
+        prepare_data([r.cfg for r in todo])  # data=folder / npz: decoded once, bad files refused before launching
     console = Console(width=160)
-    table = Table(title=f"sweep {sweep.name}: {len(sweep.runs)} runs, launcher={launcher}")
-    for col in ["run_id", *sweep.axes, "steps", "state", "action"]:
-        table.add_column(col)
-    launching = {r.run_id for r in todo}
-    for r in sweep.runs:
-        state = r.store.status()["state"]
-        action = ("resume" if r.store.checkpoint_steps() else "start") if r.run_id in launching else "-"
-        table.add_row(r.run_id, *[str(r.axes.get(a)) for a in sweep.axes], str(r.cfg.train.total_steps), state, action)
-    console.print(table)
-    console.print(", ".join(f"{v} {k}" for k, v in counts.items() if v) + f"; {len(todo)} to launch")
+    _print_plan(console, sweep, launcher, todo, counts, args)
     if args.dry_run:
-        if launcher == "slurm":
-            for res, packs in slurm_jobs(todo):
-                console.print(f"would submit {len(packs)} Slurm jobs of " + ", ".join(str(len(p)) for p in packs)
-                              + f" runs (launcher.pack={res.get('pack', 1)}) as arrays of at most "
-                              f"{res.get('max_array_size', 1000)} (partition={res.get('partition')}, "
-                              f"timeout_min={res.get('timeout_min')})")
-        elif todo:
-            lcfg = sweep.runs[0].cfg.launcher
-            packs = make_packs([r.cfg for r in todo], lcfg.pack, lcfg.workers or os.cpu_count() or 1)
-            console.print(f"would train them in {len(packs)} worker jobs of " + ", ".join(
-                f"{len(p)}" for p in packs) + f" runs (launcher.pack={lcfg.pack})")
+        _print_would_launch(console, sweep, todo, launcher)
         return 0
     if launcher == "slurm":
         check_slurm()
@@ -89,24 +76,81 @@ def cmd_sweep(args) -> int:
     if launcher == "slurm":
         submitted = submit_slurm(todo, sweep_dir)
         job_ids = list(dict.fromkeys(j for _, j in submitted))
-        console.print(f"submitted {len(job_ids)} jobs ({len(submitted)} runs): " + " ".join(job_ids))
+        shown = " ".join(job_ids) if len(job_ids) <= 20 else f"{' '.join(job_ids[:3])} ... {job_ids[-1]}"
+        console.print(f"submitted {len(job_ids)} jobs ({len(submitted)} runs): {shown}")
         console.print(f"follow them with: memsweep status {sweep.name}")
         return 0
     lcfg = sweep.runs[0].cfg.launcher
-    results = run_local(todo, workers=lcfg.workers, show_progress=not args.quiet, pack=lcfg.get("pack", 1))
-    print_status(sweep_mod.load_record(root, sweep.name), root / "runs", console)
+    with interruptible(STOP_SIGNALS):  # the launcher passes SIGTERM on to its workers, which checkpoint
+        results = run_local(todo, workers=lcfg.workers, show_progress=not args.quiet, pack=lcfg.get("pack", 1))
+    print_status(sweep_mod.load_record(root, sweep.name), root / "runs", console, show_all=args.all)
+    tally = Counter(str(state) for state in results.values())  # the reason of each failure is logged above
+    console.print(f"sweep {sweep.name}: " + ", ".join(f"{n} {state}" for state, n in tally.items()))
     return 0 if all(v in (*DONE, ELSEWHERE) for v in results.values()) else 1
+
+
+def _print_plan(console, sweep, launcher: str, todo, counts: dict, args) -> None:
+    """The table of runs with what plan() decided for each (every row with --all, as CSV with --table), and
+    the count of each decision."""
+    columns = ["run_id", *sweep.axes, "steps", "state", "action"]
+    rows = [[r.run_id, *[str(r.axes.get(a)) for a in sweep.axes], str(r.cfg.train.total_steps), r.state, r.action]
+            for r in sweep.runs]
+    print_table(console, f"sweep {sweep.name}: {len(sweep.runs)} runs, launcher={launcher}", columns, rows, args.all)
+    console.print(", ".join(f"{v} {k}" for k, v in counts.items() if v) + f"; {len(todo)} to launch")
+    if args.table:
+        console.print(f"table of {len(rows)} runs: {write_table(args.table, columns, rows)}")
+
+
+def _job_sizes(packs) -> str:
+    """' of 4, 4, 3 runs' for a few jobs, ': 96 x 4 runs' for many."""
+    return " of " + ", ".join(str(len(p)) for p in packs) + " runs" if len(packs) <= 8 else ": " + sizes(packs)
+
+
+def _print_would_launch(console, sweep, todo, launcher: str) -> None:
+    if launcher == "slurm":
+        for res, packs in slurm_jobs(todo):
+            console.print(f"would submit {len(packs)} Slurm jobs{_job_sizes(packs)} "
+                          f"(launcher.pack={res.get('pack', 1)}) as arrays of at most "
+                          f"{res.get('max_array_size', 1000)} (partition={res.get('partition')}, "
+                          f"timeout_min={res.get('timeout_min')})")
+    elif todo:
+        lcfg = sweep.runs[0].cfg.launcher
+        packs = make_packs([r.cfg for r in todo], lcfg.pack, lcfg.workers or os.cpu_count() or 1)
+        console.print(f"would train them in {len(packs)} worker jobs{_job_sizes(packs)} (launcher.pack={lcfg.pack})")
 
 
 def cmd_status(args) -> int:
     root = _root(args)
-    print_status(sweep_mod.load_record(root, args.name), root / "runs")
+    print_status(sweep_mod.load_record(root, args.name), root / "runs", show_all=args.all, table_path=args.table)
     return 0
 
 
+def _device(name: str) -> str:
+    """A torch device name, checked before any work."""
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ConfigError(f"--device {name}: not a device (cpu, cuda, cuda:1, ...)") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"--device {name}: CUDA is not available on this machine")
+    return name
+
+
 def cmd_report(args) -> int:
-    path = make_report(_root(args), args.name)
+    if args.max_samples is not None and args.max_samples < 4:
+        raise ConfigError(f"--max-samples {args.max_samples}: must be at least 4 (precision/recall's k = 3)")
+    path = make_report(_root(args), args.name, device=_device(args.device), max_samples=args.max_samples,
+                       probes=not args.no_probes)
     print(f"report: {path}")
+    try:
+        where = wandb_report.log_report(_root(args), args.name, args.wandb_mode)
+    except Exception as e:  # e.g. online without WANDB_API_KEY: the report itself is written, say what failed
+        first = (str(e).splitlines() or [""])[0]
+        print(f"memsweep: error: the report was not logged to wandb ({type(e).__name__}: {first}); "
+              "--wandb-mode disabled skips it", file=sys.stderr)
+        return 1
+    if where:
+        print(f"wandb ({args.wandb_mode or wandb_report.default_mode()}): {where}")
     return 0
 
 
@@ -116,12 +160,7 @@ def _root(args):
 
 
 def cmd_eval(args) -> int:
-    try:  # checked before any work
-        device = torch.device(args.device)
-    except RuntimeError:
-        raise ConfigError(f"--device {args.device}: not a device (cpu, cuda, cuda:1, ...)") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"--device {args.device}: CUDA is not available on this machine")
+    _device(args.device)
     if args.threshold is not None and not 0 < args.threshold <= 1:
         raise ConfigError(f"--threshold {args.threshold}: must be in (0, 1]")
     results = posthoc.evaluate_after(args.target, args.metrics, _root(args), features=args.features,
@@ -150,13 +189,20 @@ def _eval_arguments(p) -> None:
                    help="generated samples per metric (default: eval.num_samples, the saved ones); a number, or "
                         "`reference` for as many as the reference split has; more than saved are generated "
                         "from the evaluation weights")
-    p.add_argument("--threshold", type=float, default=None, help="threshold of mem / copy (default: the run's)")
-    p.add_argument("--steps", default="all", help="all (default), last, or a comma-separated list of steps")
+    p.add_argument("--threshold", type=float, default=None, help="threshold of mem / copy, epsilon of mifid (default: the run's)")
+    p.add_argument("--steps", default="all",
+                   help="all (default), or a comma-separated list of steps, first and last (e.g. first,last)")
     p.add_argument("--force", action="store_true", help="recompute and overwrite keys already present")
     p.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:1, ...")
     p.add_argument("--inception-path", default=None, help="inception-2015-12-05.pt (or its folder)")
     p.add_argument("--data-root", default=None, help="data.root if the runs' one is wrong on this machine")
     p.add_argument("--output-root", default=None, help="the output root (default: paths.output_root)")
+
+
+def _table_arguments(p) -> None:
+    p.add_argument("--all", action="store_true", help="print every row of the table (default: the first and "
+                   "last rows when there are more than 20)")
+    p.add_argument("--table", default=None, metavar="FILE", help="also write every row of the table to FILE (CSV)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -172,13 +218,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dry-run", action="store_true", help="print the runs and what would be launched, launch nothing")
     p.add_argument("--retry", action="store_true", help="also relaunch failed runs")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    _table_arguments(p)
     p.set_defaults(func=cmd_sweep)
     for name, func, helptext in (("status", cmd_status, "a table of a sweep's runs"),
                                  ("report", cmd_report, "analysis, figures and report.md of a sweep")):
         p = sub.add_parser(name, help=helptext)
         p.add_argument("name", help="the sweep's name")
         p.add_argument("--output-root", default=None, help="the output root (default: paths.output_root)")
+        if name == "status":
+            _table_arguments(p)
+        if name == "report":
+            p.add_argument("--wandb-mode", choices=wandb_report.MODES, default=None,
+                           help="also log the report to wandb as a run of the sweep's group: offline (the default "
+                                "unless WANDB_MODE says otherwise; `wandb sync` later), online, or disabled")
+        if name == "report":
+            p.add_argument("--no-probes", action="store_true", help="compute no probe missing from metrics.jsonl "
+                           "(hybrid, els, traj: about 7 samplings per run and evaluation)")
         p.set_defaults(func=func)
+        if name == "report":
+            p.add_argument("--device", default="cpu", help="of the analyses of saved samples: cpu (default), "
+                           "cuda, cuda:1, ... (computed once per evaluation, stored in each run's analysis/)")
+            p.add_argument("--max-samples", type=int, default=None,
+                           help="use at most the first N saved samples of each evaluation (stated in report.md)")
     p = sub.add_parser("eval", help="compute metrics after the fact from saved samples, added to metrics.jsonl")
     _eval_arguments(p)
     p.set_defaults(func=cmd_eval)
@@ -201,9 +262,28 @@ def main(argv=None) -> int:
     except RunLocked as e:
         print(f"memsweep: {e}; not starting it twice", file=sys.stderr)
         return 3
+    except Interrupted as e:
+        print(f"memsweep: {_interrupted(e)}", file=sys.stderr)
+        return e.exit_status
     except KeyboardInterrupt:
         print("memsweep: interrupted", file=sys.stderr)
         return 130
+    except OSError as e:  # a full disk, a quota, a read-only mount: one line; anything else is a bug (traceback)
+        error = storage_error(e)
+        if not isinstance(error, StorageError):
+            raise
+        notes = "".join(f"; {n}" for n in getattr(e, "__notes__", ()))
+        fix = "make it writable" if error.errno == errno.EROFS else "free space"
+        print(f"memsweep: error: {error}{notes}; {fix} and run the same command again to resume", file=sys.stderr)
+        return 1
+
+
+def _interrupted(e: Interrupted) -> str:
+    """One line: which signal, and where each run stopped (the notes train.loop._stop added)."""
+    name = signal.Signals(e.signum).name
+    what = "terminated" if e.signum == signal.SIGTERM else "interrupted"
+    done = "; ".join(getattr(e, "__notes__", ())) or "before any training step"
+    return f"{what} ({name}): {done}; run the same command again to resume"
 
 
 if __name__ == "__main__":

@@ -7,11 +7,14 @@ from __future__ import annotations
 
 import math
 import os
+import pickle
 import re
 from pathlib import Path
 
 from hydra import compose, initialize_config_dir
+from hydra._internal.config_loader_impl import ConfigLoaderImpl
 from hydra.core.global_hydra import GlobalHydra
+from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.errors import HydraException
 from omegaconf import DictConfig, OmegaConf, open_dict
 from omegaconf.errors import OmegaConfBaseException
@@ -21,6 +24,11 @@ from memsweep.errors import ConfigError
 from memsweep.eval.features import check_spec
 from memsweep.science import formulations
 from memsweep.store.identity import output_root
+
+# ${min:512,${data.n}}: Bonnaire et al. 2025's batch size B = min(512, n) (configs/experiment/bonnaire_celeba.yaml)
+if not OmegaConf.has_resolver("min"):
+    OmegaConf.register_new_resolver("min", lambda *values: min(values))
+
 
 def config_dir() -> Path:
     """configs/ at the top of the checkout (editable install), or MEMSWEEP_CONFIG_DIR."""
@@ -51,12 +59,98 @@ def compose_run(overrides=()) -> DictConfig:
         raise ConfigError(_one_line(e)) from None
     finally:
         GlobalHydra.instance().clear()
+    return _checked(cfg)
+
+
+def _checked(cfg) -> DictConfig:
+    """What every composed run gets after Hydra: its step budget, an absolute output root, validation."""
+    with open_dict(cfg.data):  # data=folder / data=npz: image size, channels, classes, fingerprint from the files
+        cfg.data.update(data_mod.derive(cfg.data))
     with open_dict(cfg.train):
         cfg.train.total_steps = total_steps(cfg)
     # absolute, so a Slurm job or worker started elsewhere writes to the same place
     cfg.paths.output_root = str(Path(str(cfg.paths.output_root)).expanduser().resolve())
     validate(cfg)
     return cfg
+
+
+class Composer:
+    """compose_run for many runs (a sweep): Hydra initialized once, and a config composed once per distinct
+    choice of config groups (model=c64, +experiment=...). Each run is a copy of that unresolved base with its
+    key overrides (data.n=16, ~key, +key=, ++key=) applied by Hydra's own code, as compose does after
+    composing the defaults, then resolved and checked like compose_run: the same config, the same errors.
+    Overrides that are not plain assignments (sweeps, hydra.* keys, hydra: resolvers) are composed in full.
+
+        with Composer() as compose:
+            cfgs = [compose(overrides) for overrides in runs]
+    """
+
+    def __init__(self):
+        self._parser = OverridesParser.create()
+        self._bases: dict[tuple, bytes] = {}  # pickled: unpickling copies a config 5x faster than deepcopy
+        self._parsed: dict = {}
+        self._is_group: dict[str, bool] = {}
+        self._context = None
+        self.composed = 0  # how many times Hydra composed a config
+
+    def __enter__(self) -> "Composer":
+        self._initialize()
+        return self
+
+    def __exit__(self, *exc):
+        try:
+            self._context.__exit__(*exc)
+        finally:
+            GlobalHydra.instance().clear()
+            self._bases.clear()
+
+    def _initialize(self) -> None:
+        GlobalHydra.instance().clear()
+        self._context = initialize_config_dir(config_dir=str(config_dir()), version_base="1.3", job_name="memsweep")
+        self._context.__enter__()
+        self._repo = GlobalHydra.instance().config_loader().repository
+
+    def __call__(self, overrides=()) -> DictConfig:
+        overrides = [str(o) for o in overrides]
+        if not GlobalHydra.instance().is_initialized():  # cleared meanwhile (compose_run in between)
+            self._initialize()
+        try:
+            split = self._split(overrides)
+            if split is None:
+                cfg = self._compose(overrides)
+            else:
+                groups, keys = split
+                if groups not in self._bases:
+                    self._bases[groups] = pickle.dumps(self._compose(list(groups)))
+                cfg = pickle.loads(self._bases[groups])
+                # the function compose itself applies key overrides with (Hydra 1.3): its types, +, ++, ~ and errors
+                ConfigLoaderImpl._apply_overrides_to_config(keys, cfg)
+            OmegaConf.resolve(cfg)
+        except (HydraException, OmegaConfBaseException) as e:
+            raise ConfigError(_one_line(e)) from None
+        return _checked(cfg)
+
+    def _compose(self, overrides: list[str]) -> DictConfig:
+        self.composed += 1
+        return compose(config_name="train", overrides=overrides)
+
+    def _split(self, overrides: list[str]):
+        """(the group overrides, the parsed key overrides) as Hydra's defaults list tells them apart (a key that
+        names no config group, or a dict value); None: compose this run in full."""
+        groups, keys = [], []
+        for line in overrides:
+            if line not in self._parsed:  # a sweep repeats its fixed overrides in every run: parse each once
+                self._parsed[line] = self._parser.parse_overrides(overrides=[line])[0]
+            o = self._parsed[line]
+            if o.is_sweep_override() or o.is_hydra_override() or "hydra:" in (o.input_line or ""):
+                return None
+            if o.key_or_group not in self._is_group:
+                self._is_group[o.key_or_group] = self._repo.group_exists(o.key_or_group)
+            if isinstance(o.value(), dict) or not self._is_group[o.key_or_group]:
+                keys.append(o)
+            else:
+                groups.append(o.input_line)
+        return tuple(groups), keys
 
 
 def _one_line(e: Exception) -> str:
@@ -99,7 +193,7 @@ def _positive(cfg, key: str, kind=(int,), minimum=1):
 
 def validate(cfg) -> None:
     """Every check that can fail before work starts; the message names the setting."""
-    known = {"data": ("digits", "cifar10", "synthetic")}
+    known = {"data": ("digits", "cifar10", "synthetic", "folder", "npz")}
     if cfg.data.name not in known["data"]:
         raise ConfigError(f"data.name={cfg.data.name!r}: unknown dataset (known: {', '.join(known['data'])})")
     _positive(cfg, "data.n", minimum=2)  # the 1/3 rule needs a nearest and a second-nearest image
@@ -153,7 +247,7 @@ def validate(cfg) -> None:
 def _validate_metrics(cfg) -> None:
     """Feature spaces, thresholds and sample counts of the evaluation metrics (see memsweep.evaluate)."""
     ev = cfg.eval
-    for key in ("sw_features", "fid_features", "copy_features"):
+    for key in ("sw_features", "fid_features", "copy_features", "kid_features", "mifid_features"):
         problem = check_spec(str(ev.get(key, "none")), cfg.data.name)
         if problem:
             raise ConfigError(f"eval.{key}={ev.get(key)!r}: {problem}")
@@ -167,6 +261,12 @@ def _validate_metrics(cfg) -> None:
             raise ConfigError(f"eval.{key}={value}: must be a number strictly between {lo:g} and {hi:g}")
     _positive(cfg, "eval.bootstrap", minimum=0)
     _positive(cfg, "eval.nn_block")
+    if ev.get("kid_features", "none") != "none":
+        _positive(cfg, "eval.kid_subsets")
+        _positive(cfg, "eval.kid_subset_size", minimum=2)
+    eps = ev.get("mifid_epsilon", 0.1)
+    if isinstance(eps, bool) or not isinstance(eps, (int, float)) or not 0 < eps <= 1:
+        raise ConfigError(f"eval.mifid_epsilon={eps}: must be a number in (0, 1]")
     for key in ("fd_train_test", "feature_cache"):
         if not isinstance(ev.get(key), bool):
             raise ConfigError(f"eval.{key}={ev.get(key)}: use true or false")

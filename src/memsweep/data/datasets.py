@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from memsweep.data import folder, npz
 from memsweep.errors import ConfigError
 
 CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
@@ -45,24 +46,51 @@ def model_classes(cfg) -> int:
     return int(cfg.num_classes) if conditional(cfg) else 0
 
 
+# datasets read from the user's files: checked when the config is composed, decoded once into the reference cache
+FILE_SOURCES = {"folder": folder, "npz": npz}
+
+
 def pool_size(cfg) -> int:
     """Images available for training subsets (the test subset is excluded)."""
+    if cfg.name in FILE_SOURCES:
+        return FILE_SOURCES[cfg.name].derive(cfg)["pool_size"]
     return {"digits": 1797 - cfg.test_size, "cifar10": 50000,
             "synthetic": cfg.get("pool_size", 0)}.get(cfg.name, 0)
 
 
-def load_for_model(cfg) -> Dataset:
+def derive(cfg) -> dict:
+    """Settings a file source reads from its files when the config is composed (no decoding): image_size,
+    channels, num_classes and a fingerprint of the data (in the run id; the path is not). {} for the others."""
+    if cfg.name not in FILE_SOURCES:
+        return {}
+    return {k: v for k, v in FILE_SOURCES[cfg.name].derive(cfg).items() if k != "pool_size"}
+
+
+def decoded(cfg, cache=None) -> dict:
+    """A file source's images decoded (uint8 NHWC arrays), through `cache` (store.cache.Cache: decoded once for
+    all the runs of a sweep) when given. Bad files raise a ConfigError naming them."""
+    source = FILE_SOURCES[cfg.name]
+    compute = lambda: {k: torch.from_numpy(v) for k, v in source.decode(cfg).items()}  # noqa: E731
+    raw = cache.get("data", source.cache_parts(cfg), compute, what=f"data={cfg.name} {cfg.path}") if cache else compute()
+    return {k: v.numpy() for k, v in raw.items()}
+
+
+def load_for_model(cfg, cache=None) -> Dataset:
     """The dataset as the run's model sees it: its classes, or none at all when data.conditional=false."""
-    data = load(cfg)
+    data = load(cfg, cache)
     return data if conditional(cfg) else data.unlabeled()
 
 
-def load(cfg) -> Dataset:
-    """Build the dataset described by the `data` config group (with its classes, whatever data.conditional)."""
+def load(cfg, cache=None) -> Dataset:
+    """Build the dataset described by the `data` config group, with its classes whatever data.conditional
+    (`cache`: see `decoded`)."""
     loaders = {"digits": _digits, "cifar10": _cifar10, "synthetic": _synthetic}
-    if cfg.name not in loaders:
-        raise ConfigError(f"data.name={cfg.name!r}: unknown dataset (known: {', '.join(loaders)})")
-    pool_x, pool_y, test_x, test_y, num_classes = loaders[cfg.name](cfg)
+    if cfg.name in FILE_SOURCES:
+        pool_x, pool_y, test_x, test_y, num_classes = FILE_SOURCES[cfg.name].assemble(cfg, decoded(cfg, cache))
+    elif cfg.name in loaders:
+        pool_x, pool_y, test_x, test_y, num_classes = loaders[cfg.name](cfg)
+    else:
+        raise ConfigError(f"data.name={cfg.name!r}: unknown dataset (known: {', '.join([*loaders, *FILE_SOURCES])})")
     lo, hi = cfg.offset, cfg.offset + cfg.n
     if hi > len(pool_x):
         raise ConfigError(f"data.n={cfg.n} (with data.offset={cfg.offset}) exceeds the {len(pool_x)} "
@@ -79,7 +107,7 @@ def _to_tensor(images_uint8_nhwc: np.ndarray) -> torch.Tensor:
 def _digits(cfg):
     """scikit-learn's 1,797 8x8 digits (values 0..16), in their shipped order; the test subset is the last
     `test_size` images, the training pool everything before it."""
-    from sklearn.datasets import load_digits
+    from sklearn.datasets import load_digits  # here: scikit-learn takes 7.6 s to import, CIFAR-10 runs never need it
 
     d = load_digits()
     images = np.round(d.images * (255.0 / 16.0)).astype(np.uint8)[..., None]  # NHWC, 1 channel
@@ -99,7 +127,7 @@ def _cifar10(cfg):
                           "(or set data.download=true on a machine with internet)")
     folder = root / "cifar-10-batches-py"
     if not folder.is_dir() and cfg.get("download", False):
-        from torchvision.datasets.utils import download_and_extract_archive
+        from torchvision.datasets.utils import download_and_extract_archive  # only ever with data.download=true
         download_and_extract_archive(CIFAR10_URL, str(root), md5=CIFAR10_MD5)
     if not folder.is_dir():
         raise ConfigError(f"data.root={cfg.root}: no cifar-10-batches-py folder there "

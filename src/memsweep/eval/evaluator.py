@@ -12,10 +12,12 @@ eval.mem_threshold, eval.copy_threshold), which are left implicit:
     fd_<space>_<train|test>[_s<count>]               Frechet distance to the training / test subset
     fd_<space>_train_test                            Frechet distance between the training and test subsets
     sw_<space>_<train|test>[_s<count>]               sliced Wasserstein-2 distance
+    kid_<space>_<train|test>[_s<count>][_std]        kernel inception distance (unbiased MMD^2), its std over subsets
+    mifid_<space>_<train|test>[_t<epsilon>][_s<count>]  memorization-informed FID (epsilon: eval.mifid_epsilon)
 
 with `_lo` / `_hi` (95% percentile-bootstrap interval over the samples) after mem_ratio* and copy_* keys, and
 `_sim` (mean maximum cosine similarity) after copy_* keys. <space> is pixels, inception (fd_inception_* is
-the FID), digitnet, or a TorchScript model's name; <count> is a number of samples or `ref` (as many as the
+the FID), digitnet, or a TorchScript model's name (kid_inception_* is the usual KID); <count> is a number of samples or `ref` (as many as the
 reference split has). Examples: fd_inception_test_sref (FID against the test set with as many samples as it
 has), copy_sscd, copy_sscd_lo, mem_ratio_s10000.
 
@@ -25,9 +27,11 @@ eval.fid_features, with eval.fid_samples samples).
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import math
+import time
 from pathlib import Path
 
 import torch
@@ -38,16 +42,20 @@ from memsweep.eval import features as feat
 from memsweep.metrics.bootstrap import bootstrap_ci
 from memsweep.metrics.copy_detection import max_cosine
 from memsweep.metrics.field import FieldProbe
+from memsweep.metrics.fixed_inputs import fixed_inputs, sample_labels
 from memsweep.metrics.fid import GaussianStats, frechet_distance, gaussian_stats
-from memsweep.metrics.loss import FixedLossBatch, fixed_loss
+from memsweep.metrics.kid import kid
+from memsweep.metrics.loss import fixed_loss
 from memsweep.metrics.memorization import is_copy, nearest_neighbours
+from memsweep.metrics.mifid import EPSILON, mifid
 from memsweep.metrics.sliced_wasserstein import projections, sliced_wasserstein
 from memsweep.science import formulations
 from memsweep.store import cache as cache_mod
+from memsweep.store.files import atomic_write
 
 log = logging.getLogger("memsweep")
 
-KINDS = ("mem", "copy", "fd", "sw")
+KINDS = ("mem", "copy", "fd", "sw", "kid", "mifid")
 SPLITS = ("train", "test")
 EXTRA_NOISE_CHUNK = 1024  # noise of samples beyond eval.num_samples comes in chunks seeded by their index
 
@@ -64,11 +72,11 @@ def metric_key(kind: str, space: str = "pixels", split: str | None = None, thres
         key = "mem_ratio" + ("" if space == "pixels" else f"_{space}")
     elif kind == "copy":
         key = f"copy_{space}"
-    elif kind in ("fd", "sw"):
+    elif kind in ("fd", "sw", "kid", "mifid"):
         key = f"{kind}_{space}_{split}"
     else:
         raise ValueError(f"unknown metric kind {kind!r} (use {', '.join(KINDS)})")
-    if threshold is not None and kind in ("mem", "copy"):
+    if threshold is not None and kind in ("mem", "copy", "mifid"):
         key += f"_t{_fmt(threshold)}"
     if samples is not None and split != "train_test":
         key += f"_s{samples}"
@@ -101,6 +109,11 @@ def keys_of(ev_cfg, kind: str, spec: str, threshold: float | None = None, count=
         key = metric_key("copy", name, threshold=threshold_tag(ev_cfg.get("copy_threshold", 0.5), threshold),
                          samples=tag)
         return [key, f"{key}_sim"] + [f"{key}_{s}" for s in boot]
+    if kind == "kid":
+        return [metric_key("kid", name, split, samples=tag, stat=stat) for split in SPLITS for stat in (None, "std")]
+    if kind == "mifid":
+        eps = threshold_tag(ev_cfg.get("mifid_epsilon", EPSILON), threshold)
+        return [metric_key("mifid", name, split, threshold=eps, samples=tag) for split in SPLITS]
     keys = [metric_key(kind, name, split, samples=tag) for split in SPLITS]
     if kind == "fd" and train_test:
         keys.append(metric_key("fd", name, "train_test"))
@@ -172,10 +185,8 @@ class Evaluator:
         self.run_cfg = cfg
         self.cfg, self.data, self.device = ev, data, device
         self.formulation = formulations.of_config(cfg)
-        g = torch.Generator().manual_seed(ev.noise_seed)
-        self.train_batch = FixedLossBatch.make(data.train_x, data.train_y, ev.loss_points, g)
-        self.test_batch = FixedLossBatch.make(data.test_x, data.test_y, ev.loss_points, g)
-        self.sample_noise = torch.randn((ev.num_samples, *data.train_x.shape[1:]), generator=g).to(device)
+        self.train_batch, self.test_batch, self.sample_noise = fixed_inputs(data, ev)
+        self.sample_noise = self.sample_noise.to(device)
         # sample labels follow the training set's labels, in order (its class proportions)
         self.sample_labels = self.labels(0, ev.num_samples)
         self.null_label = data.num_classes
@@ -183,9 +194,13 @@ class Evaluator:
         self.refs = References(data, cfg.data, self.cache, device)
         self._spaces: dict[str, feat.FeatureSpace | None] = {}
         self._proj: dict[int, torch.Tensor] = {}
+        self.seconds: dict[str, float] = {}   # by part, summed over this process's evaluations
+        self._memo_of, self._memo = None, {}   # features of the current samples (features())
         self.sw_space = self.space(ev.sw_features)
         self.fid_space = self.space(ev.fid_features)
         self.copy_space = self.space(ev.get("copy_features", "none"))
+        self.kid_space = self.space(ev.get("kid_features", "none"))   # off unless set (run configs before them)
+        self.mifid_space = self.space(ev.get("mifid_features", "none"))
         if eager:
             if self.sw_space is not None:
                 for split in SPLITS:
@@ -197,6 +212,9 @@ class Evaluator:
                     self.refs.fd_train_test(self.fid_space)
             if self.copy_space is not None:
                 self.refs.features(self.copy_space, "train")
+            for space in (self.kid_space, self.mifid_space):
+                for split in SPLITS if space is not None else ():
+                    self.refs.features(space, split)
         # distance of the learned field to the closed-form memorizer on fixed probe points (0 points: off)
         self.field_probe = (FieldProbe.make(self.formulation, data, ev.field_points, ev.field_t, ev.noise_seed)
                             if ev.get("field_points") else None)
@@ -246,8 +264,7 @@ class Evaluator:
 
     # -- generated samples -----------------------------------------------------------------------------
     def labels(self, start: int, count: int) -> torch.Tensor:
-        y = self.data.train_y
-        return y[torch.arange(start, start + count, device=y.device) % len(y)]
+        return sample_labels(self.data.train_y, start, count)
 
     def noise(self, start: int, count: int) -> torch.Tensor:
         """Initial noise of samples start..start+count-1. The first eval.num_samples are the fixed noise of
@@ -282,6 +299,17 @@ class Evaluator:
         return torch.cat(out) if out else self.sample_noise[:0]
 
     # -- metrics of a set of samples -------------------------------------------------------------------
+    def features(self, space: feat.FeatureSpace, samples: torch.Tensor, count: int) -> torch.Tensor:
+        """space(samples[:count]) on the evaluation's device, computed once per evaluation and shared by every
+        metric in that space (e.g. SW and FID both in Inception's space). The memo holds the last samples seen:
+        a new set of samples (the next evaluation) starts it afresh."""
+        if self._memo_of is not samples:
+            self._memo_of, self._memo = samples, {}
+        key = (id(space), count)   # spaces are built once per spec (self.space)
+        if key not in self._memo:
+            self._memo[key] = space(samples[:count]).to(self.device)
+        return self._memo[key]
+
     def _interval(self, values: torch.Tensor) -> tuple[float, float]:
         return bootstrap_ci(values, self.bootstrap, seed=int(self.cfg.noise_seed))
 
@@ -292,7 +320,7 @@ class Evaluator:
         thr = float(self.cfg.mem_threshold if threshold is None else threshold)
         s = samples[:self.sample_count(count, "train")]
         refs = self.data.train_x if space.cache_features is False else self.refs.features(space, "train")
-        dist, idx = nearest_neighbours(space(s).to(self.device), refs, k=2, block=self.block)
+        dist, idx = nearest_neighbours(self.features(space, samples, len(s)), refs, k=2, block=self.block)
         memorized = is_copy(dist, thr).float()
         key = metric_key("mem", space.name, threshold=threshold_tag(self.cfg.mem_threshold, thr),
                          samples=self.sample_tag(count))
@@ -306,7 +334,8 @@ class Evaluator:
         default = float(self.cfg.get("copy_threshold", 0.5))
         thr = default if threshold is None else float(threshold)
         s = samples[:self.sample_count(count, "train")]
-        sim, _ = max_cosine(space(s).to(self.device), self.refs.features(space, "train"), block=self.block)
+        sim, _ = max_cosine(self.features(space, samples, len(s)), self.refs.features(space, "train"),
+                            block=self.block)
         copied = (sim > thr).float()
         key = metric_key("copy", space.name, threshold=threshold_tag(default, thr), samples=self.sample_tag(count))
         row = {key: copied.mean().item(), f"{key}_sim": sim.mean().item()}
@@ -320,7 +349,7 @@ class Evaluator:
         for split in SPLITS:
             k = self.sample_count(count, split)
             if k not in cache:
-                cache[k] = gaussian_stats(space(samples[:k]))
+                cache[k] = gaussian_stats(self.features(space, samples, k))
             row[metric_key("fd", space.name, split, samples=self.sample_tag(count))] = frechet_distance(
                 cache[k], self.refs.stats(space, split))
         if train_test:
@@ -333,10 +362,35 @@ class Evaluator:
         for split in SPLITS:
             k = self.sample_count(count, split)
             if k not in cache:
-                cache[k] = space(samples[:k]).to(self.device)
+                cache[k] = self.features(space, samples, k)
             refs = self.refs.features(space, split)
             row[metric_key("sw", space.name, split, samples=self.sample_tag(count))] = sliced_wasserstein(
                 cache[k], refs, self.projections(refs.shape[1]))
+        return row
+
+    def kid_metrics(self, samples, spec: str, count=None) -> dict:
+        """KID (Bińkowski et al. 2018) to each split: eval.kid_subsets subsets of eval.kid_subset_size (at most
+        the smaller set), drawn from eval.noise_seed."""
+        space, ev = self.space(spec, required=True), self.cfg
+        row = {}
+        for split in SPLITS:
+            fake = space(samples[:self.sample_count(count, split)])
+            key = metric_key("kid", space.name, split, samples=self.sample_tag(count))
+            row[key], row[f"{key}_std"] = kid(self.refs.features(space, split), fake, ev.get("kid_subsets", 100),
+                                              ev.get("kid_subset_size", 1000), seed=int(ev.noise_seed))
+        return row
+
+    def mifid_metrics(self, samples, spec: str, count=None, epsilon: float | None = None) -> dict:
+        """MiFID (Bai et al. 2021) to each split; `epsilon` None means eval.mifid_epsilon (0.1)."""
+        space = self.space(spec, required=True)
+        default = float(self.cfg.get("mifid_epsilon", EPSILON))
+        eps = default if epsilon is None else float(epsilon)
+        row = {}
+        for split in SPLITS:
+            fake = space(samples[:self.sample_count(count, split)])
+            key = metric_key("mifid", space.name, split, threshold=threshold_tag(default, eps),
+                             samples=self.sample_tag(count))
+            row[key] = mifid(self.refs.features(space, split), fake, eps)
         return row
 
     def samples_needed(self, kind: str, count=None) -> int:
@@ -345,6 +399,20 @@ class Evaluator:
         return max(self.sample_count(count, s) for s in splits)
 
     # -- one evaluation --------------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def timed(self, part: str):
+        """Adds the seconds of a part of the evaluation to self.seconds[part] (status.json's
+        eval_seconds_by_part). On a GPU the clock waits for the device, so a part is not billed to the next."""
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            if self.device.type == "cuda":
+                torch.cuda.synchronize(self.device)
+            self.seconds[part] = self.seconds.get(part, 0.0) + time.perf_counter() - started
+
     @torch.no_grad()
     def __call__(self, model, step: int) -> tuple[dict, torch.Tensor, torch.Tensor]:
         """The metrics row, the generated samples, and the index of each sample's nearest training image."""
@@ -352,35 +420,56 @@ class Evaluator:
         model.eval()
         ev = self.cfg
         row = {"step": step}
-        row["train_loss"], row["train_loss_by_t"] = fixed_loss(self.formulation, model, self.train_batch, ev.t_bins)
-        row["test_loss"], row["test_loss_by_t"] = fixed_loss(self.formulation, model, self.test_batch, ev.t_bins)
-        row["loss_gap"] = row["test_loss"] - row["train_loss"]
+        with self.timed("losses"):
+            row["train_loss"], row["train_loss_by_t"] = fixed_loss(self.formulation, model, self.train_batch,
+                                                                   ev.t_bins)
+            row["test_loss"], row["test_loss_by_t"] = fixed_loss(self.formulation, model, self.test_batch, ev.t_bins)
+            row["loss_gap"] = row["test_loss"] - row["train_loss"]
         if self.field_probe is not None:
-            row["field_dist"], row["field_dist_by_t"] = self.field_probe.distance(model)
-        samples = self.generate(model)
-        mem, dist, nn_idx = self.mem_metrics(samples)
-        row.update(mem)
-        row["nn_dist"] = dist[:, 0].mean().item()  # mean pixel L2 to the nearest training image
+            with self.timed("field_dist"):
+                row["field_dist"], row["field_dist_by_t"] = self.field_probe.distance(model)
+        with self.timed("sampling"):
+            samples = self.generate(model)
+        with self.timed("mem_ratio"):
+            mem, dist, nn_idx = self.mem_metrics(samples)
+            row.update(mem)
+            row["nn_dist"] = dist[:, 0].mean().item()  # mean pixel L2 to the nearest training image
         if self.copy_space is not None:
-            row.update(self.copy_metrics(samples, ev.copy_features))
+            with self.timed("copy"):
+                row.update(self.copy_metrics(samples, ev.copy_features))
         if self.sw_space is not None:
-            sw = self.sw_metrics(samples, ev.sw_features)
+            with self.timed("sw"):
+                sw = self.sw_metrics(samples, ev.sw_features)
             row.update(sw)
             for split in SPLITS:
                 row[f"sw_{split}"] = sw[metric_key("sw", self.sw_space.name, split)]
         if self.fid_space is not None:
-            count = ev.get("fid_samples")
-            need = self.samples_needed("fd", count)
-            more = samples if need <= len(samples) else torch.cat(
-                [samples, self.generate(model, need - len(samples), start=len(samples))])
-            fd = self.fd_metrics(more, ev.fid_features, count, train_test=ev.get("fd_train_test", True))
-            row.update(fd)
-            for split in (*SPLITS, "train_test"):
-                key = metric_key("fd", self.fid_space.name, split, samples=self.sample_tag(count))
-                if key in fd:
-                    row[f"fid_{split}"] = fd[key]
+            row.update(self.fid_row(model, samples))
+        if self.kid_space is not None:  # on the evaluation's samples: KID is unbiased at any count
+            with self.timed("kid"):
+                row.update(self.kid_metrics(samples, ev.kid_features))
+        if self.mifid_space is not None:
+            with self.timed("mifid"):
+                row.update(self.mifid_metrics(samples, ev.mifid_features))
         model.train(was_training)
         return row, samples, nn_idx
+
+    def fid_row(self, model, samples) -> dict:
+        """Fréchet distances with eval.fid_samples samples (generating those beyond the evaluation's own), and
+        the fid_* aliases the report reads."""
+        count = self.cfg.get("fid_samples")
+        need = self.samples_needed("fd", count)
+        with self.timed("sampling"):
+            more = samples if need <= len(samples) else torch.cat(
+                [samples, self.generate(model, need - len(samples), start=len(samples))])
+        with self.timed("fd"):
+            fd = self.fd_metrics(more, self.cfg.fid_features, count, train_test=self.cfg.get("fd_train_test", True))
+        row = dict(fd)
+        for split in (*SPLITS, "train_test"):
+            key = metric_key("fd", self.fid_space.name, split, samples=self.sample_tag(count))
+            if key in fd:
+                row[f"fid_{split}"] = fd[key]
+        return row
 
     def save_grid(self, path: Path, samples: torch.Tensor, nn_idx: torch.Tensor) -> None:
         """Generated samples (top row) above their nearest training images (bottom row)."""
@@ -389,4 +478,5 @@ class Evaluator:
         scale = max(1, math.ceil(32 / pairs.shape[-1]))  # small images are enlarged to be seen
         pairs = F.interpolate(pairs, scale_factor=scale, mode="nearest")
         path.parent.mkdir(parents=True, exist_ok=True)
-        save_image(make_grid(pairs, nrow=k, padding=2, normalize=True, value_range=(-1, 1)), path)
+        grid = make_grid(pairs, nrow=k, padding=2, normalize=True, value_range=(-1, 1))
+        atomic_write(path, lambda f: save_image(grid, f, format="png"))  # a full disk leaves no half a PNG

@@ -24,12 +24,20 @@ determines its features, including a hash of its weights: part of the reference-
 from __future__ import annotations
 
 import re
+from importlib.metadata import version
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from cleanfid.inception_torchscript import InceptionV3W
+from cleanfid.resize import build_resizer
+from omegaconf import OmegaConf
+
+from memsweep.data import datasets as data_mod
+from memsweep.hashing import file_hash
+from memsweep.store.cache import Cache, digest, tensor_hash
 
 INCEPTION_FILE = "inception-2015-12-05.pt"
 INCEPTION_URL = ("https://nvlabs-fi-cdn.nvidia.com/stylegan2-ada-pytorch/pretrained/metrics/"
@@ -83,18 +91,12 @@ class Inception(FeatureSpace):
                 f"nor in clean-fid's cache /tmp; download {INCEPTION_URL} and set eval.inception_path to it")
         if path.name != INCEPTION_FILE:  # clean-fid loads the network by its folder and this file name
             raise FeatureUnavailable(f"eval.inception_path={weights_path}: the file must be named {INCEPTION_FILE}")
-        from cleanfid.inception_torchscript import InceptionV3W
-        from cleanfid.resize import build_resizer
-
         self.path = path
         self.model = InceptionV3W(str(path.parent), download=False).to(device).eval()
         self.resize = build_resizer("clean")
         self.device, self.batch_size = device, batch_size
 
     def identity(self):
-        from importlib.metadata import version
-
-        from memsweep.store.cache import file_hash
         return {"space": "inception", "weights_sha256": file_hash(self.path), "resize": "clean",
                 "clean_fid": version("clean-fid")}
 
@@ -132,7 +134,6 @@ class TorchScript(FeatureSpace):
         self.device, self.batch_size = device, batch_size
 
     def identity(self):
-        from memsweep.store.cache import file_hash
         return {"space": "torchscript", "sha256": file_hash(self.path)}
 
     @torch.no_grad()
@@ -201,13 +202,8 @@ class DigitNet(FeatureSpace):
     name = "digitnet"
 
     def __init__(self, device, data_cfg=None, cache=None):
-        from memsweep.data import datasets as data_mod
-        from memsweep.store.cache import Cache, digest, tensor_hash
-
         if data_cfg is None or data_cfg.get("name") != "digits":
             raise FeatureUnavailable("the digitnet feature space is for data=digits (8x8 grayscale digits)")
-        from omegaconf import OmegaConf
-
         pool_cfg = {"name": "digits", "test_size": int(data_cfg.test_size), "offset": 0}
         pool_cfg["n"] = data_mod.pool_size(OmegaConf.create(pool_cfg))
         pool = data_mod.load(OmegaConf.create(pool_cfg))  # the whole training pool, and the test subset

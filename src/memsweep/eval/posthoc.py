@@ -13,6 +13,10 @@ METRIC is one of
   fd     Frechet distance to the training and test subsets, and between them (eval.fid_features or --features)
   fid    fd in the Inception space (the usual FID)
   sw     sliced Wasserstein distance (eval.sw_features or --features)
+  kid    kernel inception distance, unbiased MMD^2 (eval.kid_features or --features; Bińkowski et al. 2018)
+  mifid  memorization-informed FID (eval.mifid_features or --features; epsilon eval.mifid_epsilon unless
+         --threshold; Bai et al. 2021)
+  hybrid, els, traj   issue 16's probes of the evaluation weights (metrics.probes; e.g. --steps first,last)
 Without METRIC, the run's own configured metrics: those missing are computed (e.g. FID skipped in training
 because the Inception weights were missing).
 
@@ -36,18 +40,24 @@ from memsweep.data import datasets as data_mod
 from memsweep.errors import ConfigError
 from memsweep.eval.evaluator import Evaluator, keys_of, metric_key, sample_tag
 from memsweep.eval.features import SPACES, FeatureUnavailable, space_name
+from memsweep.eval.probes import probe_step
+from memsweep.metrics.probes import KEYS as PROBE_KEYS, PROBES
 from memsweep.science import unet
+from memsweep.store.cache import data_cache
 from memsweep.store.files import atomic_write_text, read_json
 from memsweep.store.run import RunLocked, RunStore
 
 log = logging.getLogger("memsweep")
 
-METRICS = ("mem", "copy", "fd", "fid", "sw")
+METRICS = ("mem", "copy", "fd", "fid", "sw", "kid", "mifid", *PROBES)
+# the config key of each metric's feature space (mem: always pixels unless --features)
+SPACE_KEYS = {"sw": "sw_features", "fd": "fid_features", "copy": "copy_features", "kid": "kid_features",
+              "mifid": "mifid_features"}
 
 
 @dataclass(frozen=True)
 class Job:
-    kind: str                  # mem | copy | fd | sw
+    kind: str                  # mem | copy | fd | sw | kid | mifid
     spec: str                  # feature space spec
     threshold: float | None = None
     count: object = None       # None (eval.num_samples) | int | "reference"
@@ -78,8 +88,9 @@ def check_request(metrics=(), features=(), num_samples=None, steps=None) -> None
         except ValueError:
             raise ConfigError(f"--features={spec}: unknown feature space (use {', '.join(SPACES)})") from None
     parse_count(num_samples)
-    if steps not in (None, "all", "last") and not all(p.strip().isdigit() for p in str(steps).split(",")):
-        raise ConfigError(f"--steps={steps}: use all, last, or a comma-separated list of steps")
+    if steps not in (None, "all") and not all(p.strip().isdigit() or p.strip() in ("first", "last")
+                                                for p in str(steps).split(",")):
+        raise ConfigError(f"--steps={steps}: use all, or a comma-separated list of steps, first and last")
 
 
 def plan_jobs(ev_cfg, metrics=(), features=(), count=None, threshold=None) -> list[Job]:
@@ -88,7 +99,7 @@ def plan_jobs(ev_cfg, metrics=(), features=(), count=None, threshold=None) -> li
     jobs = []
     if not metrics:  # the run's own metrics
         jobs.append(Job("mem", "pixels", None, count))
-        for kind, key in (("sw", "sw_features"), ("fd", "fid_features"), ("copy", "copy_features")):
+        for kind, key in SPACE_KEYS.items():
             spec = str(ev_cfg.get(key, "none"))
             if spec != "none":
                 jobs.append(Job(kind, spec, None, ev_cfg.get("fid_samples") if kind == "fd" and count is None
@@ -100,13 +111,15 @@ def plan_jobs(ev_cfg, metrics=(), features=(), count=None, threshold=None) -> li
         if metric == "fid":
             jobs.append(Job("fd", "inception", None, count))
             continue
-        default = {"mem": "pixels", "copy": str(ev_cfg.get("copy_features", "none")),
-                   "fd": str(ev_cfg.fid_features), "sw": str(ev_cfg.sw_features)}[metric]
+        if metric in PROBES:   # from the evaluation weights and the fixed noise: no space, count or threshold
+            jobs.append(Job(metric, "pixels"))
+            continue
+        default = "pixels" if metric == "mem" else str(ev_cfg.get(SPACE_KEYS[metric], "none"))
         for spec in features or [default]:
             if spec == "none":
                 raise ConfigError(f"metric {metric}: no feature space configured for this run; give --features "
                                   "(pixels, inception, digitnet, torchscript:<path>)")
-            jobs.append(Job(metric, spec, threshold if metric in ("mem", "copy") else None, count))
+            jobs.append(Job(metric, spec, threshold if metric in ("mem", "copy", "mifid") else None, count))
     return jobs
 
 
@@ -173,9 +186,9 @@ class _Samples:
 def _select_steps(rows: list[dict], steps) -> list[dict]:
     if steps in (None, "all"):
         return rows
-    if steps == "last":
-        return rows[-1:]
-    wanted = {int(s) for s in str(steps).split(",")}
+    wanted = set()
+    for part in (p.strip() for p in str(steps).split(",")):
+        wanted.add(rows[0]["step"] if part == "first" else rows[-1]["step"] if part == "last" else int(part))
     return [r for r in rows if r["step"] in wanted]
 
 
@@ -212,7 +225,8 @@ def evaluate_run(run_dir: Path, metrics=(), output_root: Path | None = None, *, 
                         if canonical not in row and alias in row and not force:
                             row[canonical] = row[alias]
                             added.add(canonical)
-                    wanted = keys_of(cfg.eval, job.kind, job.spec, job.threshold, job.count)
+                    wanted = (PROBE_KEYS[job.kind] if job.kind in PROBES
+                              else keys_of(cfg.eval, job.kind, job.spec, job.threshold, job.count))
                     if force or any(k not in row for k in wanted):
                         todo.append((row, job))
             if not todo:
@@ -221,19 +235,24 @@ def evaluate_run(run_dir: Path, metrics=(), output_root: Path | None = None, *, 
                 result["notes"].append("nothing missing")
                 return {**result, "keys": sorted(added)}
             dev = torch.device(device)
-            data = data_mod.load_for_model(cfg.data).to(dev)
+            data = data_mod.load_for_model(cfg.data, data_cache(cfg)).to(dev)
             ev = Evaluator(cfg, data, dev, eager=False)
             source = _Samples(store, cfg, ev, dev)
             by_row: dict[int, tuple[dict, list[Job]]] = {}
             for row, job in todo:
                 by_row.setdefault(id(row), (row, []))[1].append(job)
-            for row, row_jobs in by_row.values():
-                need = max(ev.samples_needed(j.kind, j.count) for j in row_jobs)
-                samples, note = source.get(row["step"], need)
-                if samples is None:
-                    result["notes"].append(note)
+            for row, all_jobs in by_row.values():
+                new, note = _probes(store, cfg, ev, row["step"], [j.kind for j in all_jobs if j.kind in PROBES],
+                                    dev, result["notes"])
+                row_jobs = [j for j in all_jobs if j.kind not in PROBES]
+                need = max([ev.samples_needed(j.kind, j.count) for j in row_jobs], default=0)
+                samples, sample_note = source.get(row["step"], need) if row_jobs else (None, "")
+                note = "; ".join(n for n in (note, sample_note) if n)
+                if row_jobs and samples is None:
+                    result["notes"].append(sample_note)
+                    row_jobs = []
+                if not row_jobs and not new:
                     continue
-                new = {}
                 for job in row_jobs:
                     new.update(_compute(ev, samples, job))
                     for canonical, alias in _aliases(cfg.eval, job).items():
@@ -252,6 +271,17 @@ def evaluate_run(run_dir: Path, metrics=(), output_root: Path | None = None, *, 
     return {**result, "keys": sorted(added)}
 
 
+def _probes(store, cfg, ev, step: int, names: list, device, notes: list) -> tuple[dict, str]:
+    """Issue 16's probes `names` at one step (metrics.probes), from the evaluation weights."""
+    if not names:
+        return {}, ""
+    keys, note = probe_step(store, cfg, ev, step, names, device)
+    if keys is None:
+        notes.append(note)
+        return {}, ""
+    return keys, note
+
+
 def _compute(ev, samples, job: Job) -> dict:
     if job.kind == "mem":
         return ev.mem_metrics(samples, job.spec, job.threshold, job.count)[0]
@@ -259,6 +289,10 @@ def _compute(ev, samples, job: Job) -> dict:
         return ev.copy_metrics(samples, job.spec, job.threshold, job.count)
     if job.kind == "fd":
         return ev.fd_metrics(samples, job.spec, job.count)
+    if job.kind == "kid":
+        return ev.kid_metrics(samples, job.spec, job.count)
+    if job.kind == "mifid":
+        return ev.mifid_metrics(samples, job.spec, job.count, job.threshold)
     return ev.sw_metrics(samples, job.spec, job.count)
 
 

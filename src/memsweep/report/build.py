@@ -21,6 +21,7 @@ from memsweep.report import figures as plots
 from memsweep.errors import ConfigError
 from memsweep.report import extra as report_extra
 from memsweep.report import extra_sections, sections
+from memsweep.report import probe_figures, probe_sections, probes as report_probes
 from memsweep.store.identity import run_path, sweep_dir
 from memsweep.store.live import live_state
 from memsweep.store.files import atomic_write_text, read_json
@@ -31,7 +32,8 @@ log = logging.getLogger(__name__)
 
 SENSITIVITY_THRESHOLDS = (0.1, 0.2, 0.4)
 FIGURE_PATTERNS = ("curves_*.png", "scaling_*.png", "rate_fidelity_*.png", "samples_*.png", "gap_by_t_*.png",
-                   "novelty_*.png", "nn_ratio_*.png", "copies_*.png", "disjoint.png")
+                   "novelty_*.png", "nn_ratio_*.png", "copies_*.png", "disjoint.png", "hybrid.png", "els.png",
+                   "traj.png")
 # -- reading a sweep --------------------------------------------------------------------------------------------
 def _config_params(cfg) -> dict:
     def get(path, default=None):
@@ -62,7 +64,7 @@ def load_sweep(output_root: Path, name: str) -> tuple[dict, list[RunData]]:
         store = RunStore(run_path(output_root, entry["run_id"]))
         status = store.status()
         try:
-            params = _config_params(store.read_config())
+            params = _config_params(store.read_config_data())
         except Exception:   # not started yet: what the sweep file says
             params = {}
         for key, value in (entry.get("axes") or {}).items():
@@ -94,9 +96,11 @@ def _figure(figures: list, notes: list, title: str, func, *args, **kwargs):
     return path
 
 
-def make_report(output_root: Path, name: str, threshold: float = DEFAULT_GAP_THRESHOLD) -> Path:
+def make_report(output_root: Path, name: str, threshold: float = DEFAULT_GAP_THRESHOLD, device="cpu",
+                max_samples: int | None = None, probes: bool = True) -> Path:
     """Write summary.csv, fits.csv, the figures and report.md into <output_root>/sweeps/<name>/ and return
-    the path of report.md."""
+    the path of report.md. `device`, `max_samples`: of the analyses of saved samples (report.samples); `probes`:
+    compute the probes missing from metrics.jsonl (report.probes)."""
     output_root = Path(output_root)
     record, runs = load_sweep(output_root, name)
     out = sweep_dir(output_root, name)
@@ -105,14 +109,18 @@ def make_report(output_root: Path, name: str, threshold: float = DEFAULT_GAP_THR
     axis_cols = [axis_column(k) for k in keys]
 
     summary = summary_table(runs, threshold) if runs else pd.DataFrame(columns=SUMMARY_COLUMNS)
-    extra = report_extra.compute(runs, summary, keys, out) if runs else None
+    extra = report_extra.compute(runs, summary, keys, out, device, max_samples) if runs else None
     summary.to_csv(out / "summary.csv", index=False)
     fits = scaling_fits(summary, axis_cols) if runs else scaling_fits(summary, [])
     fits.to_csv(out / "fits.csv", index=False)
     sensitivity = _sensitivity(runs, summary, axis_cols, threshold) if runs else []
 
-    figures, notes = _draw_figures(runs, summary, keys, out, threshold, extra)
+    probe_ctx = report_probes.compute(runs, probes) if runs else None
+    if probe_ctx is not None:
+        report_probes.write(probe_ctx, out)
+    figures, notes = _draw_figures(runs, summary, keys, out, threshold, extra, probe_ctx)
     more = extra_sections.lines(extra, runs, summary, keys) if extra is not None else []
+    more += probe_sections.lines(probe_ctx) if probe_ctx is not None else []
     text = sections.render(record, runs, summary, fits, sensitivity, figures, notes, threshold, keys, more)
     path = out / "report.md"
     atomic_write_text(path, text)
@@ -138,7 +146,7 @@ def _features(runs) -> dict:
     return {k: v for k, v in features.items() if v}
 
 
-def _draw_figures(runs, summary, keys, out: Path, threshold, extra) -> tuple[list, list]:
+def _draw_figures(runs, summary, keys, out: Path, threshold, extra, probe_ctx=None) -> tuple[list, list]:
     """Every figure of the report: [(title, file)] and the notes of figures that failed."""
     for pattern in FIGURE_PATTERNS:   # figures of an earlier report that this one may not redraw
         for old in out.glob(pattern):
@@ -170,4 +178,11 @@ def _draw_figures(runs, summary, keys, out: Path, threshold, extra) -> tuple[lis
             keys, out / f"gap_by_t_{s}_normalized.png", x="norm")
     if extra is not None:
         report_extra.figures(extra, runs, summary, keys, out, add)
+    if probe_ctx is not None:
+        add("Hybrid sampling: mem_ratio against the switching time tau, early and late", probe_figures.hybrid_figure,
+            probe_ctx["hybrid"], out / "hybrid.png")
+        add("The ELS machine: distance of the network's samples to it and to the memorizer, against n",
+            probe_figures.els_figure, probe_ctx["els"], out / "els.png")
+        add("Where sampling trajectories go: distance to the training domain against log-SNR, early and late",
+            probe_figures.traj_figure, probe_ctx["traj"], out / "traj.png")
     return figures, notes

@@ -25,14 +25,22 @@ def copy_assignments(samples, train, threshold: float = MEM_THRESHOLD) -> tuple[
 def per_image(samples, train_x, train_y, threshold: float = MEM_THRESHOLD) -> pd.DataFrame:
     """One row per training image: index, label, copies, mean_copy_dist (NaN without copies), isolation."""
     target, dist = copy_assignments(samples, train_x, threshold)
-    n = len(train_x)
-    counts = np.bincount(target[target >= 0], minlength=n)
-    sums = np.bincount(target[target >= 0], weights=dist[target >= 0], minlength=n)
     own, _ = nearest_neighbours(train_x, train_x, k=2)
+    return per_image_from(target, dist, own[:, 1].cpu().numpy(), train_y.cpu().numpy())
+
+
+def per_image_from(target, dist, isolation, train_y) -> pd.DataFrame:
+    """per_image from the copy assignments (copy_assignments' target and distance per sample) and each training
+    image's isolation (distance to its nearest other training image) and label."""
+    target, dist = np.asarray(target), np.asarray(dist, float)
+    n = len(isolation)
+    copied = target >= 0
+    counts = np.bincount(target[copied], minlength=n)
+    sums = np.bincount(target[copied], weights=dist[copied], minlength=n)
     with np.errstate(invalid="ignore", divide="ignore"):
         mean = np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)
-    return pd.DataFrame({"index": np.arange(n), "label": train_y.cpu().numpy(), "copies": counts,
-                         "mean_copy_dist": mean, "isolation": own[:, 1].cpu().numpy()})
+    return pd.DataFrame({"index": np.arange(n), "label": np.asarray(train_y), "copies": counts,
+                         "mean_copy_dist": mean, "isolation": np.asarray(isolation)})
 
 
 def per_class(images: pd.DataFrame, sample_labels, samples_copied) -> pd.DataFrame:

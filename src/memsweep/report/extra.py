@@ -16,20 +16,21 @@ from memsweep.science.fits import slices
 from memsweep.report.summary import axis_column
 from memsweep.report import disjoint, figures as plots, sample_figures as plots_samples
 from memsweep.science.capacity import effective_memorization
-from memsweep.report.samples import NOVELTY_COLUMNS, analyze_samples, final_columns
+from memsweep.report.samples import NOVELTY_COLUMNS, analyze_samples, final_columns, progress_bar
 from memsweep.states import State
 
 log = logging.getLogger(__name__)
 
 
-def compute(runs, summary: pd.DataFrame, keys: list[str], out) -> dict:
+def compute(runs, summary: pd.DataFrame, keys: list[str], out, device="cpu", max_samples: int | None = None) -> dict:
     """Report-time analyses; adds final_<novelty> columns to `summary` in place; writes novelty.csv,
-    copies_by_image.csv, copies_by_class.csv and (with a data.offset axis) disjoint.csv into `out`."""
+    copies_by_image.csv, copies_by_class.csv and (with a data.offset axis) disjoint.csv into `out`.
+    `device`, `max_samples`: of the sample analyses (report.samples.analyze_samples)."""
     notes, results, cache = [], {}, {}
     threads = torch.get_num_threads()
     torch.set_num_threads(1)   # small matrices: threads only add overhead (and fight other processes)
     try:
-        _analyze(runs, results, cache, notes)
+        _analyze(runs, results, cache, notes, device, max_samples)
         table, shown = [], {}
         if disjoint.OFFSET_KEY in keys:
             try:
@@ -56,7 +57,7 @@ def compute(runs, summary: pd.DataFrame, keys: list[str], out) -> dict:
         fin = summary[summary["state"] == State.FINISHED]
         for fixed, group in slices(fin, "n", [axis_column(k) for k in keys]) if len(fin) else []:
             emm.append((fixed, effective_memorization(group["n"], group["final_mem_ratio"]), len(group)))
-    return {"results": results, "disjoint": (table, shown), "emm": emm, "notes": notes}
+    return {"results": results, "disjoint": (table, shown), "emm": emm, "notes": notes, "max_samples": max_samples}
 
 
 def figures(ctx: dict, runs, summary, keys, out, add) -> None:
@@ -80,12 +81,11 @@ def figures(ctx: dict, runs, summary, keys, out, add) -> None:
             plots_samples.disjoint_figure, table, shown, out / "disjoint.png")
 
 
-def _analyze(runs, results: dict, cache: dict, notes: list) -> None:
-    for r in runs:
-        if r.dir is None or not len(r.frame):
-            continue
-        try:
-            results[r.run_id] = analyze_samples(r.dir, cache)
-        except Exception as e:   # a run whose data or samples cannot be read: say so, compute nothing for it
-            notes.append(f"run `{r.run_id}`: novelty and copies not computed ({type(e).__name__}: {e})")
-
+def _analyze(runs, results: dict, cache: dict, notes: list, device="cpu", max_samples=None) -> None:
+    todo = [r for r in runs if r.dir is not None and len(r.frame)]
+    with progress_bar([r.dir for r in todo]) as bar:
+        for r in todo:
+            try:
+                results[r.run_id] = analyze_samples(r.dir, cache, device, max_samples, bar)
+            except Exception as e:   # a run whose data or samples cannot be read: say so, compute nothing for it
+                notes.append(f"run `{r.run_id}`: novelty and copies not computed ({type(e).__name__}: {e})")

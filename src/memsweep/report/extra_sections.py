@@ -99,6 +99,9 @@ def novelty_section(ctx: dict, runs, summary: pd.DataFrame, keys: list[str]) -> 
           "training image; **precision / recall** (Kynkäänniemi et al. 2019, k = 3) against the test split and the "
           "training set; the **NN-ratio** distribution (its fraction below 1/3 is mem_ratio). All of them are in "
           "`novelty.csv`.", ""]
+    if ctx.get("max_samples") is not None:
+        L += [f"Capped: these analyses use at most the first {ctx['max_samples']} samples of each evaluation "
+              "(`--max-samples`).", ""]
     if res:
         t = []
         for rid, v in res.items():

@@ -5,6 +5,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 from memsweep.report.figures import fmt_value, ordered_values
 from memsweep.report.findings import ci_text, findings
@@ -21,7 +22,8 @@ def render(record, runs, summary, fits, sensitivity, figures, notes, threshold, 
     L += ["## What the data say", ""]
     L += findings(summary, fits, sensitivity, keys) or ["No numeric axis to fit against."]
     L.append("")
-    L += summary_section(summary, keys) + fits_section(fits) + list(more) + figures_section(figures)
+    L += summary_section(summary, keys) + fits_section(fits) + list(more) + timing_section(runs)
+    L += figures_section(figures)
     L += problems(notes)
     return "\n".join(L)
 
@@ -157,6 +159,28 @@ def fits_section(fits) -> list[str]:
         show += ["n_points", "n_missing", "exponent a [95% CI]", "r2_loglog", "slope", "intercept", "r2"]
         L += [markdown_table(ft[show]), ""]
 
+    return L
+
+
+def timing_section(runs) -> list[str]:
+    """Where the runs' time went (status.json): training against evaluation, and an evaluation by part."""
+    rows, parts = [], {}
+    for r in runs:
+        train, ev = r.status.get("train_seconds"), r.status.get("eval_seconds")
+        if not train and not ev:
+            continue
+        rows.append({"run_id": r.run_id, "train_s": train, "eval_s": ev,
+                     "eval share": (ev or 0) / ((train or 0) + (ev or 0)) if (train or ev) else np.nan})
+        for part, seconds in (r.status.get("eval_seconds_by_part") or {}).items():
+            parts[part] = parts.get(part, 0.0) + seconds
+    if not rows:
+        return []
+    L = ["## Where the time went", "", markdown_table(pd.DataFrame(rows)), ""]
+    if parts:
+        total = sum(parts.values()) or 1.0
+        L += ["Evaluations by part, all runs together (seconds, share of evaluation time): "
+              + ", ".join(f"{k} {v:.1f} s ({v / total:.0%})" for k, v in sorted(parts.items(), key=lambda kv: -kv[1]))
+              + ".", ""]
     return L
 
 

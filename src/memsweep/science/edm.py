@@ -71,7 +71,7 @@ class EDM(Formulation):
 
     # -- sampling ------------------------------------------------------------------------------------
     @torch.no_grad()
-    def sample(self, model, x0, labels, steps, method="heun", cfg_weight=0.0, null_label=None):
+    def sample_field(self, field, x0, labels, steps, method="heun", record=None):
         """Heun's second-order method on dx/dsigma = (x - D(x; sigma)) / sigma (Karras et al. 2022, algorithm
         1, deterministic), from x = sigma_max x0; the last step, to sigma = 0, is Euler."""
         self.check_sampler(method)
@@ -81,11 +81,13 @@ class EDM(Formulation):
         x = x0 * sigmas[0]
         for i in range(n):
             s, s_next = sigmas[i], sigmas[i + 1]
-            d = (x - self.guided(model, x, ts[i].expand(len(x)), labels, null_label, cfg_weight).float()) / s
+            if record is not None:
+                record(x, ts[i].expand(len(x)))
+            d = (x - field(x, ts[i].expand(len(x)), labels).float()) / s
             x_next = x + (s_next - s) * d
             if i < n - 1:
                 t_next = ts[i + 1].expand(len(x))
-                d2 = (x_next - self.guided(model, x_next, t_next, labels, null_label, cfg_weight).float()) / s_next
+                d2 = (x_next - field(x_next, t_next, labels).float()) / s_next
                 x_next = x + (s_next - s) * (d + d2) / 2
             x = x_next
         return x

@@ -64,11 +64,27 @@ class Formulation(ABC):
             p = p + cfg_weight * (p - self.predict(model, x, t, torch.full_like(labels, null_label)))
         return p
 
-    @abstractmethod
     def sample(self, model, x0: torch.Tensor, labels: torch.Tensor, steps: int, method: str,
                cfg_weight: float = 0.0, null_label: int | None = None) -> torch.Tensor:
-        """Images generated from the noise x0 with `steps` steps of the sampler `method` (one of `samplers`).
-        `model` is anything called as model(x, t, labels): a network, or a closed form."""
+        """Images generated from the noise x0 with `steps` steps of the sampler `method` (one of `samplers`),
+        the field being the network's guided prediction. `model` is anything called as model(x, t, labels)."""
+        def field(x, t, y):
+            return self.guided(model, x, t, y, null_label, cfg_weight)
+        return self.sample_field(field, x0, labels, steps, method)
+
+    def sample_field(self, field, x0: torch.Tensor, labels: torch.Tensor, steps: int, method: str,
+                     record=None) -> torch.Tensor:
+        """The sampler with any field: field(x, t, labels) returns a prediction in the parametrization of
+        `predict` (the network's, a closed form's, or one chosen by t, as the hybrid sampler of Bertrand et al.
+        2025 does). `record(x, t)`, if given, sees the state before each step (the points where the sampler
+        evaluates the field, t < 1). Subclasses implement this; `sample` follows."""
+        raise NotImplementedError(f"{self.name}: sample_field is not implemented")
+
+    def scales(self, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(a(t), s(t)) with x_t = a(t) x1 + s(t) x0: the signal and noise scales, read off `noise` (linear in
+        x1 and x0 for every Gaussian formulation). t is (B,); both are (B,)."""
+        one, zero = torch.ones_like(t), torch.zeros_like(t)
+        return self.noise(one, zero, t), self.noise(zero, one, t)
 
     def check_sampler(self, method: str) -> None:
         if method not in self.samplers:

@@ -11,8 +11,9 @@ import torch
 from memsweep.science.formulation import Formulation, expand
 
 
-def integrate(field, x0: torch.Tensor, steps: int, method: str) -> torch.Tensor:
-    """Integrate dx/dt = field(x, t) from t = 0 (x0, noise) to t = 1 with a fixed number of steps.
+def integrate(field, x0: torch.Tensor, steps: int, method: str, record=None) -> torch.Tensor:
+    """Integrate dx/dt = field(x, t) from t = 0 (x0, noise) to t = 1 with a fixed number of steps;
+    record(x, t), if given, sees the state before each step.
 
     Heun's last step stays Euler so the field is never evaluated at t = 1, where the closed-form
     field is singular."""
@@ -20,6 +21,8 @@ def integrate(field, x0: torch.Tensor, steps: int, method: str) -> torch.Tensor:
     ts = torch.linspace(0, 1, steps + 1, device=x0.device)
     for i in range(steps):
         t, dt = ts[i].expand(len(x)), ts[i + 1] - ts[i]
+        if record is not None:
+            record(x, t)
         u = field(x, t)
         if method == "heun" and i < steps - 1:
             u = 0.5 * (u + field(x + dt * u, ts[i + 1].expand(len(x))))
@@ -46,14 +49,11 @@ class RectifiedFlow(Formulation):
         return x1 - x0
 
     @torch.no_grad()
-    def sample(self, model, x0, labels, steps, method="euler", cfg_weight=0.0, null_label=None):
-        """Euler or Heun integration of dZ_t = v(Z_t, t) dt (Liu et al. 2023, section 2) with the guided
-        velocity, from the noise at t = 0 to t = 1."""
+    def sample_field(self, field, x0, labels, steps, method="euler", record=None):
+        """Euler or Heun integration of dZ_t = v(Z_t, t) dt (Liu et al. 2023, section 2) with the velocity
+        field(x, t, labels), from the noise at t = 0 to t = 1."""
         self.check_sampler(method)
-
-        def field(x, t):
-            return self.guided(model, x, t, labels, null_label, cfg_weight)
-        return integrate(field, x0, steps, method)
+        return integrate(lambda x, t: field(x, t, labels), x0, steps, method, record)
 
     def closed_form(self, x, t, train_x):
         """The velocity minimizing the loss over the empirical measure of `train_x`, E[x1 - x0 | x_t = x] (the

@@ -59,7 +59,7 @@ class VP(Formulation):
         return torch.linspace(self.T, 1, min(int(steps), self.T)).round().long().unique_consecutive().tolist()
 
     @torch.no_grad()
-    def sample(self, model, x0, labels, steps, method="ddim", cfg_weight=0.0, null_label=None):
+    def sample_field(self, field, x0, labels, steps, method="ddim", record=None):
         """From x_T = x0 down the sub-sequence of steps. ddim: the deterministic update (Song et al. 2021,
         eq. 12 with sigma = 0); ddpm: the ancestral step from the posterior q(x_prev | x_k, x1) with variance
         beta_tilde (Ho et al. 2020, eqs. 6-7; on a sub-sequence, beta = 1 - alpha_bar_k / alpha_bar_prev).
@@ -72,7 +72,9 @@ class VP(Formulation):
             prev = ks[i + 1] if i + 1 < len(ks) else 0
             a, ap = float(self.alpha_bar[k]), float(self.alpha_bar[prev])
             t = torch.full((len(x),), 1 - k / self.T, device=x.device)
-            eps = self.guided(model, x, t, labels, null_label, cfg_weight).float()
+            if record is not None:
+                record(x, t)
+            eps = field(x, t, labels).float()
             x1 = ((x - (1 - a) ** 0.5 * eps) / a ** 0.5).clamp(-1, 1)
             if prev == 0:
                 x = x1

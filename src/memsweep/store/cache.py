@@ -51,21 +51,6 @@ def tensor_hash(t: torch.Tensor) -> str:
     return h.hexdigest()
 
 
-_file_hashes: dict[tuple, str] = {}
-
-
-def file_hash(path) -> str:
-    """sha256 of a file, remembered per (path, size, mtime) within the process."""
-    p = Path(path).resolve()
-    st = p.stat()
-    memo = (str(p), st.st_size, st.st_mtime_ns)
-    if memo not in _file_hashes:
-        h = hashlib.sha256()
-        with open(p, "rb") as f:
-            for chunk in iter(lambda: f.read(1 << 22), b""):
-                h.update(chunk)
-        _file_hashes[memo] = h.hexdigest()
-    return _file_hashes[memo]
 
 
 class Cache:
@@ -163,3 +148,8 @@ def for_config(cfg) -> Cache:
         return Cache(None)
     return Cache(Path(str(cfg.paths.output_root)).expanduser() / "cache")
 
+
+
+def data_cache(cfg) -> Cache:
+    """The cache of decoded datasets (data=folder, data=npz): <paths.output_root>/cache, always on disk."""
+    return Cache(Path(str(cfg.paths.output_root)).expanduser() / "cache")

@@ -16,8 +16,16 @@ from omegaconf import DictConfig, OmegaConf
 # What defines a run's result. Logging, launching, paths and runtime (device, threads, checkpoint cadence)
 # do not, so changing them resumes the same run instead of starting a new one.
 IDENTITY_KEYS = ("data", "model", "optim", "train", "eval", "seed")
-NOT_IDENTITY = {"data": ("root", "download"),
-                "eval": ("inception_path", "save_samples", "save_weights", "grid_samples", "feature_cache", "nn_block")}
+# data=folder / data=npz stand in the id by data.fingerprint (their files' names and sizes, or the file's hash), so
+# moving the data keeps the ids and other data get other ids.
+# KID and MiFID (eval.kid_*, eval.mifid_*) came later: they only add keys to the rows (kid_<space>_*,
+# mifid_<space>_*, with a non-default epsilon in the key) and change no other value, so, like inception_path
+# (FID once the weights are at hand), turning them on for a run keeps its id, resumes it, and existing runs'
+# ids stay what they were; `memsweep eval RUN kid` fills the rows written before. (kid_subsets and
+# kid_subset_size change KID's variance over subsets, not what it estimates: it is unbiased.)
+NOT_IDENTITY = {"data": ("root", "download", "path", "test_path"),
+                "eval": ("inception_path", "save_samples", "save_weights", "grid_samples", "feature_cache", "nn_block",
+                         "kid_features", "kid_subsets", "kid_subset_size", "mifid_features", "mifid_epsilon")}
 
 # Settings added after run ids existed, and their defaults (configs/objective/rectified_flow.yaml, data.conditional):
 # at these values they are left out of the identity, so every older run keeps its id.

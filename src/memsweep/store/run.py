@@ -9,6 +9,7 @@ outputs/runs/<run_id>/
   samples/         step_<N>.png grids of generated samples beside their nearest training images;
                    step_<N>.npz, each evaluation's samples (uint8) and labels
   lock             held (flock) by the process training the run; the OS releases it if that process dies
+  analysis/        what `memsweep report` derives from the saved samples, computed once (store.analysis_cache)
 
 The names of the per-step files are one table (FILES); every reader and writer goes through `path` and
 `steps`. Every file that is rewritten goes through store.files.atomic_write, so a reader or a killed writer
@@ -29,13 +30,17 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import yaml
 from omegaconf import OmegaConf
 
 from memsweep.states import State
-from memsweep.store.files import atomic_write, atomic_write_bytes, atomic_write_text, failpoint, read_json
+from memsweep.store.files import (append_line, atomic_write, atomic_write_bytes, atomic_write_text, failpoint,
+                                  read_json)
 
 log = logging.getLogger("memsweep")
 
+TAIL_BLOCK = 64 * 1024  # bytes read at a time from the end of metrics.jsonl
+YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml's, where PyYAML has it
 
 # per-step files of a run directory: kind -> (subdirectory, prefix, suffix)
 FILES = {"checkpoint": ("checkpoints", "step_", ".pt"),
@@ -82,13 +87,18 @@ class RunStore:
     def read_config(self):
         return OmegaConf.load(self.config_path)
 
+    def read_config_data(self) -> dict:
+        """config.yaml as plain data, ~20x faster than read_config (a report reads every run's). The file is
+        resolved and written by OmegaConf's YAML dumper, so a plain YAML load reads the same values."""
+        return yaml.load(self.config_path.read_text(), Loader=YAML_LOADER)
+
     def status(self) -> dict:
         return read_json(self.dir / "status.json", default={"state": State.PENDING.value})
 
     def set_status(self, **fields) -> dict:
         status = {**self.status(), **fields, "updated": time.time()}
         self.dir.mkdir(parents=True, exist_ok=True)
-        failpoint("status")
+        failpoint("status", self.dir / "status.json")
         atomic_write_text(self.dir / "status.json", json.dumps(status, indent=1))
         return status
 
@@ -108,18 +118,34 @@ class RunStore:
                     pass
         return rows
 
+    def last_metrics(self) -> dict | None:
+        """The last complete row (as read_metrics()[-1]), read backwards from the end of the file: a status
+        table needs only this, and a long run's metrics.jsonl can be large."""
+        try:
+            f = open(self.metrics_path, "rb")
+        except FileNotFoundError:
+            return None
+        with f:
+            pos, carry = f.seek(0, os.SEEK_END), b""
+            while pos > 0:
+                size = min(TAIL_BLOCK, pos)
+                pos -= size
+                f.seek(pos)
+                lines = (f.read(size) + carry).split(b"\n")
+                carry = lines.pop(0) if pos > 0 else b""  # may begin before pos: completed by the next block
+                for line in reversed(lines):
+                    try:
+                        return json.loads(line)
+                    except (json.JSONDecodeError, UnicodeDecodeError):
+                        pass  # empty, or cut short by a kill
+        return None
+
     def append_metrics(self, row: dict) -> None:
+        """One line per row, never torn: a kill mid-line leaves a partial line that readers skip, a full disk
+        leaves none (store.files.append_line)."""
         line = json.dumps(row, allow_nan=True) + "\n"
-        with open(self.metrics_path, "a") as f:  # one write of one line: appends never interleave
-            if os.environ.get("MEMSWEEP_FAILPOINT", "").startswith("metrics"):  # a torn line, for the kill tests
-                f.write(line[: len(line) // 2])
-                f.flush()
-                failpoint("metrics")
-                f.write(line[len(line) // 2:])
-            else:
-                f.write(line)
-            f.flush()
-            os.fsync(f.fileno())
+        torn = os.environ.get("MEMSWEEP_FAILPOINT", "").startswith("metrics")  # a line cut halfway, for the kill tests
+        append_line(self.metrics_path, line, point="metrics" if torn else None)
 
     def keep_metrics_until(self, step: int) -> None:
         """Drop rows after `step` (written after the checkpoint we resume from) and any torn line."""

@@ -12,6 +12,7 @@ import submitit
 from omegaconf import OmegaConf
 
 from memsweep.train.loop import SignalGuard, train_runs
+from memsweep.train.signals import STOP_SIGNALS
 
 log = logging.getLogger("memsweep")
 
@@ -44,13 +45,13 @@ class TrainJob(submitit.helpers.Checkpointable):
     def __call__(self):
         packed = isinstance(self.cfg_container, list)
         cfgs = [OmegaConf.create(c) for c in (self.cfg_container if packed else [self.cfg_container])]
-        job_id, guard, lock_wait_s = None, SignalGuard(), 0.0
+        job_id, lock_wait_s = None, 0.0
         try:
             env = submitit.JobEnvironment()
             # a requeued job may start before its previous attempt has finished exiting: wait for its lock
             job_id, guard, lock_wait_s = env.job_id, SignalGuard([signal.SIGUSR2]), REQUEUE_LOCK_WAIT_S
-        except RuntimeError:
-            pass  # not under submitit (local workers)
+        except RuntimeError:  # not under submitit: a local worker, whose SIGTERM / Ctrl-C (sweeps.local) land
+            guard = SignalGuard(STOP_SIGNALS)  # between two steps
         states = [s["state"] for s in train_runs(cfgs, guard=guard, on_session=self._set_session, job_id=job_id,
                                                  lock_wait_s=lock_wait_s)]
         return states if packed else states[0]

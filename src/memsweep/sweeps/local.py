@@ -5,15 +5,18 @@ import logging
 import multiprocessing as mp
 import os
 import time
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import CancelledError, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 
 import torch
 from omegaconf import open_dict
 
 from memsweep.store.run import ELSEWHERE, RunLocked
+from memsweep.errors import StorageError
 from memsweep.sweeps.jobs import TrainJob, payload
 from memsweep.sweeps.status import LiveProgress
 from memsweep.train.packed import make_packs
+from memsweep.train.signals import STOP_SIGNALS, Interrupted, interruptible
 from memsweep.states import State
 
 log = logging.getLogger("memsweep")
@@ -21,7 +24,51 @@ log = logging.getLogger("memsweep")
 
 def _local_worker(cfg_container) -> str | list[str]:
     torch.set_num_threads(1)  # two one-thread processes beat one two-thread process for small models
-    return TrainJob(cfg_container)()
+    with interruptible(STOP_SIGNALS):  # SIGTERM (from the launcher, a shutdown) or Ctrl-C: checkpoint, stop
+        try:
+            return TrainJob(cfg_container)()
+        except Interrupted as e:  # the runs are checkpointed and marked stopped (train.loop._stop)
+            log.warning("%s", "; ".join(getattr(e, "__notes__", ())) or "stopped before any step")
+            return [State.STOPPED] * len(cfg_container) if isinstance(cfg_container, list) else State.STOPPED
+
+
+def _failure(e: BaseException) -> str:
+    """One line for a worker's error: the error and its notes (e.g. a full disk, and whether the run could be
+    marked failed)."""
+    notes = "".join(f"; {n}" for n in getattr(e, "__notes__", ()))
+    return (str(e) if isinstance(e, StorageError) else f"{type(e).__name__}: {e}") + notes
+
+
+def _stop_workers(futures) -> None:
+    """The launcher got SIGTERM or Ctrl-C: start nothing more, and pass SIGTERM on to the workers (a `kill`
+    reaches only this process) so that each checkpoints its runs between two steps."""
+    for f in futures:
+        f.cancel()
+    for process in mp.active_children():
+        process.terminate()
+
+
+def _collect(done, futures, results, stopping: bool = False) -> set:
+    """Record the states of the finished jobs `done` in `results` (run id -> state); returns `done`.
+    `stopping`: the launcher passed SIGTERM on, and a worker still starting up died of it."""
+    for f in done:
+        members = futures[f]
+        try:
+            states = f.result()
+            for run, state in zip(members, states if isinstance(states, list) else [states]):
+                results[run.run_id] = state
+        except RunLocked as e:  # another sweep's worker got to it first: left to that process
+            for run in members:
+                results[run.run_id] = ELSEWHERE
+            log.warning("%s; left to it", e)
+        except (CancelledError, *((BrokenProcessPool,) if stopping else ())):  # stopped before it started
+            for run in members:
+                results[run.run_id] = State.STOPPED
+        except Exception as e:  # the runs' status.json says failed; the sweep goes on
+            for run in members:
+                results[run.run_id] = State.FAILED
+            log.error("run %s failed: %s", ", ".join(r.run_id for r in members), _failure(e))
+    return done
 
 
 def run_local(runs, workers: int | None = None, show_progress: bool = True, pack: int = 1) -> dict:
@@ -40,27 +87,21 @@ def run_local(runs, workers: int | None = None, show_progress: bool = True, pack
     with LiveProgress(runs, enabled=show_progress) as progress, \
             ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn")) as pool:
         futures = {pool.submit(_local_worker, payload(p)): p for p in packs}
-        pending = set(futures)
+        pending, interrupted = set(futures), None
         while pending:
-            done = {f for f in pending if f.done()}
-            for f in done:
-                members = futures[f]
-                try:
-                    states = f.result()
-                    for run, state in zip(members, states if isinstance(states, list) else [states]):
-                        results[run.run_id] = state
-                except RunLocked as e:  # another sweep's worker got to it first: left to that process
-                    for run in members:
-                        results[run.run_id] = ELSEWHERE
-                    log.warning("%s; left to it", e)
-                except Exception as e:  # the runs' status.json says failed; the sweep goes on
-                    for run in members:
-                        results[run.run_id] = State.FAILED
-                    log.error("run %s failed: %s: %s", ", ".join(r.run_id for r in members), type(e).__name__, e)
-            pending -= done
-            progress.refresh()
-            if pending:
-                time.sleep(0.5)
+            try:
+                pending -= _collect({f for f in pending if f.done()}, futures, results, interrupted is not None)
+                progress.refresh()
+                if pending:
+                    time.sleep(0.5)
+            except Interrupted as e:  # this launcher got SIGTERM or Ctrl-C: its workers stop and say so
+                interrupted = interrupted or e
+                _stop_workers(pending)
+    if interrupted:
+        stopped = [run_id for run_id, state in results.items() if state == State.STOPPED]
+        interrupted.add_note(f"{len(stopped)} of {len(runs)} runs stopped (checkpointed at their current step "
+                             "or not started)")
+        raise interrupted
     return results
 
 

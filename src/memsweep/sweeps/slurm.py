@@ -9,8 +9,6 @@ import submitit
 from omegaconf import open_dict
 
 from memsweep.errors import ConfigError
-from memsweep.store.identity import run_dir
-from memsweep.store.run import RunStore
 from memsweep.sweeps.jobs import TrainJob, container, payload
 from memsweep.train.packed import make_packs
 from memsweep.states import State
@@ -85,6 +83,6 @@ def submit_slurm(runs, sweep_dir: Path) -> list[tuple[str, str]]:
                 jobs = [ex.submit(TrainJob(payload(p))) for p in chunk]
             for members, job in zip(chunk, jobs):
                 for run in members:
-                    RunStore(run_dir(run.cfg)).set_status(state=State.QUEUED, job_id=job.job_id)
+                    run.store.set_status(state=State.QUEUED, job_id=job.job_id)
                     submitted.append((run.run_id, job.job_id))
     return submitted

@@ -27,6 +27,7 @@ import itertools
 import json
 import time
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 from omegaconf import OmegaConf, open_dict
@@ -37,7 +38,7 @@ from memsweep.science.normalized_time import reference_values
 from memsweep.store.files import atomic_write_text, read_json
 from memsweep.store.run import RunStore
 from memsweep.store import identity
-from memsweep.store.live import is_active
+from memsweep.store.live import is_active, needs_slurm, slurm_active_jobs
 from memsweep.states import State, DONE
 
 SWEEP_KEYS = {"description", "axes", "zip", "overrides", "launcher", "resources"}
@@ -49,14 +50,17 @@ class PlannedRun:
     overrides: list[str]
     cfg: object = None              # the composed, validated config
     resources: dict = field(default_factory=dict)
+    state: str = "pending"          # as plan() found it in status.json
+    action: str = "-"               # what plan() decided: start, resume or - (nothing)
 
-    @property
+    # computed once: what defines the run does not change after expand (only logging and runtime keys do)
+    @cached_property
     def run_id(self) -> str:
         return identity.run_id(self.cfg)
 
-    @property
+    @cached_property
     def store(self) -> RunStore:
-        return RunStore(identity.run_dir(self.cfg))
+        return RunStore(identity.output_root(self.cfg) / "runs" / self.run_id)
 
 
 @dataclass
@@ -129,26 +133,32 @@ def expand(name: str, cli_overrides=()) -> Sweep:
     sweep_name = Path(name).stem
     base = [str(o) for o in spec.get("overrides") or []]
     runs = []
-    for point in _points(spec):
-        overrides = base + [f"{k}={_format(v)}" for k, v in point.items()] + list(cli_overrides)
-        try:
-            cfg = config_mod.compose_run(overrides)
-        except ConfigError as e:
-            where = ", ".join(f"{k}={v}" for k, v in point.items())
-            raise ConfigError(f"sweep {sweep_name} ({where}): {e}") from None
-        # a value may refer to another setting ('\${data.n}' in the file): the run records what it resolved to
-        point = {k: OmegaConf.select(cfg, k) if isinstance(v, str) and "${" in v else v for k, v in point.items()}
-        resources = dict(spec.get("launcher") or {})
-        for rule in spec.get("resources") or []:
-            if all(str(OmegaConf.select(cfg, k)) == str(v) or str(point.get(k)) == str(v)
-                   for k, v in (rule.get("when") or {}).items()):
-                resources.update(rule.get("set") or {})
-        runs.append(PlannedRun(point, overrides, cfg, resources))
+    with config_mod.Composer() as compose:  # Hydra once, one compose per choice of config groups
+        for point in _points(spec):
+            overrides = base + [f"{k}={_format(v)}" for k, v in point.items()] + list(cli_overrides)
+            try:
+                cfg = compose(overrides)
+            except ConfigError as e:
+                where = ", ".join(f"{k}={v}" for k, v in point.items())
+                raise ConfigError(f"sweep {sweep_name} ({where}): {e}") from None
+            runs.append(_planned(spec, point, overrides, cfg))
     ids = [r.run_id for r in runs]
     if len(set(ids)) != len(ids):
         raise ConfigError(f"sweep {sweep_name}: some runs are identical (an axis does not change the run)")
     _attach_context(sweep_name, runs)
     return Sweep(sweep_name, spec, runs)
+
+
+def _planned(spec: dict, point: dict, overrides: list[str], cfg) -> PlannedRun:
+    """A run of the sweep: its axis values as resolved, and its launcher settings."""
+    # a value may refer to another setting ('\${data.n}' in the file): the run records what it resolved to
+    point = {k: OmegaConf.select(cfg, k) if isinstance(v, str) and "${" in v else v for k, v in point.items()}
+    resources = dict(spec.get("launcher") or {})
+    for rule in spec.get("resources") or []:
+        if all(str(OmegaConf.select(cfg, k)) == str(v) or str(point.get(k)) == str(v)
+               for k, v in (rule.get("when") or {}).items()):
+            resources.update(rule.get("set") or {})
+    return PlannedRun(point, overrides, cfg, resources)
 
 
 def _attach_context(name: str, runs: list[PlannedRun]) -> None:
@@ -188,18 +198,23 @@ def load_record(output_root: Path, name: str) -> dict:
 
 def plan(sweep: Sweep, retry: bool = False) -> tuple[list[PlannedRun], dict]:
     """Which runs to launch: unfinished ones (resumed), never finished or diverged ones, failed ones only
-    with `retry`. Returns the runs to launch and the count of each decision."""
+    with `retry`. Returns the runs to launch and the count of each decision; each run's state and action are
+    set on it. Reads each run's status.json once, its checkpoints only if it is to be launched, and asks
+    Slurm once for the whole sweep."""
     todo, counts = [], {"finished": 0, "diverged": 0, "failed (use --retry)": 0, "active": 0, "new": 0, "resume": 0}
-    for run in sweep.runs:
-        status = run.store.status()
-        state = status["state"]
-        if is_active(status):  # already being trained, or queued on Slurm: never twice
+    statuses = [run.store.status() for run in sweep.runs]
+    active_jobs = slurm_active_jobs() if any(needs_slurm(s) for s in statuses) else set()
+    for run, status in zip(sweep.runs, statuses):
+        run.state, run.action = status["state"], "-"
+        if is_active(status, active_jobs):  # already being trained, or queued on Slurm: never twice
             counts["active"] += 1
-        elif state in DONE:
-            counts[state] += 1
-        elif state == State.FAILED and not retry:
+        elif run.state in DONE:
+            counts[run.state] += 1
+        elif run.state == State.FAILED and not retry:
             counts["failed (use --retry)"] += 1
         else:
-            counts["new" if not run.store.checkpoint_steps() else "resume"] += 1
+            resume = bool(run.store.checkpoint_steps())
+            counts["resume" if resume else "new"] += 1
+            run.action = "resume" if resume else "start"
             todo.append(run)
     return todo, counts

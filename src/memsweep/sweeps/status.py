@@ -5,6 +5,10 @@ the launching terminal is gone.
 """
 from __future__ import annotations
 
+import csv
+from collections import Counter
+from pathlib import Path
+
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
@@ -18,13 +22,50 @@ def _fmt(x, digits=3) -> str:
     return "-" if x is None else (f"{x:.{digits}f}" if isinstance(x, float) else str(x))
 
 
+MAX_ROWS = 20  # a longer table shows its first and last EDGE_ROWS rows (--all: every row)
+EDGE_ROWS = 8
+
+
+def print_table(console: Console, title: str, columns: list[str], rows: list[list[str]], show_all: bool = False,
+                right: tuple = ()) -> None:
+    """A table that reads at any size: past MAX_ROWS rows, the first and last few with a line saying how many
+    are left out (show_all: every row). `right`: the columns aligned right."""
+    table = Table(title=title)
+    for col in columns:
+        table.add_column(col, justify="right" if col in right else "left")
+    shown = rows if show_all or len(rows) <= MAX_ROWS else rows[:EDGE_ROWS] + [None] + rows[-EDGE_ROWS:]
+    for row in shown:
+        if row is None:
+            table.add_row(f"... {len(rows) - 2 * EDGE_ROWS} more rows ...", *[""] * (len(columns) - 1))
+        else:
+            table.add_row(*row)
+    console.print(table)
+
+
+def write_table(path, columns: list[str], rows: list[list]) -> Path:
+    """Every row of a table as CSV (--table FILE)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(columns)
+        writer.writerows(rows)
+    return path
+
+
+def sizes(groups) -> str:
+    """How many groups (packs, jobs) of each size: '96 x 4 runs' or '2 x 4, 1 x 3 runs'."""
+    counts = Counter(len(g) for g in groups)
+    return ", ".join(f"{counts[k]} x {k}" for k in sorted(counts, reverse=True)) + " runs"
+
+
 def status_rows(record: dict, runs_root) -> list[dict]:
+    """One row per run, from its status.json and the last row of its metrics.jsonl (nothing else is read)."""
     rows = []
     for entry in record["runs"]:
         store = RunStore(runs_root / entry["run_id"])
         status = store.status()
-        metrics = store.read_metrics()
-        last = metrics[-1] if metrics else {}
+        last = store.last_metrics() or {}
         rows.append({"run_id": entry["run_id"], **entry["axes"], "state": live_state(status),
                      "step": status.get("step", 0), "total": status.get("total_steps"),
                      "loss_gap": last.get("loss_gap"), "mem_ratio": last.get("mem_ratio"),
@@ -32,22 +73,30 @@ def status_rows(record: dict, runs_root) -> list[dict]:
     return rows
 
 
-def print_status(record: dict, runs_root, console: Console | None = None) -> list[dict]:
+def print_status(record: dict, runs_root, console: Console | None = None, show_all: bool = False,
+                 table_path=None) -> list[dict]:
     console = console or Console(width=160)
     rows = status_rows(record, runs_root)
-    table = Table(title=f"sweep {record['name']}: {len(rows)} runs")
     axes = list(record.get("axes", []))
-    for col in ["run_id", *axes, "state", "step", "loss_gap", "mem_ratio", "job"]:
-        table.add_column(col, justify="left" if col in ("run_id", "state") else "right")
-    for r in rows:
-        step = f"{r['step']}/{r['total']}" if r["total"] else str(r["step"])
-        table.add_row(r["run_id"], *[_fmt(r.get(a)) for a in axes], r["state"], step,
-                      _fmt(r["loss_gap"], 4), _fmt(r["mem_ratio"], 2), _fmt(r["job"]))
-    console.print(table)
-    counts = {}
-    for r in rows:
-        counts[r["state"]] = counts.get(r["state"], 0) + 1
+    columns = ["run_id", *axes, "state", "step", "loss_gap", "mem_ratio", "job"]
+    cells = [[r["run_id"], *[_fmt(r.get(a)) for a in axes], r["state"],
+              f"{r['step']}/{r['total']}" if r["total"] else str(r["step"]),
+              _fmt(r["loss_gap"], 4), _fmt(r["mem_ratio"], 2), _fmt(r["job"])] for r in rows]
+    print_table(console, f"sweep {record['name']}: {len(rows)} runs", columns, cells, show_all,
+                right=tuple(columns[1:len(axes) + 1]) + ("step", "loss_gap", "mem_ratio", "job"))
+    counts = Counter(r["state"] for r in rows)
     console.print(", ".join(f"{v} {k}" for k, v in sorted(counts.items())))
+    jobs = {}
+    for r in rows:
+        if r["job"]:
+            jobs.setdefault(str(r["job"]), []).append(r)
+    if jobs and len(rows) > MAX_ROWS:  # a small sweep's table shows its jobs
+        console.print(f"{len(jobs)} Slurm jobs: {sizes(jobs.values())}")
+    if table_path:
+        raw = [[r["run_id"], *[r.get(a) for a in axes], r["state"], r["step"], r["total"], r["loss_gap"],
+                r["mem_ratio"], r["job"]] for r in rows]
+        path = write_table(table_path, ["run_id", *axes, "state", "step", "total", "loss_gap", "mem_ratio", "job"], raw)
+        console.print(f"table of {len(rows)} runs: {path}")
     return rows
 
 

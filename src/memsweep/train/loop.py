@@ -10,16 +10,19 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import signal
 import time
 
 import torch
 from tqdm import tqdm
 
+from memsweep.data.datasets import FILE_SOURCES, decoded
+from memsweep.store.cache import data_cache
 from memsweep.store.identity import run_dir
 from memsweep.store.run import ELSEWHERE, RunLocked, RunStore
 from memsweep.train.packed import PackedStep
 from memsweep.train.run import Run, pick_device
-from memsweep.train.signals import SignalGuard
+from memsweep.train.signals import Interrupted, SignalGuard
 from memsweep.train.solo import SoloStep
 from memsweep.states import State, DONE
 
@@ -39,6 +42,7 @@ def train_runs(cfgs, guard: SignalGuard | None = None, on_session=None, job_id: 
     `on_session` receives the stepper, whose `checkpoint()` saves every run in training (submitit's requeue).
     `lock_wait_s`: how long to wait for a run's lock (a requeued job's previous attempt may still be exiting)."""
     guard = guard or SignalGuard()
+    prepare_data(cfgs)
     results: list[dict | None] = [None] * len(cfgs)
     with contextlib.ExitStack() as locks:
         todo = []
@@ -73,11 +77,41 @@ def train_runs(cfgs, guard: SignalGuard | None = None, on_session=None, job_id: 
             if not isinstance(e, (KeyboardInterrupt, SystemExit)):  # setup included: status.json says so
                 for k, (_, _, store, _) in enumerate(todo):
                     if k >= len(runs) or runs[k].result is None:
-                        store.set_status(state=State.FAILED, error=f"{type(e).__name__}: {e}")
+                        _mark_failed(store, e)
             raise
         for (i, *_), run in zip(todo, runs):
             results[i] = run.result
     return results
+
+
+def prepare_data(cfgs) -> None:
+    """Decode the runs' file datasets (data=folder, data=npz) into the reference cache before any run directory
+    is written: bad files fail with one line and nothing written, and a sweep's runs decode them once."""
+    cfgs = [c for c in cfgs if c.data.name in FILE_SOURCES]
+    if cfgs:
+        cache = data_cache(cfgs[0])  # one cache: runs sharing the data hit its memory after the first
+        for cfg in cfgs:
+            decoded(cfg.data, cache)
+
+
+def _mark_failed(store: RunStore, e: BaseException) -> None:
+    """status.json says failed, with the error. On a full disk even that tiny write may fail: the error then
+    says so (the run shows as stopped once this process is gone, and resumes like one)."""
+    try:
+        store.set_status(state=State.FAILED, error=f"{type(e).__name__}: {e}")
+        e.add_note(f"run {store.run_id} marked failed")
+    except OSError as again:
+        e.add_note(f"run {store.run_id} could not be marked failed either ({again.strerror or again})")
+
+
+def _stop(runs: list[Run], e: Interrupted) -> None:
+    """SIGTERM or Ctrl-C between two steps: checkpoint each run in training at the current step, mark it
+    stopped (a relaunch resumes it from that step), and say so in the error's notes."""
+    for run in runs:
+        run.checkpoint()
+        run.store.set_status(state=State.STOPPED, step=run.step, stopped_by=signal.Signals(e.signum).name,
+                             **run.timing())
+        e.add_note(f"run {run.store.run_id} checkpointed at step {run.step} of {run.total}")
 
 
 def _train_loop(runs: list[Run], guard: SignalGuard, on_session) -> None:
@@ -95,6 +129,16 @@ def _train_loop(runs: list[Run], guard: SignalGuard, on_session) -> None:
     desc = f"run {runs[0].store.run_id} n={cfg.data.n}" if len(runs) == 1 else f"pack of {len(runs)} runs"
     bar = tqdm(total=sum(r.total for r in runs), initial=sum(r.step for r in runs), desc=desc,
                disable=not cfg.runtime.progress, dynamic_ncols=True, mininterval=1.0)
+    try:
+        _steps(stepper, guard, bar)
+    except Interrupted as e:  # raised by the guard between two steps (train.signals.interruptible)
+        with guard.hold():  # a second signal while checkpointing is dropped: we are stopping already
+            _stop(stepper.runs, e)
+            guard.pending.clear()
+        raise
+
+
+def _steps(stepper, guard: SignalGuard, bar) -> None:
     with bar:
         while stepper.runs:
             with guard.hold():

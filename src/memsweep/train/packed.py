@@ -21,6 +21,7 @@ a pack is always channels-last.
 """
 from __future__ import annotations
 
+import heapq
 import json
 import math
 
@@ -49,6 +50,7 @@ def pack_key(cfg) -> str | None:
 def make_packs(cfgs, size: int, workers: int) -> list[list]:
     """Group configs into packs of at most `size` runs with equal `pack_key`, balanced by training steps over
     at least `workers` packs (longest run first into the pack with the fewest steps), longest pack first."""
+    steps = {id(cfg): cfg.train.total_steps for cfg in cfgs}  # read once: a config's attributes are slow to get
     packs, groups = [], {}
     for cfg in cfgs:
         key = pack_key(cfg) if size > 1 else None
@@ -58,11 +60,14 @@ def make_packs(cfgs, size: int, workers: int) -> list[list]:
             groups.setdefault(key, []).append(cfg)
     for members in groups.values():
         bins = [[] for _ in range(max(min(workers, len(members)), math.ceil(len(members) / size)))]
-        for cfg in sorted(members, key=lambda c: -c.train.total_steps):
-            open_bins = [b for b in bins if len(b) < size]
-            min(open_bins, key=lambda b: sum(c.train.total_steps for c in b)).append(cfg)
+        open_bins = [(0, i) for i in range(len(bins))]  # a heap of (steps, index): the fewest steps, first on ties
+        for cfg in sorted(members, key=lambda c: -steps[id(c)]):
+            total, i = heapq.heappop(open_bins)
+            bins[i].append(cfg)
+            if len(bins[i]) < size:
+                heapq.heappush(open_bins, (total + steps[id(cfg)], i))
         packs += bins
-    return sorted(packs, key=lambda p: -sum(c.train.total_steps for c in p))
+    return sorted(packs, key=lambda p: -sum(steps[id(c)] for c in p))
 
 
 def rows(t: torch.Tensor, copies: int) -> torch.Tensor:

@@ -20,6 +20,7 @@ from memsweep.errors import ConfigError
 from memsweep.eval.evaluator import Evaluator
 from memsweep.science import formulations, unet
 from memsweep.science.curves import analyze_run, metrics_frame
+from memsweep.store.cache import data_cache
 from memsweep.store.files import failpoint
 from memsweep.store.run import RunStore
 from memsweep.train.wandb_logger import make_logger
@@ -65,7 +66,7 @@ class Run:
 
         # -- data, model, optimizer, random stream ---------------------------------------------------
         torch.manual_seed(cfg.seed)
-        self.data = load_data(cfg.data).to(device)   # unconditional (data.conditional=false): no classes
+        self.data = load_data(cfg.data, data_cache(cfg)).to(device)   # unconditional (data.conditional=false): no classes
         # what the batches and the loss follow (the training target may need the training set)
         self.formulation = formulations.of_config(cfg, self.data)
         self.model = unet.build(cfg.model, cfg.data.image_size, cfg.data.channels, self.data.num_classes).to(device)
@@ -94,11 +95,13 @@ class Run:
             store.write_config(cfg)
             store.keep_metrics_until(0)
         self.evaluator = Evaluator(cfg, self.data, device)
+        if ckpt is not None:   # the evaluation's parts accumulate across resumes, like train/eval seconds
+            self.evaluator.seconds = {k: float(v) for k, v in (status.get("eval_seconds_by_part") or {}).items()}
         self.logger = make_logger(cfg, store.run_id, store.dir)
         self.running_loss = torch.zeros((), device=device)
         store.set_status(state=State.RUNNING, step=self.step, total_steps=self.total, run_id=store.run_id,
                          host=socket.gethostname(), pid=os.getpid(), job_id=job_id or status.get("job_id"),
-                         started=status.get("started", time.time()), error=None,
+                         started=status.get("started", time.time()), error=None, stopped_by=None,
                          parameters=unet.count_parameters(self.model), **self.timing())
 
     def state(self) -> dict:
@@ -152,11 +155,12 @@ class Run:
             eval_model = self.ema if cfg.eval.use_ema else self.model
             row, samples, nn_idx = self.evaluator(eval_model, step)
             failpoint("eval")
-            self.evaluator.save_grid(store.path("grid", step), samples, nn_idx)
-            if cfg.eval.save_samples:  # for metrics computed after the fact (memsweep eval)
-                store.save_samples(step, samples, self.evaluator.sample_labels)
-            if cfg.eval.save_weights:
-                store.save_eval_weights(step, eval_model.state_dict())
+            with self.evaluator.timed("saving"):
+                self.evaluator.save_grid(store.path("grid", step), samples, nn_idx)
+                if cfg.eval.save_samples:  # for metrics computed after the fact (memsweep eval)
+                    store.save_samples(step, samples, self.evaluator.sample_labels)
+                if cfg.eval.save_weights:
+                    store.save_eval_weights(step, eval_model.state_dict())
             store.append_metrics(row)
             self.logger.log(row)
             self.last_row = row
@@ -167,7 +171,10 @@ class Run:
         return self.finish() if step >= self.total else None
 
     def timing(self) -> dict:
-        return {f"{k}_seconds": round(v, 3) for k, v in self.seconds.items()}
+        """status.json's record of where the run's time went: train_seconds, eval_seconds, and the evaluations'
+        seconds by part (losses, field_dist, sampling, mem_ratio, copy, sw, fd, saving)."""
+        return {**{f"{k}_seconds": round(v, 3) for k, v in self.seconds.items()},
+                "eval_seconds_by_part": {k: round(v, 3) for k, v in self.evaluator.seconds.items()}}
 
     def finish(self) -> dict:
         rows = self.store.read_metrics()

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import contextlib
 import signal
+import threading
 
 
 class SignalGuard:
@@ -16,6 +17,8 @@ class SignalGuard:
 
     def __init__(self, signals=()):
         self.handlers, self.pending, self.busy = {}, [], False
+        if threading.current_thread() is not threading.main_thread():
+            signals = ()  # Python sets handlers only in the main thread; a thread's loop defers nothing
         for sig in signals:
             original = signal.getsignal(sig)
             if callable(original):
@@ -40,3 +43,40 @@ class SignalGuard:
                 self.handlers[signum](signum, None)
 
 
+
+
+class Interrupted(KeyboardInterrupt):
+    """SIGTERM (a plain sbatch job's time limit, a shutdown) or SIGINT (Ctrl-C), raised between two steps:
+    the loop checkpoints the runs in training at the current step and marks them stopped (resumable).
+    A KeyboardInterrupt, so that nothing on the way up takes it for a failure. args: (signal number,)."""
+
+    @property
+    def signum(self) -> int:
+        return self.args[0]
+
+    @property
+    def exit_status(self) -> int:
+        return 128 + self.signum  # the shell's convention: 143 for SIGTERM, 130 for SIGINT
+
+
+# what a plain sbatch job gets at its time limit (or a machine at shutdown), and Ctrl-C
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+
+def _raise_interrupted(signum, frame):
+    raise Interrupted(signum)
+
+
+@contextlib.contextmanager
+def interruptible(signals=STOP_SIGNALS):
+    """While inside, `signals` raise Interrupted; wrap training in SignalGuard(signals) (made inside) so that
+    it is raised between two steps. A no-op outside the main thread, where Python cannot set handlers."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {sig: signal.signal(sig, _raise_interrupted) for sig in signals}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)

@@ -43,7 +43,7 @@ class NullLogger:
 
 class WandbLogger:
     def __init__(self, cfg, run_id: str, run_dir, extra_config: dict | None = None):
-        import wandb
+        import wandb  # here, not at the top: 3.5 s of import that logger=none and every `memsweep status` skip
 
         lg = cfg.logger
         os.environ.setdefault("WANDB_SILENT", "true")

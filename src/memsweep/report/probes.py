@@ -1,0 +1,104 @@
+"""Issue 16's probes in the report (metrics.probes: hybrid sampling, the ELS machine, where trajectories go), at
+each run's first and last evaluation ("early" and "late").
+
+The report reads the keys `memsweep eval RUN hybrid els traj` wrote into metrics.jsonl and computes, at report
+time, those missing, from the evaluation's saved weights (checkpoints/eval_<N>.pt, rebuilt with science.unet)
+and the evaluation's fixed noise and labels (metrics.fixed_inputs, the Evaluator's own draws): the same
+numbers `memsweep eval` writes. It writes nothing into the run directories; hybrid.csv, els.csv and traj.csv go
+next to report.md. `probes.els=false` in a run's config leaves the ELS machine out; `memsweep report
+--no-probes` computes nothing (and shows only what metrics.jsonl holds).
+"""
+from __future__ import annotations
+
+import logging
+import time
+
+import pandas as pd
+import torch
+
+from memsweep.data import datasets as data_mod
+from memsweep.metrics.fixed_inputs import fixed_inputs, sample_labels
+from memsweep.metrics.probes import KEYS, PROBES, ProbeInputs, ProbeSettings, run_probes
+from memsweep.science import formulations, unet
+from memsweep.store.run import RunStore
+
+log = logging.getLogger(__name__)
+
+
+def _inputs(store: RunStore, cfg, step: int) -> ProbeInputs:
+    """The probes' inputs of one evaluation, as the Evaluator had them."""
+    data = data_mod.load(cfg.data)
+    ev = cfg.eval
+    _, _, noise = fixed_inputs(data, ev)
+    model = unet.build(cfg.model, cfg.data.image_size, cfg.data.channels, data.num_classes)
+    model.load_state_dict(store.load_eval_weights(step, map_location="cpu"))
+    return ProbeInputs(formulations.of_config(cfg), model.eval(), noise,
+                       sample_labels(data.train_y, 0, int(ev.num_samples)), int(ev.sampler_steps), str(ev.sampler),
+                       data.train_x, data.train_y, data.test_x, data.num_classes, float(ev.cfg_weight),
+                       float(ev.mem_threshold), int(ev.noise_seed))
+
+
+def _probe_row(store: RunStore, cfg, row: dict, compute: bool, timing: dict) -> dict:
+    """The probes' keys at one evaluation: those in the row, and the missing ones computed (if `compute`)."""
+    settings = ProbeSettings.of_config(cfg)
+    wanted = [p for p in PROBES if p != "els" or settings.els]
+    have = {k: row[k] for p in wanted for k in KEYS[p] if all(key in row for key in KEYS[p])}
+    missing = [p for p in wanted if not all(k in row for k in KEYS[p])]
+    if missing and compute and store.path("eval_weights", row["step"]).is_file():
+        t0 = time.time()
+        new, _ = run_probes(_inputs(store, cfg, row["step"]), missing, settings)
+        timing[store.run_id] = timing.get(store.run_id, 0.0) + time.time() - t0
+        have.update(new)
+    return have
+
+
+def compute(runs, enabled: bool = True) -> dict:
+    """{"hybrid", "els", "traj"}: long tables (one row per run, evaluation and grid point), "notes", "seconds"."""
+    tables = {p: [] for p in PROBES}
+    notes, timing = [], {}
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)   # small matrices: threads only add overhead (and fight other processes)
+    try:
+        for r in runs:
+            if r.dir is None or not len(r.frame):
+                continue
+            try:
+                _run_tables(r, enabled, tables, timing)
+            except Exception as e:   # one run failing must not lose the others
+                notes.append(f"run `{r.run_id}`: probes not computed ({type(e).__name__}: {e})")
+    finally:
+        torch.set_num_threads(threads)
+    out = {p: pd.DataFrame(rows) for p, rows in tables.items()}
+    return {**out, "notes": notes, "seconds": timing}
+
+
+def _run_tables(r, enabled: bool, tables: dict, timing: dict) -> None:
+    store = RunStore(r.dir)
+    cfg = store.read_config()
+    rows = store.read_metrics()
+    ends = [("early", rows[0]), ("late", rows[-1])] if len(rows) > 1 else [("late", rows[-1])]
+    for when, row in ends:
+        keys = _probe_row(store, cfg, row, enabled, timing)
+        ident = {"run_id": r.run_id, "n": r.params.get("n"), "seed": r.params.get("seed"), "when": when,
+                 "step": row["step"], "mem_ratio": row.get("mem_ratio")}
+        if "hybrid_tau" in keys:
+            tables["hybrid"] += [{**ident, "tau": tau, "hybrid_mem_ratio": m, "hybrid_dist": d} for tau, m, d in
+                                 zip(keys["hybrid_tau"], keys["hybrid_mem_ratio"], keys["hybrid_dist"])]
+        if "els_dist" in keys:
+            tables["els"].append({**ident, **{k: keys[k] for k in KEYS["els"] if k != "els_patch"},
+                                  "els_patch": str(keys["els_patch"])})
+        if "traj_t" in keys:
+            f = formulations.of_config(cfg)
+            lsnr = f.log_snr(torch.tensor(keys["traj_t"], dtype=torch.float64)).tolist()
+            tables["traj"] += [{**ident, "t": t, "log_snr": ls, "traj_state": s, "traj_train": a, "traj_test": b}
+                               for t, ls, s, a, b in zip(keys["traj_t"], lsnr, keys["traj_state"],
+                                                         keys["traj_train"], keys["traj_test"])]
+
+
+def write(ctx: dict, out) -> None:
+    """hybrid.csv, els.csv, traj.csv (one of an earlier report that this one has no rows for is removed)."""
+    for p in PROBES:
+        if len(ctx[p]):
+            ctx[p].to_csv(out / f"{p}.csv", index=False)
+        else:
+            (out / f"{p}.csv").unlink(missing_ok=True)
