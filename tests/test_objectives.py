@@ -14,6 +14,7 @@ from memsweep.errors import ConfigError
 from memsweep.metrics.field import FieldProbe
 from memsweep.metrics.loss import FixedLossBatch, fixed_loss
 from memsweep.metrics.memorization import nearest_neighbours
+from memsweep.metrics.probes import ProbeInputs, ProbeSettings, run_probes
 from memsweep.report.figures import run_formulation, snr_edges
 from memsweep.science import formulations
 from memsweep.science.edm import EDM
@@ -174,3 +175,20 @@ def test_vp_and_edm_take_packed_shapes(formulation):
     loss = formulation.loss_per_sample(model, x1, labels, x0, t)
     alone = formulation.loss_per_sample(model, x1[:, 1], labels[:, 1], x0[:, 1], t[:, 1])
     assert loss.shape == (3, 2) and torch.allclose(loss[:, 1], alone)
+
+
+@pytest.mark.parametrize("formulation,method,steps", [(VPF, "ddim", 20), (VPF, "ddpm", 20), (EDMF, "heun", 8)],
+                         ids=lambda v: getattr(v, "name", str(v)))
+def test_the_probes_run_under_vp_and_edm(formulation, method, steps):
+    """sample_field drives every probe: with the memorizer as the network, every hybrid sample is a copy, and the
+    sampler records its state before each step, in increasing t."""
+    train_x = _train_set(n=8)
+    labels = torch.zeros(16, dtype=torch.long)
+    inp = ProbeInputs(formulation, formulation.memorizer(train_x), torch.randn((16, 1, 4, 4)), labels, steps, method,
+                      train_x, torch.zeros(8, dtype=torch.long), _train_set(n=8, seed=1))
+    row, samples = run_probes(inp, settings=ProbeSettings(hybrid_tau=(0.0, 0.5, 1.0), els_patch=3))
+    assert row["hybrid_mem_ratio"] == [1.0, 1.0, 1.0]
+    assert len(row["traj_t"]) == (len(formulation.timesteps(steps)) if formulation is VPF else steps)
+    assert all(a < b for a, b in zip(row["traj_t"], row["traj_t"][1:]))
+    assert all(math.isfinite(v) for v in row["traj_state"] + row["traj_train"] + row["traj_test"])
+    assert 0.0 <= row["els_mem_ratio"] <= 1.0 and math.isfinite(row["els_dist"])
