@@ -220,11 +220,16 @@ def validate(cfg) -> None:
         raise ConfigError(f"train.ema_decay={cfg.train.ema_decay}: must be in [0, 1)")
     if not 0 <= cfg.train.label_dropout < 1:
         raise ConfigError(f"train.label_dropout={cfg.train.label_dropout}: must be in [0, 1)")
-    formulation = formulations.of_config(cfg)
-    if cfg.eval.sampler not in formulation.samplers:
-        raise ConfigError(f"eval.sampler={cfg.eval.sampler!r}: use {' or '.join(formulation.samplers)}")
-    if cfg.eval.cfg_weight and not cfg.train.label_dropout:
-        raise ConfigError(f"eval.cfg_weight={cfg.eval.cfg_weight}: guidance needs train.label_dropout > 0")
+    formulation = formulations.of_config(cfg)   # the objective group: a ConfigError names a bad setting
+    try:
+        formulation.check_sampler(cfg.eval.sampler)
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
+    if not isinstance(cfg.data.get("conditional", True), bool):
+        raise ConfigError(f"data.conditional={cfg.data.conditional}: use true or false")
+    if cfg.eval.cfg_weight and not (cfg.train.label_dropout and data_mod.conditional(cfg.data)):
+        raise ConfigError(f"eval.cfg_weight={cfg.eval.cfg_weight}: guidance needs a conditional run "
+                          "(data.conditional=true) with train.label_dropout > 0")
     _validate_metrics(cfg)
     if cfg.runtime.device not in ("auto", "cpu", "cuda") and not str(cfg.runtime.device).startswith("cuda:"):
         raise ConfigError(f"runtime.device={cfg.runtime.device!r}: use auto, cpu or cuda")
