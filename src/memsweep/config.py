@@ -31,12 +31,14 @@ if not OmegaConf.has_resolver("min"):
 
 
 def config_dir() -> Path:
-    """configs/ at the top of the checkout (editable install), or MEMSWEEP_CONFIG_DIR."""
+    """memsweep's own configs: MEMSWEEP_CONFIG_DIR, else memsweep/configs in an installed package (setup.py
+    copies configs/ there), else configs/ at the top of the checkout (an editable install)."""
     env = os.environ.get("MEMSWEEP_CONFIG_DIR")
-    path = Path(env) if env else Path(__file__).resolve().parents[2] / "configs"
+    packaged = Path(__file__).resolve().parent / "configs"
+    path = Path(env) if env else packaged if packaged.is_dir() else Path(__file__).resolve().parents[2] / "configs"
     if not (path / "train.yaml").is_file():
-        raise ConfigError(f"MEMSWEEP_CONFIG_DIR={path}: no train.yaml there (install memsweep with "
-                          "`pip install -e .` from its checkout, or point MEMSWEEP_CONFIG_DIR at configs/)")
+        raise ConfigError(f"MEMSWEEP_CONFIG_DIR={path}: no train.yaml there (reinstall memsweep, "
+                          "or point MEMSWEEP_CONFIG_DIR at its configs/)")
     return path
 
 
