@@ -219,8 +219,10 @@ class Composer:
                     raise ConfigError(f"{line}: interval() is not a list of values to sweep "
                                       "(use a,b,c, range(...), choice(...) or glob(...))")
                 else:
-                    axes[o.get_key_element()] = [v.text if isinstance(v, QuotedString) else v
-                                                 for v in o.sweep_iterator()]
+                    values = [v.text if isinstance(v, QuotedString) else v for v in o.sweep_iterator()]
+                    if not values:
+                        raise ConfigError(f"{line}: no values to sweep")
+                    axes[o.get_key_element()] = values
             except HydraException as e:
                 raise ConfigError(f"{line}: {_one_line(e).split(' See https:')[0]}") from None
         return axes, fixed
