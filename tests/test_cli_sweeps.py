@@ -7,6 +7,7 @@ import yaml
 from memsweep import config
 from memsweep.cli import main
 from memsweep.errors import ConfigError
+from memsweep.store import identity
 from memsweep.sweeps import spec as sweep_mod
 
 from conftest import FAST
@@ -104,7 +105,6 @@ def test_cfg_job_prints_the_config_and_writes_nothing(out, capsys):
     cfg = yaml.safe_load(body)
     want = config.compose_run(["data.n=24", "model=c32"])
     assert cfg["data"]["n"] == 24 and cfg["model"] == dict(want.model)
-    from memsweep.store import identity
     assert first == f"# run {identity.run_id(want)}"
     assert main(["sweep", "demo", "seed=3,4", "--cfg", "job"]) == 0
     assert yaml.safe_load(capsys.readouterr().out)["seed"] == 3

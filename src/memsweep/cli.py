@@ -260,8 +260,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "(demo, dataset_size, ...), or a path to a sweep file; leave out to sweep the command line only")
     p.add_argument("overrides", nargs="*", help="overrides applied to every run (launcher=slurm), and sweeps in "
                    "Hydra's syntax, each an axis: seed=0,1  data.n=range(16,65,16)  model=choice(tiny,c32)  model=glob(c*)")
-    p.add_argument("--name", dest="sweep_name", default=None, help="the sweep's name, for status, report and "
-                   "relaunching (default: the file's, then the swept keys: demo_seed)")
+    p.add_argument("--name", dest="sweep_name", metavar="NAME", default=None,
+                   help="the sweep's name, for status, report and relaunching (default: the file's, then the swept "
+                        "keys: demo_seed)")
     _config_arguments(p)
     p.add_argument("--dry-run", action="store_true", help="print the runs and what would be launched, launch nothing")
     p.add_argument("--retry", action="store_true", help="also relaunch failed runs")
