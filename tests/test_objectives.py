@@ -16,7 +16,6 @@ from memsweep.metrics.loss import FixedLossBatch, fixed_loss
 from memsweep.metrics.memorization import nearest_neighbours
 from memsweep.metrics.probes import ProbeInputs, ProbeSettings, run_probes
 from memsweep.report.figures import run_formulation, snr_edges
-from memsweep.science import formulations
 from memsweep.science.edm import EDM
 from memsweep.science.rectified_flow import RectifiedFlow
 from memsweep.science.unet import UNet
