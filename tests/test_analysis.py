@@ -5,7 +5,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from memsweep.science.curves import analyze_run, mem_crossing_step, mem_rate, metrics_frame, tau_mem, tau_test_min
+from memsweep.science.curves import (analyze_run, mem_crossing_step, mem_rate, metrics_frame, tau_gap, tau_gen, tau_mem,
+                                     tau_test_min, tau_test_min_by_t)
 from memsweep.science.fits import POOLED, linear_fit, numeric_axis_column, pooled_power_law_fit, power_law_fit, scaling_fits
 from memsweep.science.normalized_time import normalized_step, reference_values
 from memsweep.science.series import argmin_step, best_before, first_crossing, last_value, running_median, smooth_121, sustained_crossing
@@ -54,7 +55,7 @@ def test_running_median_and_smoothing():
     np.testing.assert_allclose(smooth_121([0, 4, 0, 4]), [4 / 3, 2, 2, 8 / 3])
 
 
-# -- tau_mem -----------------------------------------------------------------------------------------------------
+# -- tau_gap (the relative-gap crossing) ------------------------------------------------------------------------
 def gap_curve(steps, onset=500.0, growth=1.5, top=0.9):
     """A relative gap exactly 0 until `onset`, then rising to `top` over a factor `growth` of steps."""
     return np.where(steps <= onset, 0.0, top * np.clip(np.log(steps / onset) / np.log(growth), 0, 1))
@@ -66,32 +67,96 @@ def losses_from_gap(gap, test=1.0):
 
 
 @pytest.mark.parametrize("seed", range(5))
-def test_tau_mem_found_within_one_interval_despite_noise(seed):
+def test_tau_gap_found_within_one_interval_despite_noise(seed):
     rng = np.random.default_rng(seed)
     gap = gap_curve(STEPS) + rng.normal(0, 0.03, len(STEPS))
     gap[5] = 0.6                                         # an early one-off spike (step ~32)
     late = np.nonzero(STEPS > 2000)[0][0]
     gap[late] = 0.05                                     # and one dip after the onset
     train, test = losses_from_gap(gap)
-    tau = tau_mem(STEPS, train, test, threshold=0.2)
+    tau = tau_gap(STEPS, train, test, threshold=0.2)
     assert within_one_interval(tau, 500), tau
 
 
-def test_tau_mem_nan_without_memorization():
+def test_tau_gap_nan_without_memorization():
     # n=1024-like: the gap grows slowly to ~0.1 (relative) and the run never copies
     rng = np.random.default_rng(0)
     gap = np.linspace(0.005, 0.11, len(STEPS)) + rng.normal(0, 0.01, len(STEPS))
     train, test = losses_from_gap(gap, test=0.4)
-    assert math.isnan(tau_mem(STEPS, train, test))
-    assert math.isnan(tau_mem([], [], []))
-    assert math.isnan(tau_mem([10, 20], [np.nan, np.nan], [1.0, 1.0]))   # a diverged run's non-finite losses
+    assert math.isnan(tau_gap(STEPS, train, test))
+    assert math.isnan(tau_gap([], [], []))
+    assert math.isnan(tau_gap([10, 20], [np.nan, np.nan], [1.0, 1.0]))   # a diverged run's non-finite losses
 
 
-def test_tau_mem_threshold_is_a_parameter():
+def test_tau_gap_threshold_is_a_parameter():
     gap = np.clip(np.log10(STEPS / 100), 0, 1)          # 0 at 100, 0.5 at ~316, 1 at 1000
     train, test = losses_from_gap(gap)
-    assert tau_mem(STEPS, train, test, threshold=0.5) == pytest.approx(100 * 10 ** 0.5, rel=1e-6)
-    assert tau_mem(STEPS, train, test, threshold=0.2) == pytest.approx(100 * 10 ** 0.2, rel=1e-6)
+    assert tau_gap(STEPS, train, test, threshold=0.5) == pytest.approx(100 * 10 ** 0.5, rel=1e-6)
+    assert tau_gap(STEPS, train, test, threshold=0.2) == pytest.approx(100 * 10 ** 0.2, rel=1e-6)
+
+
+# -- tau_mem (the primary onset: the test loss turns up while the train loss keeps falling) ----------------------
+def turning_losses(onset, steps=STEPS, rise=0.1):
+    """A test loss with its minimum at `onset` (a parabola in log step) and a train loss falling throughout."""
+    x = np.log10(steps / onset)
+    test = 0.7 + rise * x ** 2
+    train = 0.7 * (steps / steps[0]) ** -0.3
+    return train, test
+
+
+@pytest.mark.parametrize("onset", [120.0, 500.0, 2500.0])
+@pytest.mark.parametrize("seed", range(3))
+def test_tau_mem_is_the_test_loss_turning_point_despite_noise(onset, seed):
+    train, test = turning_losses(onset)
+    rng = np.random.default_rng(seed)
+    noisy = test * (1 + rng.normal(0, 0.004, len(STEPS)))
+    assert tau_mem(STEPS, train, test) == pytest.approx(onset, rel=1e-6)    # exact without noise
+    assert within_one_interval(tau_mem(STEPS, train, noisy), onset)
+
+
+def test_tau_mem_needs_a_turn_and_a_falling_train_loss():
+    train, test = turning_losses(500)
+    assert math.isnan(tau_mem(STEPS, train, 1 / np.sqrt(STEPS)))           # the test loss still falls
+    both_up = np.where(STEPS < 500, train, train[STEPS < 500][-1] * (STEPS / 500) ** 0.2)
+    assert math.isnan(tau_mem(STEPS, both_up, test))                       # both rise: instability, not memorization
+    assert math.isnan(tau_mem([], [], []))
+    assert math.isnan(tau_mem([10, 20], [1.0, 0.5], [np.nan, np.nan]))
+
+
+def test_tau_mem_orders_onsets_where_a_gap_threshold_does_not():
+    # two runs whose test losses turn up at 200 and 800, the later one with a larger generalization gap (0.25)
+    # before its turn: the relative-gap crossing at 0.2 puts it first, the turning point does not
+    _, early_test = turning_losses(200)
+    early_train = early_test * (1 - gap_curve(STEPS, onset=200, growth=3))
+    _, late_test = turning_losses(800)
+    late_train = late_test * (1 - np.maximum(0.25, gap_curve(STEPS, onset=800, growth=3)))
+    assert tau_mem(STEPS, early_train, early_test) == pytest.approx(200, rel=1e-6)
+    assert tau_mem(STEPS, late_train, late_test) == pytest.approx(800, rel=1e-6)
+    assert tau_gap(STEPS, late_train, late_test) < tau_gap(STEPS, early_train, early_test)
+
+
+def test_tau_test_min_by_t_finds_each_noise_levels_turn():
+    onsets = [100.0, 400.0, 1600.0]
+    table = np.column_stack([turning_losses(o)[1] for o in onsets]).tolist()
+    found = tau_test_min_by_t(STEPS, table)
+    assert found == pytest.approx(onsets, rel=1e-6)
+    assert tau_test_min_by_t(STEPS, [None] * len(STEPS)) == []             # no per-bin losses logged
+    assert tau_test_min_by_t(STEPS[:3], table) == []
+
+
+# -- tau_gen (the start of the generalization window) ------------------------------------------------------------
+def test_tau_gen_first_step_within_tolerance_of_the_best():
+    x = np.log10(STEPS)
+    sw = 0.2 * (1 + 2 * np.clip(2.5 - x, 0, None))                          # falls to 0.2 at step ~316, then flat
+    # within 10% of 0.2: 2 * (2.5 - x) <= 0.1, i.e. x >= 2.45
+    assert tau_gen(STEPS, sw) == pytest.approx(10 ** 2.45, rel=1e-6)
+    assert tau_gen(STEPS, sw, tolerance=0.5) == pytest.approx(10 ** 2.25, rel=1e-6)
+    spiky = sw.copy()
+    spiky[3] = 0.19                                                        # one low outlier early on
+    assert tau_gen(STEPS, spiky) == pytest.approx(10 ** 2.45, rel=1e-6)
+    late_best = np.where(x > 3.5, 0.1, sw)                                  # a second, deeper descent late
+    assert tau_gen(STEPS, late_best) > 10 ** 3.4
+    assert math.isnan(tau_gen(STEPS, np.full(len(STEPS), np.nan)))
 
 
 def test_tau_test_min():
@@ -140,7 +205,8 @@ def test_best_before_tau():
 # -- a run's frame and the summary ---------------------------------------------------------------------------------
 def synthetic_rows(onset, steps=STEPS, fid=True):
     gap = gap_curve(steps, onset=onset, growth=3)
-    train, test = losses_from_gap(gap, test=0.8)
+    test = 0.8 + 0.1 * np.log10(steps / onset) ** 2                        # turns up at the onset
+    train = test * (1 - gap)
     mem = 1 / (1 + np.exp(-(np.log10(steps) - math.log10(onset * 4)) / 0.15))
     rows = []
     for i, s in enumerate(steps):
@@ -168,7 +234,13 @@ def test_metrics_frame_sorts_dedups_and_fills_missing_keys():
 def test_analyze_run_on_a_synthetic_run():
     f = metrics_frame(synthetic_rows(onset=500, fid=False))
     out = analyze_run(f, norm_factor=2.0)
-    assert within_one_interval(out["tau_mem"], 500 * 3 ** (0.2 / 0.9), ratio=RATIO * 1.01)
+    assert out["tau_mem"] == pytest.approx(500, rel=0.01)
+    assert within_one_interval(out["tau_gap"], 500 * 3 ** (0.2 / 0.9), ratio=RATIO * 1.01)
+    # sw_test = 0.21 + 0.05 |log10(s / 500)|: its running median's minimum is 0.215 (one grid step, 0.1 decade,
+    # from the vertex), and 1.1 * 0.215 is reached 0.53 decades before 500
+    assert out["tau_gen"] == pytest.approx(500 * 10 ** -0.53, rel=0.02)
+    assert out["window"] == pytest.approx(out["tau_mem"] / out["tau_gen"])
+    assert [out[f"tau_t{k}"] for k in range(4)] == pytest.approx([500] * 4, rel=0.01)
     assert out["tau_mem_norm"] == pytest.approx(2 * out["tau_mem"])
     assert out["step_mem_0.5"] == pytest.approx(2000, rel=0.01)
     assert out["mem_rate"] > 0

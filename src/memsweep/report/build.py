@@ -10,11 +10,12 @@ outputs/sweeps/<name>/
 from __future__ import annotations
 
 import logging
+import re
 from pathlib import Path
 
 import pandas as pd
 
-from memsweep.science.curves import DEFAULT_GAP_THRESHOLD, metrics_frame
+from memsweep.science.curves import DEFAULT_GAP_THRESHOLD, FIT_METRICS, metrics_frame
 from memsweep.science.fits import scaling_fits
 from memsweep.report.summary import RunData, SUMMARY_COLUMNS, axis_column, summary_table
 from memsweep.report import figures as plots
@@ -31,7 +32,8 @@ from memsweep.states import State
 log = logging.getLogger(__name__)
 
 SENSITIVITY_THRESHOLDS = (0.1, 0.2, 0.4)
-FIGURE_PATTERNS = ("curves_*.png", "scaling_*.png", "rate_fidelity_*.png", "samples_*.png", "gap_by_t_*.png",
+BY_T = re.compile(r"tau_t\d+")   # the onset per noise level (curves.analyze_run)
+FIGURE_PATTERNS = ("curves_*.png", "scaling_*.png", "window_*.png", "rate_fidelity_*.png", "samples_*.png", "gap_by_t_*.png",
                    "novelty_*.png", "nn_ratio_*.png", "copies_*.png", "disjoint.png", "hybrid.png", "els.png",
                    "traj.png")
 # -- reading a sweep --------------------------------------------------------------------------------------------
@@ -111,7 +113,8 @@ def make_report(output_root: Path, name: str, threshold: float = DEFAULT_GAP_THR
     summary = summary_table(runs, threshold) if runs else pd.DataFrame(columns=SUMMARY_COLUMNS)
     extra = report_extra.compute(runs, summary, keys, out, device, max_samples) if runs else None
     summary.to_csv(out / "summary.csv", index=False)
-    fits = scaling_fits(summary, axis_cols) if runs else scaling_fits(summary, [])
+    by_t = [c for c in summary.columns if BY_T.fullmatch(str(c))]
+    fits = scaling_fits(summary, axis_cols, metrics=FIT_METRICS + tuple(by_t)) if runs else scaling_fits(summary, [])
     fits.to_csv(out / "fits.csv", index=False)
     sensitivity = _sensitivity(runs, summary, axis_cols, threshold) if runs else []
 
@@ -128,11 +131,11 @@ def make_report(output_root: Path, name: str, threshold: float = DEFAULT_GAP_THR
 
 
 def _sensitivity(runs, summary, axis_cols, threshold) -> list[dict]:
-    """The tau_mem fits again at other relative-gap thresholds: how much the exponent hinges on the threshold."""
+    """The tau_gap fits again at other relative-gap thresholds: how much that exponent hinges on the threshold."""
     rows = []
     for thr in SENSITIVITY_THRESHOLDS:
         s_thr = summary if thr == threshold else summary_table(runs, thr)
-        for _, row in scaling_fits(s_thr, axis_cols, metrics=("tau_mem",)).iterrows():
+        for _, row in scaling_fits(s_thr, axis_cols, metrics=("tau_gap",)).iterrows():
             rows.append({"threshold": thr, **row.to_dict()})
     return rows
 
@@ -168,6 +171,9 @@ def _draw_figures(runs, summary, keys, out: Path, threshold, extra, probe_ctx=No
             features=features)
         add(f"Onset of memorization against {lab}, with power-law fits", plots.scaling_figure, summary, key, keys,
             out / f"scaling_{s}.png")
+        add(f"The generalization window: tau_gen and tau_mem against {lab}", plots.scaling_figure, summary, key,
+            keys, out / f"window_{s}.png", metrics=("tau_gen", "tau_mem"),
+            heading="the generalization window, from tau_gen (samples near their best) to tau_mem (test loss turns up),")
         add(f"Memorization rate and best fidelity against {lab}", plots.rate_fidelity_figure, summary, key, keys,
             out / f"rate_fidelity_{s}.png")
         add(f"Samples and their nearest training images, early and late (by {lab})", plots.samples_figure,

@@ -29,10 +29,11 @@ DPI = 110
 LABELS = {"n": "n (training images)", "batch_size": "batch size B", "lr": "learning rate", "model": "model",
           "params": "model parameters", "seed": "seed"}
 SHORT = {"n": "n", "batch_size": "B", "lr": "lr", "model": "model", "params": "params", "seed": "seed"}
-METRIC_LABELS = {"tau_mem": "tau_mem (relative gap)", "tau_test_min": "test-loss minimum",
+METRIC_LABELS = {"tau_mem": "tau_mem (test-loss turning point)", "tau_gap": "tau_gap (relative gap crossing)",
+                 "tau_test_min": "test-loss minimum", "tau_gen": "tau_gen (SW within 10% of its best)",
                  "step_mem_0.1": "mem_ratio reaches 0.1", "step_mem_0.5": "mem_ratio reaches 0.5"}
-METRIC_STYLE = {"tau_mem": ("C3", "o"), "tau_test_min": ("C1", "D"), "step_mem_0.1": ("C0", "s"),
-                "step_mem_0.5": ("C2", "^")}
+METRIC_STYLE = {"tau_mem": ("C3", "o"), "tau_gap": ("C1", "D"), "tau_test_min": ("C1", "D"),
+                "tau_gen": ("C4", "v"), "step_mem_0.1": ("C0", "s"), "step_mem_0.5": ("C2", "^")}
 # the exponent of each axis under the paper's claims: tau ~ n, tau ~ 1/B, and (collapse in lr) ~ 1/lr
 REFERENCE_EXPONENT = {"n": 1.0, "batch_size": -1.0, "lr": -1.0}
 NORM_XLABEL = "normalized step  s·(B/B₀)·(lr/lr₀)/(n/n₀)"
@@ -209,7 +210,8 @@ def _run_curves(axes, panels, r, c, factor: float) -> None:
 
 
 def _run_marks(axes, panels, f, row, c, factor: float, threshold: float) -> None:
-    """One run's double-descent dips, tau_mem and the step where mem_ratio reaches 0.5."""
+    """One run's double-descent dips, tau_mem (on the test loss), tau_gap (on the relative gap), tau_gen (on
+    sw_test) and the step where mem_ratio reaches 0.5."""
     for ax, (name, _, _) in zip(axes, panels):
         for curve in (f"{name}_train", f"{name}_test"):
             for k in (1, 2):
@@ -218,8 +220,15 @@ def _run_marks(axes, panels, f, row, c, factor: float, threshold: float) -> None
                     y = float(f.loc[f["step"] == step, curve].iloc[0])
                     ax.plot(step * factor, y, marker="v" if k == 1 else "P", color=c, ms=8 if k == 1 else 10,
                             mec="k", ls="", zorder=5)
-        if name == "rel_gap" and np.isfinite(row["tau_mem"]):
-            ax.plot(row["tau_mem"] * factor, threshold, marker="o", color=c, ms=8, mec="k", zorder=5)
+        if name == "rel_gap" and np.isfinite(row["tau_gap"]):
+            ax.plot(row["tau_gap"] * factor, threshold, marker="D", color=c, ms=7, mec="k", zorder=5)
+        for mark, panel, curve, marker in (("tau_mem", "loss", "test_loss", "o"), ("tau_gen", "sw", "sw_test", "s")):
+            if name == panel and np.isfinite(row.get(mark, np.nan)):
+                ok = f[curve].notna()
+                if ok.any():
+                    y = np.interp(math.log10(row[mark]), np.log10(f.loc[ok, "step"].to_numpy(float)),
+                                  f.loc[ok, curve].to_numpy(float))
+                    ax.plot(row[mark] * factor, y, marker=marker, color=c, ms=8, mec="k", zorder=5)
         if name == "mem_ratio" and np.isfinite(row["step_mem_0.5"]):
             ax.plot(row["step_mem_0.5"] * factor, 0.5, marker="^", color=c, ms=8, mec="k", zorder=5)
 
@@ -235,7 +244,7 @@ def _style_curve_panel(ax, name: str, ylabel: str, logy: bool, x: str, threshold
     ax.grid(True, which="major", alpha=0.3)
     if name == "rel_gap":
         ax.axhline(threshold, color="0.4", ls=":", lw=1)
-        ax.text(0.03, 0.96, f"dotted: threshold {threshold:g}\n● = tau_mem", transform=ax.transAxes,
+        ax.text(0.03, 0.96, f"dotted: threshold {threshold:g}\n◆ = tau_gap", transform=ax.transAxes,
                 va="top", fontsize=8, color="0.25")
         ax.set_ylim(min(-0.05, ax.get_ylim()[0]), 1.0)
     if name == "mem_ratio":
@@ -246,9 +255,12 @@ def _style_curve_panel(ax, name: str, ylabel: str, logy: bool, x: str, threshold
         ax.set_ylim(-0.03, 1.03)
     if name == "loss_gap":
         ax.axhline(0, color="0.5", lw=0.8)
-    if name in ("sw", "fid"):
-        ax.text(0.03, 0.03, "▼ first dip, ✚ second dip\n(double descent)", transform=ax.transAxes, fontsize=8,
+    if name == "loss":
+        ax.text(0.03, 0.03, "● = tau_mem (test-loss turning point)", transform=ax.transAxes, fontsize=8,
                 color="0.25")
+    if name in ("sw", "fid"):
+        ax.text(0.03, 0.03, "▼ first dip, ✚ second dip\n(double descent)"
+                + ("; ■ = tau_gen" if name == "sw" else ""), transform=ax.transAxes, fontsize=8, color="0.25")
 
 
 def _curve_legend(chosen, values, colors, col, info) -> list:
@@ -277,7 +289,7 @@ def _fit_label(metric: str, fit: dict, xshort: str) -> str:
 
 
 def scaling_figure(summary: pd.DataFrame, key: str, keys: list[str], path: Path, metrics=ONSET_METRICS,
-                   title: str = "") -> Path | None:
+                   title: str = "", heading: str = "onset of memorization") -> Path | None:
     """Onset steps against the axis on log-log axes, with the fitted power laws and their exponents (95% CI)
     in the legend; left in steps, right in normalized steps. None if the axis is not numeric."""
     col = axis_column(key)
@@ -345,7 +357,7 @@ def scaling_figure(summary: pd.DataFrame, key: str, keys: list[str], path: Path,
             ax.set_xticks(vals)
             ax.set_xticklabels([fmt_value(v) for v in vals])
             ax.xaxis.set_minor_locator(mticker.NullLocator())
-    fig.suptitle(f"{title}onset of memorization against {_label(xcol)}{_fixed_text(fixed)}\n"
+    fig.suptitle(f"{title}{heading} against {_label(xcol)}{_fixed_text(fixed)}\n"
                  "(markers: mean over seeds; lines: power-law fits; legend: exponent with 95% CI)", fontsize=11)
     fig.savefig(path, dpi=DPI)
     plt.close(fig)

@@ -93,16 +93,22 @@ def definitions(threshold) -> list[str]:
     L += ["## Definitions", "",
           "- **normalized step**: s_norm = s · (B/B0) · (lr/lr0) / (n/n0). Under this rescaling curves should "
           "collapse across n and B (not across lr).",
-          f"- **tau_mem** (onset of memorization, where the test loss begins to diverge from the train loss): the "
-          f"first step after which the relative loss gap (test − train)/test, smoothed by a running median of 3 "
-          f"evaluations, stays at or above **{threshold:g}** at every later evaluation (at least 2 of them), "
-          "interpolated in log(step) between evaluations; undefined (–) if that never happens. The relative gap "
-          "does not depend on the loss scale; a small gap (~0.1) appears in every run, memorizing or not, while "
-          "memorizing runs go to ~0.9; requiring the gap to stay above the threshold ignores one noisy evaluation. "
-          "The threshold is a choice, so the exponent is also given for other thresholds below.",
-          "- **tau_test_min**: the step of the minimum of the (lightly smoothed) test loss, where the test loss "
-          "turns up while the train loss keeps falling; a threshold-free second estimate of the onset "
-          "(– if the test loss has not turned up by the end).",
+          "- **tau_mem** (the onset of memorization, primary; Bonnaire et al.: \"beyond a critical time L_train "
+          "continues to decrease while L_test increases\"): the turning point of the test loss, the step of its "
+          "minimum (smoothed with (1, 2, 1)/4 weights, refined by a parabola in log(step) through the minimum and "
+          "its neighbours), counted only if the test loss has risen at least 1% above it by the end while the "
+          "train loss kept falling; – if it has not turned up. It needs no threshold, and the losses are computed "
+          "on fixed (image, noise, t) triples, so the curve is smooth.",
+          f"- **tau_gap** (the relative-gap crossing, labelled beside it): the first step after which the relative "
+          f"loss gap (test − train)/test, smoothed by a running median of 3 evaluations, stays at or above "
+          f"**{threshold:g}** at every later evaluation (at least 2 of them), interpolated in log(step). Its "
+          "exponent depends on the threshold, so it is also given for other thresholds below.",
+          "- **tau_t0 … tau_t9** (the onset per noise level): the turning point of the test loss in each equal bin "
+          "of t (t = 0 noise, t = 1 data), fitted against the axes like the others.",
+          "- **tau_gen** (the start of the generalization window, Bonnaire et al.): the first step at which "
+          "sw_test, smoothed by a running median of 3 evaluations, is within 10% of its smoothed minimum over "
+          "the run (interpolated in log(step)); **tau_gen_fid** likewise on fid_test; **window** = "
+          "tau_mem / tau_gen (above 1: samples were near their best before the test loss turned up).",
           "- **step_mem_0.1**, **step_mem_0.5**: the first step at which the memorization ratio (the fraction of "
           "generated samples closer than 1/3 of the second-nearest training image to their nearest one, pixel L2) "
           "reaches 0.1 / 0.5, interpolated in log(step).",
@@ -122,7 +128,8 @@ def summary_section(summary, keys) -> list[str]:
     L = []
     L += ["## Summary (one row per run)", ""]
     cols = ["run_id", "state"] + [axis_column(k) for k in keys if axis_column(k) in summary]
-    cols += ["tau_mem", "tau_test_min", "step_mem_0.1", "step_mem_0.5", "mem_rate", "best_sw", "best_sw_train"]
+    cols += ["tau_mem", "tau_gap", "tau_gen", "window", "step_mem_0.1", "step_mem_0.5", "mem_rate", "best_sw",
+             "best_sw_train"]
     if summary["best_fid"].notna().any():
         cols += ["best_fid"]
     cols += ["step_best_sw", "final_mem_ratio"]

@@ -14,10 +14,10 @@ from memsweep.science.normalized_time import normalization_factor, reference_val
 AXIS_COLUMNS = {"data.n": "n", "model": "model", "model.name": "model", "train.batch_size": "batch_size",
                 "optim.lr": "lr", "seed": "seed"}
 
-SUMMARY_COLUMNS = ["run_id", "state", "n", "model", "batch_size", "lr", "seed", "tau_mem", "tau_test_min",
-                   "step_mem_0.1", "step_mem_0.5", "mem_rate", "best_sw", "best_sw_train", "best_fid",
+SUMMARY_COLUMNS = ["run_id", "state", "n", "model", "batch_size", "lr", "seed", "tau_mem", "tau_gap", "tau_test_min",
+                   "tau_gen", "tau_gen_fid", "window", "step_mem_0.1", "step_mem_0.5", "mem_rate", "best_sw", "best_sw_train", "best_fid",
                    "best_fid_train", "best_sw_all", "step_best_sw", "final_mem_ratio", "final_step", "total_steps",
-                   "n_evals", "norm_factor", "tau_mem_norm", "params"]
+                   "n_evals", "norm_factor", "tau_mem_norm", "tau_gen_norm", "params"]
 
 def axis_column(key: str) -> str:
     """The summary column of a swept config key (data.n -> n, ...); other keys keep their name."""

@@ -10,21 +10,31 @@ Definitions (also stated in every report):
   sweep (Marion & Wu 2026, section 4). Curves should collapse in n and B under this rescaling.
 * relative loss gap: g(s) = (test_loss - train_loss) / test_loss, 0 while the model does as well on unseen
   images as on its training images, -> 1 when it fits its training images far better than unseen ones.
-* tau_mem (onset of memorization, "the step at which the test loss begins to diverge from the train loss"):
-  the first step after which the relative gap, lightly smoothed (running median of 3 evaluations), stays at or
-  above `threshold` (default 0.2) at every later evaluation, with at least `min_points` (2) evaluations above.
-  The crossing step is interpolated linearly in log(step) between the two evaluations around it. NaN if the
-  gap never crosses for good (e.g. a large-n run whose gap grows slowly to ~0.1 without memorizing); the first
-  evaluated step (an upper bound) if the gap is above the threshold from the first evaluation on.
-  Why this definition: the absolute gap depends on the loss scale (dataset, t grid), the relative gap does not;
-  a small generalization gap (~0.1) appears in every run, memorizing or not, while memorizing runs go to ~0.9,
-  so 0.2 separates the two regimes; requiring the gap to *stay* above makes one noisy evaluation irrelevant,
-  and the running median removes single dips and spikes. The exponent of tau_mem against n does depend on the
-  threshold (the report shows 0.1, 0.2 and 0.4 side by side).
-* tau_test_min (second onset estimate, threshold-free): the step of the minimum of the test loss (smoothed with
-  (1, 2, 1)/4 weights over neighbouring evaluations, refined by a parabola in log(step) through the minimum and
-  its two neighbours), i.e. where the test loss turns up while the train loss keeps falling (Bonnaire et al.).
-  NaN if the minimum is at the last evaluation or the test loss has not risen by `min_rise` (1%) above it.
+* tau_mem (onset of memorization, the primary estimate; Bonnaire et al.: "beyond a critical time L_train
+  continues to decrease while L_test increases"): the turning point of the test loss, i.e. the step of its
+  minimum (smoothed with (1, 2, 1)/4 weights over neighbouring evaluations, refined by a parabola in log(step)
+  through the minimum and its two neighbours), provided the test loss has then risen by at least `min_rise` (1%)
+  above that minimum by the last evaluation while the train loss kept falling (lower at the end than at the
+  turn). NaN if the minimum is at the last evaluation (not turned yet). Why: it is the paper's words; it needs no
+  threshold; the losses are computed on fixed (image, noise, t) triples, so the curve is smooth and its minimum
+  well defined. On data (scripts/compare_onsets.py): on the demo's grid (n = 12 to 96, 3 seeds) it increased
+  with n in every seed, exponent 0.79 [0.57, 1.00] (per seed 0.73 to 0.84), while the relative-gap crossing's
+  exponent moved from 0.28 to 0.64 with its threshold (0.1 to 0.4); on the previous demo (n = 16 to 64, 1.33x to
+  1.5x apart) the crossing at 0.2 fell from n = 48 to 64 while the turning point still rose.
+  tau_test_min is the same function without the train-loss condition (kept for old reports' column name).
+* tau_gap (the relative-gap crossing, the previous primary, labelled beside it): the first step after which the
+  relative gap, lightly smoothed (running median of 3 evaluations), stays at or above `threshold` (default 0.2)
+  at every later evaluation, with at least `min_points` (2) evaluations above; log-interpolated between the two
+  evaluations around it. NaN if the gap never crosses for good; the first evaluated step (an upper bound) if it
+  is above from the first evaluation on. Its exponent against n depends on the threshold (the report shows 0.1,
+  0.2 and 0.4 side by side).
+* tau_test_min_by_t (the onset per noise level): tau_test_min of the test loss in each t bin
+  (test_loss_by_t), one value per bin; the report fits each bin's against n (which noise levels' onset scales).
+* tau_gen (the start of the generalization window, Bonnaire et al.): the first step at which the sample quality,
+  sw_test smoothed by a running median of 3 evaluations, comes within `tolerance` (10%) of the run's best
+  (smoothed) value: smoothed sw_test <= (1 + tolerance) * min, log-interpolated from the evaluation before.
+  tau_gen_fid likewise on fid_test. NaN without such values. The window is tau_mem / tau_gen (> 1: samples were
+  good before the loss gap opened; <= 1: no window).
 * step_mem_0.1, step_mem_0.5: the first step at which mem_ratio reaches 0.1 / 0.5 (log-interpolated between
   evaluations; NaN if it never does).
 * mem_rate: least-squares slope of mem_ratio against log10(normalized step) (per decade of steps; identical
@@ -60,9 +70,12 @@ SATURATION = 0.95
 
 # swept config keys -> summary columns
 
-ONSET_METRICS = ("tau_mem", "tau_test_min", "step_mem_0.1", "step_mem_0.5")
+GEN_TOLERANCE = 0.1
 
-FIT_METRICS = ONSET_METRICS + ("mem_rate", "best_sw", "best_sw_all")
+# the onset estimates fitted against the axes: the primary first, then the others, labelled
+ONSET_METRICS = ("tau_mem", "tau_gap", "step_mem_0.1", "step_mem_0.5")
+
+FIT_METRICS = ONSET_METRICS + ("tau_gen", "mem_rate", "best_sw", "best_sw_all")
 
 def relative_gap(train_loss, test_loss) -> np.ndarray:
     """(test - train) / test."""
@@ -71,9 +84,9 @@ def relative_gap(train_loss, test_loss) -> np.ndarray:
     with np.errstate(divide="ignore", invalid="ignore"):
         return (test - train) / test
 
-def tau_mem(steps, train_loss, test_loss, threshold: float = DEFAULT_GAP_THRESHOLD, window: int = 3,
+def tau_gap(steps, train_loss, test_loss, threshold: float = DEFAULT_GAP_THRESHOLD, window: int = 3,
             min_points: int = 2) -> float:
-    """Onset of memorization: the first step after which the relative gap (test - train) / test, smoothed by
+    """The relative-gap onset: the first step after which the relative gap (test - train) / test, smoothed by
     a running median of `window` evaluations, stays >= `threshold` at every later evaluation (at least
     `min_points` of them); log-interpolated between evaluations. NaN if that never happens."""
     s, g = finite(steps, relative_gap(train_loss, test_loss))
@@ -98,6 +111,35 @@ def tau_test_min(steps, test_loss, min_rise: float = 0.01) -> float:
     a, b, _ = np.polyfit(x, ys[i - 1:i + 2], 2)
     xv = -b / (2 * a) if a > 0 else x[1]
     return float(10 ** np.clip(xv, x[0], x[2]))
+
+def tau_mem(steps, train_loss, test_loss, min_rise: float = 0.01) -> float:
+    """The primary onset of memorization: the turning point of the test loss (tau_test_min), provided the train
+    loss kept falling after it (lower at the last evaluation than at the turn). NaN otherwise."""
+    tau = tau_test_min(steps, test_loss, min_rise)
+    s, y = finite(steps, train_loss)
+    if math.isnan(tau) or len(s) < 2:
+        return float("nan")
+    if not y[-1] < np.interp(math.log10(tau), np.log10(s), smooth_121(y)):
+        return float("nan")
+    return tau
+
+def tau_test_min_by_t(steps, test_loss_by_t, min_rise: float = 0.01) -> list[float]:
+    """tau_test_min of each noise level's test loss (rows: evaluations, columns: t bins); [] without data."""
+    rows = [r for r in test_loss_by_t if isinstance(r, (list, tuple, np.ndarray))]
+    if not rows or len(rows) != len(steps) or len({len(r) for r in rows}) != 1:
+        return []
+    table = np.asarray(rows, float)
+    return [tau_test_min(steps, table[:, k], min_rise) for k in range(table.shape[1])]
+
+def tau_gen(steps, quality, tolerance: float = GEN_TOLERANCE, window: int = 3) -> float:
+    """Start of the generalization window: the first step at which `quality` (a distance, lower is better:
+    sw_test, fid_test), smoothed by a running median of `window` evaluations, is within `tolerance` (relative)
+    of its smoothed minimum; log-interpolated from the evaluation before. NaN without finite values."""
+    s, q = finite(steps, quality)
+    if len(s) == 0:
+        return float("nan")
+    sm = running_median(q, window)
+    return first_crossing(s, -sm, -(1 + tolerance) * float(np.min(sm)))
 
 def mem_crossing_step(steps, mem_ratio, level) -> float:
     """First step at which mem_ratio reaches `level` (log-interpolated; NaN if never)."""
@@ -149,9 +191,14 @@ def analyze_run(frame: pd.DataFrame, norm_factor: float = 1.0, threshold: float 
     """The per-run quantities (see the module docstring) from a metrics_frame."""
     s = frame["step"].to_numpy(float) if len(frame) else np.array([])
     col = (lambda k: frame[k].to_numpy(float)) if len(frame) else (lambda k: np.array([]))
-    tau = tau_mem(s, col("train_loss"), col("test_loss"), threshold) if len(s) else float("nan")
+    tau = tau_mem(s, col("train_loss"), col("test_loss")) if len(s) else float("nan")
+    gen = tau_gen(s, col("sw_test"))
     out = {"tau_mem": tau,
+           "tau_gap": tau_gap(s, col("train_loss"), col("test_loss"), threshold) if len(s) else float("nan"),
            "tau_test_min": tau_test_min(s, col("test_loss")),
+           "tau_gen": gen,
+           "tau_gen_fid": tau_gen(s, col("fid_test")),
+           "window": tau / gen if gen > 0 else float("nan"),
            "mem_rate": mem_rate(s * norm_factor, col("mem_ratio"), tau * norm_factor),
            "best_sw": best_before(s, col("sw_test"), tau),
            "best_sw_train": best_before(s, col("sw_train"), tau),
@@ -163,7 +210,11 @@ def analyze_run(frame: pd.DataFrame, norm_factor: float = 1.0, threshold: float 
            "final_step": float(s.max()) if len(s) else float("nan"),
            "n_evals": int(len(s)),
            "norm_factor": float(norm_factor),
-           "tau_mem_norm": tau * norm_factor}
+           "tau_mem_norm": tau * norm_factor,
+           "tau_gen_norm": gen * norm_factor}
+    by_t = tau_test_min_by_t(s, frame["test_loss_by_t"].tolist()) if len(frame) else []
+    for k, value in enumerate(by_t):
+        out[f"tau_t{k}"] = value
     for level in MEM_LEVELS:
         out[f"step_mem_{level}"] = mem_crossing_step(s, col("mem_ratio"), level)
     out["final_field_dist"] = last_value(col("field_dist"))
