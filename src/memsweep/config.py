@@ -47,8 +47,10 @@ def default_output_root() -> Path:
     return Path(str(paths.output_root)).expanduser().resolve()
 
 
-def compose_run(overrides=()) -> DictConfig:
-    """The resolved config of one run, from configs/train.yaml and command-line style overrides."""
+def compose_run(overrides=(), data_here: bool = True) -> DictConfig:
+    """The resolved config of one run, from configs/train.yaml and command-line style overrides.
+    `data_here=False` (planning: a dry run, a Slurm submission): data not readable on this machine is a warning
+    (Composer.unread), checked where the run reads it."""
     overrides = list(overrides)
     GlobalHydra.instance().clear()
     try:
@@ -59,18 +61,25 @@ def compose_run(overrides=()) -> DictConfig:
         raise ConfigError(_one_line(e)) from None
     finally:
         GlobalHydra.instance().clear()
-    return _checked(cfg)
+    return _checked(cfg, None if data_here else {})
 
 
-def _checked(cfg) -> DictConfig:
-    """What every composed run gets after Hydra: its step budget, an absolute output root, validation."""
+def _checked(cfg, unread: dict | None = None) -> DictConfig:
+    """What every composed run gets after Hydra: its step budget, an absolute output root, validation.
+    `unread` None: the data must be readable here; a dict: what is not is added to it (message -> runs)."""
     with open_dict(cfg.data):  # data=folder / data=npz: image size, channels, classes, fingerprint from the files
-        cfg.data.update(data_mod.derive(cfg.data))
+        try:
+            cfg.data.update(data_mod.derive(cfg.data))
+        except ConfigError as e:
+            if unread is None or not data_mod.is_unreadable(cfg.data):
+                raise
+            unread[str(e)] = unread.get(str(e), 0) + 1
+            cfg.data.update(data_mod.known_shape(cfg.data))
     with open_dict(cfg.train):
         cfg.train.total_steps = total_steps(cfg)
     # absolute, so a Slurm job or worker started elsewhere writes to the same place
     cfg.paths.output_root = str(Path(str(cfg.paths.output_root)).expanduser().resolve())
-    validate(cfg)
+    validate(cfg, unread)
     return cfg
 
 
@@ -85,7 +94,8 @@ class Composer:
             cfgs = [compose(overrides) for overrides in runs]
     """
 
-    def __init__(self):
+    def __init__(self, data_here: bool = True):
+        self.unread = None if data_here else {}  # data not readable here: message -> runs (see compose_run)
         self._parser = OverridesParser.create()
         self._bases: dict[tuple, bytes] = {}  # pickled: unpickling copies a config 5x faster than deepcopy
         self._parsed: dict = {}
@@ -128,7 +138,7 @@ class Composer:
             OmegaConf.resolve(cfg)
         except (HydraException, OmegaConfBaseException) as e:
             raise ConfigError(_one_line(e)) from None
-        return _checked(cfg)
+        return _checked(cfg, self.unread)
 
     def _compose(self, overrides: list[str]) -> DictConfig:
         self.composed += 1
@@ -191,25 +201,26 @@ def _positive(cfg, key: str, kind=(int,), minimum=1):
         raise ConfigError(f"{key}={value}: must be {'an integer' if kind == (int,) else 'a number'} {bound}")
 
 
-def validate(cfg) -> None:
-    """Every check that can fail before work starts; the message names the setting."""
+def validate(cfg, unread: dict | None = None) -> None:
+    """Every check that can fail before work starts; the message names the setting. `unread`: see _checked."""
     known = {"data": ("digits", "cifar10", "synthetic", "folder", "npz")}
     if cfg.data.name not in known["data"]:
         raise ConfigError(f"data.name={cfg.data.name!r}: unknown dataset (known: {', '.join(known['data'])})")
     _positive(cfg, "data.n", minimum=2)  # the 1/3 rule needs a nearest and a second-nearest image
     _positive(cfg, "data.offset", minimum=0)
     _positive(cfg, "data.test_size", minimum=2)
-    available = data_mod.pool_size(cfg.data)
-    if cfg.data.name != "cifar10" and cfg.data.n + cfg.data.offset > available:
+    available = data_mod.pool_size(cfg.data) if data_mod.is_read(cfg.data) else None
+    if available is not None and cfg.data.name != "cifar10" and cfg.data.n + cfg.data.offset > available:
         raise ConfigError(f"data.n={cfg.data.n} (data.offset={cfg.data.offset}) exceeds the {available} "
                           f"training images of {cfg.data.name}")
     if cfg.data.name == "cifar10":
         if cfg.data.n + cfg.data.offset > 50000:
             raise ConfigError(f"data.n={cfg.data.n}: CIFAR-10 has 50000 training images")
-        root = cfg.data.root
-        if not cfg.data.get("download") and (not root or not (Path(str(root)).expanduser() / "cifar-10-batches-py").is_dir()):
-            raise ConfigError(f"data.root={root}: no cifar-10-batches-py folder there "
-                              "(set data.root, or data.download=true on a machine with internet)")
+        problem = data_mod.missing(cfg.data)
+        if problem and unread is None:
+            raise ConfigError(problem)
+        if problem:
+            unread[problem] = unread.get(problem, 0) + 1
     _positive(cfg, "train.batch_size")
     _positive(cfg, "optim.lr", kind=(int, float), minimum=None)
     _positive(cfg, "train.total_steps")

@@ -68,6 +68,7 @@ class Sweep:
     name: str
     spec: dict
     runs: list[PlannedRun]
+    unread: dict = field(default_factory=dict)  # data not readable on this machine: message -> runs (planning)
 
     @property
     def axes(self) -> list[str]:
@@ -127,13 +128,14 @@ def _format(value) -> str:
     return "null" if value is None else str(value)
 
 
-def expand(name: str, cli_overrides=()) -> Sweep:
-    """Compose and validate every run of the sweep; nothing is launched or written."""
+def expand(name: str, cli_overrides=(), data_here: bool = True) -> Sweep:
+    """Compose and validate every run of the sweep; nothing is launched or written. `data_here=False`: data not
+    readable on this machine is recorded in Sweep.unread instead of refused (config.compose_run)."""
     spec = load_spec(name)
     sweep_name = Path(name).stem
     base = [str(o) for o in spec.get("overrides") or []]
     runs = []
-    with config_mod.Composer() as compose:  # Hydra once, one compose per choice of config groups
+    with config_mod.Composer(data_here) as compose:  # Hydra once, one compose per choice of config groups
         for point in _points(spec):
             overrides = base + [f"{k}={_format(v)}" for k, v in point.items()] + list(cli_overrides)
             try:
@@ -146,7 +148,7 @@ def expand(name: str, cli_overrides=()) -> Sweep:
     if len(set(ids)) != len(ids):
         raise ConfigError(f"sweep {sweep_name}: some runs are identical (an axis does not change the run)")
     _attach_context(sweep_name, runs)
-    return Sweep(sweep_name, spec, runs)
+    return Sweep(sweep_name, spec, runs, dict(compose.unread or {}))
 
 
 def _planned(spec: dict, point: dict, overrides: list[str], cfg) -> PlannedRun:
