@@ -99,17 +99,22 @@ def feature_dim(spec: str, pixels: int) -> int | None:
     return {"pixels": pixels, "inception": 2048, "digitnet": 64}.get(spec)
 
 
-@lru_cache(maxsize=None)
-def sampler_evaluations(formulation: str, method: str, steps: int) -> int:
-    """How many times the sampler calls the network per sample: counted by running it on a stand-in field."""
-    calls = []
+_sampler_calls: dict[tuple, int] = {}
 
-    def field_(x, t, labels):
-        calls.append(1)
-        return torch.zeros_like(x)
-    formulations.build(formulation).sample_field(field_, torch.zeros(1, 1, 2, 2), torch.zeros(1, dtype=torch.long),
-                                                 steps, method)
-    return len(calls)
+
+def sampler_evaluations(formulation, method: str, steps: int) -> int:
+    """How many times the sampler calls the network per sample: counted by running it on a stand-in field
+    (once per formulation, sampler and number of steps)."""
+    key = (formulation.name, method, steps)
+    if key not in _sampler_calls:
+        calls = []
+
+        def field_(x, t, labels):
+            calls.append(1)
+            return torch.zeros_like(x)
+        formulation.sample_field(field_, torch.zeros(1, 1, 2, 2), torch.zeros(1, dtype=torch.long), steps, method)
+        _sampler_calls[key] = len(calls)
+    return _sampler_calls[key]
 
 
 @dataclass
@@ -143,8 +148,7 @@ def run_cost(cfg) -> Cost | None:
     steps = int(train["total_steps"])
     evals = len(eval_steps(steps, int(ev["first_step"]), int(ev["num_points"])))
     S, notes = int(ev["num_samples"]), []
-    nfe = sampler_evaluations(str(train.get("formulation") or formulations.DEFAULT), str(ev["sampler"]),
-                              int(ev["sampler_steps"]))
+    nfe = sampler_evaluations(formulations.of_config(cfg), str(ev["sampler"]), int(ev["sampler_steps"]))
     spaces = {k: str(ev.get(f"{k}_features", "none")) for k in ("copy", "sw", "fid", "kid", "mifid")}
     count = ev.get("fid_samples")  # samples of each Frechet distance, per split (Evaluator.sample_count)
     fid = {s: S if count is None else refs[s] if str(count) in ("reference", "ref") else int(count) for s in refs}
