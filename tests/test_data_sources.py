@@ -6,7 +6,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-import yaml
 from omegaconf import OmegaConf
 from PIL import Image
 
@@ -21,7 +20,6 @@ from memsweep.store.run import RunStore
 from conftest import FAST
 
 CONFIGS = Path(config.config_dir())
-HAS_OBJECTIVE = (CONFIGS / "objective").is_dir()
 
 
 def write_images(folder: Path, values, size=(8, 8), mode="L", names=None):
@@ -200,20 +198,6 @@ def linked_folder(folder: Path, count: int) -> Path:
     return folder
 
 
-def config_copy_without_objective(tmp_path) -> Path:
-    """configs/ with the bundles' issue-13a parts taken out (objective=..., DDIM): what composes on a branch without
-    the objective group."""
-    copy = shutil.copytree(CONFIGS, tmp_path / "configs")
-    for name in ("bonnaire_celeba", "gu_cifar10"):
-        path = copy / "experiment" / f"{name}.yaml"
-        body = yaml.safe_load(path.read_text())
-        body["defaults"] = [d for d in body["defaults"] if "/objective" not in str(d)]
-        if body["eval"].get("sampler") == "ddim":
-            del body["eval"]["sampler"]
-        path.write_text("# @package _global_\n" + yaml.safe_dump(body, sort_keys=False))
-    return copy
-
-
 def _dry_runs(tmp_path, capsys):
     folder = linked_folder(tmp_path / "celeba", 32768 + 2048)
     assert main(["sweep", "bonnaire_celeba", "--dry-run", f"data.path={folder}"]) == 0, capsys.readouterr().err
@@ -232,13 +216,5 @@ def _dry_runs(tmp_path, capsys):
     assert (cfg.train.batch_size, cfg.eval.sampler, cfg.eval.sampler_steps, cfg.model.name) == (512, "heun", 18, "ddpmpp")
 
 
-@pytest.mark.skipif(not HAS_OBJECTIVE, reason="the bundles name objective=vp / objective=edm (configs/objective, "
-                    "issue 13a), not on this branch yet")
 def test_bundle_sweeps_dry_run(tmp_path, out, capsys):
-    _dry_runs(tmp_path, capsys)
-
-
-@pytest.mark.skipif(HAS_OBJECTIVE, reason="the objective group exists: test_bundle_sweeps_dry_run covers the bundles")
-def test_bundle_sweeps_dry_run_without_the_objective_group(tmp_path, out, capsys, monkeypatch):
-    monkeypatch.setenv("MEMSWEEP_CONFIG_DIR", str(config_copy_without_objective(tmp_path)))
     _dry_runs(tmp_path, capsys)

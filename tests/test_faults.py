@@ -2,7 +2,6 @@
 launched again: the same metrics."""
 import json
 import os
-import random
 import signal
 import subprocess
 import sys
@@ -10,7 +9,6 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-import torch
 
 from memsweep import config
 from memsweep.store.run import RunStore

@@ -55,6 +55,11 @@ BAD = [
     (["data=synthetic", "data.spread=-1"], "data.spread=-1: must be a finite number >= 0"),
     (["data=folder", "data.order=random"], "data.order=random: must be one of sorted, interleave"),
     (["data=folder", "data.size=0"], "data.size=0: must be an integer >= 1 or null"),
+    (["data.conditional=maybe"], "data.conditional=maybe: must be true or false"),
+    (["objective=vp", "objective.timesteps=1.5"], "objective.timesteps=1.5: must be an integer >= 1"),
+    (["objective=vp", "objective.beta_end=0"], "objective.beta_end=0: must be a finite number > 0"),
+    (["objective=edm", "objective.rho=nan"], "objective.rho=nan: must be a finite number > 0"),
+    (["objective.target=noise"], "objective.target=noise: must be one of velocity, closed_form"),
 ]
 
 
@@ -71,7 +76,7 @@ def test_bad_settings_are_refused_in_one_line(overrides, message, out, capsys):
 def _variants():
     """Composed configs of every option of the groups whose options differ (data read nowhere: planning)."""
     for overrides in ([], ["launcher=slurm"], ["logger=none"], ["data=cifar10"], ["data=synthetic"],
-                      ["data=folder"], ["data=npz"], ["model=c32"]):
+                      ["data=folder"], ["data=npz"], ["model=c32"], ["objective=vp"], ["objective=edm"]):
         cfg = config.compose_run(overrides, data_here=False)
         body = OmegaConf.to_container(cfg, resolve=True)
         body["train"].pop("total_steps")  # set after the check (config._checked), as the folder's shape is
@@ -133,5 +138,5 @@ def test_the_check_changes_no_value_so_run_ids_stay(out):
 
 
 def test_shipped_experiments_pass_the_schema(out, tmp_path):
-    for experiment in ("paper_cifar10",):
+    for experiment in ("paper_cifar10", "gu_cifar10", "bonnaire_celeba"):
         config.compose_run([f"+experiment={experiment}"], data_here=False)

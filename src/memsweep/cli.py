@@ -11,6 +11,7 @@ from collections import Counter
 from pathlib import Path
 
 import torch
+from omegaconf import OmegaConf
 from rich.console import Console
 
 from memsweep import config
@@ -34,7 +35,10 @@ from memsweep.states import DONE
 USAGE_EXAMPLES = """examples:
   memsweep train data.n=64 optim.lr=3e-4
   memsweep train model=c128 data=cifar10 data.root=/data runtime.device=cuda
+  memsweep train --cfg job data.n=64                 # the composed config, nothing trained
   memsweep sweep demo --dry-run
+  memsweep sweep data.n=16,32,64 seed=0,1 --name my_sweep   # a sweep from the command line (Hydra's syntax)
+  memsweep sweep demo seed=range(3) --config-dir /lab/configs   # more axes on a file's; a lab's config folder
   memsweep sweep dataset_size launcher=slurm launcher.partition=gpu data.root=/data
   memsweep status demo
   memsweep report demo
@@ -44,6 +48,8 @@ USAGE_EXAMPLES = """examples:
 
 def cmd_train(args) -> int:
     cfg = config.compose_run(args.overrides)
+    if args.cfg:
+        return _print_config(cfg)
     config.check_writable(cfg)
     with interruptible(STOP_SIGNALS):  # SIGTERM / Ctrl-C: checkpoint between two steps, exit 143 / 130
         status = train(cfg, guard=SignalGuard(STOP_SIGNALS))
@@ -52,9 +58,21 @@ def cmd_train(args) -> int:
     return 0 if status["state"] in DONE else 1
 
 
+def _print_config(cfg) -> int:
+    """--cfg job: the run's composed config (resolved and checked, as it would train), as YAML."""
+    print(f"# run {identity.run_id(cfg)}\n{OmegaConf.to_yaml(cfg)}", end="")
+    return 0
+
+
 def cmd_sweep(args) -> int:
+    # `memsweep sweep data.n=16,32 seed=0,1`: no sweep file, the first word is an override
+    file, overrides = args.sweep, list(args.overrides)
+    if file is not None and ("=" in file or file.startswith("~")):
+        file, overrides = None, [file, *overrides]
     # composes and validates every run first; data not on this machine is checked where it is read
-    sweep = sweep_mod.expand(args.name, args.overrides, data_here=False)
+    sweep = sweep_mod.expand(file, overrides, args.sweep_name, data_here=False)
+    if args.cfg:
+        return _print_config(sweep.runs[0].cfg)
     launcher = sweep.runs[0].cfg.launcher.name
     if launcher not in ("local", "slurm"):
         raise ConfigError(f"launcher={launcher}: unknown launcher (choose from: local, slurm)")
@@ -255,16 +273,47 @@ def _table_arguments(p) -> None:
     p.add_argument("--table", default=None, metavar="FILE", help="also write every row of the table to FILE (CSV)")
 
 
+def _config_arguments(p) -> None:
+    """The Hydra-like options of train and sweep."""
+    p.add_argument("-h", "--help", action="store_true", help="show this help, with the config groups and their options")
+    p.add_argument("--cfg", "-c", choices=["job"], default=None,
+                   help="job: print the composed config (of the sweep's first run) and exit, writing nothing")
+    p.add_argument("--config-dir", action="append", default=[], metavar="DIR",
+                   help=f"also look for configs (data/, model/, experiment/, sweep/, ...) in DIR, after memsweep's "
+                        f"own (repeatable; {config.CONFIG_PATH_ENV}=DIR{os.pathsep}DIR does the same)")
+
+
+def _print_help(args) -> int:
+    """--help: argparse's, then the config groups and options found on the config search path (as Hydra's)."""
+    print(args.parser.format_help())
+    dirs = config.search_dirs()
+    print(f"config groups (group=option; +group=option for one train.yaml leaves out), from {', '.join(map(str, dirs))}:")
+    for group, (options, default) in config.config_groups().items():
+        shown = ", ".join(f"{o} (default)" if o == default else o for o in options)
+        print(f"  {'' if default else '+'}{group}: {shown}")
+    if args.func is cmd_sweep:
+        print(f"sweeps (memsweep sweep NAME): {', '.join(sweep_mod.known_sweeps())}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="memsweep", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter, epilog=USAGE_EXAMPLES)
     sub = parser.add_subparsers(dest="command", required=True)
-    p = sub.add_parser("train", help="train one run (resumes it if unfinished, skips it if finished)")
+    p = sub.add_parser("train", help="train one run (resumes it if unfinished, skips it if finished)", add_help=False)
     p.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. data.n=64 model=tiny optim.lr=3e-4")
-    p.set_defaults(func=cmd_train)
-    p = sub.add_parser("sweep", help="launch a sweep from configs/sweep/NAME.yaml (locally or on Slurm)")
-    p.add_argument("name", help="a sweep in configs/sweep/ (demo, dataset_size, ...) or a path to a sweep file")
-    p.add_argument("overrides", nargs="*", help="overrides applied to every run, e.g. launcher=slurm")
+    _config_arguments(p)
+    p.set_defaults(func=cmd_train, parser=p)
+    p = sub.add_parser("sweep", help="launch a sweep from configs/sweep/NAME.yaml and/or the command line's "
+                       "sweeps (locally or on Slurm)", add_help=False)
+    p.add_argument("sweep", nargs="?", metavar="NAME", help="a sweep in configs/sweep/ or a --config-dir's sweep/ "
+                   "(demo, dataset_size, ...), or a path to a sweep file; leave out to sweep the command line only")
+    p.add_argument("overrides", nargs="*", help="overrides applied to every run (launcher=slurm), and sweeps in "
+                   "Hydra's syntax, each an axis: seed=0,1  data.n=range(16,65,16)  model=choice(tiny,c32)  model=glob(c*)")
+    p.add_argument("--name", dest="sweep_name", metavar="NAME", default=None,
+                   help="the sweep's name, for status, report and relaunching (default: the file's, then the swept "
+                        "keys: demo_seed)")
+    _config_arguments(p)
     p.add_argument("--dry-run", action="store_true", help="print the runs and what would be launched, launch nothing")
     p.add_argument("--retry", action="store_true", help="also relaunch failed runs")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -272,7 +321,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--utilization", type=float, default=cost_mod.UTILIZATION,
                    help=f"with --gpu: the assumed fraction of the GPU's dense peak (default {cost_mod.UTILIZATION})")
     _table_arguments(p)
-    p.set_defaults(func=cmd_sweep)
+    p.set_defaults(func=cmd_sweep, parser=p)
     for name, func, helptext in (("status", cmd_status, "a table of a sweep's runs"),
                                  ("report", cmd_report, "analysis, figures and report.md of a sweep")):
         p = sub.add_parser(name, help=helptext)
@@ -308,7 +357,8 @@ def main(argv=None) -> int:
     if extra:
         args.overrides = [*args.overrides, *extra]
     try:
-        return args.func(args)
+        config.use_config_dirs(getattr(args, "config_dir", ()))
+        return _print_help(args) if getattr(args, "help", False) else args.func(args)
     except ConfigError as e:
         print(f"memsweep: error: {e}", file=sys.stderr)
         return 2

@@ -5,6 +5,7 @@ report, eval), composes many runs in one process for a sweep, and must validate 
 """
 from __future__ import annotations
 
+import logging
 import math
 import os
 import pickle
@@ -13,8 +14,11 @@ from pathlib import Path
 
 from hydra import compose, initialize_config_dir
 from hydra._internal.config_loader_impl import ConfigLoaderImpl
+from hydra.core.config_search_path import SearchPathQuery
 from hydra.core.global_hydra import GlobalHydra
+from hydra.core.object_type import ObjectType
 from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.core.override_parser.types import QuotedString
 from hydra.errors import HydraException
 from omegaconf import DictConfig, OmegaConf, open_dict
 from omegaconf.errors import OmegaConfBaseException
@@ -30,15 +34,84 @@ from memsweep.store.identity import output_root
 if not OmegaConf.has_resolver("min"):
     OmegaConf.register_new_resolver("min", lambda *values: min(values))
 
+log = logging.getLogger(__name__)
+CONFIG_PATH_ENV = "MEMSWEEP_CONFIG_PATH"  # a cluster's config folders, os.pathsep-separated, like --config-dir
+_config_dirs: list[Path] = []  # this command's --config-dir folders (use_config_dirs)
+_warned: set = set()  # the clashes already named in this process
+
 
 def config_dir() -> Path:
-    """configs/ at the top of the checkout (editable install), or MEMSWEEP_CONFIG_DIR."""
+    """memsweep's own configs: MEMSWEEP_CONFIG_DIR, else memsweep/configs in an installed package (setup.py
+    copies configs/ there), else configs/ at the top of the checkout (an editable install)."""
     env = os.environ.get("MEMSWEEP_CONFIG_DIR")
-    path = Path(env) if env else Path(__file__).resolve().parents[2] / "configs"
+    packaged = Path(__file__).resolve().parent / "configs"
+    path = Path(env) if env else packaged if packaged.is_dir() else Path(__file__).resolve().parents[2] / "configs"
     if not (path / "train.yaml").is_file():
-        raise ConfigError(f"MEMSWEEP_CONFIG_DIR={path}: no train.yaml there (install memsweep with "
-                          "`pip install -e .` from its checkout, or point MEMSWEEP_CONFIG_DIR at configs/)")
+        raise ConfigError(f"MEMSWEEP_CONFIG_DIR={path}: no train.yaml there (reinstall memsweep, "
+                          "or point MEMSWEEP_CONFIG_DIR at its configs/)")
     return path
+
+
+def use_config_dirs(dirs=()) -> None:
+    """--config-dir DIR (repeatable): more folders of configs for this process, after memsweep's own."""
+    paths = [Path(d).expanduser().resolve() for d in dirs]
+    for given, path in zip(dirs, paths):
+        if not path.is_dir():
+            raise ConfigError(f"--config-dir {given}: no such folder")
+    _config_dirs[:] = paths
+
+
+def search_dirs() -> list[Path]:
+    """The config folders in the order Hydra searches them, the first holding a file winning: memsweep's own,
+    then the --config-dir folders, then MEMSWEEP_CONFIG_PATH's (Hydra's own --config-dir also comes after the
+    app's configs, so memsweep's named configs, and the run ids they make, cannot change under a user)."""
+    env = [Path(p).expanduser().resolve() for p in os.environ.get(CONFIG_PATH_ENV, "").split(os.pathsep) if p]
+    for path in env:
+        if not path.is_dir():
+            raise ConfigError(f"{CONFIG_PATH_ENV}: {path}: no such folder")
+    dirs = list(dict.fromkeys([config_dir(), *_config_dirs, *env]))
+    seen: dict[str, Path] = {}
+    for d in dirs:
+        for path in sorted(d.rglob("*.yaml")):
+            name = path.relative_to(d).as_posix()
+            if name in seen and (name, path) not in _warned:
+                _warned.add((name, path))
+                log.warning(f"config {name}: {seen[name]} wins over {path} (the first folder on the search path)")
+            seen.setdefault(name, path)
+    return dirs
+
+
+def find_config(name: str) -> Path | None:
+    """The file a config name (sweep/demo.yaml) stands for: the first on the search path."""
+    return next((d / name for d in search_dirs() if (d / name).is_file()), None)
+
+
+def _hydra():
+    """initialize_config_dir on memsweep's configs, with the other search_dirs() on Hydra's search path where
+    Hydra's own --config-dir puts its folder (before the structured-config schemas)."""
+    dirs = search_dirs()
+    context = initialize_config_dir(config_dir=str(dirs[0]), version_base="1.3", job_name="memsweep")
+    loader = GlobalHydra.instance().config_loader()
+    for d in dirs[1:]:
+        loader.get_search_path().prepend("memsweep", f"file://{d}", anchor=SearchPathQuery(provider="schema"))
+    if len(dirs) > 1:
+        loader.repository.initialize_sources(loader.get_search_path())
+    return context
+
+
+def config_groups() -> dict[str, tuple[list[str], str | None]]:
+    """Each config group on the search path: its options and the one train.yaml picks (None: add it with +)."""
+    GlobalHydra.instance().clear()
+    try:
+        with _hydra():
+            loader = GlobalHydra.instance().config_loader()
+            choices = compose(config_name="train", return_hydra_config=True).hydra.runtime.choices
+            return {g: (loader.get_group_options(g, results_filter=ObjectType.CONFIG), choices.get(g))
+                    for g in sorted(loader.list_groups("")) if g not in ("hydra", "sweep")}
+    except (HydraException, OmegaConfBaseException) as e:
+        raise ConfigError(_one_line(e)) from None
+    finally:
+        GlobalHydra.instance().clear()
 
 
 def default_output_root() -> Path:
@@ -55,7 +128,7 @@ def compose_run(overrides=(), data_here: bool = True) -> DictConfig:
     overrides = list(overrides)
     GlobalHydra.instance().clear()
     try:
-        with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3", job_name="memsweep"):
+        with _hydra():
             cfg = compose(config_name="train", overrides=overrides)
         OmegaConf.resolve(cfg)
     except (HydraException, OmegaConfBaseException) as e:
@@ -118,9 +191,11 @@ class Composer:
 
     def _initialize(self) -> None:
         GlobalHydra.instance().clear()
-        self._context = initialize_config_dir(config_dir=str(config_dir()), version_base="1.3", job_name="memsweep")
+        self._context = _hydra()
         self._context.__enter__()
         self._repo = GlobalHydra.instance().config_loader().repository
+        # with the config loader: glob(*) lists a group's options
+        self._sweep_parser = OverridesParser.create(config_loader=GlobalHydra.instance().config_loader())
 
     def __call__(self, overrides=()) -> DictConfig:
         overrides = [str(o) for o in overrides]
@@ -141,6 +216,28 @@ class Composer:
         except (HydraException, OmegaConfBaseException) as e:
             raise ConfigError(_one_line(e)) from None
         return _checked(cfg, self.unread)
+
+    def sweep_axes(self, overrides=()) -> tuple[dict[str, list], list[str]]:
+        """Hydra's sweep syntax (seed=0,1  data.n=range(16,65,16)  model=choice(tiny,c32)  model=glob(c*)) parsed
+        by Hydra's own parser and enumerated as its basic sweeper does: {axis key: values}, and the other
+        overrides unchanged."""
+        axes, fixed = {}, []
+        for line in map(str, overrides):
+            try:
+                o = self._sweep_parser.parse_overrides(overrides=[line])[0]
+                if not o.is_sweep_override():
+                    fixed.append(line)
+                elif not o.is_discrete_sweep():
+                    raise ConfigError(f"{line}: interval() is not a list of values to sweep "
+                                      "(use a,b,c, range(...), choice(...) or glob(...))")
+                else:
+                    values = [v.text if isinstance(v, QuotedString) else v for v in o.sweep_iterator()]
+                    if not values:
+                        raise ConfigError(f"{line}: no values to sweep")
+                    axes[o.get_key_element()] = values
+            except HydraException as e:
+                raise ConfigError(f"{line}: {_one_line(e).split(' See https:')[0]}") from None
+        return axes, fixed
 
     def _compose(self, overrides: list[str]) -> DictConfig:
         self.composed += 1
@@ -173,6 +270,10 @@ def _one_line(e: Exception) -> str:
     if match:
         group, option, choices = match.groups()
         return f"{group}={option}: unknown {group} (choose from: {', '.join(choices.split())})"
+    match = re.match(r"Ambiguous value for argument '(\S+)'", text)
+    if match:  # a sweep given to train (one run): say where sweeps go, and how to mean a list or a string
+        return (f"{match.group(1)}: a sweep of values; `memsweep sweep {match.group(1)} --name NAME` trains one "
+                "run per value (a list: key=[a,b]; a string: key='a,b')")
     match = re.match(r"Could not override '(\S+)'", text)
     if match:
         return f"{match.group(1)}: unknown setting (see `memsweep train --help` and configs/)"
@@ -206,11 +307,14 @@ def validate(cfg, unread: dict | None = None) -> None:
             raise ConfigError(problem)
         if problem:
             unread[problem] = unread.get(problem, 0) + 1
-    formulation = formulations.of_config(cfg)
-    if cfg.eval.sampler not in formulation.samplers:
-        raise ConfigError(f"eval.sampler={cfg.eval.sampler!r}: use {' or '.join(formulation.samplers)}")
-    if cfg.eval.cfg_weight and not cfg.train.label_dropout:
-        raise ConfigError(f"eval.cfg_weight={cfg.eval.cfg_weight}: guidance needs train.label_dropout > 0")
+    formulation = formulations.of_config(cfg)   # the objective group: a ConfigError names a bad setting
+    try:
+        formulation.check_sampler(cfg.eval.sampler)
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
+    if cfg.eval.cfg_weight and not (cfg.train.label_dropout and data_mod.conditional(cfg.data)):
+        raise ConfigError(f"eval.cfg_weight={cfg.eval.cfg_weight}: guidance needs a conditional run "
+                          "(data.conditional=true) with train.label_dropout > 0")
     for key in ("sw_features", "fid_features", "copy_features", "kid_features", "mifid_features"):
         problem = check_spec(str(cfg.eval.get(key, "none")), cfg.data.name)
         if problem:

@@ -45,7 +45,7 @@ class _Data(Group):
     n: Annotated[int, at.Ge(2)]            # the 1/3 rule needs a nearest and a second-nearest image
     offset: Count
     test_size: Annotated[int, at.Ge(2)]
-    conditional: Optional[bool] = None     # false: unconditional (objective group, issue 13)
+    conditional: bool = True               # false: unconditional (no labels)
 
 
 class _Builtin(_Data):

@@ -31,6 +31,20 @@ class Dataset:
         return Dataset(self.train_x.to(device), self.train_y.to(device), self.test_x.to(device),
                        self.test_y.to(device), self.num_classes)
 
+    def unlabeled(self) -> "Dataset":
+        """The same images with no classes: every label 0, which is the null label of num_classes = 0."""
+        return Dataset(self.train_x, torch.zeros_like(self.train_y), self.test_x, torch.zeros_like(self.test_y), 0)
+
+
+def conditional(cfg) -> bool:
+    """data.conditional (true when absent: runs stored before the key existed are class-conditional)."""
+    return bool(cfg.get("conditional", True))
+
+
+def model_classes(cfg) -> int:
+    """The classes the model is conditioned on: data.num_classes, or 0 for an unconditional run."""
+    return int(cfg.num_classes) if conditional(cfg) else 0
+
 
 # datasets read from the user's files: checked when the config is composed, decoded once into the reference cache
 FILE_SOURCES = {"folder": folder, "npz": npz}
@@ -96,8 +110,15 @@ def decoded(cfg, cache=None) -> dict:
     return {k: v.numpy() for k, v in raw.items()}
 
 
+def load_for_model(cfg, cache=None) -> Dataset:
+    """The dataset as the run's model sees it: its classes, or none at all when data.conditional=false."""
+    data = load(cfg, cache)
+    return data if conditional(cfg) else data.unlabeled()
+
+
 def load(cfg, cache=None) -> Dataset:
-    """Build the dataset described by the `data` config group (`cache`: see `decoded`)."""
+    """Build the dataset described by the `data` config group, with its classes whatever data.conditional
+    (`cache`: see `decoded`)."""
     loaders = {"digits": _digits, "cifar10": _cifar10, "synthetic": _synthetic}
     if cfg.name in FILE_SOURCES:
         pool_x, pool_y, test_x, test_y, num_classes = FILE_SOURCES[cfg.name].assemble(cfg, decoded(cfg, cache))

@@ -235,7 +235,7 @@ def evaluate_run(run_dir: Path, metrics=(), output_root: Path | None = None, *, 
                 result["notes"].append("nothing missing")
                 return {**result, "keys": sorted(added)}
             dev = torch.device(device)
-            data = data_mod.load(cfg.data, data_cache(cfg)).to(dev)
+            data = data_mod.load_for_model(cfg.data, data_cache(cfg)).to(dev)
             ev = Evaluator(cfg, data, dev, eager=False)
             source = _Samples(store, cfg, ev, dev)
             by_row: dict[int, tuple[dict, list[Job]]] = {}

@@ -10,41 +10,16 @@ from __future__ import annotations
 
 import torch
 
-CANDIDATES_EXTRA = 2  # candidates kept beyond k, re-ranked with exact distances
+from memsweep.metrics.scan import scan
 
 
 def nearest_neighbours(queries: torch.Tensor, refs: torch.Tensor, k: int = 2, block: int = 1024,
                        ref_block: int = 16384):
-    """Distances and indices of the k nearest `refs` of every query (L2 over flattened features).
-
-    Each (query block, reference block) pair gives squared distances through ||q||^2 - 2 q.r + ||r||^2 (one
-    matrix product); a running top-(k + 2) is merged across reference blocks. The k + 2 candidates are then
-    re-ranked by their exact distances ||q - r|| (computed as differences, so without the cancellation of
-    the expansion for near-copies), and the k nearest returned, sorted."""
-    q, r = queries.flatten(1).float(), refs.flatten(1).float()
-    if len(r) < k:
-        raise ValueError(f"{k} nearest neighbours asked among {len(r)} references")
-    c = min(k + CANDIDATES_EXTRA, len(r))
-    r_norm = r.pow(2).sum(1)
-    dists, idxs = [], []
-    for qs in range(0, len(q), block):
-        qb = q[qs:qs + block]
-        q_norm = qb.pow(2).sum(1, keepdim=True)
-        best_d = best_i = None
-        for rs in range(0, len(r), ref_block):
-            rb = r[rs:rs + ref_block]
-            d2 = torch.addmm(q_norm + r_norm[None, rs:rs + ref_block], qb, rb.T, alpha=-2)
-            d, i = torch.topk(d2, min(c, len(rb)), dim=1, largest=False)
-            i += rs
-            if best_d is not None:
-                d, pos = torch.topk(torch.cat([best_d, d], 1), c, dim=1, largest=False)
-                i = torch.cat([best_i, i], 1).gather(1, pos)
-            best_d, best_i = d, i
-        exact = (qb[:, None, :] - r[best_i]).norm(dim=2)  # (block, c): exact distances of the candidates
-        d, pos = torch.topk(exact, k, dim=1, largest=False)  # sorted ascending
-        dists.append(d)
-        idxs.append(best_i.gather(1, pos))
-    return torch.cat(dists), torch.cat(idxs)
+    """Distances and indices of the k nearest `refs` of every query (L2 over flattened features), sorted: the
+    blocked search of metrics.scan (squared distances by one matrix product per block pair, a running top-(k + 2)
+    re-ranked by exact distances), on the queries' device."""
+    found = scan(queries, refs, k, device=queries.device, block=block, ref_block=ref_block)
+    return found.dist, found.index
 
 
 MEM_THRESHOLD = 1 / 3  # Yoon et al. 2023; the papers' value, and eval.mem_threshold's default

@@ -17,8 +17,7 @@ from dataclasses import dataclass
 
 import torch
 
-from memsweep.metrics.memorization import CANDIDATES_EXTRA
-
+CANDIDATES_EXTRA = 2  # candidates kept beyond k, re-ranked with exact distances
 BLOCK = {"cpu": (1024, 8192), "cuda": (8192, 32768)}   # (query rows, reference rows) per distance block
 
 

@@ -172,9 +172,9 @@ def _draw_figures(runs, summary, keys, out: Path, threshold, extra, probe_ctx=No
             out / f"rate_fidelity_{s}.png")
         add(f"Samples and their nearest training images, early and late (by {lab})", plots.samples_figure,
             runs, summary, key, keys, out / f"samples_{s}.png")
-        add(f"Loss gap by noise level t against step (by {lab})", plots.gap_heatmap, runs, summary, key, keys,
+        add(f"Loss gap by noise level (log-SNR) against step (by {lab})", plots.gap_heatmap, runs, summary, key, keys,
             out / f"gap_by_t_{s}.png")
-        add(f"Loss gap by noise level t against normalized step (by {lab})", plots.gap_heatmap, runs, summary, key,
+        add(f"Loss gap by noise level (log-SNR) against normalized step (by {lab})", plots.gap_heatmap, runs, summary, key,
             keys, out / f"gap_by_t_{s}_normalized.png", x="norm")
     if extra is not None:
         report_extra.figures(extra, runs, summary, keys, out, add)

@@ -70,14 +70,15 @@ def shared_samples(run_dir, num: int | None = None) -> tuple[torch.Tensor, dict]
     cfg = store.read_config()
     ev = cfg.eval
     num = num or int(ev.num_samples)
-    model = unet.build(cfg.model, cfg.data.image_size, cfg.data.channels, cfg.data.num_classes)
+    classes = data_mod.model_classes(cfg.data)   # 0: unconditional, every label is the null label 0
+    model = unet.build(cfg.model, cfg.data.image_size, cfg.data.channels, classes)
     model.load_state_dict(store.load_eval_weights(steps[-1]))
     model.eval()
     g = torch.Generator().manual_seed(int(ev.noise_seed))
     noise = torch.randn((num, cfg.data.channels, cfg.data.image_size, cfg.data.image_size), generator=g)
-    labels = torch.arange(num) % cfg.data.num_classes
+    labels = torch.arange(num) % max(classes, 1)
     samples = formulations.of_config(cfg).sample(model, noise, labels, int(ev.sampler_steps), ev.sampler,
-                                                 ev.cfg_weight, cfg.data.num_classes).clamp(-1, 1)
+                                                 ev.cfg_weight, classes).clamp(-1, 1)
     return samples, {"step": steps[-1], "train_x": data_mod.load(cfg.data, Cache(store.dir.parent.parent / "cache")).train_x, "n": int(cfg.data.n),
                      "offset": int(cfg.data.offset)}
 

@@ -16,7 +16,9 @@ import pandas as pd  # noqa: E402
 from matplotlib import colors as mcolors  # noqa: E402
 from matplotlib import ticker as mticker  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
+import torch  # noqa: E402
 
+from memsweep.science import formulations
 from memsweep.science.curves import DEFAULT_GAP_THRESHOLD, MEM_LEVELS, ONSET_METRICS
 from memsweep.science.fits import numeric_axis_column, power_law_fit, slices
 from memsweep.store.run import RunStore
@@ -499,6 +501,31 @@ def _by_t(frame: pd.DataFrame):
     return steps, gap
 
 
+SNR_LABEL = "log-SNR  (low = noise, high = data)"
+
+
+def run_formulation(run):
+    """The formulation a run trained with, from its config (objective.name; rectified flow for runs stored
+    before the objective group, or with no config yet)."""
+    try:
+        cfg = RunStore(run.dir).read_config()
+    except Exception:
+        cfg = None
+    return formulations.of_config(cfg) if cfg is not None else formulations.build(formulations.DEFAULT)
+
+
+def snr_edges(formulation, bins: int) -> np.ndarray:
+    """Cell edges on the log-SNR axis (formulation.log_snr) of `bins` equal t bins: the inner t edges mapped,
+    the two outer cells as wide on either side of their centre as towards the inner edge (log-SNR is infinite
+    at t = 1 for rectified flow), so the losses by t of every objective sit on one noise-level axis."""
+    t = torch.linspace(0, 1, bins + 1, dtype=torch.float64)
+    centres = formulation.log_snr(((t[:-1] + t[1:]) / 2).float()).double().numpy()
+    if bins == 1:
+        return np.array([centres[0] - 1, centres[0] + 1])
+    inner = formulation.log_snr(t[1:-1].float()).double().numpy()
+    return np.concatenate([[2 * centres[0] - inner[0]], inner, [2 * centres[-1] - inner[-1]]])
+
+
 def _log_edges(x: np.ndarray) -> np.ndarray:
     """Cell edges around log-spaced centres (midpoints in log)."""
     logs = np.log10(x)
@@ -530,14 +557,14 @@ def gap_heatmap(runs: list, summary: pd.DataFrame, key: str, keys: list[str], pa
     allgap = np.concatenate([d[1][np.isfinite(d[1])] for _, _, d in picked])
     vmax = max(float(np.percentile(np.abs(allgap), 99.5)) if allgap.size else 1.0, 1e-3)
     norm = mcolors.Normalize(vmin=-vmax, vmax=vmax)   # symmetric: white = no gap, the same scale both ways
-    fig, axes = plt.subplots(1, len(picked), figsize=(4.3 * len(picked) + 1.2, 4.2), squeeze=False, sharey=True,
+    fig, axes = plt.subplots(1, len(picked), figsize=(4.3 * len(picked) + 1.2, 4.2), squeeze=False, sharey=False,
                              layout="constrained")
     mesh = None
     for ax, (v, r, (steps, gap)) in zip(axes.flat, picked):
         factor = float(info.loc[r.run_id, "norm_factor"]) if x == "norm" else 1.0
         edges = _log_edges(steps * factor)
-        tedges = np.linspace(0, 1, gap.shape[0] + 1)
-        mesh = ax.pcolormesh(edges, tedges, gap, cmap="RdBu_r", norm=norm, shading="flat")
+        mesh = ax.pcolormesh(edges, snr_edges(run_formulation(r), gap.shape[0]), gap, cmap="RdBu_r", norm=norm,
+                             shading="flat")
         ax.set_xscale("log")
         plain_log_ticks(ax.xaxis)
         tau = info.loc[r.run_id, "tau_mem"] * factor
@@ -548,11 +575,12 @@ def gap_heatmap(runs: list, summary: pd.DataFrame, key: str, keys: list[str], pa
         ax.set_xlabel("training step" if x == "step" else "normalized step")
         state = "" if r.state == State.FINISHED else f" ({r.state})"
         ax.set_title(f"{SHORT.get(col, col)} = {fmt_value(v)}{state}", fontsize=10)
-    axes.flat[0].set_ylabel("t  (0 = noise, 1 = data)")
+    axes.flat[0].set_ylabel(SNR_LABEL)
     cb = fig.colorbar(mesh, ax=list(axes.flat), fraction=0.05, pad=0.02)
-    cb.set_label("loss gap in the t bin (test − train)")
+    cb.set_label("loss gap in the noise-level bin (test − train)")
     against = "training step" if x == "step" else "normalized step"
-    fig.suptitle(f"{title}where in t the train/test gap opens, against the {against}{_fixed_text(fixed)}", fontsize=11)
+    fig.suptitle(f"{title}at which noise level the train/test gap opens, against the {against}{_fixed_text(fixed)}",
+                 fontsize=11)
     fig.savefig(path, dpi=DPI, bbox_inches="tight")
     plt.close(fig)
     return Path(path)
@@ -569,6 +597,9 @@ def sweep_gap_heatmap(runs: list, summary: pd.DataFrame, path: Path, grid_points
     data = [(r, d) for r, d in data if d is not None and len(d[0]) >= 2]
     if len(data) < 2 or len({d[1].shape[0] for _, d in data}) != 1:
         return None
+    names = {run_formulation(r).name for r, _ in data}   # averaging bins is meaningful for one objective only
+    yedges = (snr_edges(run_formulation(data[0][0]), data[0][1][1].shape[0]) if len(names) == 1
+              else np.linspace(0, 1, data[0][1][1].shape[0] + 1))
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.4), layout="constrained")
     panels = []
     for ax, x in zip(axes, ("step", "norm")):
@@ -590,17 +621,16 @@ def sweep_gap_heatmap(runs: list, summary: pd.DataFrame, path: Path, grid_points
     vmax = max(float(np.percentile(np.abs(allgap), 99.5)) if allgap.size else 1.0, 1e-3)
     norm = mcolors.Normalize(vmin=-vmax, vmax=vmax)
     for ax, x, grid, mean, count in panels:
-        mesh = ax.pcolormesh(_log_edges(grid), np.linspace(0, 1, mean.shape[0] + 1), mean, cmap="RdBu_r", norm=norm,
-                             shading="flat")
+        mesh = ax.pcolormesh(_log_edges(grid), yedges, mean, cmap="RdBu_r", norm=norm, shading="flat")
         ax.set_xscale("log")
         plain_log_ticks(ax.xaxis)
         ax.set_xlabel(("training step" if x == "step" else NORM_XLABEL)
                       + f"\n(runs covering the step: {count.min()} to {count.max()} of {len(data)})", fontsize=9)
-        ax.set_ylabel("t  (0 = noise, 1 = data)")
+        ax.set_ylabel(SNR_LABEL if len(names) == 1 else "t  (0 = noise, 1 = data; objectives differ)")
         ax.set_title("against the training step" if x == "step" else "against the normalized step", fontsize=10)
     cb = fig.colorbar(mesh, ax=list(axes), fraction=0.05, pad=0.02)
-    cb.set_label("loss gap in the t bin (test − train), mean over runs")
-    fig.suptitle(f"{title}where in t the train/test gap opens, whole sweep ({len(data)} runs averaged)", fontsize=11)
+    cb.set_label("loss gap in the noise-level bin (test − train), mean over runs")
+    fig.suptitle(f"{title}at which noise level the train/test gap opens, whole sweep ({len(data)} runs averaged)", fontsize=11)
     fig.savefig(path, dpi=DPI)
     plt.close(fig)
     return Path(path)

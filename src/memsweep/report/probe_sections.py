@@ -20,7 +20,8 @@ def lines(ctx: dict) -> list[str]:
         L += section(ctx)
     secs = ctx.get("seconds") or {}
     if secs:
-        L += [f"Computed at report time for {len(secs)} run(s) in {sum(secs.values()):.0f} s of CPU.", ""]
+        L += [f"Computed at report time for {len(secs)} run(s) in {sum(secs.values()):.0f} s of CPU (once: kept in each "
+              "run's analysis cache for later reports).", ""]
     L += [f"- {n}" for n in ctx.get("notes", [])] + ([""] if ctx.get("notes") else [])
     return L
 

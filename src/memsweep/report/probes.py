@@ -4,8 +4,10 @@ each run's first and last evaluation ("early" and "late").
 The report reads the keys `memsweep eval RUN hybrid els traj` wrote into metrics.jsonl and computes, at report
 time, those missing, from the evaluation's saved weights (checkpoints/eval_<N>.pt, rebuilt with science.unet)
 and the evaluation's fixed noise and labels (metrics.fixed_inputs, the Evaluator's own draws): the same
-numbers `memsweep eval` writes. It writes nothing into the run directories; hybrid.csv, els.csv and traj.csv go
-next to report.md. `probes.els=false` in a run's config leaves the ELS machine out; `memsweep report
+numbers `memsweep eval` writes. What it computes is stored in the run directory's analysis cache
+(run_dir/analysis/probes_<step>.v<N>.npz, store.analysis_cache: keyed by the weights file and the probe
+settings, with the seconds it took), so a second report computes nothing and says the same; metrics.jsonl is
+left alone. hybrid.csv, els.csv and traj.csv go next to report.md. `probes.els=false` in a run's config leaves the ELS machine out; `memsweep report
 --no-probes` computes nothing (and shows only what metrics.jsonl holds).
 """
 from __future__ import annotations
@@ -20,14 +22,18 @@ from memsweep.data import datasets as data_mod
 from memsweep.metrics.fixed_inputs import fixed_inputs, sample_labels
 from memsweep.metrics.probes import KEYS, PROBES, ProbeInputs, ProbeSettings, run_probes
 from memsweep.science import formulations, unet
+from memsweep.store import analysis_cache
+from memsweep.store.cache import data_cache
 from memsweep.store.run import RunStore
 
 log = logging.getLogger(__name__)
 
+VERSION = 1   # of the stored probe results: bump when a probe's definition changes
+
 
 def _inputs(store: RunStore, cfg, step: int) -> ProbeInputs:
     """The probes' inputs of one evaluation, as the Evaluator had them."""
-    data = data_mod.load(cfg.data)
+    data = data_mod.load_for_model(cfg.data, data_cache(cfg))   # the model's classes (none if unconditional)
     ev = cfg.eval
     _, _, noise = fixed_inputs(data, ev)
     model = unet.build(cfg.model, cfg.data.image_size, cfg.data.channels, data.num_classes)
@@ -39,17 +45,33 @@ def _inputs(store: RunStore, cfg, step: int) -> ProbeInputs:
 
 
 def _probe_row(store: RunStore, cfg, row: dict, compute: bool, timing: dict) -> dict:
-    """The probes' keys at one evaluation: those in the row, and the missing ones computed (if `compute`)."""
+    """The probes' keys at one evaluation: those in the row, and the missing ones read from the analysis cache or
+    computed there (if `compute`)."""
     settings = ProbeSettings.of_config(cfg)
     wanted = [p for p in PROBES if p != "els" or settings.els]
     have = {k: row[k] for p in wanted for k in KEYS[p] if all(key in row for key in KEYS[p])}
     missing = [p for p in wanted if not all(k in row for k in KEYS[p])]
-    if missing and compute and store.path("eval_weights", row["step"]).is_file():
-        t0 = time.time()
-        new, _ = run_probes(_inputs(store, cfg, row["step"]), missing, settings)
-        timing[store.run_id] = timing.get(store.run_id, 0.0) + time.time() - t0
+    weights = store.path("eval_weights", row["step"])
+    if missing and compute and weights.is_file():
+        new, seconds = _stored_or_computed(store, cfg, row["step"], missing, settings, weights)
+        timing[store.run_id] = timing.get(store.run_id, 0.0) + seconds
         have.update(new)
     return have
+
+
+def _stored_or_computed(store, cfg, step, missing, settings, weights) -> tuple[dict, float]:
+    """The keys of the probes `missing` at `step` and the CPU seconds they took (when first computed)."""
+    name = f"probes_{step:09d}"
+    expect = {"weights": analysis_cache.stamp(weights), "probes": missing, "settings": repr(settings)}
+    got = analysis_cache.read(store.dir, name, VERSION, expect)
+    if got is not None:
+        arrays, meta = got
+        return {k: v.tolist() for k, v in arrays.items()}, float(meta["seconds"])
+    t0 = time.process_time()
+    new, _ = run_probes(_inputs(store, cfg, step), missing, settings)
+    seconds = time.process_time() - t0
+    analysis_cache.write(store.dir, name, VERSION, new, expect, seconds=seconds)
+    return new, seconds
 
 
 def compute(runs, enabled: bool = True) -> dict:

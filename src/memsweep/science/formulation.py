@@ -7,7 +7,8 @@ EDM) is another subclass. Shared conventions:
   maps t to its own noise level inside its methods; `log_snr(t)` puts any formulation's t on a common axis.
 - x1 is a clean batch, x0 standard Gaussian noise of its shape, labels the class (num_classes = no label).
 - The network's raw output is mapped to the formulation's prediction by `predict`; the loss, the sampler,
-  guidance and the field probe all go through it, so a formulation may precondition the network.
+  guidance and the field probe all go through it, so a formulation may precondition the network. A callable
+  marked `is_prediction = True` (a closed form, see `memorizer`) already returns the prediction.
 - Shapes: t is (B,), or (B, K) for K packed models (x (B, K, C, H, W), unet.UNet(copies=K)).
 """
 from __future__ import annotations
@@ -42,6 +43,11 @@ class Formulation(ABC):
     def predict(self, model, x: torch.Tensor, t: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """The formulation's prediction from the network at (x, t, labels); by default its raw output."""
         return model(x, t, labels)
+
+    @abstractmethod
+    def denoised(self, x: torch.Tensor, t: torch.Tensor, pred: torch.Tensor) -> torch.Tensor:
+        """The clean-image estimate E[x1 | x_t = x] that the prediction `pred` at (x, t) stands for: the one
+        quantity every formulation's prediction converts to (for comparing them at matched noise levels)."""
 
     def loss_per_sample(self, model, x1, labels, x0, t) -> torch.Tensor:
         """|| predict(x_t, t, y) - target ||^2, averaged over pixels (so losses compare across image sizes).
@@ -82,13 +88,18 @@ class Formulation(ABC):
 
     def check_sampler(self, method: str) -> None:
         if method not in self.samplers:
-            raise ValueError(f"eval.sampler={method!r}: {self.name} samples with {' or '.join(self.samplers)}")
+            raise ValueError(f"eval.sampler={method}: objective {self.name} samples with {' or '.join(self.samplers)}")
 
     # -- the perfect memorizer -----------------------------------------------------------------------
     @abstractmethod
     def closed_form(self, x: torch.Tensor, t: torch.Tensor, train_x: torch.Tensor) -> torch.Tensor:
         """The minimizer of the loss over the empirical measure of `train_x` (the perfect memorizer), in the
         parametrization of `predict`. x is (batch, ...), t is (batch,)."""
+
+    def memorizer(self, train_x: torch.Tensor, train_y: torch.Tensor | None = None):
+        """The closed form as a model for `sample` and `predict`: over `train_x`, or given the class when
+        `train_y` is given (labels equal to no class, e.g. the null label, use the whole set)."""
+        return Memorizer(self, train_x, train_y)
 
     def conditional_closed_form(self, x, t, labels, train_x, train_y) -> torch.Tensor:
         """The closed form given the class, for each row: over the training images of the row's class. A row
@@ -106,3 +117,33 @@ class Formulation(ABC):
     def log_snr(self, t: torch.Tensor) -> torch.Tensor:
         """log(signal^2 / noise^2) of x_t at time t: increasing in t. Losses by t (stored by t bins) read on this
         axis compare across formulations (Kingma et al. 2021, variational diffusion models)."""
+
+
+class Memorizer:
+    """The closed form of a formulation over a training set, called as model(x, t, labels); it returns the
+    formulation's prediction itself (is_prediction), so predict does not precondition it."""
+    is_prediction = True
+
+    def __init__(self, formulation: Formulation, train_x: torch.Tensor, train_y: torch.Tensor | None = None):
+        self.formulation, self.train_x, self.train_y = formulation, train_x, train_y
+
+    def __call__(self, x, t, labels):
+        if self.train_y is None:
+            return self.formulation.closed_form(x, t, self.train_x)
+        return self.formulation.conditional_closed_form(x, t, labels, self.train_x, self.train_y)
+
+
+def expand(v: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """A per-image quantity v (shaped like t) viewed so that it broadcasts against the images x."""
+    return v.view(*v.shape, *([1] * (x.dim() - v.dim())))
+
+
+def softmax_mean(x: torch.Tensor, scale: torch.Tensor, var: torch.Tensor, train_x: torch.Tensor) -> torch.Tensor:
+    """sum_i softmax_i(-||x - scale y_i||^2 / (2 var)) y_i over the rows y_i of train_x: the posterior mean
+    E[y | x] of the empirical measure under x = scale y + sqrt(var) noise. x (batch, ...), scale, var (batch,)."""
+    flat_x, flat_d = x.flatten(1), train_x.flatten(1)
+    s, v = scale.view(-1, 1), var.view(-1, 1)
+    # ||x - s y_i||^2 expanded, so memory is batch x n rather than batch x n x pixels
+    dist2 = (flat_x.pow(2).sum(1, keepdim=True) - 2 * s * (flat_x @ flat_d.T)
+             + s.pow(2) * flat_d.pow(2).sum(1)[None]).clamp_min(0)
+    return (torch.softmax(-dist2 / (2 * v), dim=1) @ flat_d).view_as(x)

@@ -1,25 +1,55 @@
-"""The formulations by name, and the one a run's config asks for.
+"""The formulations by name, and the one a run's config asks for (its `objective` group).
 
-A run reads train.formulation with .get(): no yaml sets it yet, so every run is rectified flow. Adding the key
-to a config group would change every run id (store.identity), so whoever adds it must leave the id alone at
-its default.
+This is the one place that reads a config's objective: objective.name and the formulation's settings
+(configs/objective/*.yaml). A run stored before the group existed has no objective block and is rectified flow
+(store.identity leaves the run id alone at the default block).
 """
 from __future__ import annotations
 
 from memsweep.errors import ConfigError
+from memsweep.science.edm import EDM
 from memsweep.science.formulation import Formulation
-from memsweep.science.rectified_flow import RectifiedFlow
+from memsweep.science.rectified_flow import EmpiricalTargetFlow, RectifiedFlow
+from memsweep.science.vp import VP
 
 DEFAULT = "rectified_flow"
-FORMULATIONS: dict[str, type[Formulation]] = {RectifiedFlow.name: RectifiedFlow}
+FORMULATIONS: dict[str, type[Formulation]] = {RectifiedFlow.name: RectifiedFlow, VP.name: VP, EDM.name: EDM}
+TARGETS = ("velocity", "closed_form")   # rectified flow's regression target (objective.target)
 
 
-def build(name: str) -> Formulation:
+def build(name: str, **settings) -> Formulation:
     if name not in FORMULATIONS:
-        raise ConfigError(f"train.formulation={name!r}: unknown (known: {', '.join(FORMULATIONS)})")
-    return FORMULATIONS[name]()
+        raise ConfigError(f"objective={name}: unknown objective (choose from: {', '.join(FORMULATIONS)})")
+    try:
+        return FORMULATIONS[name](**settings)
+    except TypeError as e:
+        raise ConfigError(f"objective={name}: {e}") from None
 
 
-def of_config(cfg) -> Formulation:
-    """The formulation of a run's config: train.formulation, rectified flow when unset."""
-    return build(str(cfg.train.get("formulation") or DEFAULT))
+def objective(cfg) -> dict:
+    """A run's objective block as a plain dict ({"name": "rectified_flow"} when the config has none)."""
+    block = cfg.get("objective") if hasattr(cfg, "get") else None
+    out = dict(block) if block else {}
+    out.setdefault("name", DEFAULT)
+    return out
+
+
+def of_config(cfg, data=None) -> Formulation:
+    """The formulation of a run's config. With the run's data, the training objective: rectified flow with
+    objective.target=closed_form regresses onto the empirical optimal velocity over data's training set
+    (Bertrand et al. 2025); without, the formulation that evaluates and samples."""
+    settings = objective(cfg)
+    name = str(settings.pop("name"))
+    target = str(settings.pop("target", "velocity"))
+    if name == RectifiedFlow.name and target not in TARGETS:
+        raise ConfigError(f"objective.target={target}: use {' or '.join(TARGETS)}")
+    if name != RectifiedFlow.name and target != "velocity":
+        raise ConfigError(f"objective.target={target}: only rectified flow has another target")
+    formulation = build(name, **settings)
+    if data is not None and target == "closed_form":
+        return EmpiricalTargetFlow(data.train_x, data.train_y)
+    return formulation
+
+
+def trains_on_closed_form(cfg) -> bool:
+    return objective(cfg).get("target", "velocity") == "closed_form"

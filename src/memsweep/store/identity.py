@@ -2,7 +2,8 @@
 
 The run id is a contract with every existing run store: a change that gives an existing run's config another
 id (a new key, a new default, another hash) would retrain every user's old sweeps. Keys added later must
-leave the id alone at their default.
+leave the id alone at their default: the objective (added later) counts only when it is not the default
+rectified flow, data.conditional only when false.
 """
 from __future__ import annotations
 
@@ -26,6 +27,11 @@ NOT_IDENTITY = {"data": ("root", "download", "path", "test_path"),
                 "eval": ("inception_path", "save_samples", "save_weights", "grid_samples", "feature_cache", "nn_block",
                          "kid_features", "kid_subsets", "kid_subset_size", "mifid_features", "mifid_epsilon")}
 
+# Settings added after run ids existed, and their defaults (configs/objective/rectified_flow.yaml, data.conditional):
+# at these values they are left out of the identity, so every older run keeps its id.
+DEFAULT_OBJECTIVE = {"name": "rectified_flow", "target": "velocity"}
+LATER_DEFAULTS = {"data": {"conditional": True}}
+
 
 def identity(cfg) -> dict:
     ident = {k: OmegaConf.to_container(cfg[k], resolve=True) if isinstance(cfg[k], DictConfig) else cfg[k]
@@ -33,6 +39,15 @@ def identity(cfg) -> dict:
     for group, keys in NOT_IDENTITY.items():
         for key in keys:
             ident[group].pop(key, None)
+    for group, defaults in LATER_DEFAULTS.items():
+        for key, default in defaults.items():
+            if ident[group].get(key, default) == default:
+                ident[group].pop(key, None)
+    objective = cfg.get("objective")
+    if objective is not None:
+        objective = OmegaConf.to_container(objective, resolve=True) if isinstance(objective, DictConfig) else objective
+        if objective != DEFAULT_OBJECTIVE:
+            ident["objective"] = objective
     return ident
 
 

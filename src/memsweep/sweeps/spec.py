@@ -18,6 +18,10 @@ A sweep file:
       - when: {model: c192}
         set: {timeout_min: 720, mem_gb: 32}
 
+Sweeps on the command line, in Hydra's sweep syntax (`memsweep sweep data.n=16,32 seed=range(2) --name NAME`),
+are more axes: alone, or on top of a file's (replacing an axis of the same key); the sweep is recorded like a
+file's.
+
 The sweep's record lives in outputs/sweeps/<name>/sweep.json: its axes and its runs (ids and axis values).
 Runs live in outputs/runs/<run_id>/ like any run, so two sweeps containing the same run share it.
 """
@@ -25,6 +29,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import re
 import time
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -79,14 +84,18 @@ class Sweep:
 
 
 def sweep_file(name: str) -> Path:
+    """A path to a sweep file, or sweep/NAME.yaml on the config search path (--config-dir folders included)."""
     path = Path(name)
     if path.suffix in (".yaml", ".yml") and path.is_file():
         return path
-    path = config_mod.config_dir() / "sweep" / f"{name}.yaml"
-    if not path.is_file():
-        known = sorted(p.stem for p in (config_mod.config_dir() / "sweep").glob("*.yaml"))
-        raise ConfigError(f"sweep {name!r}: no such sweep file (known: {', '.join(known)})")
-    return path
+    found = config_mod.find_config(f"sweep/{name}.yaml")
+    if found is None:
+        raise ConfigError(f"sweep {name!r}: no such sweep file (known: {', '.join(known_sweeps())})")
+    return found
+
+
+def known_sweeps() -> list[str]:
+    return sorted({p.stem for d in config_mod.search_dirs() for p in (d / "sweep").glob("*.yaml")})
 
 
 def load_spec(name: str) -> dict:
@@ -106,8 +115,6 @@ def load_spec(name: str) -> dict:
     if len({len(v) for v in zipped.values()}) > 1:
         raise ConfigError(f"sweep {name}: the lists under zip must have equal lengths "
                           f"({', '.join(f'{k}: {len(v)}' for k, v in zipped.items())})")
-    if not (spec.get("axes") or zipped):
-        raise ConfigError(f"sweep {name}: no axes (give at least one under axes or zip)")
     if not isinstance(spec.get("overrides") or [], list):
         raise ConfigError(f"sweep {name}: overrides must be a list like [model=tiny, data.n=64]")
     return spec
@@ -128,14 +135,19 @@ def _format(value) -> str:
     return "null" if value is None else str(value)
 
 
-def expand(name: str, cli_overrides=(), data_here: bool = True) -> Sweep:
-    """Compose and validate every run of the sweep; nothing is launched or written. `data_here=False`: data not
-    readable on this machine is recorded in Sweep.unread instead of refused (config.compose_run)."""
-    spec = load_spec(name)
-    sweep_name = Path(name).stem
-    base = [str(o) for o in spec.get("overrides") or []]
+def expand(name: str | None, cli_overrides=(), sweep_name: str | None = None, data_here: bool = True) -> Sweep:
+    """Compose and validate every run of the sweep: a sweep file's (name; None: none) with the command line's
+    sweeps as more axes, named sweep_name (default: the file's, then the command line's axis keys); nothing is
+    launched or written. `data_here=False`: data not readable on this machine is recorded in Sweep.unread
+    instead of refused (config.compose_run)."""
+    spec = load_spec(name) if name else {}
     runs = []
     with config_mod.Composer(data_here) as compose:  # Hydra once, one compose per choice of config groups
+        cli_axes, cli_overrides = compose.sweep_axes(cli_overrides)
+        named = sweep_name is not None or bool(cli_axes)  # not simply a file's sweep
+        sweep_name = _name(name, cli_axes, sweep_name)
+        spec = _with_axes(spec, cli_axes, sweep_name)
+        base = [str(o) for o in spec.get("overrides") or []]
         for point in _points(spec):
             overrides = base + [f"{k}={_format(v)}" for k, v in point.items()] + list(cli_overrides)
             try:
@@ -147,8 +159,51 @@ def expand(name: str, cli_overrides=(), data_here: bool = True) -> Sweep:
     ids = [r.run_id for r in runs]
     if len(set(ids)) != len(ids):
         raise ConfigError(f"sweep {sweep_name}: some runs are identical (an axis does not change the run)")
+    if named:
+        _check_name_is_free(sweep_name, spec, identity.output_root(runs[0].cfg))
     _attach_context(sweep_name, runs)
     return Sweep(sweep_name, spec, runs, dict(compose.unread or {}))
+
+
+def _name(file: str | None, cli_axes: dict, given: str | None) -> str:
+    """--name, else the file's name, then the keys the command line sweeps (demo_seed, data.n_seed)."""
+    if given is not None:
+        if not re.fullmatch(r"[\w.+-]+", given) or given.startswith("."):
+            raise ConfigError(f"--name {given!r}: use letters, digits and . _ + - (it names a folder)")
+        taken = config_mod.find_config(f"sweep/{given}.yaml")
+        if taken is not None and (cli_axes or not file or sweep_file(file).resolve() != taken.resolve()):
+            raise ConfigError(f"--name {given}: the name of the sweep file {taken}; choose another name")
+        return given
+    parts = ([Path(file).stem] if file else []) + [re.sub(r"[^\w.-]", "", key) for key in cli_axes]
+    if not parts:
+        raise ConfigError("sweep: give a sweep's name (memsweep sweep demo) or axes (memsweep sweep seed=0,1 --name NAME)")
+    return "_".join(parts)
+
+
+def _with_axes(spec: dict, cli_axes: dict, name: str) -> dict:
+    """The file's spec with the command line's axes (which replace an axis of the same key)."""
+    spec = dict(spec)
+    for key in cli_axes:
+        if key in (spec.get("zip") or {}):
+            raise ConfigError(f"sweep {name}: {key} is under zip in the sweep file; sweep it there")
+    if cli_axes:
+        spec["axes"] = {**(spec.get("axes") or {}), **cli_axes}
+        spec["command_line"] = [f"{k}={','.join(map(_format, v))}" for k, v in cli_axes.items()]
+        spec.setdefault("description", "swept on the command line: " + " ".join(spec["command_line"]))
+    if not (spec.get("axes") or spec.get("zip")):
+        raise ConfigError(f"sweep {name}: no axes (give at least one under axes or zip, or on the command line: seed=0,1)")
+    return spec
+
+
+def _check_name_is_free(name: str, spec: dict, output_root: Path) -> None:
+    """A sweep named on the command line may grow (more values), but not become another sweep under the same
+    name (other axes), which would hide the first one's record from status and report."""
+    path = Path(output_root) / "sweeps" / name / "sweep.json"
+    recorded = read_json(path, default=None)
+    axes = [*(spec.get("axes") or {}), *(spec.get("zip") or {})]
+    if recorded is not None and sorted(recorded.get("axes") or []) != sorted(axes):
+        raise ConfigError(f"--name {name}: already a sweep over {', '.join(recorded.get('axes') or [])} ({path}); "
+                          "choose another name")
 
 
 def _planned(spec: dict, point: dict, overrides: list[str], cfg) -> PlannedRun:

@@ -29,6 +29,7 @@ import torch
 from omegaconf import OmegaConf
 from torch.optim.adam import adam
 
+from memsweep.data import datasets as data_mod
 from memsweep.science import formulations, unet
 from memsweep.store.files import failpoint
 from memsweep.train.run import Run
@@ -37,11 +38,11 @@ from memsweep.train.solo import compiled
 
 def pack_key(cfg) -> str | None:
     """Runs with equal keys can be trained in one pack; None: this run trains alone."""
-    if float(cfg.model.get("dropout") or 0.0) > 0:
-        return None
+    if float(cfg.model.get("dropout") or 0.0) > 0 or formulations.trains_on_closed_form(cfg):
+        return None   # the closed-form target is over one run's own training set
     return json.dumps({"model": OmegaConf.to_container(cfg.model, resolve=True),
-                       "formulation": formulations.of_config(cfg).name,
-                       "image": [cfg.data.image_size, cfg.data.channels, cfg.data.num_classes],
+                       "objective": formulations.objective(cfg),
+                       "image": [cfg.data.image_size, cfg.data.channels, data_mod.model_classes(cfg.data)],
                        "batch_size": cfg.train.batch_size, "dtype": cfg.train.dtype, "device": str(cfg.runtime.device),
                        "compile": cfg.runtime.compile, "fused_adam": cfg.runtime.fused_adam}, sort_keys=True)
 

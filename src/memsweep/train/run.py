@@ -15,7 +15,7 @@ import time
 import numpy as np
 import torch
 
-from memsweep.data.datasets import load as load_data
+from memsweep.data.datasets import load_for_model as load_data
 from memsweep.errors import ConfigError
 from memsweep.eval.evaluator import Evaluator
 from memsweep.science import formulations, unet
@@ -58,7 +58,6 @@ class Run:
 
     def __init__(self, cfg, store: RunStore, status: dict, device: torch.device, job_id: str | None):
         self.cfg, self.store, self.device = cfg, store, device
-        self.formulation = formulations.of_config(cfg)  # what the batches, the loss and the sampler follow
         self.total = cfg.train.total_steps
         self.schedule = set(eval_steps(self.total, cfg.eval.first_step, cfg.eval.num_points))
         self.keep_steps = set()  # checkpoints kept for `memsweep eval`
@@ -67,7 +66,9 @@ class Run:
 
         # -- data, model, optimizer, random stream ---------------------------------------------------
         torch.manual_seed(cfg.seed)
-        self.data = load_data(cfg.data, data_cache(cfg)).to(device)
+        self.data = load_data(cfg.data, data_cache(cfg)).to(device)   # unconditional (data.conditional=false): no classes
+        # what the batches and the loss follow (the training target may need the training set)
+        self.formulation = formulations.of_config(cfg, self.data)
         self.model = unet.build(cfg.model, cfg.data.image_size, cfg.data.channels, self.data.num_classes).to(device)
         if cfg.runtime.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
@@ -119,6 +120,8 @@ class Run:
         idx = torch.randint(len(data.train_x), (batch_size,), device=device, generator=gen)
         x1, labels = data.train_x[idx], data.train_y[idx]
         x0, t = self.formulation.draw(x1, gen)
+        if not data.num_classes:   # unconditional: every label is already the null label
+            return x1, labels, x0, t
         drop = torch.rand(batch_size, device=device, generator=gen) < cfg.train.label_dropout
         labels = torch.where(drop, torch.full_like(labels, data.num_classes), labels)
         return x1, labels, x0, t
