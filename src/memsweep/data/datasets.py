@@ -41,9 +41,12 @@ def conditional(cfg) -> bool:
     return bool(cfg.get("conditional", True))
 
 
-def model_classes(cfg) -> int:
-    """The classes the model is conditioned on: data.num_classes, or 0 for an unconditional run."""
-    return int(cfg.num_classes) if conditional(cfg) else 0
+def model_classes(cfg) -> int | None:
+    """The classes the model is conditioned on: data.num_classes, or 0 for an unconditional run (None: a file
+    source not read on this machine, planning)."""
+    if not conditional(cfg):
+        return 0
+    return None if cfg.num_classes is None else int(cfg.num_classes)
 
 
 # datasets read from the user's files: checked when the config is composed, decoded once into the reference cache
