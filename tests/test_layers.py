@@ -20,9 +20,10 @@ ALLOWED = {
     "eval": {*BOTTOM, "science", "metrics", "data", "store"},
     "train": {*BOTTOM, "science", "metrics", "data", "store", "eval"},
     "report": {*BOTTOM, "science", "metrics", "data", "store"},
-    "config": {*BOTTOM, "science", "metrics", "data", "store", "eval"},
-    "sweeps": {*BOTTOM, "science", "metrics", "data", "store", "eval", "train", "config"},
-    "cli": {*BOTTOM, "science", "metrics", "data", "store", "eval", "train", "config", "sweeps", "report"},
+    "schema": BOTTOM,         # the settings' types and ranges (pydantic), read by config
+    "config": {*BOTTOM, "science", "metrics", "data", "store", "eval", "schema"},
+    "sweeps": {*BOTTOM, "science", "metrics", "data", "store", "eval", "train", "config", "schema"},
+    "cli": {*BOTTOM, "science", "metrics", "data", "store", "eval", "train", "config", "schema", "sweeps", "report"},
     "launch": {"sweeps"},     # the import path of queued Slurm jobs (an alias)
     "__init__": set(),
 }

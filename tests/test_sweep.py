@@ -203,7 +203,7 @@ def test_long_tables_are_summarized_and_written_whole_when_asked(tmp_path, out, 
     assert "30 runs" in text and "... 14 more rows ..." in text and "30 new; 30 to launch" in text
     assert "would train them in 15 worker jobs: 15 x 2 runs (launcher.pack=2)" in text
     lines = table.read_text().splitlines()
-    assert lines[0] == "run_id,data.n,seed,steps,state,action" and len(lines) == 31
+    assert lines[0] == "run_id,data.n,seed,steps,state,action,train FLOPs,eval FLOPs" and len(lines) == 31
     assert main(["sweep", path, "--dry-run", "--all"]) == 0
     text = capsys.readouterr().out
     assert "more rows" not in text and all(line.split(",")[0] in text for line in lines[1:])

@@ -21,6 +21,8 @@ from memsweep.report import wandb_report
 from memsweep.report.build import make_report
 from memsweep.store import identity
 from memsweep.store.run import ELSEWHERE, RunLocked
+from memsweep.data.datasets import is_read
+from memsweep.sweeps import cost as cost_mod
 from memsweep.sweeps import spec as sweep_mod
 from memsweep.sweeps.local import run_local
 from memsweep.sweeps.slurm import check_slurm, slurm_jobs, submit_slurm
@@ -67,22 +69,37 @@ def cmd_sweep(args) -> int:
     file, overrides = args.sweep, list(args.overrides)
     if file is not None and ("=" in file or file.startswith("~")):
         file, overrides = None, [file, *overrides]
-    sweep = sweep_mod.expand(file, overrides, args.sweep_name)  # composes and validates every run first
+    # composes and validates every run first; data not on this machine is checked where it is read
+    sweep = sweep_mod.expand(file, overrides, args.sweep_name, data_here=False)
     if args.cfg:
         return _print_config(sweep.runs[0].cfg)
     launcher = sweep.runs[0].cfg.launcher.name
     if launcher not in ("local", "slurm"):
         raise ConfigError(f"launcher={launcher}: unknown launcher (choose from: local, slurm)")
+    if args.gpu is not None:
+        cost_mod.rates(args.gpu)  # an unknown GPU is refused before anything else
+    if not 0 < args.utilization <= 1:
+        raise ConfigError(f"--utilization {args.utilization}: must be in (0, 1]")
+    unread_files = next((m for m in sweep.unread if any(not is_read(r.cfg.data) for r in sweep.runs)), None)
+    if unread_files and not args.dry_run:  # the run ids hold the files' fingerprint
+        raise ConfigError(f"{unread_files}; launching needs the files on this machine (the run ids hold their "
+                          "fingerprint); --dry-run plans without them")
     root = identity.output_root(sweep.runs[0].cfg)
     if not args.dry_run:
         config.check_writable(sweep.runs[0].cfg)
     todo, counts = sweep_mod.plan(sweep, retry=args.retry)
-    if not args.dry_run:
-        prepare_data([r.cfg for r in todo])  # data=folder / npz: decoded once, bad files refused before launching
+    if not args.dry_run:  # data=folder / npz: decoded once, bad files refused before launching; CIFAR-10 locally
+        prepare_data([r.cfg for r in todo], here=launcher == "local")
     console = Console(width=160)
-    _print_plan(console, sweep, launcher, todo, counts, args)
+    for message, runs in sweep.unread.items():
+        where = "the Slurm jobs read it where they run" if launcher == "slurm" else "checked where the runs read it"
+        ids = "; the run ids hold the files' fingerprint, so those shown are provisional" if unread_files else ""
+        console.print(f"warning: {message} [{runs} runs]; planned without it, {where}{ids}", markup=False)
+    costs = [cost_mod.run_cost(r.cfg) for r in todo] if args.dry_run else None
+    _print_plan(console, sweep, launcher, todo, counts, args, costs)
     if args.dry_run:
         _print_would_launch(console, sweep, todo, launcher)
+        _print_cost(console, costs, args.gpu, args.utilization)
         return 0
     if launcher == "slurm":
         check_slurm()
@@ -107,12 +124,20 @@ def cmd_sweep(args) -> int:
     return 0 if all(v in (*DONE, ELSEWHERE) for v in results.values()) else 1
 
 
-def _print_plan(console, sweep, launcher: str, todo, counts: dict, args) -> None:
+def _print_plan(console, sweep, launcher: str, todo, counts: dict, args, costs=None) -> None:
     """The table of runs with what plan() decided for each (every row with --all, as CSV with --table), and
-    the count of each decision."""
+    the count of each decision; `costs` (of the runs in `todo`): their FLOPs, and GPU-hours with --gpu."""
     columns = ["run_id", *sweep.axes, "steps", "state", "action"]
     rows = [[r.run_id, *[str(r.axes.get(a)) for a in sweep.axes], str(r.cfg.train.total_steps), r.state, r.action]
             for r in sweep.runs]
+    if costs is not None:
+        of = {id(r): c for r, c in zip(todo, costs)}
+        columns += ["train FLOPs", "eval FLOPs"] + ([f"{args.gpu} GPU-h"] if args.gpu else [])
+        for r, row in zip(sweep.runs, rows):
+            c = of.get(id(r))
+            row += ["-", "-"] if c is None else [f"{c.train:.3g}", f"{c.eval:.3g}"]
+            if args.gpu:
+                row.append("-" if c is None else f"{cost_mod.hours(c.train, c.eval, c.dtype, args.gpu, args.utilization):.3g}")
     print_table(console, f"sweep {sweep.name}: {len(sweep.runs)} runs, launcher={launcher}", columns, rows, args.all)
     console.print(", ".join(f"{v} {k}" for k, v in counts.items() if v) + f"; {len(todo)} to launch")
     if args.table:
@@ -135,6 +160,31 @@ def _print_would_launch(console, sweep, todo, launcher: str) -> None:
         lcfg = sweep.runs[0].cfg.launcher
         packs = make_packs([r.cfg for r in todo], lcfg.pack, lcfg.workers or os.cpu_count() or 1)
         console.print(f"would train them in {len(packs)} worker jobs{_job_sizes(packs)} (launcher.pack={lcfg.pack})")
+
+
+def _print_cost(console, costs, gpu: str | None, utilization: float) -> None:
+    """The FLOPs of the runs to launch, training and evaluation by part, and their GPU-hours on `gpu`."""
+    known = [c for c in costs if c is not None]
+    if len(known) < len(costs):
+        console.print(f"cost: unknown for {len(costs) - len(known)} runs (their image shape is read from data "
+                      "not on this machine)")
+    if not known:
+        return
+    train, parts = cost_mod.total(known)
+    evaluation = sum(parts.values())
+    by_part = ", ".join(f"{k} {v:.3g}" for k, v in sorted(parts.items(), key=lambda kv: -kv[1]) if v)
+    console.print(f"cost of {len(known)} runs ({sum(c.evaluations for c in known)} evaluations): training "
+                  f"{sum(train.values()):.3g} FLOPs, evaluation {evaluation:.3g} FLOPs ({by_part}); "
+                  "FLOPs of matrix products and convolutions (README: Planning without the data)", markup=False)
+    for note in dict.fromkeys(n for c in known for n in c.notes):
+        console.print(f"cost: {note}", markup=False)
+    if gpu is None:
+        console.print(f"GPU-hours: add --gpu ({', '.join(cost_mod.GPUS)})")
+        return
+    train_h = sum(cost_mod.hours(v, 0.0, dtype, gpu, utilization) for dtype, v in train.items())
+    eval_h = cost_mod.hours(0.0, evaluation, "float32", gpu, utilization)
+    console.print(f"estimate: {train_h + eval_h:.4g} GPU-hours on {gpu} (training {train_h:.4g}, evaluation "
+                  f"{eval_h:.4g}); {cost_mod.describe_gpu(gpu, utilization)}", markup=False)
 
 
 def cmd_status(args) -> int:
@@ -267,6 +317,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dry-run", action="store_true", help="print the runs and what would be launched, launch nothing")
     p.add_argument("--retry", action="store_true", help="also relaunch failed runs")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--gpu", default=None, help=f"with --dry-run: GPU-hours on this GPU ({', '.join(cost_mod.GPUS)})")
+    p.add_argument("--utilization", type=float, default=cost_mod.UTILIZATION,
+                   help=f"with --gpu: the assumed fraction of the GPU's dense peak (default {cost_mod.UTILIZATION})")
     _table_arguments(p)
     p.set_defaults(func=cmd_sweep, parser=p)
     for name, func, helptext in (("status", cmd_status, "a table of a sweep's runs"),

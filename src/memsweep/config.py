@@ -24,6 +24,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from omegaconf.errors import OmegaConfBaseException
 
 from memsweep.data import datasets as data_mod
+from memsweep import schema
 from memsweep.errors import ConfigError
 from memsweep.eval.features import check_spec
 from memsweep.science import formulations
@@ -120,8 +121,10 @@ def default_output_root() -> Path:
     return Path(str(paths.output_root)).expanduser().resolve()
 
 
-def compose_run(overrides=()) -> DictConfig:
-    """The resolved config of one run, from configs/train.yaml and command-line style overrides."""
+def compose_run(overrides=(), data_here: bool = True) -> DictConfig:
+    """The resolved config of one run, from configs/train.yaml and command-line style overrides.
+    `data_here=False` (planning: a dry run, a Slurm submission): data not readable on this machine is a warning
+    (Composer.unread), checked where the run reads it."""
     overrides = list(overrides)
     GlobalHydra.instance().clear()
     try:
@@ -132,18 +135,26 @@ def compose_run(overrides=()) -> DictConfig:
         raise ConfigError(_one_line(e)) from None
     finally:
         GlobalHydra.instance().clear()
-    return _checked(cfg)
+    return _checked(cfg, None if data_here else {})
 
 
-def _checked(cfg) -> DictConfig:
-    """What every composed run gets after Hydra: its step budget, an absolute output root, validation."""
+def _checked(cfg, unread: dict | None = None) -> DictConfig:
+    """What every composed run gets after Hydra: its step budget, an absolute output root, validation.
+    `unread` None: the data must be readable here; a dict: what is not is added to it (message -> runs)."""
+    schema.check(OmegaConf.to_container(cfg, resolve=True))  # types and ranges, before anything reads a value
     with open_dict(cfg.data):  # data=folder / data=npz: image size, channels, classes, fingerprint from the files
-        cfg.data.update(data_mod.derive(cfg.data))
+        try:
+            cfg.data.update(data_mod.derive(cfg.data))
+        except ConfigError as e:
+            if unread is None or not data_mod.is_unreadable(cfg.data):
+                raise
+            unread[str(e)] = unread.get(str(e), 0) + 1
+            cfg.data.update(data_mod.known_shape(cfg.data))
     with open_dict(cfg.train):
         cfg.train.total_steps = total_steps(cfg)
     # absolute, so a Slurm job or worker started elsewhere writes to the same place
     cfg.paths.output_root = str(Path(str(cfg.paths.output_root)).expanduser().resolve())
-    validate(cfg)
+    validate(cfg, unread)
     return cfg
 
 
@@ -158,7 +169,8 @@ class Composer:
             cfgs = [compose(overrides) for overrides in runs]
     """
 
-    def __init__(self):
+    def __init__(self, data_here: bool = True):
+        self.unread = None if data_here else {}  # data not readable here: message -> runs (see compose_run)
         self._parser = OverridesParser.create()
         self._bases: dict[tuple, bytes] = {}  # pickled: unpickling copies a config 5x faster than deepcopy
         self._parsed: dict = {}
@@ -203,7 +215,7 @@ class Composer:
             OmegaConf.resolve(cfg)
         except (HydraException, OmegaConfBaseException) as e:
             raise ConfigError(_one_line(e)) from None
-        return _checked(cfg)
+        return _checked(cfg, self.unread)
 
     def sweep_axes(self, overrides=()) -> tuple[dict[str, list], list[str]]:
         """Hydra's sweep syntax (seed=0,1  data.n=range(16,65,16)  model=choice(tiny,c32)  model=glob(c*)) parsed
@@ -274,103 +286,39 @@ def total_steps(cfg) -> int:
     given = [k for k in ("steps", "epochs", "images") if t.get(k) is not None]
     if len(given) != 1:
         raise ConfigError(f"train: set exactly one of train.steps, train.epochs, train.images (got {given or 'none'})")
-    for key in given:
-        if not isinstance(t[key], (int, float)) or t[key] <= 0:
-            raise ConfigError(f"train.{key}={t[key]}: must be a positive number")
     if t.get("steps") is not None:
         return int(t.steps)
     images = t.images if t.get("images") is not None else t.epochs * cfg.data.n
     return max(1, math.ceil(images / t.batch_size))
 
 
-def _positive(cfg, key: str, kind=(int,), minimum=1):
-    """`key` is of `kind` and >= minimum; minimum=None: any number above zero."""
-    value = OmegaConf.select(cfg, key)
-    is_kind = isinstance(value, kind) and not isinstance(value, bool)
-    if not is_kind or (value <= 0 if minimum is None else value < minimum):
-        bound = "> 0" if minimum is None else f">= {minimum}"
-        raise ConfigError(f"{key}={value}: must be {'an integer' if kind == (int,) else 'a number'} {bound}")
-
-
-def validate(cfg) -> None:
-    """Every check that can fail before work starts; the message names the setting."""
-    known = {"data": ("digits", "cifar10", "synthetic", "folder", "npz")}
-    if cfg.data.name not in known["data"]:
-        raise ConfigError(f"data.name={cfg.data.name!r}: unknown dataset (known: {', '.join(known['data'])})")
-    _positive(cfg, "data.n", minimum=2)  # the 1/3 rule needs a nearest and a second-nearest image
-    _positive(cfg, "data.offset", minimum=0)
-    _positive(cfg, "data.test_size", minimum=2)
-    available = data_mod.pool_size(cfg.data)
-    if cfg.data.name != "cifar10" and cfg.data.n + cfg.data.offset > available:
+def validate(cfg, unread: dict | None = None) -> None:
+    """The checks across settings that can fail before work starts (each setting's type and range: schema.py);
+    the message names the setting. `unread`: see _checked."""
+    available = data_mod.pool_size(cfg.data) if data_mod.is_read(cfg.data) else None
+    if available is not None and cfg.data.name != "cifar10" and cfg.data.n + cfg.data.offset > available:
         raise ConfigError(f"data.n={cfg.data.n} (data.offset={cfg.data.offset}) exceeds the {available} "
                           f"training images of {cfg.data.name}")
     if cfg.data.name == "cifar10":
         if cfg.data.n + cfg.data.offset > 50000:
             raise ConfigError(f"data.n={cfg.data.n}: CIFAR-10 has 50000 training images")
-        root = cfg.data.root
-        if not cfg.data.get("download") and (not root or not (Path(str(root)).expanduser() / "cifar-10-batches-py").is_dir()):
-            raise ConfigError(f"data.root={root}: no cifar-10-batches-py folder there "
-                              "(set data.root, or data.download=true on a machine with internet)")
-    _positive(cfg, "train.batch_size")
-    _positive(cfg, "optim.lr", kind=(int, float), minimum=None)
-    _positive(cfg, "train.total_steps")
-    for key in ("eval.num_samples", "eval.loss_points", "eval.sampler_steps", "eval.num_points",
-                "eval.sw_projections", "eval.t_bins", "model.channels", "model.num_res_blocks"):
-        _positive(cfg, key)
-    if not 0 <= cfg.train.ema_decay < 1:
-        raise ConfigError(f"train.ema_decay={cfg.train.ema_decay}: must be in [0, 1)")
-    if not 0 <= cfg.train.label_dropout < 1:
-        raise ConfigError(f"train.label_dropout={cfg.train.label_dropout}: must be in [0, 1)")
+        problem = data_mod.missing(cfg.data)
+        if problem and unread is None:
+            raise ConfigError(problem)
+        if problem:
+            unread[problem] = unread.get(problem, 0) + 1
     formulation = formulations.of_config(cfg)   # the objective group: a ConfigError names a bad setting
     try:
         formulation.check_sampler(cfg.eval.sampler)
     except ValueError as e:
         raise ConfigError(str(e)) from None
-    if not isinstance(cfg.data.get("conditional", True), bool):
-        raise ConfigError(f"data.conditional={cfg.data.conditional}: use true or false")
     if cfg.eval.cfg_weight and not (cfg.train.label_dropout and data_mod.conditional(cfg.data)):
         raise ConfigError(f"eval.cfg_weight={cfg.eval.cfg_weight}: guidance needs a conditional run "
                           "(data.conditional=true) with train.label_dropout > 0")
-    _validate_metrics(cfg)
-    if cfg.runtime.device not in ("auto", "cpu", "cuda") and not str(cfg.runtime.device).startswith("cuda:"):
-        raise ConfigError(f"runtime.device={cfg.runtime.device!r}: use auto, cpu or cuda")
-    if cfg.logger.name not in ("wandb", "none"):
-        raise ConfigError(f"logger.name={cfg.logger.name!r}: use wandb or none")
-    if cfg.logger.name == "wandb" and cfg.logger.mode not in ("online", "offline", "disabled"):
-        raise ConfigError(f"logger.mode={cfg.logger.mode!r}: use online, offline or disabled")
-    if cfg.launcher.name == "local" and cfg.launcher.get("workers") is not None:
-        _positive(cfg, "launcher.workers")
-    _positive(cfg, "launcher.pack")
-    if cfg.train.dtype not in ("float32", "bfloat16"):
-        raise ConfigError(f"train.dtype={cfg.train.dtype!r}: use float32 or bfloat16")
-
-
-def _validate_metrics(cfg) -> None:
-    """Feature spaces, thresholds and sample counts of the evaluation metrics (see memsweep.evaluate)."""
-    ev = cfg.eval
     for key in ("sw_features", "fid_features", "copy_features", "kid_features", "mifid_features"):
-        problem = check_spec(str(ev.get(key, "none")), cfg.data.name)
+        problem = check_spec(str(cfg.eval.get(key, "none")), cfg.data.name)
         if problem:
-            raise ConfigError(f"eval.{key}={ev.get(key)!r}: {problem}")
-    count = ev.get("fid_samples")
-    if count is not None and str(count) not in ("reference", "ref") and (
-            isinstance(count, bool) or not isinstance(count, int) or count < 2):
-        raise ConfigError(f"eval.fid_samples={count}: use null (eval.num_samples), reference, or a count >= 2")
-    for key, lo, hi in (("mem_threshold", 0.0, 1.0), ("copy_threshold", -1.0, 1.0)):
-        value = ev.get(key)
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not lo < value < hi:
-            raise ConfigError(f"eval.{key}={value}: must be a number strictly between {lo:g} and {hi:g}")
-    _positive(cfg, "eval.bootstrap", minimum=0)
-    _positive(cfg, "eval.nn_block")
-    if ev.get("kid_features", "none") != "none":
-        _positive(cfg, "eval.kid_subsets")
-        _positive(cfg, "eval.kid_subset_size", minimum=2)
-    eps = ev.get("mifid_epsilon", 0.1)
-    if isinstance(eps, bool) or not isinstance(eps, (int, float)) or not 0 < eps <= 1:
-        raise ConfigError(f"eval.mifid_epsilon={eps}: must be a number in (0, 1]")
-    for key in ("fd_train_test", "feature_cache"):
-        if not isinstance(ev.get(key), bool):
-            raise ConfigError(f"eval.{key}={ev.get(key)}: use true or false")
+            raise ConfigError(f"eval.{key}={cfg.eval.get(key)!r}: {problem}")
 
 
 def check_writable(cfg) -> None:

@@ -73,6 +73,7 @@ class Sweep:
     name: str
     spec: dict
     runs: list[PlannedRun]
+    unread: dict = field(default_factory=dict)  # data not readable on this machine: message -> runs (planning)
 
     @property
     def axes(self) -> list[str]:
@@ -134,13 +135,14 @@ def _format(value) -> str:
     return "null" if value is None else str(value)
 
 
-def expand(name: str | None, cli_overrides=(), sweep_name: str | None = None) -> Sweep:
+def expand(name: str | None, cli_overrides=(), sweep_name: str | None = None, data_here: bool = True) -> Sweep:
     """Compose and validate every run of the sweep: a sweep file's (name; None: none) with the command line's
     sweeps as more axes, named sweep_name (default: the file's, then the command line's axis keys); nothing is
-    launched or written."""
+    launched or written. `data_here=False`: data not readable on this machine is recorded in Sweep.unread
+    instead of refused (config.compose_run)."""
     spec = load_spec(name) if name else {}
     runs = []
-    with config_mod.Composer() as compose:  # Hydra once, one compose per choice of config groups
+    with config_mod.Composer(data_here) as compose:  # Hydra once, one compose per choice of config groups
         cli_axes, cli_overrides = compose.sweep_axes(cli_overrides)
         named = sweep_name is not None or bool(cli_axes)  # not simply a file's sweep
         sweep_name = _name(name, cli_axes, sweep_name)
@@ -160,7 +162,7 @@ def expand(name: str | None, cli_overrides=(), sweep_name: str | None = None) ->
     if named:
         _check_name_is_free(sweep_name, spec, identity.output_root(runs[0].cfg))
     _attach_context(sweep_name, runs)
-    return Sweep(sweep_name, spec, runs)
+    return Sweep(sweep_name, spec, runs, dict(compose.unread or {}))
 
 
 def _name(file: str | None, cli_axes: dict, given: str | None) -> str:

@@ -16,7 +16,8 @@ import time
 import torch
 from tqdm import tqdm
 
-from memsweep.data.datasets import FILE_SOURCES, decoded
+from memsweep.data.datasets import FILE_SOURCES, decoded, missing
+from memsweep.errors import ConfigError
 from memsweep.store.cache import data_cache
 from memsweep.store.identity import run_dir
 from memsweep.store.run import ELSEWHERE, RunLocked, RunStore
@@ -84,9 +85,13 @@ def train_runs(cfgs, guard: SignalGuard | None = None, on_session=None, job_id: 
     return results
 
 
-def prepare_data(cfgs) -> None:
+def prepare_data(cfgs, here: bool = True) -> None:
     """Decode the runs' file datasets (data=folder, data=npz) into the reference cache before any run directory
-    is written: bad files fail with one line and nothing written, and a sweep's runs decode them once."""
+    is written: bad files fail with one line and nothing written, and a sweep's runs decode them once. `here`:
+    the runs train on this machine, so CIFAR-10 must be here too (a Slurm job checks it where it runs)."""
+    for problem in dict.fromkeys(missing(c.data) for c in cfgs) if here else ():
+        if problem:
+            raise ConfigError(problem)
     cfgs = [c for c in cfgs if c.data.name in FILE_SOURCES]
     if cfgs:
         cache = data_cache(cfgs[0])  # one cache: runs sharing the data hit its memory after the first

@@ -1,0 +1,358 @@
+"""The type and range of every setting, one schema per config group (pydantic models, strict).
+
+A composed config is checked against its group's schema right after Hydra composes it, before anything is
+read or written: a value of the wrong type or out of range, or a key no schema knows, fails with one line
+naming the key and what it accepts (`seed=1.5: must be an integer in [0, 2^63)`). The check only reads the
+config: it never converts a value (an int stays an int, a float a float, as the YAML or the command line gave
+it), so run ids, hashes of the config as composed, are what they were. (Hydra's structured configs would
+convert, e.g. optim.lr=1 into 1.0, and give existing runs other ids; they also have no ranges.)
+
+Strict: an integer setting takes no float (1.5, 1.5e30), a number takes integers and floats but not nan or
+inf, true/false take only booleans, strings only strings. A group whose options differ in their keys (data,
+logger, launcher, objective) has one schema per option, chosen by its `name`. Checks across keys (n against
+the dataset's size, the sampler against the objective, ...) stay in config.validate.
+"""
+from __future__ import annotations
+
+import math
+import types
+import typing
+from typing import Annotated, Any, Literal, Optional, Union
+
+import annotated_types as at
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic.types import AllowInfNan
+
+from memsweep.errors import ConfigError
+
+# -- the types of settings ----------------------------------------------------------------------------------
+PosInt = Annotated[int, at.Ge(1)]
+Count = Annotated[int, at.Ge(0)]
+Number = Annotated[float, AllowInfNan(False)]
+Positive = Annotated[float, at.Gt(0), AllowInfNan(False)]
+NonNegative = Annotated[float, at.Ge(0), AllowInfNan(False)]
+Fraction = Annotated[float, at.Ge(0), at.Lt(1), AllowInfNan(False)]    # [0, 1): probabilities, decays
+Seed = Annotated[int, at.Ge(0), at.Lt(2 ** 63)]
+
+
+class Group(BaseModel):
+    model_config = ConfigDict(strict=True, extra="forbid")
+
+
+# -- data ------------------------------------------------------------------------------------------------
+class _Data(Group):
+    name: str
+    n: Annotated[int, at.Ge(2)]            # the 1/3 rule needs a nearest and a second-nearest image
+    offset: Count
+    test_size: Annotated[int, at.Ge(2)]
+    conditional: bool = True               # false: unconditional (no labels)
+
+
+class _Builtin(_Data):
+    image_size: PosInt
+    channels: PosInt
+    num_classes: PosInt
+    root: Optional[str] = None
+    download: bool = False
+
+
+class Digits(_Builtin):
+    name: Literal["digits"]
+
+
+class Cifar10(_Builtin):
+    name: Literal["cifar10"]
+
+
+class Synthetic(_Builtin):
+    name: Literal["synthetic"]
+    pool_size: PosInt
+    spread: NonNegative
+    data_seed: Seed
+
+
+class Folder(_Data):
+    name: Literal["folder"]
+    path: Optional[str] = None
+    test_path: Optional[str] = None
+    grayscale: bool = False
+    size: Optional[PosInt] = None
+    order: Literal["sorted", "interleave"] = "sorted"
+
+
+class Npz(_Data):
+    name: Literal["npz"]
+    path: Optional[str] = None
+
+
+# -- model, optimizer, training, evaluation -----------------------------------------------------------------
+class Model(Group):
+    name: str
+    channels: PosInt
+    channel_mult: Annotated[list[PosInt], at.MinLen(1)]
+    num_res_blocks: PosInt
+    attn_resolutions: list[PosInt]
+    head_dim: PosInt
+    emb_dim: PosInt
+    dropout: Fraction
+
+
+class Adam(Group):
+    name: Literal["adam"]
+    lr: Positive
+    betas: Annotated[list[Fraction], at.Len(2, 2)]
+    eps: Positive
+    weight_decay: NonNegative
+    grad_clip: Optional[Positive] = None
+
+
+class Train(Group):
+    batch_size: PosInt
+    steps: Optional[PosInt] = None         # exactly one of steps, epochs, images (config.total_steps)
+    epochs: Optional[Positive] = None
+    images: Optional[Positive] = None
+    ema_decay: Fraction
+    label_dropout: Fraction
+    dtype: Literal["float32", "bfloat16"]
+
+
+Space = Annotated[str, Field(description="pixels, inception, digitnet, torchscript:[<name>=]<path> or none")]
+
+
+class Eval(Group):
+    num_points: PosInt
+    first_step: Count
+    use_ema: bool
+    noise_seed: Seed
+    loss_points: PosInt
+    t_bins: PosInt
+    num_samples: PosInt
+    sampler: str                            # one of the objective's samplers (config.validate)
+    sampler_steps: PosInt
+    cfg_weight: Number
+    mem_threshold: Annotated[float, at.Gt(0), at.Lt(1), AllowInfNan(False)]
+    field_points: Count
+    field_t: list[Annotated[float, at.Ge(0), at.Lt(1), AllowInfNan(False)]]
+    sw_features: Space
+    sw_projections: PosInt
+    sw_seed: Seed
+    fid_features: Space
+    fid_samples: Union[None, Literal["reference", "ref"], Annotated[int, at.Ge(2)]] = None
+    fd_train_test: bool
+    copy_features: Space = "none"
+    copy_threshold: Annotated[float, at.Gt(-1), at.Lt(1), AllowInfNan(False)] = 0.5
+    kid_features: Space = "none"
+    kid_subsets: PosInt = 100
+    kid_subset_size: Annotated[int, at.Ge(2)] = 1000
+    mifid_features: Space = "none"
+    mifid_epsilon: Annotated[float, at.Gt(0), at.Le(1), AllowInfNan(False)] = 0.1
+    bootstrap: Count = 1000
+    feature_cache: bool = True
+    nn_block: PosInt = 1024
+    inception_path: Optional[str] = None
+    grid_samples: Count = 16
+    save_samples: bool = True
+    save_weights: bool = True
+
+
+# -- objective (configs/objective/, issue 13): absent from configs written before it -------------------------
+class RectifiedFlow(Group):
+    name: Literal["rectified_flow"]
+    target: Literal["velocity", "closed_form"] = "velocity"
+
+
+class VP(Group):
+    name: Literal["vp"]
+    beta_start: Positive
+    beta_end: Positive
+    timesteps: PosInt
+
+
+class EDM(Group):
+    name: Literal["edm"]
+    sigma_data: Positive
+    p_mean: Number
+    p_std: Positive
+    sigma_min: Positive
+    sigma_max: Positive
+    rho: Positive
+
+
+# -- how a run is logged, launched and executed (not part of its id) --------------------------------------------
+class Wandb(Group):
+    model_config = ConfigDict(strict=True, extra="allow")  # free-form wandb settings a lab adds (+logger.KEY=)
+    name: Literal["wandb"]
+    mode: Literal["online", "offline", "disabled"]
+    project: str
+    entity: Optional[str] = None
+    group: Optional[str] = None
+    tags: list[str] = []
+
+
+class NoLogger(Group):
+    model_config = ConfigDict(strict=True, extra="allow")
+    name: Literal["none"]
+
+
+class Local(Group):
+    name: Literal["local"]
+    workers: Optional[PosInt] = None
+    pack: PosInt = 1
+
+
+class Slurm(Group):
+    name: Literal["slurm"]
+    pack: PosInt = 1
+    partition: Optional[str] = None
+    account: Optional[str] = None
+    qos: Optional[str] = None
+    constraint: Optional[str] = None
+    timeout_min: PosInt
+    gpus_per_node: Count
+    cpus_per_task: PosInt
+    mem_gb: Optional[NonNegative] = None
+    max_array_size: PosInt
+    array_parallelism: PosInt
+    signal_delay_s: Count
+    additional_parameters: dict[str, Any] = {}
+    folder: Optional[str] = None
+
+
+class Paths(Group):
+    output_root: str
+
+
+class Runtime(Group):
+    device: Annotated[str, Field(pattern=r"^(auto|cpu|cuda(:\d+)?)$", description="auto, cpu, cuda or cuda:N")]
+    threads: Optional[PosInt] = None
+    progress: bool = True
+    checkpoint_every: PosInt
+    keep_checkpoints: PosInt
+    channels_last: bool = False
+    compile: Union[bool, Annotated[str, Field(description="a torch.compile backend name")]] = False
+    fused_adam: bool = True
+
+
+# group -> its schema, or {option name: schema} for groups whose options differ; in the order they are checked
+GROUPS: dict[str, type[Group] | dict[str, type[Group]]] = {
+    "data": {"digits": Digits, "cifar10": Cifar10, "synthetic": Synthetic, "folder": Folder, "npz": Npz},
+    "model": Model,
+    "optim": {"adam": Adam},
+    "train": Train,
+    "eval": Eval,
+    "objective": {"rectified_flow": RectifiedFlow, "vp": VP, "edm": EDM},
+    "logger": {"wandb": Wandb, "none": NoLogger},
+    "launcher": {"local": Local, "slurm": Slurm},
+    "paths": Paths,
+    "runtime": Runtime,
+}
+
+
+class Top(Group):
+    """The settings outside the groups."""
+    seed: Seed
+
+
+OPTIONAL = {"objective"}   # groups a config may lack (runs composed before the group existed)
+
+
+# -- checking ---------------------------------------------------------------------------------------------
+def check(config: dict) -> None:
+    """Refuse the first setting of a composed config (a plain dict, resolved) that its schema does not accept,
+    with one line naming it and what it accepts."""
+    for key in config:
+        if key not in GROUPS and key not in Top.model_fields:
+            raise ConfigError(f"{key}: unknown setting (the settings are {', '.join([*GROUPS, *Top.model_fields])})")
+    for group, schema in GROUPS.items():
+        if group not in config:
+            if group in OPTIONAL:
+                continue
+            raise ConfigError(f"{group}: missing (a config group: {group}=NAME)")
+        value = config[group]
+        if not isinstance(value, dict):
+            raise ConfigError(f"{group}={_show(value)}: must be a config group ({group}=NAME or {group}.KEY=VALUE)")
+        if isinstance(schema, dict):
+            name = value.get("name")
+            if not isinstance(name, str) or name not in schema:
+                raise ConfigError(f"{group}.name={_show(name)}: unknown {group} (known: {', '.join(schema)})")
+            schema = schema[name]
+        _validate(schema, value, group)
+    top = {k: v for k, v in config.items() if k not in GROUPS}
+    _validate(Top, top, "")
+
+
+def _validate(schema: type[BaseModel], value: dict, prefix: str) -> None:
+    try:
+        schema.model_validate(value)
+    except ValidationError as e:
+        raise ConfigError(_message(schema, value, e.errors()[0], prefix)) from None
+
+
+def _message(schema: type[BaseModel], value: dict, error: dict, prefix: str) -> str:
+    """`<key>=<value>: must be <what the field accepts>`, for the field the first error is about."""
+    field, given = None, value
+    path = [prefix] if prefix else []
+    key = error["loc"][0]
+    if isinstance(key, str) and key in schema.model_fields:
+        field, given = schema.model_fields[key], value.get(key)
+    path.append(str(key))
+    name = ".".join(path)
+    if error["type"] == "extra_forbidden":
+        known = ", ".join(schema.model_fields)
+        return f"{name}: unknown setting ({prefix or 'the config'} has: {known})"
+    if field is None:
+        return f"{name}: {error['msg']}"
+    accepts = field.description or _describe(field.annotation, field.metadata)
+    if error["type"] == "missing":
+        return f"{name}: missing ({accepts})"
+    return f"{name}={_show(given)}: must be {accepts}"
+
+
+def _show(value) -> str:
+    """A value as one writes it on the command line."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    return str(value)
+
+
+def _bounds(meta) -> str:
+    lo = next((m for m in meta if isinstance(m, (at.Ge, at.Gt))), None)
+    hi = next((m for m in meta if isinstance(m, (at.Le, at.Lt))), None)
+    if lo is not None and hi is not None:
+        a, b = (lo.ge if isinstance(lo, at.Ge) else lo.gt), (hi.le if isinstance(hi, at.Le) else hi.lt)
+        b = "2^63" if b == 2 ** 63 else f"{b:g}"
+        return f" in {'[' if isinstance(lo, at.Ge) else '('}{a:g}, {b}{']' if isinstance(hi, at.Le) else ')'}"
+    if lo is not None:
+        return f" >= {lo.ge:g}" if isinstance(lo, at.Ge) else f" > {lo.gt:g}"
+    if hi is not None:
+        return f" <= {hi.le:g}" if isinstance(hi, at.Le) else f" < {hi.lt:g}"
+    return ""
+
+
+def _describe(tp, meta=()) -> str:
+    """What a type accepts, in words: 'an integer >= 1 or null', 'one of float32, bfloat16', ..."""
+    meta = list(meta)
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if origin is Annotated:
+        base, *extra = args
+        description = next((getattr(m, "description", None) for m in extra if getattr(m, "description", None)), None)
+        return description or _describe(base, [*meta, *extra])
+    if origin in (Union, types.UnionType):
+        parts = [", ".join(map(str, typing.get_args(a))) if typing.get_origin(a) is Literal else _describe(a)
+                 for a in args if a is not type(None)]
+        return " or ".join(parts) + (" or null" if type(None) in args else "")
+    if origin is Literal:
+        return "one of " + ", ".join(map(str, args)) if len(args) > 1 else str(args[0])
+    if origin is list:
+        length = next((m for m in meta if isinstance(m, at.Len)), None)
+        least = next((m.min_length for m in meta if isinstance(m, at.MinLen)), 0)
+        count = f" of {length.min_length}" if length and length.min_length == length.max_length else ""
+        return f"a {'non-empty ' if least else ''}list{count}, each {_describe(args[0])}"
+    if origin is dict or tp is dict:
+        return "a mapping"
+    words = {bool: "true or false", int: "an integer", float: "a finite number", str: "a string"}
+    return words.get(tp, getattr(tp, "__name__", str(tp))) + ("" if tp is bool else _bounds(meta))

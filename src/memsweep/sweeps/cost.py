@@ -1,0 +1,248 @@
+"""What a run costs before it runs: FLOPs of training and of each part of its evaluations, and GPU-hours.
+
+FLOPs are those torch.utils.flop_counter counts (matrix products and convolutions, 2 per multiply-add;
+normalizations and other elementwise work are not counted), of the run's network on the meta device: no
+weights, no data. The network's forward FLOPs per sample F are counted once per architecture and image shape.
+
+    training      3 F x batch x steps                   (forward + backward ~ 3 forwards)
+    losses        2 x eval.loss_points x F               (the train and test loss triples)     } each evaluation
+    field_dist    eval.field_points x len(field_t) x F   (+ the closed-form targets, once)     }
+    sampling      samples x sampler evaluations x F      (x2 with guidance; eval.fid_samples beyond them)
+    features      samples x the space's network FLOPs per image (inception, digitnet; pixels: none)
+    mem_ratio, copy, sw, fd, kid, mifid: their distances (nearest neighbours 2 S n d, projections, covariances)
+    reference features: the training and test subsets in each space, once per subset (cached, shared by a sweep)
+
+GPU-hours: FLOPs / (the GPU's dense peak x an assumed utilization). Training runs at train.dtype's peak (bfloat16,
+or TF32 for float32: PyTorch lets cuDNN's convolutions, most of a U-Net, use TF32 by default); evaluations run in
+float32 (the TF32 peak). Real runs of small networks reach a fraction of the peak, hence the utilization.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from functools import lru_cache
+
+import torch
+import torchvision
+from omegaconf import OmegaConf
+from torch.utils.flop_counter import FlopCounterMode
+
+from memsweep.errors import ConfigError
+from memsweep.eval import features as feat
+from memsweep.science import formulations, unet
+from memsweep.store import identity
+from memsweep.train.run import eval_steps
+
+# Dense peak throughputs in TFLOP/s (no sparsity), from NVIDIA's datasheets (SXM parts unless named):
+# (bfloat16 tensor cores, TF32 tensor cores, plain FP32). None: the GPU has no such units (the FP32 rate is used).
+GPUS: dict[str, tuple[float | None, float | None, float]] = {
+    "v100": (None, None, 15.7),
+    "a100": (312.0, 156.0, 19.5),
+    "a10": (125.0, 62.5, 31.2),
+    "a40": (149.7, 74.8, 37.4),
+    "l4": (121.0, 60.0, 30.3),
+    "l40s": (362.1, 183.0, 91.6),
+    "rtx4090": (165.2, 82.6, 82.6),
+    "h100pcie": (756.0, 378.0, 51.2),
+    "h100": (989.4, 494.7, 66.9),
+    "h200": (989.4, 494.7, 66.9),
+}
+UTILIZATION = 0.3  # assumed fraction of the dense peak reached (small U-Nets at batch 128: typically 20-40%)
+INCEPTION_SIZE = 299  # clean-fid resizes every image to 299 x 299 for InceptionV3
+FD_CUBIC = 20  # FLOPs of one Frechet distance ~ 20 d^3 (a symmetric eigendecomposition and a few d x d products)
+PARTS = ("losses", "field_dist", "sampling", "features", "mem_ratio", "copy", "sw", "fd", "kid", "mifid")
+
+
+def _count(module: torch.nn.Module, *inputs) -> int:
+    """FLOPs of module(*inputs), counted on the meta device."""
+    with FlopCounterMode(display=False) as counter:
+        module(*inputs)
+    return int(counter.get_total_flops())
+
+
+@lru_cache(maxsize=None)
+def _forward_flops(model_json: str, image_size: int, channels: int, num_classes: int) -> int:
+    with torch.device("meta"):
+        model = unet.build(OmegaConf.create(json.loads(model_json)), image_size, channels, num_classes)
+        x = torch.empty(1, channels, image_size, image_size)
+        t, y = torch.empty(1), torch.zeros(1, dtype=torch.long)
+    return _count(model, x, t, y)
+
+
+def forward_flops(model_cfg, image_size: int, channels: int, num_classes: int) -> int:
+    """FLOPs of one forward pass of the run's network for one sample (cached by model config and image shape:
+    a sweep of 1,000 runs counts each architecture once)."""
+    model = json.dumps(OmegaConf.to_container(model_cfg, resolve=True), sort_keys=True)
+    return _forward_flops(model, int(image_size), int(channels), int(num_classes))
+
+
+@lru_cache(maxsize=None)
+def feature_flops(spec: str) -> int | None:
+    """FLOPs per image of a feature space's network: 0 for pixels, None when unknown here (a TorchScript file)."""
+    if spec == "pixels":
+        return 0
+    with torch.device("meta"):
+        if spec == "inception":  # clean-fid's network is InceptionV3 up to the pool3 features
+            net = torchvision.models.inception_v3(weights=None, aux_logits=False, init_weights=False).eval()
+            net.fc = torch.nn.Identity()
+            x = torch.empty(1, 3, INCEPTION_SIZE, INCEPTION_SIZE)
+        elif spec == "digitnet":
+            net, x = feat._DigitCNN(), torch.empty(1, 1, 8, 8)  # its architecture; no weights needed
+            return _count(net.embed, x)
+        else:
+            return None
+    return _count(net, x)
+
+
+@lru_cache(maxsize=None)
+def feature_dim(spec: str, pixels: int) -> int | None:
+    return {"pixels": pixels, "inception": 2048, "digitnet": 64}.get(spec)
+
+
+_sampler_calls: dict[tuple, int] = {}
+
+
+def sampler_evaluations(formulation, method: str, steps: int) -> int:
+    """How many times the sampler calls the network per sample: counted by running it on a stand-in field
+    (once per formulation, sampler and number of steps)."""
+    key = (formulation.name, method, steps)
+    if key not in _sampler_calls:
+        calls = []
+
+        def field_(x, t, labels):
+            calls.append(1)
+            return torch.zeros_like(x)
+        formulation.sample_field(field_, torch.zeros(1, 1, 2, 2), torch.zeros(1, dtype=torch.long), steps, method)
+        _sampler_calls[key] = len(calls)
+    return _sampler_calls[key]
+
+
+@dataclass
+class Cost:
+    """FLOPs of one run by part (every evaluation summed), and the reference features it needs (shared by the
+    runs of a sweep on the same subsets: keyed so that a sweep counts each once)."""
+    train: float
+    parts: dict[str, float]
+    evaluations: int
+    forward: int
+    dtype: str
+    references: dict[str, float] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def eval(self) -> float:
+        return sum(self.parts.values()) + sum(self.references.values())
+
+
+def run_cost(cfg) -> Cost | None:
+    """The cost of a composed run; None when the image shape is unknown here (data=npz not readable)."""
+    # plain containers: a 1,000-run sweep reads them fast (OmegaConf's attribute access is ~0.1 ms a key)
+    data, ev, train = (OmegaConf.to_container(cfg[k], resolve=True) for k in ("data", "eval", "train"))
+    if data.get("image_size") is None or data.get("channels") is None:
+        return None
+    size, ch = int(data["image_size"]), int(data["channels"])
+    pixels, n = ch * size * size, int(data["n"])
+    test = min(int(data["test_size"]), 10000) if data["name"] == "cifar10" else int(data["test_size"])
+    refs = {"train": n, "test": test}
+    F = forward_flops(cfg.model, size, ch, int(data.get("num_classes") or 1))
+    steps = int(train["total_steps"])
+    evals = len(eval_steps(steps, int(ev["first_step"]), int(ev["num_points"])))
+    S, notes = int(ev["num_samples"]), []
+    nfe = sampler_evaluations(formulations.of_config(cfg), str(ev["sampler"]), int(ev["sampler_steps"]))
+    spaces = {k: str(ev.get(f"{k}_features", "none")) for k in ("copy", "sw", "fid", "kid", "mifid")}
+    count = ev.get("fid_samples")  # samples of each Frechet distance, per split (Evaluator.sample_count)
+    fid = {s: S if count is None else refs[s] if str(count) in ("reference", "ref") else int(count) for s in refs}
+    probes = int(ev.get("field_points") or 0) * len(ev.get("field_t") or [])
+
+    per = dict.fromkeys(PARTS, 0.0)   # FLOPs of one evaluation by part
+    per["losses"] = 2 * int(ev["loss_points"]) * F
+    per["field_dist"] = probes * F
+    per["sampling"] = max(S, *fid.values()) if spaces["fid"] != "none" else S
+    per["sampling"] *= nfe * F * (2 if ev["cfg_weight"] else 1)   # guidance: a second, unconditional prediction
+    per["mem_ratio"] = 2 * S * n * pixels
+    memo: set[tuple[str, int]] = set()   # the samples' features, once per (space, count) and evaluation
+
+    def features(spec: str, k: int, shared: bool = True) -> int | None:
+        """Counts the features of k samples in `spec`; their dimension, None if unknown here."""
+        flops, dim = feature_flops(spec), feature_dim(spec, pixels)
+        if flops is None or dim is None:
+            notes.append(f"{spec}: its network's FLOPs are unknown here (not counted)")
+            return None
+        if not shared or (spec, k) not in memo:
+            per["features"] += k * flops
+            memo.add((spec, k))
+        return dim
+
+    references: dict[str, float] = {}
+    data_id = {k: v for k, v in data.items() if k not in identity.NOT_IDENTITY["data"]}
+    test_id = {k: v for k, v in data_id.items() if k not in ("n", "offset")}  # the test subset is the same for any n
+
+    def reference(spec: str, splits=("train", "test")) -> None:
+        for split in splits:
+            key = json.dumps([data_id if split == "train" else test_id, spec, split], sort_keys=True, default=str)
+            references[key] = refs[split] * (feature_flops(spec) or 0)
+
+    if spaces["copy"] != "none" and (d := features(spaces["copy"], S)):
+        per["copy"] = 2 * S * n * d
+        reference(spaces["copy"], ("train",))
+    if spaces["sw"] != "none" and (d := features(spaces["sw"], S)):
+        per["sw"] = 2 * (S + n + test) * d * int(ev["sw_projections"])
+        reference(spaces["sw"])
+    if spaces["fid"] != "none":
+        dims = [features(spaces["fid"], k) for k in set(fid.values())]
+        if dims[0]:  # covariances of the samples, then one Frechet distance per split
+            per["fd"] = sum(2 * k * dims[0] ** 2 for k in set(fid.values())) + 2 * FD_CUBIC * dims[0] ** 3
+            reference(spaces["fid"])
+    for kind in ("kid", "mifid"):
+        if spaces[kind] == "none":
+            continue
+        d = [features(spaces[kind], S, shared=False) for _ in refs][0]  # computed afresh for each split (Evaluator)
+        if not d:
+            continue
+        if kind == "kid":   # three m x m kernel matrices per subset
+            per["kid"] = sum(int(ev["kid_subsets"]) * 3 * 2 * min(int(ev["kid_subset_size"]), S, r) ** 2 * d
+                             for r in refs.values())
+        else:               # cosine distances to the split, then a Frechet distance
+            per["mifid"] = sum(2 * S * r * d + 2 * S * d * d + FD_CUBIC * d ** 3 for r in refs.values())
+        reference(spaces[kind])
+    parts = {k: v * evals for k, v in per.items()}
+    parts["field_dist"] += 4 * probes * n * pixels  # the closed-form targets of the probe points, once per run
+    return Cost(3 * F * int(train["batch_size"]) * steps, parts, evals, F, str(train["dtype"]), references,
+                list(dict.fromkeys(notes)))
+
+
+def rates(gpu: str) -> tuple[float, float]:
+    """(training FLOP/s at bfloat16, FLOP/s at float32 via TF32) of a GPU's dense peak, in FLOP/s."""
+    if gpu not in GPUS:
+        raise ConfigError(f"--gpu {gpu}: unknown GPU (known: {', '.join(GPUS)})")
+    bf16, tf32, fp32 = GPUS[gpu]
+    return (bf16 or tf32 or fp32) * 1e12, (tf32 or fp32) * 1e12
+
+
+def hours(train: float, evaluation: float, dtype: str, gpu: str, utilization: float = UTILIZATION) -> float:
+    """Hours of one GPU for `train` FLOPs at train.dtype and `evaluation` FLOPs in float32, at `utilization` of
+    the dense peak."""
+    bf16, fp32 = rates(gpu)
+    return (train / (bf16 if dtype == "bfloat16" else fp32) + evaluation / fp32) / utilization / 3600
+
+
+def total(costs: list[Cost]) -> tuple[dict[str, float], dict[str, float]]:
+    """A sweep's FLOPs: ({train.dtype: training FLOPs}, {part: evaluation FLOPs}), each reference subset's features
+    counted once (they are cached and shared by the sweep's runs)."""
+    train: dict[str, float] = {}
+    parts = dict.fromkeys(PARTS, 0.0)
+    references: dict[str, float] = {}
+    for c in costs:
+        train[c.dtype] = train.get(c.dtype, 0.0) + c.train
+        for k, v in c.parts.items():
+            parts[k] += v
+        references.update(c.references)
+    parts["references"] = sum(references.values())
+    return train, parts
+
+
+def describe_gpu(gpu: str, utilization: float) -> str:
+    bf16, tf32, fp32 = GPUS[gpu]
+    peaks = ", ".join(f"{name} {v:g}" for name, v in (("bf16", bf16), ("tf32", tf32), ("fp32", fp32)) if v)
+    return (f"{gpu}: dense peak TFLOP/s {peaks}; training at train.dtype's peak (float32 via TF32), evaluations at "
+            f"TF32's; assumed utilization {utilization:.0%} of the peak")
