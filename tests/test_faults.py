@@ -19,17 +19,23 @@ from conftest import FAST, run_cli
 
 ARGS = [*FAST, "train.steps=60", "runtime.checkpoint_every=10"]
 # (point, k): SIGKILL the k-th time the run reaches the point: mid-step (after the optimizer, before the
-# EMA), between an evaluation and its row, between a checkpoint's temp file and its rename, in the middle of
-# a metrics line, while writing status.json
-KILLS = [("step", 3), ("step", 33), ("step", 58), ("eval", 1), ("eval", 4), ("checkpoint", 1),
-         ("checkpoint", 5), ("metrics", 2), ("metrics", 4), ("status", 7)]
+# EMA) before the first checkpoint and near the end, between an evaluation and its row, between the first
+# checkpoint's temp file and its rename (no earlier checkpoint to fall back on), in the middle of a metrics
+# line, while writing status.json. One kill per point and stage: each is a process start and a run.
+KILLS = [("step", 3), ("step", 58), ("eval", 4), ("checkpoint", 1), ("metrics", 4), ("status", 7)]
 
 
 def kill_and_resume(root, point, k):
+    """The exit codes of the killed and the resumed attempt, the resumed one's stderr, and status.json as the
+    kill left it (None if it had none yet)."""
     env = {"MEMSWEEP_OUTPUT_ROOT": str(root)}
     killed = run_cli("train", *ARGS, env={**env, "MEMSWEEP_FAILPOINT": f"{point}:{k}"})
+    try:
+        status = [json.loads(p.read_text()) for p in (root / "runs").glob("*/status.json")]
+    except json.JSONDecodeError:
+        status = []
     resumed = run_cli("train", *ARGS, env=env)
-    return killed.returncode, resumed.returncode, resumed.stderr
+    return killed.returncode, resumed.returncode, resumed.stderr, (status[0] if status else None)
 
 
 def test_killed_at_any_point_and_relaunched_ends_identical(tmp_path, monkeypatch):
@@ -40,7 +46,7 @@ def test_killed_at_any_point_and_relaunched_ends_identical(tmp_path, monkeypatch
     run_id = identity.run_id(reference)
     with ThreadPoolExecutor(2) as pool:
         results = list(pool.map(lambda pk: kill_and_resume(tmp_path / f"{pk[0]}{pk[1]}", *pk), KILLS))
-    for (point, k), (killed, resumed, err) in zip(KILLS, results):
+    for (point, k), (killed, resumed, err, at_kill) in zip(KILLS, results):
         assert killed == -9, (point, k)          # it really died there
         assert resumed == 0, (point, k, err[-500:])
         store = RunStore(tmp_path / f"{point}{k}" / "runs" / run_id)
@@ -51,6 +57,10 @@ def test_killed_at_any_point_and_relaunched_ends_identical(tmp_path, monkeypatch
         state = store.load_checkpoint(store.checkpoint_steps()[-1])
         assert state["step"] == 60
         assert not list(store.ckpt_dir.glob(".*.tmp"))
+        if at_kill and at_kill.get("eval_seconds"):   # the time of both attempts is counted
+            now = store.status()
+            assert now["train_seconds"] > at_kill["train_seconds"] and now["eval_seconds"] > at_kill["eval_seconds"]
+            assert now["eval_seconds_by_part"]["sampling"] > at_kill["eval_seconds_by_part"]["sampling"]
 
 
 # -- a full disk and SIGTERM: one line, a clear state, and a relaunch that loses nothing ------------------
