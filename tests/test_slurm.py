@@ -80,7 +80,8 @@ def test_sweep_on_slurm_returns_at_once_finishes_and_is_never_submitted_twice(sl
     r = run_cli("sweep", path, *args)
     assert r.returncode == 0, r.stderr
     assert "submitted 2 jobs (3 runs)" in r.stdout
-    assert all(s["state"] in ("queued", "running") for s in states(out, "onslurm").values())
+    now = {k: v["state"] for k, v in states(out, "onslurm").items()}
+    assert all(s in ("queued", "running") for s in now.values()), f"{now}\n{cluster_report(tmp_path / 'submitit')}"
     wait_for(lambda: all(finished_or_raise(s, tmp_path / "submitit") for s in states(out, "onslurm").values()), 600,
              "the three runs", tmp_path / "submitit")
     jobs = {run_id: s["job_id"] for run_id, s in states(out, "onslurm").items()}
