@@ -41,7 +41,7 @@ import yaml
 from memsweep.data import datasets
 from memsweep.data.datasets import write_cifar_batch
 from memsweep.metrics import memorization, novelty
-from memsweep.report import copies
+from memsweep.report import copies, figure_cache
 from memsweep.store.run import RunStore
 
 SRC = Path(__file__).resolve().parents[1] / "src"
@@ -266,7 +266,8 @@ def run(args, root: Path) -> dict:
     rounds = []
     for k in range(args.rounds):   # interleaved, the minimum kept: the machine is shared and timings drift
         for p in (root / "runs").glob("*/analysis"):
-            shutil.rmtree(p)   # a cold store for each round's first report
+            shutil.rmtree(p)   # a cold store for each round's first report: no stored analyses, no figures
+        (root / "sweeps" / SWEEP / figure_cache.FILENAME).unlink(missing_ok=True)
         rounds.append({key: _report(root, src, f"round {k + 1}: {key}")
                        for key, src in (("baseline", base), ("first", SRC), ("second", SRC)) if src})
     add_evaluation(root / "runs" / ids[-1])

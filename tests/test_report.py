@@ -17,7 +17,7 @@ import torch  # noqa: E402
 from memsweep.report.summary import SUMMARY_COLUMNS
 from memsweep.report.markdown import fmt  # noqa: E402
 from memsweep.report import build as report  # noqa: E402
-from memsweep.report import samples  # noqa: E402
+from memsweep.report import figure_cache, samples  # noqa: E402
 from memsweep.science.capacity import effective_memorization  # noqa: E402
 from memsweep.store.run import RunStore  # noqa: E402
 from memsweep.cli import main  # noqa: E402
@@ -185,6 +185,39 @@ def test_report_from_a_fake_sweep(fake_sweep, monkeypatch, capsys):
     for section in ("### Field-level memorization", "### Novelty beside fidelity", "### Which samples are memorized",
                     "Do outliers go first?"):
         assert section in text
+
+
+def test_a_second_report_keeps_the_figures_whose_inputs_are_unchanged(fake_sweep):
+    out = fake_sweep / "sweeps" / "fake"
+    report.make_report(fake_sweep, "fake")
+    drawn = {p.name: p.stat().st_mtime_ns for p in out.glob("*.png")}
+    assert set(FIGURES) <= set(drawn)
+    text = (out / "report.md").read_text()
+    report.make_report(fake_sweep, "fake")
+    assert {p.name: p.stat().st_mtime_ns for p in out.glob("*.png")} == drawn     # nothing drawn again
+    same = lambda t: [x for x in t.splitlines() if not x.startswith("_Generated")]  # noqa: E731
+    assert same((out / "report.md").read_text()) == same(text)
+
+    # a run gains an evaluation: the figures of its curves are drawn again, the sweep-wide others too
+    # (the summary changed); a deleted figure is drawn again; a figure no report draws any more is removed
+    metrics = fake_sweep / "runs" / "run016abcdef" / "metrics.jsonl"
+    rows = [json.loads(x) for x in metrics.read_text().splitlines()]
+    metrics.write_text(metrics.read_text() + json.dumps({**rows[-1], "step": 6000}) + "\n")
+    (out / "copies_n.png").unlink()
+    (out / "curves_lr_step.png").write_bytes(b"an earlier report's figure")
+    report.make_report(fake_sweep, "fake")
+    now = {p.name: p.stat().st_mtime_ns for p in out.glob("*.png")}
+    assert set(now) == set(drawn)
+    assert now["curves_n_step.png"] != drawn["curves_n_step.png"] and now["scaling_n.png"] != drawn["scaling_n.png"]
+    assert (out / "copies_n.png").stat().st_size > 0
+
+    # the figure code's fingerprint: equal inputs give one key, another run's values another, and an
+    # argument of no known kind none (drawn every time)
+    _, runs = report.load_sweep(fake_sweep, "fake")
+    func = report.plots.curves_figure
+    assert figure_cache.key(func, (runs, 1), {}) == figure_cache.key(func, (report.load_sweep(fake_sweep, "fake")[1], 1), {})
+    assert figure_cache.key(func, (runs, 1), {}) != figure_cache.key(func, (runs[1:], 1), {})
+    assert figure_cache.key(func, (object(),), {}) is None
 
 
 def test_missing_sweep_is_a_one_line_config_error(fake_sweep, capsys):

@@ -18,7 +18,8 @@ import pandas as pd
 from memsweep.science.curves import DEFAULT_GAP_THRESHOLD, FIT_METRICS, metrics_frame
 from memsweep.science.fits import scaling_fits
 from memsweep.report.summary import RunData, SUMMARY_COLUMNS, axis_column, summary_table
-from memsweep.report import figures as plots
+from memsweep.report import figure_cache, figures as plots
+from memsweep.report.figure_cache import FigureCache
 from memsweep.errors import ConfigError
 from memsweep.report import extra as report_extra
 from memsweep.report import extra_sections, sections
@@ -86,13 +87,21 @@ def load_sweep(output_root: Path, name: str) -> tuple[dict, list[RunData]]:
 
 
 # -- the report -------------------------------------------------------------------------------------------------
-def _figure(figures: list, notes: list, title: str, func, *args, **kwargs):
+def _figure(figures: list, notes: list, cache: FigureCache, title: str, func, *args, **kwargs):
+    """Draw one figure (or keep the last report's, if drawn from the same inputs: report.figure_cache)."""
+    fig_key = figure_cache.key(func, args, kwargs)
+    kept, name = cache.kept(title, fig_key)
+    if kept:
+        if name is not None:
+            figures.append((title, name))
+        return None if name is None else cache.out / name
     try:
         path = func(*args, **kwargs)
     except Exception as e:  # one figure failing must not lose the rest of the report
         log.warning("figure %r failed: %s: %s", title, type(e).__name__, e)
         notes.append(f"figure '{title}' could not be drawn ({type(e).__name__}: {e})")
         return None
+    cache.drawn(title, fig_key, path)
     if path is not None:
         figures.append((title, Path(path).name))
     return path
@@ -151,14 +160,12 @@ def _features(runs) -> dict:
 
 def _draw_figures(runs, summary, keys, out: Path, threshold, extra, probe_ctx=None) -> tuple[list, list]:
     """Every figure of the report: [(title, file)] and the notes of figures that failed."""
-    for pattern in FIGURE_PATTERNS:   # figures of an earlier report that this one may not redraw
-        for old in out.glob(pattern):
-            old.unlink(missing_ok=True)
     figures: list[tuple[str, str]] = []
     notes: list[str] = []
+    cache = FigureCache(out)
 
     def add(title, func, *args, **kwargs):
-        return _figure(figures, notes, title, func, *args, **kwargs)
+        return _figure(figures, notes, cache, title, func, *args, **kwargs)
     features = _features(runs)
     plot_keys = [k for k in keys if k not in ("seed", "data.offset")] or keys   # offset: the disjoint test's pairs
     for key in plot_keys if runs else []:
@@ -191,4 +198,10 @@ def _draw_figures(runs, summary, keys, out: Path, threshold, extra, probe_ctx=No
             probe_figures.els_figure, probe_ctx["els"], out / "els.png")
         add("Where sampling trajectories go: distance to the training domain against log-SNR, early and late",
             probe_figures.traj_figure, probe_ctx["traj"], out / "traj.png")
+    shown = {name for _, name in figures}
+    for pattern in FIGURE_PATTERNS:   # figures of an earlier report that this one did not draw or keep
+        for old in out.glob(pattern):
+            if old.name not in shown:
+                old.unlink(missing_ok=True)
+    cache.save()
     return figures, notes

@@ -10,7 +10,6 @@ import logging
 
 import numpy as np
 import pandas as pd
-import torch
 
 from memsweep.science.fits import slices
 from memsweep.report.summary import axis_column
@@ -18,6 +17,7 @@ from memsweep.report import disjoint, figures as plots, sample_figures as plots_
 from memsweep.science.capacity import effective_memorization
 from memsweep.report.samples import NOVELTY_COLUMNS, analyze_samples, final_columns, progress_bar
 from memsweep.states import State
+from memsweep.threads import torch_threads
 
 log = logging.getLogger(__name__)
 
@@ -27,18 +27,14 @@ def compute(runs, summary: pd.DataFrame, keys: list[str], out, device="cpu", max
     copies_by_image.csv, copies_by_class.csv and (with a data.offset axis) disjoint.csv into `out`.
     `device`, `max_samples`: of the sample analyses (report.samples.analyze_samples)."""
     notes, results, cache = [], {}, {}
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)   # small matrices: threads only add overhead (and fight other processes)
-    try:
-        _analyze(runs, results, cache, notes, device, max_samples)
-        table, shown = [], {}
-        if disjoint.OFFSET_KEY in keys:
-            try:
+    _analyze(runs, results, cache, notes, device, max_samples)   # its threads by the data's size
+    table, shown = [], {}
+    if disjoint.OFFSET_KEY in keys:
+        try:
+            with torch_threads(1):   # two digits models' samples: small products
                 table, shown = disjoint.disjoint_table(runs)
-            except Exception as e:
-                notes.append(f"disjoint-subsets test not computed ({type(e).__name__}: {e})")
-    finally:
-        torch.set_num_threads(threads)
+        except Exception as e:
+            notes.append(f"disjoint-subsets test not computed ({type(e).__name__}: {e})")
     finals = {rid: final_columns(res) for rid, res in results.items()}
     for c in NOVELTY_COLUMNS:
         summary[f"final_{c}"] = [finals.get(rid, {}).get(f"final_{c}", np.nan) for rid in summary["run_id"]]

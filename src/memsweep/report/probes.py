@@ -25,6 +25,7 @@ from memsweep.science import formulations, unet
 from memsweep.store import analysis_cache
 from memsweep.store.cache import data_cache
 from memsweep.store.run import RunStore
+from memsweep.threads import torch_threads
 
 log = logging.getLogger(__name__)
 
@@ -78,9 +79,7 @@ def compute(runs, enabled: bool = True) -> dict:
     """{"hybrid", "els", "traj"}: long tables (one row per run, evaluation and grid point), "notes", "seconds"."""
     tables = {p: [] for p in PROBES}
     notes, timing = [], {}
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)   # small matrices: threads only add overhead (and fight other processes)
-    try:
+    with torch_threads(1):   # digits-sized models and closed forms: threads only add overhead
         for r in runs:
             if r.dir is None or not len(r.frame):
                 continue
@@ -88,8 +87,6 @@ def compute(runs, enabled: bool = True) -> dict:
                 _run_tables(r, enabled, tables, timing)
             except Exception as e:   # one run failing must not lose the others
                 notes.append(f"run `{r.run_id}`: probes not computed ({type(e).__name__}: {e})")
-    finally:
-        torch.set_num_threads(threads)
     out = {p: pd.DataFrame(rows) for p, rows in tables.items()}
     return {**out, "notes": notes, "seconds": timing}
 

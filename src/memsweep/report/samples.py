@@ -35,6 +35,7 @@ from memsweep.metrics.novelty import PR_K, evaluation_stats, reference_radii
 from memsweep.store import analysis_cache
 from memsweep.store.cache import Cache, tensor_hash
 from memsweep.store.run import RunStore
+from memsweep.threads import threads_for, torch_threads
 
 log = logging.getLogger(__name__)
 
@@ -98,7 +99,8 @@ class _RunInputs:
         key = ("refs", tensor_hash(d.train_x), tensor_hash(d.test_x))   # content: shared by runs of equal data
         if key not in self.cache:
             COMPUTED["reference"] += 1
-            self.cache[key] = reference_radii(train, test, self.device)
+            with torch_threads(threads_for(train.numel())):
+                self.cache[key] = reference_radii(train, test, self.device)
         refs = {**self.cache[key], "train_y": d.train_y.cpu()}
         empty = np.zeros(0, np.float32)
         analysis_cache.write(self.store.dir, "reference", VERSION,
@@ -127,6 +129,10 @@ class LazyImages:
     def __len__(self):
         return len(self.inputs.data()[0].train_x)
 
+    def fingerprint_parts(self):
+        """What these images are (report.figure_cache): the stored ones and the data's settings."""
+        return [sorted(self.stored.items()), self.inputs.inputs()]
+
 
 def _evaluation(inputs: _RunInputs, step: int, threshold: float, max_samples: int | None) -> dict:
     """The stored analysis of one evaluation, computed (and stored) if missing or stale."""
@@ -143,7 +149,8 @@ def _evaluation(inputs: _RunInputs, step: int, threshold: float, max_samples: in
     _, train, test = inputs.data()
     refs = inputs.refs()
     COMPUTED["evaluation"] += 1
-    row, copies = evaluation_stats(samples.to(inputs.device), train, test, refs, threshold, BINS, inputs.device)
+    with torch_threads(threads_for(train.numel())):
+        row, copies = evaluation_stats(samples.to(inputs.device), train, test, refs, threshold, BINS, inputs.device)
     hist = np.asarray(row.pop("nn_ratio_hist"), float)
     top = _most_copied(copies["target"], copies["dist"], len(train))
     arrays = {"target": copies["target"].astype(np.int64), "dist": copies["dist"], "labels": labels.numpy(),
