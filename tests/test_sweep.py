@@ -58,10 +58,27 @@ def test_a_value_may_follow_another_setting(tmp_path, out):
     ({"zip": {"data.n": [8, 16], "seed": [0]}}, "equal lengths"),
     ({"axes": {"data.n": [8, 0]}}, "data.n=0"),
     ({"axes": {"model": ["tiny", "huge"]}}, "model=huge"),
+    ({"axes": {"data.n": [8]}, "by_objective": {"ddim": ["optim.lr=1e-3"]}}, "by_objective.ddim: no such objective"),
+    ({"axes": {"data.n": [8]}, "by_objective": {"vp": "optim.lr=1e-3"}}, "by_objective must map"),
 ])
 def test_bad_sweep_files_are_named(tmp_path, body, message):
     with pytest.raises(ConfigError, match=message):
         sweep_mod.expand(write_sweep(tmp_path, body))
+
+
+def test_settings_by_objective_apply_to_that_objective_only(tmp_path, out):
+    # after the file's overrides (they win over them), before the command line's (which win over them)
+    path = write_sweep(tmp_path, {"axes": {"data.n": [8]}, "overrides": [*FAST, "optim.lr=1e-3"],
+                                  "by_objective": {"vp": ["optim.lr=2e-3", "train.batch_size=8"]}})
+    plain = sweep_mod.expand(path).runs[0]
+    assert plain.cfg.optim.lr == 1e-3 and plain.run_id == identity.run_id(config.compose_run([*FAST, "optim.lr=1e-3",
+                                                                                                "data.n=8"]))
+    vp = sweep_mod.expand(path, ["objective=vp"]).runs[0]
+    assert (vp.cfg.objective.name, vp.cfg.optim.lr, vp.cfg.train.batch_size) == ("vp", 2e-3, 8)
+    mine = sweep_mod.expand(path, ["objective=vp", "optim.lr=5e-4"]).runs[0]
+    assert (mine.cfg.optim.lr, mine.cfg.train.batch_size) == (5e-4, 8)
+    edm = sweep_mod.expand(path, ["objective=edm"]).runs[0]
+    assert edm.cfg.optim.lr == 1e-3 and edm.cfg.train.batch_size == plain.cfg.train.batch_size
 
 
 def test_shipped_sweeps_expand():

@@ -10,6 +10,8 @@ A sweep file:
       train.batch_size: [32, 64]
       optim.lr: [1.0e-3, 2.0e-3]
     overrides: [model=tiny, train.steps=null, train.epochs=2000]   # fixed for every run
+    by_objective:          # optional: more fixed settings for the runs of one objective (objective.name), e.g.
+      vp: [optim.lr=2e-3]  # `memsweep sweep demo objective=vp`; after `overrides`, before the command line's
     # a value may refer to another setting of the run, escaped so the file itself does not resolve it:
     #   data.offset: [0, '\${data.n}']    (a second subset right after the first, whatever n)
     launcher:              # optional launcher settings for every run (e.g. timeout_min: 120)
@@ -46,7 +48,7 @@ from memsweep.store import identity
 from memsweep.store.live import is_active, needs_slurm, slurm_active_jobs
 from memsweep.states import State, DONE
 
-SWEEP_KEYS = {"description", "axes", "zip", "overrides", "launcher", "resources"}
+SWEEP_KEYS = {"description", "axes", "zip", "overrides", "by_objective", "launcher", "resources"}
 
 
 @dataclass
@@ -117,6 +119,13 @@ def load_spec(name: str) -> dict:
                           f"({', '.join(f'{k}: {len(v)}' for k, v in zipped.items())})")
     if not isinstance(spec.get("overrides") or [], list):
         raise ConfigError(f"sweep {name}: overrides must be a list like [model=tiny, data.n=64]")
+    by_objective = spec.get("by_objective") or {}
+    if not isinstance(by_objective, dict) or not all(isinstance(v, list) for v in by_objective.values()):
+        raise ConfigError(f"sweep {name}: by_objective must map an objective to a list like [optim.lr=2e-3]")
+    known = config_mod.config_groups().get("objective", ([], None))[0] if by_objective else []
+    for objective in by_objective:
+        if objective not in known:
+            raise ConfigError(f"sweep {name}: by_objective.{objective}: no such objective (known: {', '.join(known)})")
     return spec
 
 
@@ -152,6 +161,10 @@ def expand(name: str | None, cli_overrides=(), sweep_name: str | None = None, da
             overrides = base + [f"{k}={_format(v)}" for k, v in point.items()] + list(cli_overrides)
             try:
                 cfg = compose(overrides)
+                extra = [str(o) for o in (spec.get("by_objective") or {}).get(cfg.objective.name, [])]
+                if extra:   # the objective is known once composed: its settings go in after the file's
+                    overrides = base + extra + overrides[len(base):]
+                    cfg = compose(overrides)
             except ConfigError as e:
                 where = ", ".join(f"{k}={v}" for k, v in point.items())
                 raise ConfigError(f"sweep {sweep_name} ({where}): {e}") from None
