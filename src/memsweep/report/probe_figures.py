@@ -22,6 +22,18 @@ def _colors(table: pd.DataFrame) -> tuple[list, dict]:
     return values, value_colors(values)
 
 
+def _title(when: str) -> str:
+    return f"{when} (the {'first' if when == 'early' else 'last'} evaluation)"
+
+
+def _save(fig, path: Path, title: str) -> Path:
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=DPI)
+    plt.close(fig)
+    return path
+
+
 def hybrid_figure(table: pd.DataFrame, path: Path) -> Path | None:
     """mem_ratio and distance to the network's own samples of the hybrid sampler against tau."""
     if not len(table):
@@ -33,7 +45,7 @@ def hybrid_figure(table: pd.DataFrame, path: Path) -> Path | None:
             c = colors.get(g["n"].iloc[0], "gray")
             axes[0][j].plot(g["tau"], g["hybrid_mem_ratio"], "o-", color=c, ms=3)
             axes[1][j].plot(g["tau"], g["hybrid_dist"], "o-", color=c, ms=3)
-        axes[0][j].set_title(f"{when} (the {'first' if when == 'early' else 'last'} evaluation)")
+        axes[0][j].set_title(_title(when))
         axes[0][j].set_ylim(-0.03, 1.03)
         axes[0][j].set_ylabel("mem_ratio of hybrid samples")
         axes[1][j].set_ylabel("mean L2 to the network's samples")
@@ -41,11 +53,7 @@ def hybrid_figure(table: pd.DataFrame, path: Path) -> Path | None:
         for ax in axes[:, j]:
             ax.grid(alpha=0.3)
     axes[0][1].legend(handles=_legend_handles(values, colors, "n"), fontsize=8)
-    fig.suptitle("Hybrid sampling (Bertrand et al. 2025): when are a sample's decisions made?")
-    fig.tight_layout()
-    fig.savefig(path, dpi=DPI)
-    plt.close(fig)
-    return path
+    return _save(fig, path, "Hybrid sampling (Bertrand et al. 2025): when are a sample's decisions made?")
 
 
 def els_figure(table: pd.DataFrame, path: Path) -> Path | None:
@@ -60,16 +68,12 @@ def els_figure(table: pd.DataFrame, path: Path) -> Path | None:
             ax.plot(g.index, g["els_dist"], "o-", color="C2", label="to the ELS machine's samples (els_dist)")
             ax.plot(g.index, g["els_mem_dist"], "s-", color="C3", label="to the memorizer's samples (els_mem_dist)")
             ax.set_xscale("log")
-        ax.set_title(f"{when} (the {'first' if when == 'early' else 'last'} evaluation)")
+        ax.set_title(_title(when))
         ax.set_xlabel("n (training images)")
         ax.set_ylabel("mean L2 from the network's samples")
         ax.grid(alpha=0.3)
     axes[0][0].legend(fontsize=8)
-    fig.suptitle("The equivariant local score machine (Kamb & Ganguli 2025) and the memorizer, same noise")
-    fig.tight_layout()
-    fig.savefig(path, dpi=DPI)
-    plt.close(fig)
-    return path
+    return _save(fig, path, "The equivariant local score machine (Kamb & Ganguli 2025) and the memorizer, same noise")
 
 
 def traj_figure(table: pd.DataFrame, path: Path) -> Path | None:
@@ -93,8 +97,4 @@ def traj_figure(table: pd.DataFrame, path: Path) -> Path | None:
         ax.grid(alpha=0.3, which="both")
     axes[0][0].set_ylabel("min_i ||x_t − a(t) y_i|| / (s(t) √D)")
     axes[0][1].legend(handles=_legend_handles(values, colors, "n"), fontsize=8)
-    fig.suptitle("Where sampling trajectories go: distance to the training domain by noise level")
-    fig.tight_layout()
-    fig.savefig(path, dpi=DPI)
-    plt.close(fig)
-    return path
+    return _save(fig, path, "Where sampling trajectories go: distance to the training domain by noise level")

@@ -33,6 +33,11 @@ def tau_copy(g: pd.DataFrame, level: float = 0.5) -> float:
     return float(hit["tau"].iloc[0]) if len(hit) else float("nan")
 
 
+def per_n_and_when(t: pd.DataFrame, summary) -> pd.DataFrame:
+    """One row per n and evaluation (early, late) of a probe's long table: n, when, and summary(group)'s keys."""
+    return pd.DataFrame([{"n": n, "when": when, **summary(g)} for (n, when), g in t.groupby(["n", "when"], sort=True)])
+
+
 def hybrid_section(ctx: dict) -> list[str]:
     t = ctx["hybrid"]
     L = ["#### Hybrid sampling (Bertrand et al. 2025)", "",
@@ -42,14 +47,12 @@ def hybrid_section(ctx: dict) -> list[str]:
          "of the tau = 0.5 samples to the network's own.", ""]
     if not len(t):
         return L + ["No evaluation weights to probe (or `memsweep report --no-probes`).", ""]
-    rows = []
-    for (n, when), g in t.groupby(["n", "when"], sort=True):
+    def summary(g):
         per_run = [tau_copy(h) for _, h in g.groupby("run_id")]
-        half = g[np.isclose(g["tau"], 0.5)]
-        rows.append({"n": n, "when": when, "mem_ratio (tau 0)": g[g["tau"] == 0]["hybrid_mem_ratio"].mean(),
-                     "tau_copy": float(np.nanmean(per_run)) if np.isfinite(per_run).any() else float("nan"),
-                     "dist@0.5": half["hybrid_dist"].mean()})
-    df = pd.DataFrame(rows)
+        return {"mem_ratio (tau 0)": g[g["tau"] == 0]["hybrid_mem_ratio"].mean(),
+                "tau_copy": float(np.nanmean(per_run)) if np.isfinite(per_run).any() else float("nan"),
+                "dist@0.5": g[np.isclose(g["tau"], 0.5)]["hybrid_dist"].mean()}
+    df = per_n_and_when(t, summary)
     L += [markdown_table(df), ""]
     late = df[df["when"] == "late"].set_index("n")
     if len(late):
@@ -94,13 +97,12 @@ def traj_section(ctx: dict) -> list[str]:
          "and noised test images (`traj_test`), against log-SNR.", ""]
     if not len(t):
         return L + ["Not computed (no evaluation weights, or `--no-probes`).", ""]
-    rows = []
-    for (n, when), g in t[np.isfinite(t["log_snr"])].groupby(["n", "when"]):
+    def summary(g):
         m = g.groupby("log_snr")[["traj_state", "traj_train", "traj_test"]].mean()
         ratio = m["traj_state"] / m["traj_train"]
-        rows.append({"n": n, "when": when, "max state/train": ratio.max(), "at log-SNR": ratio.idxmax(),
-                     "max test/train": (m["traj_test"] / m["traj_train"]).max()})
-    df = pd.DataFrame(rows)
+        return {"max state/train": ratio.max(), "at log-SNR": ratio.idxmax(),
+                "max test/train": (m["traj_test"] / m["traj_train"]).max()}
+    df = per_n_and_when(t[np.isfinite(t["log_snr"])], summary)
     L += [markdown_table(df), ""]
     late = df[df["when"] == "late"]
     if len(late):
