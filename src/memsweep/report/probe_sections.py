@@ -38,15 +38,24 @@ def per_n_and_when(t: pd.DataFrame, summary) -> pd.DataFrame:
     return pd.DataFrame([{"n": n, "when": when, **summary(g)} for (n, when), g in t.groupby(["n", "when"], sort=True)])
 
 
+def _opening(title: str, intro: str, table: pd.DataFrame, missing: str) -> tuple[list[str], bool]:
+    """A probe's heading and definitions, and whether it has rows (if not, `missing` says why)."""
+    lines = [f"#### {title}", "", intro, ""]
+    return (lines, True) if len(table) else (lines + [missing, ""], False)
+
+
 def hybrid_section(ctx: dict) -> list[str]:
     t = ctx["hybrid"]
-    L = ["#### Hybrid sampling (Bertrand et al. 2025)", "",
-         "The closed-form memorizer (the class's training images) samples t in [0, tau) from the evaluation's "
-         "noise, the network [tau, 1]; tau = 0 is the network's sampler, tau = 1 the memorizer's. "
-         "`tau_copy`: the smallest tau at which half the hybrid samples are copies (1/3 rule); `dist@0.5`: mean L2 "
-         "of the tau = 0.5 samples to the network's own.", ""]
-    if not len(t):
-        return L + ["No evaluation weights to probe (or `memsweep report --no-probes`).", ""]
+    L, shown = _opening(
+        "Hybrid sampling (Bertrand et al. 2025)",
+        "The closed-form memorizer (the class's training images) samples t in [0, tau) from the evaluation's "
+        "noise, the network [tau, 1]; tau = 0 is the network's sampler, tau = 1 the memorizer's. `tau_copy`: the "
+        "smallest tau at which half the hybrid samples are copies (1/3 rule); `dist@0.5`: mean L2 of the tau = "
+        "0.5 samples to the network's own.",
+        t, "No evaluation weights to probe (or `memsweep report --no-probes`).")
+    if not shown:
+        return L
+
     def summary(g):
         per_run = [tau_copy(h) for _, h in g.groupby("run_id")]
         return {"mem_ratio (tau 0)": g[g["tau"] == 0]["hybrid_mem_ratio"].mean(),
@@ -68,14 +77,16 @@ def hybrid_section(ctx: dict) -> list[str]:
 
 def els_section(ctx: dict) -> list[str]:
     t = ctx["els"]
-    L = ["#### The equivariant local score machine (Kamb & Ganguli 2025)", "",
-         "The minimizer of the loss under locality and translation equivariance: at each pixel, the formulation's "
-         "closed form over every k x k patch of the class's training images at every position (patch size per "
-         "noise level: `els_patch`, zero padding as the U-Net), sampled from the same noise as the network. "
-         "`els_dist`: mean L2 between the network's and the ELS machine's samples; `els_mem_dist`: the same to the "
-         "closed-form memorizer's; `els_mem_ratio`: the ELS samples' own mem_ratio.", ""]
-    if not len(t):
-        return L + ["Not computed (no evaluation weights, `probes.els=false`, or `--no-probes`).", ""]
+    L, shown = _opening(
+        "The equivariant local score machine (Kamb & Ganguli 2025)",
+        "The minimizer of the loss under locality and translation equivariance: at each pixel, the formulation's "
+        "closed form over every k x k patch of the class's training images at every position (patch size per "
+        "noise level: `els_patch`, zero padding as the U-Net), sampled from the same noise as the network. "
+        "`els_dist`: mean L2 between the network's and the ELS machine's samples; `els_mem_dist`: the same to the"
+        " closed-form memorizer's; `els_mem_ratio`: the ELS samples' own mem_ratio.",
+        t, "Not computed (no evaluation weights, `probes.els=false`, or `--no-probes`).")
+    if not shown:
+        return L
     g = t.groupby(["n", "when"])[["mem_ratio", "els_dist", "els_mem_dist", "els_mem_ratio"]].mean().reset_index()
     L += [markdown_table(g), ""]
     late = g[g["when"] == "late"]
@@ -90,13 +101,16 @@ def els_section(ctx: dict) -> list[str]:
 
 def traj_section(ctx: dict) -> list[str]:
     t = ctx["traj"]
-    L = ["#### Where sampling trajectories go", "",
-         "At each sampler step, min_i ||x_t − a(t) y_i|| / (s(t) √D): the distance to the nearest noised training "
-         "image's mean in units of the noise scale per pixel (x_t = a(t) y + s(t) z; about 1 on the training "
-         "domain), for the sampler's states (`traj_state`), noised training images (`traj_train`, fresh noise) "
-         "and noised test images (`traj_test`), against log-SNR.", ""]
-    if not len(t):
-        return L + ["Not computed (no evaluation weights, or `--no-probes`).", ""]
+    L, shown = _opening(
+        "Where sampling trajectories go",
+        "At each sampler step, min_i ||x_t − a(t) y_i|| / (s(t) √D): the distance to the nearest noised training "
+        "image's mean in units of the noise scale per pixel (x_t = a(t) y + s(t) z; about 1 on the training "
+        "domain), for the sampler's states (`traj_state`), noised training images (`traj_train`, fresh noise) and"
+        " noised test images (`traj_test`), against log-SNR.",
+        t, "Not computed (no evaluation weights, or `--no-probes`).")
+    if not shown:
+        return L
+
     def summary(g):
         m = g.groupby("log_snr")[["traj_state", "traj_train", "traj_test"]].mean()
         ratio = m["traj_state"] / m["traj_train"]
