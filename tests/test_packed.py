@@ -29,6 +29,9 @@ def compose(root, spec):
     return config.compose_run([*FAST, *SHORT, *spec, f"paths.output_root={root}"])
 
 
+pytestmark = pytest.mark.xdist_group("test_packed")   # its module fixture trains once, on one worker
+
+
 @pytest.fixture(scope="module")
 def solo(tmp_path_factory):
     """The runs trained one by one with train()."""

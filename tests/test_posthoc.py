@@ -18,6 +18,9 @@ from memsweep.store import identity
 from conftest import FAST
 
 
+pytestmark = pytest.mark.xdist_group("test_posthoc")   # its module fixture evaluates once, on one worker
+
+
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
     """A run directory as training leaves it (two evaluations of an untrained model: no training needed)."""

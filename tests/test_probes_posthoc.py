@@ -14,6 +14,9 @@ from memsweep.train.loop import train
 from conftest import FAST
 
 
+pytestmark = pytest.mark.xdist_group("test_probes_posthoc")   # its module fixture trains once, on one worker
+
+
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     threads = torch.get_num_threads()
