@@ -15,10 +15,11 @@ scale of the issue: hours of CPU for the old code on a shared core). --quick: n 
 Each report runs in its own process (`make_report`, with each process's peak RSS from getrusage; the time of
 its sample analyses apart), in rounds (--rounds, the fastest of each kept) of: the old code's first report
 (--baseline-src: the src/ of the base commit, e.g. after `git worktree add /tmp/base17 4cf0b94`,
---baseline-src /tmp/base17/src), this code's first report (analysis/ removed) and its second (an unchanged
+--baseline-src /tmp/base17/src), this code's first report (analysis/ and the last report's files removed) and its second (an unchanged
 sweep: reads what the first stored); then one after a run gained an evaluation (a sweep still training: only
 that one is computed). Then one evaluation of the largest run, by analysis, in the old code and in this one
-(each in its own process, one torch thread as the report). The machine is shared: the ratios of timings in
+(each in its own process, one torch thread: the analyses' own cost, without the threads this code's
+report gives large data). The machine is shared: the ratios of timings in
 one invocation are what to read.
 """
 from __future__ import annotations
@@ -41,7 +42,7 @@ import yaml
 from memsweep.data import datasets
 from memsweep.data.datasets import write_cifar_batch
 from memsweep.metrics import memorization, novelty
-from memsweep.report import copies, figure_cache
+from memsweep.report import copies
 from memsweep.store.run import RunStore
 
 SRC = Path(__file__).resolve().parents[1] / "src"
@@ -203,7 +204,7 @@ def breakdown_child(run_dir: Path) -> None:
     store = RunStore(run_dir)
     data = datasets.load(store.read_config().data)
     samples, _ = store.load_samples(max(int(p.stem.split("_")[1]) for p in store.samples_dir.glob("*.npz")))
-    torch.set_num_threads(1)   # as report.extra.compute
+    torch.set_num_threads(1)   # the analyses' own cost (this code's report uses the cores on large data)
     func = breakdown_new if hasattr(novelty, "reference_radii") else breakdown_old
     t = func(samples, data.train_x, data.test_x)
     print(json.dumps({"seconds": t, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
@@ -267,7 +268,9 @@ def run(args, root: Path) -> dict:
     for k in range(args.rounds):   # interleaved, the minimum kept: the machine is shared and timings drift
         for p in (root / "runs").glob("*/analysis"):
             shutil.rmtree(p)   # a cold store for each round's first report: no stored analyses, no figures
-        (root / "sweeps" / SWEEP / figure_cache.FILENAME).unlink(missing_ok=True)
+        for p in (root / "sweeps" / SWEEP).iterdir():
+            if p.name != "sweep.json":
+                shutil.rmtree(p) if p.is_dir() else p.unlink()
         rounds.append({key: _report(root, src, f"round {k + 1}: {key}")
                        for key, src in (("baseline", base), ("first", SRC), ("second", SRC)) if src})
     add_evaluation(root / "runs" / ids[-1])
