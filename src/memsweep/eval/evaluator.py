@@ -36,7 +36,6 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from torchvision.utils import make_grid, save_image
 
 from memsweep.eval import features as feat
 from memsweep.metrics.bootstrap import bootstrap_ci
@@ -473,6 +472,10 @@ class Evaluator:
 
     def save_grid(self, path: Path, samples: torch.Tensor, nn_idx: torch.Tensor) -> None:
         """Generated samples (top row) above their nearest training images (bottom row)."""
+        # imported here, not at the top: torchvision's import pulls in torch._dynamo (~3 s), which commands that
+        # never save a grid (status, report, a launcher) would pay at every start
+        from torchvision.utils import make_grid, save_image
+
         k = min(self.cfg.grid_samples, len(samples))
         pairs = torch.cat([samples[:k], self.data.train_x[nn_idx[:k]]]).cpu()
         scale = max(1, math.ceil(32 / pairs.shape[-1]))  # small images are enlarged to be seen

@@ -13,7 +13,6 @@ from __future__ import annotations
 import warnings
 
 import torch
-from torchmetrics.image.mifid import MemorizationInformedFrechetInceptionDistance
 
 from memsweep.metrics.kid import Precomputed
 
@@ -22,6 +21,9 @@ EPSILON = 0.1  # the competition's threshold, torchmetrics' default
 
 def mifid(train: torch.Tensor, fake: torch.Tensor, epsilon: float = EPSILON) -> float:
     """MiFID of generated features `fake` against reference features `train` (N x d each)."""
+    # imported here, not at the top: torchmetrics' import costs every command start ~3 s (metrics.kid)
+    from torchmetrics.image.mifid import MemorizationInformedFrechetInceptionDistance
+
     with warnings.catch_warnings():  # that it keeps the features: they are what we hand it
         warnings.filterwarnings("ignore", message=".*will save all extracted features")
         metric = MemorizationInformedFrechetInceptionDistance(feature=Precomputed(), cosine_distance_eps=float(epsilon))

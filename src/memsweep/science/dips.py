@@ -13,7 +13,6 @@ second dip: the curve fell, rose by at least min_depth, and fell again by at lea
 from __future__ import annotations
 
 import numpy as np
-from scipy.signal import find_peaks
 
 from memsweep.science.series import finite
 
@@ -37,6 +36,10 @@ def find_dips(steps, values, min_depth: float = DEFAULT_MIN_DEPTH) -> list[dict]
     s, v = finite(steps, values)
     if len(s) < 4 or (v <= 0).any():
         return []
+    # imported here, not at the top: scipy.signal costs every start of the memsweep command ~1.5 s, and only
+    # the report looks for dips
+    from scipy.signal import find_peaks
+
     y = _median3(np.log(v))
     # a high sentinel after the last point lets a descent still going on at the end count as a dip
     padded = np.append(y, y.max() + 10)

@@ -23,7 +23,6 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 
 import torch
-import torchvision
 from omegaconf import OmegaConf
 from torch.utils.flop_counter import FlopCounterMode
 
@@ -83,6 +82,9 @@ def feature_flops(spec: str) -> int | None:
         return 0
     with torch.device("meta"):
         if spec == "inception":  # clean-fid's network is InceptionV3 up to the pool3 features
+            # imported here, not at the top: torchvision pulls in torch._dynamo (~3 s at every command start)
+            import torchvision
+
             net = torchvision.models.inception_v3(weights=None, aux_logits=False, init_weights=False).eval()
             net.fc = torch.nn.Identity()
             x = torch.empty(1, 3, INCEPTION_SIZE, INCEPTION_SIZE)
