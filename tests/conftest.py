@@ -14,6 +14,13 @@ FAST = ["logger=none", "runtime.progress=false", "runtime.threads=1", "train.ste
         "eval.sw_projections=64", "eval.grid_samples=4"]
 
 
+def pytest_collection_modifyitems(config, items):
+    """The longest first (the Slurm tests, one worker's whole share for a while, then those marked slow):
+    xdist hands tests out in this order, round robin at first, so the long ones start on both workers at once
+    instead of leaving one worker the long tail while the other idles."""
+    items.sort(key=lambda item: (item.get_closest_marker("slurm") is None, item.get_closest_marker("slow") is None))
+
+
 @pytest.fixture
 def out(tmp_path, monkeypatch):
     """A private output root for the test."""

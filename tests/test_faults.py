@@ -38,6 +38,7 @@ def kill_and_resume(root, point, k):
     return killed.returncode, resumed.returncode, resumed.stderr, (status[0] if status else None)
 
 
+@pytest.mark.slow
 def test_killed_at_any_point_and_relaunched_ends_identical(tmp_path, monkeypatch):
     monkeypatch.setenv("MEMSWEEP_OUTPUT_ROOT", str(tmp_path / "reference"))
     reference = config.compose_run(ARGS)
@@ -131,6 +132,7 @@ def test_a_full_disk_fails_in_one_line_and_a_relaunch_loses_nothing(small_disk, 
     assert_resumed_identical(mount / "outputs", reference)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("point", ["metrics:3:enospc", "checkpoint:4:enospc"])
 def test_enospc_injected_mid_line_or_mid_checkpoint_leaves_the_run_resumable(tmp_path, point, reference):
     env = {"MEMSWEEP_OUTPUT_ROOT": str(tmp_path)}
@@ -175,6 +177,7 @@ def write_sweep(tmp_path, name="two"):
     return str(path)
 
 
+@pytest.mark.slow
 def test_a_local_sweep_stopped_by_sigterm_checkpoints_its_workers_and_resumes(tmp_path, reference):
     root, sweep = tmp_path / "outputs", write_sweep(tmp_path)
     env = {**os.environ, "MEMSWEEP_OUTPUT_ROOT": str(root)}
@@ -198,6 +201,7 @@ def test_a_local_sweep_stopped_by_sigterm_checkpoints_its_workers_and_resumes(tm
     assert_resumed_identical(root, reference)  # the n = 16 run is the reference run
 
 
+@pytest.mark.slow
 def test_a_full_disk_in_a_sweep_worker_is_one_line_and_retry_resumes(tmp_path, reference):
     root, sweep = tmp_path / "outputs", write_sweep(tmp_path, "full")
     r = run_cli("sweep", sweep, "--quiet", env={"MEMSWEEP_OUTPUT_ROOT": str(root),

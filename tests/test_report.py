@@ -187,6 +187,7 @@ def test_report_from_a_fake_sweep(fake_sweep, monkeypatch, capsys):
         assert section in text
 
 
+@pytest.mark.slow
 def test_a_second_report_keeps_the_figures_whose_inputs_are_unchanged(fake_sweep):
     out = fake_sweep / "sweeps" / "fake"
     report.make_report(fake_sweep, "fake")
@@ -226,6 +227,7 @@ def test_missing_sweep_is_a_one_line_config_error(fake_sweep, capsys):
     assert err.startswith("memsweep: error: sweep nope: no such sweep under") and "\n" not in err
 
 
+@pytest.mark.slow
 def test_report_from_a_real_tiny_sweep(out):
     entries = []
     for n, offset in ((8, 0), (16, 0), (32, 0), (8, 640)):    # and n = 8 on a disjoint subset

@@ -147,6 +147,7 @@ def _outputs(out) -> dict:
                                  if not x.startswith("_Generated")]}
 
 
+@pytest.mark.slow
 def test_max_samples_is_used_and_stated(fake_sweep, capsys):  # noqa: F811
     assert main(["report", "fake", "--output-root", str(fake_sweep), "--max-samples", "10"]) == 0
     text = (fake_sweep / "sweeps" / "fake" / "report.md").read_text()

@@ -16,7 +16,7 @@ from memsweep.store import identity
 
 from conftest import FAST, assert_same_run, run_cli
 
-pytestmark = [pytest.mark.slurm, pytest.mark.xdist_group("slurm")]  # one cluster, one worker
+pytestmark = [pytest.mark.slurm, pytest.mark.slow, pytest.mark.xdist_group("slurm")]  # one cluster, one worker
 ROOT = Path(__file__).resolve().parents[1]
 
 

@@ -109,6 +109,7 @@ def test_dry_run_prints_the_runs_and_launches_nothing(tmp_path, out):
     assert not out.exists()
 
 
+@pytest.mark.slow
 def test_local_sweep_runs_resumes_nothing_twice_and_shares_runs(tmp_path, out):
     path = write_sweep(tmp_path, {"axes": {"data.n": [8, 16]}, "overrides": FAST}, name="first")
     r = run_cli("sweep", path, "--quiet")
@@ -146,6 +147,7 @@ def test_slurm_launch_without_slurm_fails_before_submitting(tmp_path, out, monke
     assert not (out / "runs").exists()
 
 
+@pytest.mark.slow
 def test_two_sweeps_at_once_under_one_root_share_a_run_and_corrupt_nothing(tmp_path, out):
     a = write_sweep(tmp_path, {"axes": {"data.n": [8, 16]}, "overrides": FAST}, name="a")
     b = write_sweep(tmp_path, {"axes": {"data.n": [16, 24]}, "overrides": FAST}, name="b")
@@ -165,6 +167,7 @@ def test_two_sweeps_at_once_under_one_root_share_a_run_and_corrupt_nothing(tmp_p
     assert not list(out.rglob("*.tmp*"))  # no half-written file left behind
 
 
+@pytest.mark.slow
 def test_a_diverging_run_does_not_stop_its_sweep_and_shows_in_status_and_report(tmp_path, out):
     path = write_sweep(tmp_path, {"axes": {"data.n": [8]}, "zip": {"optim.lr": [1e-3, 1e6]},
                                   "overrides": FAST}, name="lrs")

@@ -6,7 +6,6 @@ import math
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
 from memsweep.report import disjoint
 from memsweep.report.figures import fmt_value
@@ -217,6 +216,8 @@ def _spearman(x, y, positive: str, negative: str) -> str:
     ok = np.isfinite(x) & np.isfinite(y)
     if ok.sum() < 4 or np.ptp(x[ok]) == 0 or np.ptp(y[ok]) == 0:
         return "too few points to tell"
+    from scipy import stats   # here, not at the top: ~1 s at every command start (science.fits.t_quantile)
+
     rho, p = stats.spearmanr(x[ok], y[ok])
     verdict = (positive if rho > 0 else negative) if p < 0.05 else "no significant relation at the 5% level"
     return f"Spearman ρ = {rho:.2f} (p = {p:.2g}, {int(ok.sum())} points): {verdict}"

@@ -6,10 +6,18 @@ import math
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
 from memsweep.science.curves import FIT_METRICS, ONSET_METRICS
 from memsweep.states import State
+
+
+def t_quantile(q: float, dof: int) -> float:
+    """Student's t quantile, for the intervals of the fitted exponents."""
+    # imported here, not at the top: scipy.stats costs every start of the memsweep command ~1 s, and only the
+    # fits need it
+    from scipy import stats
+
+    return float(stats.t.ppf(q, dof))
 
 
 def linear_fit(x, y) -> dict:
@@ -46,7 +54,7 @@ def power_law_fit(x, y, confidence: float = 0.95) -> dict:
     if m >= 3:
         sxx = np.sum((lx - lx.mean()) ** 2)
         se = math.sqrt(np.sum(resid ** 2) / (m - 2) / sxx)
-        half = stats.t.ppf(0.5 + confidence / 2, m - 2) * se
+        half = t_quantile(0.5 + confidence / 2, m - 2) * se
         out.update(exponent_se=se, exponent_lo=float(slope - half), exponent_hi=float(slope + half))
     return out
 
@@ -101,7 +109,7 @@ def pooled_power_law_fit(x, y, groups, confidence: float = 0.95) -> dict:
     if dof >= 1:
         cov = np.sum(resid ** 2) / dof * np.linalg.inv(design.T @ design)
         se = math.sqrt(cov[0, 0])
-        half = stats.t.ppf(0.5 + confidence / 2, dof) * se
+        half = t_quantile(0.5 + confidence / 2, dof) * se
         out.update(exponent_se=se, exponent_lo=float(coef[0] - half), exponent_hi=float(coef[0] + half))
     return out
 
