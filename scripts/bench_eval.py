@@ -96,9 +96,9 @@ def write_data(root: Path, n: int, test: int) -> Path:
     return root
 
 
-def child(src: Path, tmp: Path, data_root: Path, args) -> dict:
+def child(src: Path, label: str, tmp: Path, data_root: Path, args) -> dict:
     env = {**os.environ, "PYTHONPATH": str(src), "WANDB_MODE": "disabled"}
-    out = tmp / f"out_{abs(hash(str(src)))}"
+    out = tmp / f"outputs_{label}"   # an output root (and reference cache) of its own
     p = subprocess.run([sys.executable, "-c", CHILD, str(out), str(data_root), str(args.n), str(args.samples),
                         str(args.test), str(args.threads), json.dumps(PARTS)], env=env, capture_output=True, text=True)
     if p.returncode:
@@ -118,8 +118,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench_eval_") as tmp:
         tmp = Path(tmp)
         data_root = write_data(tmp / "data", args.n, args.test)
-        res = {"settings": vars(args), "baseline": child(Path(args.baseline_src), tmp, data_root, args),
-               "this": child(SRC, tmp, data_root, args)}
+        res = {"settings": vars(args), "baseline": child(Path(args.baseline_src), "baseline", tmp, data_root, args),
+               "this": child(SRC, "this", tmp, data_root, args)}
     old, new = res["baseline"], res["this"]
     print(f"one evaluation, c32 on CIFAR-shaped data (n = {args.n}, {args.samples} samples, {args.test} test "
           f"images, default eval settings, {args.threads} threads); seconds, from cProfile:")

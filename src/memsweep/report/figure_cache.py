@@ -86,15 +86,6 @@ def key(func, args, kwargs) -> str | None:
     return h.hexdigest()
 
 
-def files_stamp(folder: Path) -> list:
-    """(name, size, mtime) of each file in `folder`: what stands for saved files a figure reads."""
-    folder = Path(folder)
-    if not folder.is_dir():
-        return []
-    return [(p.name, st.st_size, st.st_mtime_ns) for p in sorted(folder.iterdir()) if p.is_file()
-            for st in [p.stat()]]
-
-
 class FigureCache:
     """The record of one sweep's figures: kept(title, key) says whether the figure on disk can stay."""
 

@@ -8,8 +8,8 @@ import numpy as np
 import pandas as pd
 
 from memsweep.science.curves import DEFAULT_GAP_THRESHOLD, analyze_run
-from memsweep.report.figure_cache import files_stamp
 from memsweep.science.normalized_time import normalization_factor, reference_values
+from memsweep.store.analysis_cache import folder_stamp
 
 
 AXIS_COLUMNS = {"data.n": "n", "model": "model", "model.name": "model", "train.batch_size": "batch_size",
@@ -37,7 +37,7 @@ class RunData:
 
     def fingerprint_parts(self):
         """What the report's figures read of this run (report.figure_cache): its values and its saved grids."""
-        samples = files_stamp(self.dir / "samples") if self.dir is not None else []
+        samples = folder_stamp(self.dir / "samples") if self.dir is not None else []
         return [self.run_id, self.state, self.axes, self.params, self.frame, self.status, samples]
 
 def summary_table(runs: list[RunData], threshold: float = DEFAULT_GAP_THRESHOLD, reference: dict | None = None

@@ -34,6 +34,12 @@ def stamp(file) -> list[int]:
     return [st.st_size, st.st_mtime_ns]
 
 
+def folder_stamp(folder) -> list:
+    """(name, size, mtime) of each file directly in `folder` (empty if none): its saved files, unread."""
+    folder = Path(folder)
+    return [(p.name, *stamp(p)) for p in sorted(folder.iterdir()) if p.is_file()] if folder.is_dir() else []
+
+
 def _canonical(meta: dict) -> str:
     return json.dumps(meta, sort_keys=True, allow_nan=True, default=str)
 

@@ -11,7 +11,7 @@ A sweep file:
       optim.lr: [1.0e-3, 2.0e-3]
     overrides: [model=tiny, train.steps=null, train.epochs=2000]   # fixed for every run
     by_objective:          # optional: more fixed settings for the runs of one objective (objective.name), e.g.
-      vp: [optim.lr=2e-3]  # `memsweep sweep demo objective=vp`; after `overrides`, before the command line's
+      vp: [train.epochs=4000]   # `memsweep sweep demo objective=vp`; after `overrides`, before the command line's
     # a value may refer to another setting of the run, escaped so the file itself does not resolve it:
     #   data.offset: [0, '\${data.n}']    (a second subset right after the first, whatever n)
     launcher:              # optional launcher settings for every run (e.g. timeout_min: 120)
@@ -96,8 +96,13 @@ def sweep_file(name: str) -> Path:
     return found
 
 
+def group_options(group: str) -> list[str]:
+    """The options of a config group (or sweep/) on the config search path, by file name."""
+    return sorted({p.stem for d in config_mod.search_dirs() for p in (d / group).glob("*.yaml")})
+
+
 def known_sweeps() -> list[str]:
-    return sorted({p.stem for d in config_mod.search_dirs() for p in (d / "sweep").glob("*.yaml")})
+    return group_options("sweep")
 
 
 def load_spec(name: str) -> dict:
@@ -122,7 +127,7 @@ def load_spec(name: str) -> dict:
     by_objective = spec.get("by_objective") or {}
     if not isinstance(by_objective, dict) or not all(isinstance(v, list) for v in by_objective.values()):
         raise ConfigError(f"sweep {name}: by_objective must map an objective to a list like [optim.lr=2e-3]")
-    known = config_mod.config_groups().get("objective", ([], None))[0] if by_objective else []
+    known = group_options("objective")
     for objective in by_objective:
         if objective not in known:
             raise ConfigError(f"sweep {name}: by_objective.{objective}: no such objective (known: {', '.join(known)})")
