@@ -3,9 +3,12 @@ import math
 
 import numpy as np
 import pandas as pd
+from scipy import stats
+from scipy.signal import find_peaks
 
 from memsweep.science.capacity import effective_memorization
-from memsweep.science.dips import dip_columns, find_dips
+from memsweep.science.dips import dip_columns, find_dips, prominent_peaks
+from memsweep.science.fits import rank_correlation, t_quantile
 
 STEPS = np.unique(np.geomspace(20, 20000, 24).astype(int))
 
@@ -66,3 +69,25 @@ def test_effective_memorization_interpolates_in_log_n():
     upper = effective_memorization([16, 32], [0.5, 0.2])
     assert upper["bound"] == "upper" and math.isnan(upper["emm"]) and upper["n_above"] == 16
     assert math.isnan(effective_memorization([], [])["emm"])
+
+
+def test_the_peaks_and_statistics_written_here_are_scipys():
+    """prominent_peaks, rank_correlation and t_quantile stand in for scipy.signal / scipy.stats (whose imports
+    cost a report more than its work): the same answers on random curves with ties and flat tops."""
+    rng = np.random.default_rng(1)
+    for _ in range(3000):
+        n = int(rng.integers(1, 30))
+        x = rng.integers(0, rng.integers(2, 8), n).astype(float) if rng.random() < 0.5 else rng.normal(size=n)
+        minimum = float(rng.choice([0.0, 0.5, 1.0, 2.0]))
+        idx, props = find_peaks(x, prominence=minimum)
+        mine = prominent_peaks(x, minimum)
+        assert [i for i, _ in mine] == list(idx)
+        assert np.allclose([p for _, p in mine], props["prominences"])
+        if n >= 4 and np.ptp(x) > 0:
+            y = x * rng.choice([1, -1]) + rng.normal(0, rng.uniform(0, 3), n).round(1)
+            if np.ptp(y) > 0:
+                expect = stats.spearmanr(x, y)
+                assert np.allclose(rank_correlation(x, y), (expect.statistic, expect.pvalue), rtol=1e-9, atol=1e-14)
+    assert rank_correlation([1, 2, 3, 4], [3, 5, 8, 9]) == (1.0, 0.0)
+    for q, dof in ((0.975, 1), (0.975, 3), (0.95, 30), (0.5, 5)):
+        assert math.isclose(t_quantile(q, dof), stats.t.ppf(q, dof), rel_tol=1e-12)

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import torch
 
 CANDIDATES_EXTRA = 2  # candidates kept beyond k, re-ranked with exact distances
+RERANK_ROWS = 64      # queries per slice of the exact re-ranking
 BLOCK = {"cpu": (1024, 8192), "cuda": (8192, 32768)}   # (query rows, reference rows) per distance block
 
 
@@ -65,8 +66,15 @@ def _merge(best_d, best_i, d2, offset: int, c: int):
 
 def _rerank(q: torch.Tensor, r: torch.Tensor, cand: torch.Tensor, k: int):
     """The k nearest of each query's candidates by exact distances ||q - r|| (differences, so without the
-    cancellation of the expansion ||q||^2 - 2 q.r + ||r||^2 for near-copies), sorted."""
-    exact = (q[:, None, :] - r[cand]).norm(dim=2)
+    cancellation of the expansion ||q||^2 - 2 q.r + ||r||^2 for near-copies), sorted. In slices of
+    RERANK_ROWS queries, the gathered candidates overwritten by the differences: the gather is memory-bound,
+    and a slice that stays in cache is 3x faster here than one (queries, candidates, values) temporary."""
+    exact = torch.empty(cand.shape, dtype=q.dtype, device=q.device)
+    for s in range(0, len(q), RERANK_ROWS):
+        c = cand[s:s + RERANK_ROWS]
+        diff = r.index_select(0, c.flatten()).view(*c.shape, -1)
+        diff.sub_(q[s:s + RERANK_ROWS, None, :])
+        exact[s:s + RERANK_ROWS] = torch.linalg.vector_norm(diff, dim=2)
     d, pos = torch.topk(exact, k, dim=1, largest=False)
     return d, cand.gather(1, pos)
 

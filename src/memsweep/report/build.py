@@ -18,7 +18,7 @@ import pandas as pd
 from memsweep.science.curves import DEFAULT_GAP_THRESHOLD, FIT_METRICS, metrics_frame
 from memsweep.science.fits import scaling_fits
 from memsweep.report.summary import RunData, SUMMARY_COLUMNS, axis_column, summary_table
-from memsweep.report import figure_cache, figures as plots
+from memsweep.report import drawing, figure_cache, figures as plots
 from memsweep.report.figure_cache import FigureCache
 from memsweep.errors import ConfigError
 from memsweep.report import extra as report_extra
@@ -87,24 +87,28 @@ def load_sweep(output_root: Path, name: str) -> tuple[dict, list[RunData]]:
 
 
 # -- the report -------------------------------------------------------------------------------------------------
-def _figure(figures: list, notes: list, cache: FigureCache, title: str, func, *args, **kwargs):
-    """Draw one figure (or keep the last report's, if drawn from the same inputs: report.figure_cache)."""
-    fig_key = figure_cache.key(func, args, kwargs)
-    kept, name = cache.kept(title, fig_key)
-    if kept:
+def _draw_jobs(jobs: list[tuple], cache: FigureCache) -> tuple[list, list]:
+    """Each figure (title, func, args, kwargs) kept from the last report if drawn from the same inputs
+    (report.figure_cache), the others drawn side by side (report.drawing): [(title, file)] in the report's
+    order, and the notes of the figures that failed (one failing must not lose the rest of the report)."""
+    keys = [figure_cache.key(func, args, kwargs) for _, func, args, kwargs in jobs]
+    kept = [cache.kept(title, k) for (title, *_), k in zip(jobs, keys)]
+    todo = [i for i, (hit, _) in enumerate(kept) if not hit]
+    drawn = dict(zip(todo, drawing.draw([jobs[i][1:] for i in todo])))
+    figures, notes = [], []
+    for i, (title, *_) in enumerate(jobs):
+        name = kept[i][1]
+        if i in drawn:
+            path, error = drawn[i]
+            if error is not None:
+                log.warning("figure %r failed: %s", title, error)
+                notes.append(f"figure '{title}' could not be drawn ({error})")
+                continue
+            cache.drawn(title, keys[i], path)
+            name = None if path is None else Path(path).name
         if name is not None:
             figures.append((title, name))
-        return None if name is None else cache.out / name
-    try:
-        path = func(*args, **kwargs)
-    except Exception as e:  # one figure failing must not lose the rest of the report
-        log.warning("figure %r failed: %s: %s", title, type(e).__name__, e)
-        notes.append(f"figure '{title}' could not be drawn ({type(e).__name__}: {e})")
-        return None
-    cache.drawn(title, fig_key, path)
-    if path is not None:
-        figures.append((title, Path(path).name))
-    return path
+    return figures, notes
 
 
 def make_report(output_root: Path, name: str, threshold: float = DEFAULT_GAP_THRESHOLD, device="cpu",
@@ -160,12 +164,10 @@ def _features(runs) -> dict:
 
 def _draw_figures(runs, summary, keys, out: Path, threshold, extra, probe_ctx=None) -> tuple[list, list]:
     """Every figure of the report: [(title, file)] and the notes of figures that failed."""
-    figures: list[tuple[str, str]] = []
-    notes: list[str] = []
-    cache = FigureCache(out)
+    jobs: list[tuple] = []   # drawn (or kept) together once all are known
 
     def add(title, func, *args, **kwargs):
-        return _figure(figures, notes, cache, title, func, *args, **kwargs)
+        jobs.append((title, func, args, kwargs))
     features = _features(runs)
     plot_keys = [k for k in keys if k not in ("seed", "data.offset")] or keys   # offset: the disjoint test's pairs
     for key in plot_keys if runs else []:
@@ -198,6 +200,8 @@ def _draw_figures(runs, summary, keys, out: Path, threshold, extra, probe_ctx=No
             probe_figures.els_figure, probe_ctx["els"], out / "els.png")
         add("Where sampling trajectories go: distance to the training domain against log-SNR, early and late",
             probe_figures.traj_figure, probe_ctx["traj"], out / "traj.png")
+    cache = FigureCache(out)
+    figures, notes = _draw_jobs(jobs, cache)
     shown = {name for _, name in figures}
     for pattern in FIGURE_PATTERNS:   # figures of an earlier report that this one did not draw or keep
         for old in out.glob(pattern):

@@ -57,7 +57,7 @@ def compute(runs, summary: pd.DataFrame, keys: list[str], out, device="cpu", max
 
 
 def figures(ctx: dict, runs, summary, keys, out, add) -> None:
-    """Draw the figures; `add(title, func, *args, **kwargs)` is report._figure bound to the report's lists."""
+    """Draw the figures; `add(title, func, *args, **kwargs)` queues one (report.build draws them together)."""
     results = {k: v for k, v in ctx["results"].items() if v is not None}
     add("Loss gap by noise level (log-SNR) over the whole sweep (mean over runs), against step and normalized step",
         plots.sweep_gap_heatmap, runs, summary, out / "gap_by_t_sweep.png")

@@ -14,6 +14,7 @@ from memsweep.report.samples import NOVELTY_COLUMNS
 from memsweep.report.summary import axis_column
 from memsweep.science.capacity import EMM_LEVEL
 from memsweep.science.dips import CURVES, DEFAULT_MIN_DEPTH
+from memsweep.science.fits import rank_correlation
 
 
 def lines(ctx: dict, runs, summary: pd.DataFrame, keys: list[str]) -> list[str]:
@@ -216,8 +217,6 @@ def _spearman(x, y, positive: str, negative: str) -> str:
     ok = np.isfinite(x) & np.isfinite(y)
     if ok.sum() < 4 or np.ptp(x[ok]) == 0 or np.ptp(y[ok]) == 0:
         return "too few points to tell"
-    from scipy import stats   # here, not at the top: ~1 s at every command start (science.fits.t_quantile)
-
-    rho, p = stats.spearmanr(x[ok], y[ok])
+    rho, p = rank_correlation(x[ok], y[ok])
     verdict = (positive if rho > 0 else negative) if p < 0.05 else "no significant relation at the 5% level"
     return f"Spearman ρ = {rho:.2f} (p = {p:.2g}, {int(ok.sum())} points): {verdict}"
