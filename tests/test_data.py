@@ -1,5 +1,7 @@
+import numpy as np
 import pytest
 import torch
+from sklearn.datasets import load_digits
 
 from memsweep import config
 from memsweep.data import datasets as data
@@ -15,6 +17,16 @@ def test_digits_subsets_are_nested_prefixes_and_disjoint_from_test():
     pool = data.load(config.compose_run(["data.n=1297"]).data).train_x   # every image a training subset can hold
     assert torch.cdist(big.test_x.flatten(1), pool.flatten(1)).min() > 0    # no test image is in it
     assert set(big.train_y.tolist()) == set(range(10))
+
+
+def test_the_shipped_digits_are_scikit_learns():
+    d = load_digits()
+    with np.load(data.DIGITS) as shipped:
+        assert np.array_equal(shipped["images"], d.images) and np.array_equal(shipped["target"], d.target)
+    got = data.load(config.compose_run(["data.n=1297"]).data)
+    want = torch.as_tensor(np.round(d.images * (255.0 / 16.0)).astype(np.uint8), dtype=torch.float32) / 127.5 - 1
+    assert torch.equal(torch.cat([got.train_x, got.test_x])[:, 0], want)
+    assert torch.equal(torch.cat([got.train_y, got.test_y]), torch.as_tensor(d.target))
 
 
 def test_digits_offset_gives_disjoint_training_subsets():
