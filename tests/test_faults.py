@@ -38,13 +38,19 @@ def kill_and_resume(root, point, k):
     return killed.returncode, resumed.returncode, resumed.stderr, (status[0] if status else None)
 
 
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    """The uninterrupted run of ARGS: its metrics rows."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("MEMSWEEP_OUTPUT_ROOT", str(tmp_path_factory.mktemp("reference")))
+        cfg = config.compose_run(ARGS)
+        train(cfg)
+        return identity.run_id(cfg), RunStore(identity.run_dir(cfg)).read_metrics()
+
+
 @pytest.mark.slow
-def test_killed_at_any_point_and_relaunched_ends_identical(tmp_path, monkeypatch):
-    monkeypatch.setenv("MEMSWEEP_OUTPUT_ROOT", str(tmp_path / "reference"))
-    reference = config.compose_run(ARGS)
-    train(reference)
-    want = RunStore(identity.run_dir(reference)).read_metrics()
-    run_id = identity.run_id(reference)
+def test_killed_at_any_point_and_relaunched_ends_identical(tmp_path, reference):
+    run_id, want = reference
     with ThreadPoolExecutor(2) as pool:
         results = list(pool.map(lambda pk: kill_and_resume(tmp_path / f"{pk[0]}{pk[1]}", *pk), KILLS))
     for (point, k), (killed, resumed, err, at_kill) in zip(KILLS, results):
@@ -65,16 +71,6 @@ def test_killed_at_any_point_and_relaunched_ends_identical(tmp_path, monkeypatch
 
 
 # -- a full disk and SIGTERM: one line, a clear state, and a relaunch that loses nothing ------------------
-
-@pytest.fixture(scope="module")
-def reference(tmp_path_factory):
-    """The uninterrupted run of ARGS: its metrics rows."""
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("MEMSWEEP_OUTPUT_ROOT", str(tmp_path_factory.mktemp("reference")))
-        cfg = config.compose_run(ARGS)
-        train(cfg)
-        return identity.run_id(cfg), RunStore(identity.run_dir(cfg)).read_metrics()
-
 
 @pytest.fixture
 def small_disk(tmp_path):
