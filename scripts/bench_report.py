@@ -12,8 +12,8 @@ Default: n = 4,096, 16,384, 32,768, 3 evaluations of 10,000 samples, a 10,000-im
 scale of the issue: hours of CPU for the old code on a shared core). --quick: n = 1,024 and 4,096, two seeds
 (runs of a seed axis share their training set), 2 evaluations of 2,000 samples, 2,000 test images: minutes.
 
-Each report runs in its own process (`make_report`, with the peak RSS of it or of its figure workers from getrusage; the time of
-its sample analyses apart), in rounds (--rounds, the fastest of each kept) of: the old code's first report
+Each report runs in its own process (`make_report`, with the peak RSS of it or of its figure workers from
+getrusage; the time of its sample analyses apart), in rounds (--rounds, the fastest of each kept) of: the old code's first report
 (--baseline-src: the src/ of the base commit, e.g. after `git worktree add /tmp/base17 4cf0b94`,
 --baseline-src /tmp/base17/src), this code's first report (analysis/ and the last report's files removed) and its second (an unchanged
 sweep: reads what the first stored); then one after a run gained an evaluation (a sweep still training: only
