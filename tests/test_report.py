@@ -221,6 +221,30 @@ def test_a_second_report_keeps_the_figures_whose_inputs_are_unchanged(fake_sweep
     assert figure_cache.key(func, (object(),), {}) is None
 
 
+def test_a_figure_laid_out_once_has_savefigs_pixels(tmp_path):
+    """figures.save computes a constrained layout once and switches the engine off before savefig (which
+    would lay the figure out again in a draw of its own): the same image, with the tight bbox too."""
+    def figure():
+        fig, axes = plt.subplots(2, 3, figsize=(9, 5), layout="constrained")
+        for i, ax in enumerate(axes.flat):
+            ax.plot(np.geomspace(10, 1e5, 30), np.linspace(0, 1, 30) ** (i + 1), label=f"curve {i}")
+            ax.set_xscale("log")
+            report.plots.plain_log_ticks(ax.xaxis)
+            ax.set_ylabel(f"a long label number {i}")
+        fig.legend(*axes[0, 0].get_legend_handles_labels(), loc="outside right center", title="runs")
+        fig.suptitle("a title")
+        return fig
+    for extra in ({}, {"bbox_inches": "tight"}):
+        fig = figure()
+        fig.savefig(tmp_path / "plain.png", dpi=report.plots.DPI, **extra)
+        plt.close(fig)
+        fig = figure()
+        assert report.plots.save(fig, tmp_path / "once.png", **extra) == tmp_path / "once.png"
+        assert fig.get_layout_engine() is None and not plt.fignum_exists(fig.number)
+        plain, once = (np.asarray(matplotlib.image.imread(tmp_path / f)) for f in ("plain.png", "once.png"))
+        assert plain.shape == once.shape and np.array_equal(plain, once), extra
+
+
 def test_missing_sweep_is_a_one_line_config_error(fake_sweep, capsys):
     assert main(["report", "nope", "--output-root", str(fake_sweep)]) == 2
     err = capsys.readouterr().err.strip()

@@ -72,9 +72,17 @@ def test_computed_once_then_read_back_equal(fake_sweep):  # noqa: F811
     run_dir = fake_sweep / "runs" / RUN
     steps = samples.saved_steps(run_dir)
     before = samples.COMPUTED.copy()
-    first = samples.analyze_samples(run_dir)
+    shared = {}   # what a report's runs share
+    first = samples.analyze_samples(run_dir, shared)
     assert samples.COMPUTED["evaluation"] - before["evaluation"] == len(steps)
-    assert samples.COMPUTED["reference"] - before["reference"] == 1
+    assert samples.COMPUTED["reference"] - before["reference"] == 2            # the training set's, the test split's
+    other = samples.analyze_samples(fake_sweep / "runs" / "run032abcdef", shared)
+    assert samples.COMPUTED["reference"] - before["reference"] == 3            # another n: the same test split
+    refs = [analysis_cache.read(d, "reference", samples.VERSION, samples._RunInputs(
+        samples.RunStore(d), samples.RunStore(d).read_config(), {}, "cpu").inputs())[0] for d in
+        (run_dir, fake_sweep / "runs" / "run032abcdef")]
+    assert np.array_equal(refs[0]["test"], refs[1]["test"]) and len(refs[0]["train"]) != len(refs[1]["train"])
+    assert len(other.novelty) and samples.COMPUTED["data"] - before["data"] == 2
     files = _mtimes(run_dir)
     assert len(files) == len(steps) + 1 and not [p for p in files if p.endswith(".tmp")]
     computed = samples.COMPUTED.copy()

@@ -41,14 +41,21 @@ def knn_radii(points: torch.Tensor, k: int = PR_K, device="cpu") -> torch.Tensor
 
 
 def reference_radii(train: torch.Tensor, test: torch.Tensor, device="cpu") -> dict:
-    """What novelty needs from the real images alone, from one self-search per set: train_nn (each training
-    image's distance to its nearest other one: authenticity, and the isolation of report.copies), and the
-    k-NN radii of precision/recall for the training set and the test split (None with k or fewer images)."""
+    """What novelty needs from the real images alone, from one self-search per set: train_radii's and the
+    test split's k-NN radii of precision/recall ("test", None with k or fewer images)."""
+    return {**train_radii(train, device), "test": test_radii(test, device)}
+
+
+def train_radii(train: torch.Tensor, device="cpu") -> dict:
+    """train_nn (each training image's distance to its nearest other one: authenticity, and the isolation of
+    report.copies) and "train", its k-NN radius of precision/recall (None with k or fewer images)."""
     d, _ = self_knn(train, min(PR_K, len(train) - 1), device)
-    out = {"train_nn": d[:, 1].cpu(), "train": d[:, PR_K].cpu() if len(train) > PR_K else None, "test": None}
-    if len(test) > PR_K:
-        out["test"] = knn_radii(test, PR_K, device).cpu()
-    return out
+    return {"train_nn": d[:, 1].cpu(), "train": d[:, PR_K].cpu() if len(train) > PR_K else None}
+
+
+def test_radii(test: torch.Tensor, device="cpu") -> torch.Tensor | None:
+    """The test split's k-NN radii of precision/recall (None with k or fewer images)."""
+    return knn_radii(test, PR_K, device).cpu() if len(test) > PR_K else None
 
 
 def precision_recall(samples: torch.Tensor, real: torch.Tensor, k: int = PR_K, real_radii: torch.Tensor | None = None,

@@ -12,7 +12,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from memsweep.report.figures import DPI, _legend_handles, plain_log_ticks, value_colors  # noqa: E402
+from memsweep.report.figures import _legend_handles, plain_log_ticks, save, value_colors  # noqa: E402
 
 WHEN = ("early", "late")
 
@@ -29,9 +29,7 @@ def _title(when: str) -> str:
 def _save(fig, path: Path, title: str) -> Path:
     fig.suptitle(title)
     fig.tight_layout()
-    fig.savefig(path, dpi=DPI)
-    plt.close(fig)
-    return path
+    return save(fig, path)
 
 
 def hybrid_figure(table: pd.DataFrame, path: Path) -> Path | None:

@@ -10,8 +10,8 @@ import numpy as np
 
 from memsweep.metrics.memorization import MEM_THRESHOLD
 from memsweep.report.summary import axis_column
-from memsweep.report.figures import (DPI, SHORT, _fixed_text, _label, _legend_handles, _spread, axis_runs, fmt_value,
-                    ordered_values, plain_log_ticks, plt, value_colors)
+from memsweep.report.figures import (SHORT, _fixed_text, _label, _legend_handles, _spread, axis_runs, fmt_value,
+                    ordered_values, plain_log_ticks, plt, save, value_colors)
 
 
 def _picked(runs, summary, key, keys, extra: dict, max_runs: int):
@@ -64,9 +64,7 @@ def novelty_figure(runs, summary, key, keys, path: Path, results: dict, title: s
                fontsize=9, title_fontsize=9, frameon=False)
     fig.suptitle(f"{title}novelty beside fidelity, from each evaluation's saved samples (pixel L2){_fixed_text(fixed)}",
                  fontsize=11)
-    fig.savefig(path, dpi=DPI)
-    plt.close(fig)
-    return Path(path)
+    return save(fig, path)
 
 
 def nn_ratio_figure(runs, summary, key, keys, path: Path, results: dict, max_runs: int = 6,
@@ -102,9 +100,7 @@ def nn_ratio_figure(runs, summary, key, keys, path: Path, results: dict, max_run
     cb.set_label("fraction of samples in the bin")
     fig.suptitle(f"{title}distribution of nearest-neighbour distance ratios at each evaluation{_fixed_text(fixed)}",
                  fontsize=11)
-    fig.savefig(path, dpi=DPI)
-    plt.close(fig)
-    return Path(path)
+    return save(fig, path)
 
 
 def copies_figure(runs, summary, key, keys, path: Path, results: dict, max_runs: int = 3, top: int = 8,
@@ -162,9 +158,7 @@ def copies_figure(runs, summary, key, keys, path: Path, results: dict, max_runs:
         axes[2].grid(True, alpha=0.3)
     fig.suptitle(f"{title}which training images are copied (1/3 rule) at the last evaluation{_fixed_text(fixed)}",
                  fontsize=11)
-    fig.savefig(path, dpi=DPI)
-    plt.close(fig)
-    return Path(path)
+    return save(fig, path)
 
 
 def disjoint_figure(table: list[dict], shown: dict, path: Path, title: str = "") -> Path | None:
@@ -217,6 +211,4 @@ def disjoint_figure(table: list[dict], shown: dict, path: Path, title: str = "")
                      fontsize=8)
     top.suptitle(f"{title}disjoint-subsets test: do two models trained on disjoint sets generate the same images?",
                  fontsize=11)
-    fig.savefig(path, dpi=DPI)
-    plt.close(fig)
-    return Path(path)
+    return save(fig, path)

@@ -31,7 +31,7 @@ from tqdm import tqdm
 from memsweep.metrics.memorization import MEM_THRESHOLD
 from memsweep.report import copies as copies_mod
 from memsweep.data import datasets as data_mod
-from memsweep.metrics.novelty import PR_K, evaluation_stats, reference_radii
+from memsweep.metrics.novelty import PR_K, evaluation_stats, test_radii, train_radii
 from memsweep.store import analysis_cache
 from memsweep.store.cache import Cache, tensor_hash
 from memsweep.store.run import RunStore
@@ -96,17 +96,30 @@ class _RunInputs:
 
     def _compute_refs(self) -> dict:
         d, train, test = self.data()
-        key = ("refs", tensor_hash(d.train_x), tensor_hash(d.test_x))   # content: shared by runs of equal data
-        if key not in self.cache:
-            COMPUTED["reference"] += 1
-            with torch_threads(threads_for(train.numel())):
-                self.cache[key] = reference_radii(train, test, self.device)
-        refs = {**self.cache[key], "train_y": d.train_y.cpu()}
+        content = self._content(d)
+        refs = {**self._radii(("train", content[0]), train_radii, train),
+                "test": self._radii(("test", content[1]), test_radii, test), "train_y": d.train_y.cpu()}
         empty = np.zeros(0, np.float32)
         analysis_cache.write(self.store.dir, "reference", VERSION,
                              {k: empty if v is None else v.numpy() for k, v in refs.items()}, self.inputs(),
-                             has={k: v is not None for k, v in refs.items()}, content=list(key[1:]))
+                             has={k: v is not None for k, v in refs.items()}, content=list(content))
         return refs
+
+    def _content(self, d) -> tuple[str, str]:
+        """The hashes of the training and test images, once per dataset."""
+        key = ("content", id(d))
+        if key not in self.cache:
+            self.cache[key] = (tensor_hash(d.train_x), tensor_hash(d.test_x))
+        return self.cache[key]
+
+    def _radii(self, key: tuple, func, images):
+        """One set's radii, by its content: computed once for the runs that share it (seeds share a training
+        set, and every n the test split)."""
+        if key not in self.cache:
+            COMPUTED["reference"] += 1
+            with torch_threads(threads_for(images.numel())):
+                self.cache[key] = func(images, self.device)
+        return self.cache[key]
 
 
 def _unpack_refs(arrays: dict, meta: dict) -> dict:
