@@ -50,6 +50,10 @@ def save(fig, path, **kwargs) -> Path:
     if engine is not None:
         engine.execute(fig)
         fig.set_layout_engine(None)   # none at all ("none" leaves a placeholder, and savefig's pass runs anyway)
+    if kwargs.get("bbox_inches") == "tight":   # the box itself: "tight" makes savefig draw once more to find it
+        pad = kwargs.pop("pad_inches", None)
+        kwargs["bbox_inches"] = fig.get_tightbbox(fig.canvas.get_renderer()).padded(
+            matplotlib.rcParams["savefig.pad_inches"] if pad is None else pad)
     fig.savefig(path, dpi=DPI, **kwargs)
     plt.close(fig)
     return Path(path)
