@@ -60,8 +60,8 @@ def test_report_is_logged_offline_with_tables_images_and_line_series(fake_sweep,
     history, config, runs = logged(records(path))
     assert runs[0].job_type == "report" and runs[0].run_group == "fake" and runs[0].project == "memsweep"
     files = run_dir / "files"
-    # summary.csv and fits.csv as tables
-    for key, csv in (("summary", "summary.csv"), ("fits", "fits.csv")):
+    # summary.csv, fits.csv and claims.csv as tables
+    for key, csv in (("summary", "summary.csv"), ("fits", "fits.csv"), ("claims", "claims.csv")):
         assert history[f"{key}/_type"] == "table-file"
         table = json.loads((files / history[f"{key}/path"]).read_text())
         assert len(table["data"]) == len(Path(out / csv).read_text().strip().splitlines()) - 1

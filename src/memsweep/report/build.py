@@ -2,7 +2,9 @@
 
 outputs/sweeps/<name>/
   summary.csv    one row per run (summary_table)
-  fits.csv       across-run fits: each onset step (and mem_rate, best SW) against each swept numeric axis
+  fits.csv       across-run fits: each onset step (and mem_rate, best SW) against each swept numeric axis (a
+                 study's: each arm's axis on that arm's runs)
+  claims.csv     the paper's claims that the sweep speaks to, each with its measurement and verdict (report.claims)
   *.png          figures (report.figures, report.sample_figures)
   report.md      what was varied, the definitions, the table, the fitted exponents in words, the figures,
                  and the runs that did not finish
@@ -22,7 +24,7 @@ from memsweep.report import drawing, figure_cache, figures as plots
 from memsweep.report.figure_cache import FigureCache
 from memsweep.errors import ConfigError
 from memsweep.report import extra as report_extra
-from memsweep.report import extra_sections, sections
+from memsweep.report import claims, collapse, extra_sections, sections
 from memsweep.report import probe_figures, probe_sections, probes as report_probes
 from memsweep.store.identity import run_path, sweep_dir
 from memsweep.store.live import live_state
@@ -34,7 +36,7 @@ log = logging.getLogger(__name__)
 
 SENSITIVITY_THRESHOLDS = (0.1, 0.2, 0.4)
 BY_T = re.compile(r"tau_t\d+")   # the onset per noise level (curves.analyze_run)
-FIGURE_PATTERNS = ("curves_*.png", "scaling_*.png", "window_*.png", "rate_fidelity_*.png", "samples_*.png", "gap_by_t_*.png",
+FIGURE_PATTERNS = ("curves_*.png", "collapse_*.png", "scaling_*.png", "window_*.png", "rate_fidelity_*.png", "samples_*.png", "gap_by_t_*.png",
                    "novelty_*.png", "nn_ratio_*.png", "copies_*.png", "disjoint.png", "hybrid.png", "els.png",
                    "traj.png")
 # -- reading a sweep --------------------------------------------------------------------------------------------
@@ -82,7 +84,7 @@ def load_sweep(output_root: Path, name: str) -> tuple[dict, list[RunData]]:
         except Exception:
             state = status.get("state", State.PENDING)
         runs.append(RunData(entry["run_id"], state, dict(entry.get("axes") or {}), params,
-                                     metrics_frame(store.read_metrics()), status, store.dir))
+                            metrics_frame(store.read_metrics()), status, store.dir, tuple(entry.get("arms") or ())))
     return record, runs
 
 
@@ -121,26 +123,45 @@ def make_report(output_root: Path, name: str, threshold: float = DEFAULT_GAP_THR
     out = sweep_dir(output_root, name)
     out.mkdir(parents=True, exist_ok=True)
     keys = list(record.get("axes") or [])
-    axis_cols = [axis_column(k) for k in keys]
 
     summary = summary_table(runs, threshold) if runs else pd.DataFrame(columns=SUMMARY_COLUMNS)
     extra = report_extra.compute(runs, summary, keys, out, device, max_samples) if runs else None
     summary.to_csv(out / "summary.csv", index=False)
-    by_t = [c for c in summary.columns if BY_T.fullmatch(str(c))]
-    fits = scaling_fits(summary, axis_cols, metrics=FIT_METRICS + tuple(by_t)) if runs else scaling_fits(summary, [])
+    parts = sweep_parts(record, runs, summary, keys)
+    by_t = tuple(c for c in summary.columns if BY_T.fullmatch(str(c)))
+    fits = pd.concat([scaling_fits(s, [axis_column(k) for k in ks], metrics=FIT_METRICS + by_t)
+                      for _, ks, _, s in parts], ignore_index=True) if runs else scaling_fits(summary, [])
     fits.to_csv(out / "fits.csv", index=False)
-    sensitivity = _sensitivity(runs, summary, axis_cols, threshold) if runs else []
+    sensitivity = [row for _, ks, rs, s in parts for row in _sensitivity(rs, s, [axis_column(k) for k in ks], threshold)
+                   ] if runs else []
+    claim_table = claims.compute([(name, ks, s) for name, ks, _, s in parts], summary, runs)
+    claim_table.to_csv(out / "claims.csv", index=False)
 
     probe_ctx = report_probes.compute(runs, probes) if runs else None
     if probe_ctx is not None:
         report_probes.write(probe_ctx, out)
-    figures, notes = _draw_figures(runs, summary, keys, out, threshold, extra, probe_ctx)
+    figures, notes = _draw_figures(parts, runs, out, threshold, extra, probe_ctx)
     more = extra_sections.lines(extra, runs, summary, keys) if extra is not None else []
     more += probe_sections.lines(probe_ctx) if probe_ctx is not None else []
-    text = sections.render(record, runs, summary, fits, sensitivity, figures, notes, threshold, keys, more)
+    text = sections.render(record, runs, summary, fits, sensitivity, figures, notes, threshold, parts, claim_table, more)
     path = out / "report.md"
     atomic_write_text(path, text)
     return path
+
+
+def sweep_parts(record: dict, runs: list[RunData], summary: pd.DataFrame, keys: list[str]) -> list[tuple]:
+    """[(name, keys, runs, summary)]: the whole sweep, or each arm of a study with its own runs and keys (its
+    arm's and the axes crossed with every arm), so that each axis is analysed on the runs that vary it."""
+    arms = record.get("arms") or {}
+    if not arms:
+        return [("", keys, runs, summary)]
+    common = [k for k in keys if not any(k in arm_keys for arm_keys in arms.values())]
+    parts = []
+    for arm, arm_keys in arms.items():
+        members = [r for r in runs if arm in r.arms]
+        ids = {r.run_id for r in members}
+        parts.append((arm, list(arm_keys) + common, members, summary[summary["run_id"].isin(ids)]))
+    return parts
 
 
 def _sensitivity(runs, summary, axis_cols, threshold) -> list[dict]:
@@ -162,37 +183,17 @@ def _features(runs) -> dict:
     return {k: v for k, v in features.items() if v}
 
 
-def _draw_figures(runs, summary, keys, out: Path, threshold, extra, probe_ctx=None) -> tuple[list, list]:
+def _draw_figures(parts, all_runs, out: Path, threshold, extra, probe_ctx=None) -> tuple[list, list]:
     """Every figure of the report: [(title, file)] and the notes of figures that failed."""
     jobs: list[tuple] = []   # drawn (or kept) together once all are known
 
     def add(title, func, *args, **kwargs):
         jobs.append((title, func, args, kwargs))
-    features = _features(runs)
-    plot_keys = [k for k in keys if k not in ("seed", "data.offset")] or keys   # offset: the disjoint test's pairs
-    for key in plot_keys if runs else []:
-        col = axis_column(key)
-        s, lab = plots.slug(col), plots.LABELS.get(col, col)
-        add(f"Training curves by {lab}, against the training step", plots.curves_figure,
-            runs, summary, key, keys, out / f"curves_{s}_step.png", x="step", threshold=threshold, features=features)
-        add(f"Training curves by {lab}, against the normalized step (the collapse figure)", plots.curves_figure,
-            runs, summary, key, keys, out / f"curves_{s}_normalized.png", x="norm", threshold=threshold,
-            features=features)
-        add(f"Onset of memorization against {lab}, with power-law fits", plots.scaling_figure, summary, key, keys,
-            out / f"scaling_{s}.png")
-        add(f"The generalization window: tau_gen and tau_mem against {lab}", plots.scaling_figure, summary, key,
-            keys, out / f"window_{s}.png", metrics=("tau_gen", "tau_mem"),
-            heading="the generalization window, from tau_gen (samples near their best) to tau_mem (test loss turns up),")
-        add(f"Memorization rate and best fidelity against {lab}", plots.rate_fidelity_figure, summary, key, keys,
-            out / f"rate_fidelity_{s}.png")
-        add(f"Samples and their nearest training images, early and late (by {lab})", plots.samples_figure,
-            runs, summary, key, keys, out / f"samples_{s}.png")
-        add(f"Loss gap by noise level (log-SNR) against step (by {lab})", plots.gap_heatmap, runs, summary, key, keys,
-            out / f"gap_by_t_{s}.png")
-        add(f"Loss gap by noise level (log-SNR) against normalized step (by {lab})", plots.gap_heatmap, runs, summary, key,
-            keys, out / f"gap_by_t_{s}_normalized.png", x="norm")
-    if extra is not None:
-        report_extra.figures(extra, runs, summary, keys, out, add)
+    features = _features(all_runs)
+    for _, keys, runs, summary in parts:
+        _axis_figures(add, runs, summary, keys, out, threshold, features)
+        if extra is not None and runs:
+            report_extra.figures(extra, runs, summary, keys, out, add)
     if probe_ctx is not None:
         add("Hybrid sampling: mem_ratio against the switching time tau, early and late", probe_figures.hybrid_figure,
             probe_ctx["hybrid"], out / "hybrid.png")
@@ -209,3 +210,31 @@ def _draw_figures(runs, summary, keys, out: Path, threshold, extra, probe_ctx=No
                 old.unlink(missing_ok=True)
     cache.save()
     return figures, notes
+
+
+def _axis_figures(add, runs, summary, keys, out: Path, threshold, features) -> None:
+    """The figures of each swept axis: curves (raw and normalized, and side by side), onsets, rate and fidelity."""
+    plot_keys = [k for k in keys if k not in ("seed", "data.offset")] or keys   # offset: the disjoint test's pairs
+    for key in plot_keys if runs else []:
+        col = axis_column(key)
+        s, lab = plots.slug(col), plots.LABELS.get(col, col)
+        add(f"Training curves by {lab}, against the training step", plots.curves_figure,
+            runs, summary, key, keys, out / f"curves_{s}_step.png", x="step", threshold=threshold, features=features)
+        add(f"Training curves by {lab}, against the normalized step (the collapse figure)", plots.curves_figure,
+            runs, summary, key, keys, out / f"curves_{s}_normalized.png", x="norm", threshold=threshold,
+            features=features)
+        add(f"Collapse across {lab}: the same curves against the step and the normalized step, side by side",
+            collapse.collapse_figure, runs, summary, key, keys, out / f"collapse_{s}.png")
+        add(f"Onset of memorization against {lab}, with power-law fits", plots.scaling_figure, summary, key, keys,
+            out / f"scaling_{s}.png")
+        add(f"The generalization window: tau_gen and tau_mem against {lab}", plots.scaling_figure, summary, key,
+            keys, out / f"window_{s}.png", metrics=("tau_gen", "tau_mem"),
+            heading="the generalization window, from tau_gen (samples near their best) to tau_mem (test loss turns up),")
+        add(f"Memorization rate and best fidelity against {lab}", plots.rate_fidelity_figure, summary, key, keys,
+            out / f"rate_fidelity_{s}.png")
+        add(f"Samples and their nearest training images, early and late (by {lab})", plots.samples_figure,
+            runs, summary, key, keys, out / f"samples_{s}.png")
+        add(f"Loss gap by noise level (log-SNR) against step (by {lab})", plots.gap_heatmap, runs, summary, key, keys,
+            out / f"gap_by_t_{s}.png")
+        add(f"Loss gap by noise level (log-SNR) against normalized step (by {lab})", plots.gap_heatmap, runs, summary, key,
+            keys, out / f"gap_by_t_{s}_normalized.png", x="norm")

@@ -337,7 +337,7 @@ def scaling_figure(summary: pd.DataFrame, key: str, keys: list[str], path: Path,
                 continue
             any_point = True
             means = pd.DataFrame({"x": x[ok], "y": y[ok]}).groupby("x")["y"].mean()
-            fit = power_law_fit(means.index.to_numpy(float), means.to_numpy(float))
+            fit = power_law_fit(x[ok], y[ok])   # every run a point, as in fits.csv (science.fits.scaling_fits)
             missing = int((~ok).sum())
             label = _fit_label(metric, fit, xshort) + (f"; {missing} run(s) without it" if missing else "")
             plotted.update(means.index.tolist())
@@ -376,7 +376,7 @@ def scaling_figure(summary: pd.DataFrame, key: str, keys: list[str], path: Path,
             ax.set_xticklabels([fmt_value(v) for v in vals])
             ax.xaxis.set_minor_locator(mticker.NullLocator())
     fig.suptitle(f"{title}{heading} against {_label(xcol)}{_fixed_text(fixed)}\n"
-                 "(markers: mean over seeds; lines: power-law fits; legend: exponent with 95% CI)", fontsize=11)
+                 "(markers: mean over seeds; lines: power-law fits through every run; legend: exponent with 95% CI)", fontsize=11)
     return save(fig, path)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from memsweep.report.claims import AXIS_CLAIMS
 from memsweep.report.figures import LABELS, SHORT
 from memsweep.report.summary import axis_column
 from memsweep.science.curves import ONSET_METRICS
@@ -67,7 +68,7 @@ def _fit_sentence(fit_row: pd.Series, metric: str, xcol: str) -> str:
             "step_mem_0.5": "the step at which mem_ratio reaches 0.5"}.get(metric, metric)
     ref = CLAIMS.get(xcol, (None, ""))[0]
     if not np.isfinite(fit_row["exponent"]):
-        return (f"{what}: no fit ({int(fit_row['n_points'])} value(s) of {xshort} with it; "
+        return (f"{what}: no fit ({int(fit_row['n_values'])} value(s) of {xshort} with it; "
                 f"{int(fit_row['n_missing'])} run(s) did not reach it or have no data).")
     text = f"{what} grows as {xshort}^a with a = {ci_text(fit_row)}"
     if np.isfinite(fit_row["exponent"]) and fit_row["exponent"] < 0:
@@ -78,7 +79,8 @@ def _fit_sentence(fit_row: pd.Series, metric: str, xcol: str) -> str:
     if fit_row["fixed"] == POOLED:
         extra.append(f"{int(fit_row['n_points'])} points")
     else:
-        extra.append(f"{int(fit_row['n_points'])} values of {xshort}")
+        extra.append(f"{int(fit_row['n_values'])} values of {xshort}"
+                     + (f", {int(fit_row['n_points'])} runs" if fit_row["n_points"] > fit_row["n_values"] else ""))
     if fit_row["n_missing"]:
         extra.append(f"{int(fit_row['n_missing'])} run(s) left out: not reached or no data")
     text += " (" + ", ".join(extra) + ")"
@@ -87,11 +89,13 @@ def _fit_sentence(fit_row: pd.Series, metric: str, xcol: str) -> str:
 
 
 
-def findings(summary, fits, sensitivity, keys) -> list[str]:
-    """The section "What the data say": the fits in words, per swept axis, then across runs."""
+def findings(parts, summary, fits, sensitivity) -> list[str]:
+    """The section "What the data say": the fits in words, per swept axis (each on the runs of its part: the
+    whole sweep, or a study's arm; parts = [(keys, part summary)]), then across all runs."""
     L = []
-    for key in keys:
-        L += _axis_findings(summary, fits, sensitivity, keys, key)
+    for keys, part in parts:
+        for key in keys:
+            L += _axis_findings(part, fits, sensitivity, keys, key)
     return L + _onset_findings(summary)
 
 
@@ -129,13 +133,7 @@ def _axis_findings(summary, fits, sensitivity, keys, key) -> list[str]:
     for metric, what in (("mem_rate", "The memorization rate"), ("best_sw", "The best SW distance before tau_mem")):
         row = main[main["metric"] == metric]
         if len(row):
-            paper = {("mem_rate", "n"): " (the paper: it decreases with n)",
-                     ("best_sw", "n"): " (the paper: larger n gives better best fidelity, i.e. lower SW)",
-                     ("mem_rate", "batch_size"): " (the paper: it barely depends on B)",
-                     ("best_sw", "batch_size"): " (the paper: smaller B gives better peak fidelity)",
-                     ("best_sw", "lr"): " (the paper: larger lr gives better peak fidelity)",
-                     ("best_sw", "params"): " (the paper: larger models reach better peak fidelity)",
-                     }.get((metric, xcol), "")
+            paper = next((f" (the paper: {c.paper})" for c in AXIS_CLAIMS if (c.metric, c.x) == (metric, xcol)), "")
             L.append(f"- {what} {_trend(row.iloc[0])} with {xshort}{paper}.")
     if pooled:
         per = f[(f["fixed"] != POOLED) & (f["metric"] == "tau_mem")]
@@ -206,9 +204,11 @@ def _window_findings(summary, main, xcol, xshort) -> list[str]:
     L = ["- The generalization window, tau_gen → tau_mem (steps, mean over seeds, and their ratio): "
          + "; ".join(parts) + "."]
     gen = main[main["metric"] == "tau_gen"]
+    about_n = xcol == "n"   # Bonnaire et al.'s window claim is about n, never quoted for another axis
     if len(gen) and np.isfinite(gen.iloc[0]["exponent"]):
-        L.append(f"- tau_gen grows as {xshort}^a with a = {ci_text(gen.iloc[0])} (Bonnaire et al.: about constant "
-                 f"in n, exponent 0; {_compare(gen.iloc[0], 0.0, xshort) or 'no comparison'}).")
+        L.append(f"- tau_gen grows as {xshort}^a with a = {ci_text(gen.iloc[0])}"
+                 + (f" (Bonnaire et al.: about constant in n, exponent 0; "
+                    f"{_compare(gen.iloc[0], 0.0, xshort) or 'no comparison'})." if about_n else "."))
     if len(ratio) >= 2:
         opens = [x for x, r in ratio.items() if r > 1]
         steady = bool(np.all(np.diff(ratio.to_numpy()) > 0))
@@ -218,7 +218,7 @@ def _window_findings(summary, main, xcol, xshort) -> list[str]:
                          + (" and widens with every step in " + xshort if steady else
                             (", widening from " + f"{ratio.iloc[0]:.1f}x to {ratio.iloc[-1]:.1f}x overall"
                              if ratio.iloc[-1] > ratio.iloc[0] else ", not widening"))
-                         + " (Bonnaire et al.: none at small n, widening with n)."))
+                         + (" (Bonnaire et al.: none at small n, widening with n)." if about_n else ".")))
     return L
 
 

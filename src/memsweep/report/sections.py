@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 
 from memsweep.report.figures import fmt_value, ordered_values
+from memsweep.report import claims, collapse
 from memsweep.report.findings import ci_text, findings
 from memsweep.report.markdown import fmt, markdown_table
 from memsweep.report.summary import axis_column
@@ -16,12 +17,15 @@ from memsweep.science.normalized_time import reference_values
 from memsweep.states import State
 
 
-def render(record, runs, summary, fits, sensitivity, figures, notes, threshold, keys, more=()) -> str:
-    """report.md: every section in order."""
+def render(record, runs, summary, fits, sensitivity, figures, notes, threshold, parts, claim_table, more=()) -> str:
+    """report.md: every section in order. `parts`: the whole sweep, or a study's arms (report.build.sweep_parts)."""
+    keys = list(record.get("axes") or [])
     L = header(record, runs, summary, keys) + unfinished(runs) + definitions(threshold)
+    L += claims.section(claim_table)
     L += ["## What the data say", ""]
-    L += findings(summary, fits, sensitivity, keys) or ["No numeric axis to fit against."]
+    L += findings([(ks, s) for _, ks, _, s in parts], summary, fits, sensitivity) or ["No numeric axis to fit against."]
     L.append("")
+    L += collapse.section([(name, ks, s) for name, ks, _, s in parts])
     L += summary_section(summary, keys) + fits_section(fits) + list(more) + timing_section(runs)
     L += figures_section(figures)
     L += problems(notes)
@@ -38,14 +42,23 @@ def header(record, runs, summary, keys) -> list[str]:
     L.append("")
     if spec.get("description"):
         L += [f"**What the sweep is:** {spec['description']}.", ""]
+    arms = record.get("arms") or {}
     varied = []
     for key in keys:
         col = axis_column(key)
         vals = ordered_values(summary, col) if col in summary and len(summary) else []
-        varied.append(f"`{key}` over {', '.join(fmt_value(v) for v in vals)}")
+        if any(key in arm_keys for arm_keys in arms.values()):
+            arm = next(a for a, arm_keys in arms.items() if key in arm_keys)
+            in_arm = summary[[arm in r.arms for r in runs]] if len(summary) == len(runs) else summary
+            vals = ordered_values(in_arm, col) if col in in_arm and len(in_arm) else vals
+            varied.append(f"`{key}` over {', '.join(fmt_value(v) for v in vals)} (arm {arm})")
+        else:
+            varied.append(f"`{key}` over {', '.join(fmt_value(v) for v in vals)}")
     states = summary["state"].value_counts().to_dict() if len(summary) else {}
     if runs:
-        L.append(f"The sweep varied {'; '.join(varied) or 'nothing'} ({len(runs)} runs: "
+        what = (f"The study varied one axis at a time around its centre (the run every arm shares), {len(arms)} "
+                "arms:" if arms else "The sweep varied")
+        L.append(f"{what} {'; '.join(varied) or 'nothing'} ({len(runs)} runs: "
                  + ", ".join(f"{v} {k}" for k, v in states.items()) + ").")
     else:
         L.append(f"The sweep's axes are {', '.join(f'`{k}`' for k in keys) or 'none'}; it lists no runs yet.")
@@ -153,9 +166,9 @@ def fits_section(fits) -> list[str]:
     L = []
     if len(fits):
         L += ["## Fits across runs", "",
-              "Power law y = c · x^a fitted by least squares in log-log on the seed-averaged values (runs where y "
-              "is undefined left out; mem_rate and best SW from finished runs only), 95% CI from the t "
-              "distribution with (points − 2) degrees of freedom; "
+              "Power law y = c · x^a fitted by least squares in log-log on every run's value (the seeds of one "
+              "value are replicates; runs where y is undefined left out; mem_rate and best SW from finished runs "
+              "only), 95% CI from the t distribution with (points − 2) degrees of freedom; "
               "linear fit y = slope · x + intercept on the same points."
               + (" Rows with fixed = pooled share one exponent across the combinations of the other axes, with one "
                  "prefactor per combination ((points − 1 − combinations) degrees of freedom)."
@@ -163,7 +176,7 @@ def fits_section(fits) -> list[str]:
         ft = fits.copy()
         ft["exponent a [95% CI]"] = [ci_text(r) for _, r in ft.iterrows()]
         show = ["axis", "x", "metric"] + (["fixed"] if ft["fixed"].astype(bool).any() else [])
-        show += ["n_points", "n_missing", "exponent a [95% CI]", "r2_loglog", "slope", "intercept", "r2"]
+        show += ["n_values", "n_points", "n_missing", "exponent a [95% CI]", "r2_loglog", "slope", "intercept", "r2"]
         L += [markdown_table(ft[show]), ""]
 
     return L

@@ -34,6 +34,7 @@ class RunData:
     frame: pd.DataFrame              # metrics_frame(...)
     status: dict = field(default_factory=dict)
     dir: Path | None = None
+    arms: tuple = ()                 # a study's arms holding the run (sweeps.spec)
 
     def fingerprint_parts(self):
         """What the report's figures read of this run (report.figure_cache): its values and its saved grids."""

@@ -92,6 +92,8 @@ def log_report(output_root: Path, name: str, mode: str | None = None) -> str | N
                      settings=wandb.Settings(console="off", reinit="create_new"))
     try:
         logged = {"summary": wandb.Table(dataframe=summary), "fits": wandb.Table(dataframe=fits)}
+        if (out / "claims.csv").is_file():   # reports written before the claims table have none
+            logged["claims"] = wandb.Table(dataframe=pd.read_csv(out / "claims.csv"))
         logged.update({f"figures/{p.stem}": wandb.Image(str(p)) for p in figures(out)})
         for curve, title in CURVES.items():
             xs, ys, labels = collapse_series(runs, summary, keys, curve)

@@ -30,6 +30,17 @@ def rank_correlation(x, y) -> tuple[float, float]:
     return float(rho), float(2 * special.stdtr(dof, -abs(t)))
 
 
+def mean_interval(values, confidence: float = 0.95) -> dict:
+    """The mean of the finite values with its t interval (NaN bounds with fewer than 2 values)."""
+    v = np.asarray(values, float)
+    v = v[np.isfinite(v)]
+    out = {"mean": float(v.mean()) if len(v) else np.nan, "lo": np.nan, "hi": np.nan, "n_points": len(v)}
+    if len(v) >= 2:
+        half = t_quantile(0.5 + confidence / 2, len(v) - 1) * float(v.std(ddof=1)) / math.sqrt(len(v))
+        out.update(lo=out["mean"] - half, hi=out["mean"] + half)
+    return out
+
+
 def linear_fit(x, y) -> dict:
     """Least-squares y = slope * x + intercept, with r^2 (NaN with fewer than 2 distinct x)."""
     x, y = np.asarray(x, float), np.asarray(y, float)
@@ -73,15 +84,17 @@ def determined_by(df: pd.DataFrame, col: str, other: str) -> bool:
     return bool((df.groupby(col, dropna=False)[other].nunique(dropna=False) <= 1).all())
 
 def numeric_axis_column(summary: pd.DataFrame, col: str) -> str | None:
-    """The numeric column to fit against for a swept column: itself if numeric; for a model axis the
-    parameter count if known; None otherwise."""
+    """The numeric column to fit against for a swept column: for a model axis (a model option, or a setting of
+    the architecture such as model.channels) the parameter count when every run has one, the model's size;
+    else the column itself if numeric; None otherwise."""
     if col not in summary:
         return None
+    if ((col == "model" or col.startswith("model.")) and "params" in summary
+            and pd.to_numeric(summary["params"], errors="coerce").gt(0).all()):
+        return "params"
     values = pd.to_numeric(summary[col], errors="coerce")
     if values.notna().all() and (values > 0).all():
         return col
-    if col == "model" and "params" in summary and pd.to_numeric(summary["params"], errors="coerce").gt(0).all():
-        return "params"
     return None
 
 def slices(summary: pd.DataFrame, col: str, axis_cols: list[str]) -> list[tuple[dict, pd.DataFrame]]:
@@ -125,8 +138,9 @@ def pooled_power_law_fit(x, y, groups, confidence: float = 0.95) -> dict:
 
 def scaling_fits(summary: pd.DataFrame, axis_cols: list[str], metrics=FIT_METRICS, confidence: float = 0.95
                  ) -> pd.DataFrame:
-    """For each swept numeric axis (summary column) and metric: the metric averaged over seeds (runs with the
-    same axis value) against the axis value, a linear fit and a log-log power law with its confidence interval.
+    """For each swept numeric axis (summary column) and metric: the metric of each run against the axis value (the
+    seeds of one value are replicates), a linear fit and a log-log power law with its confidence interval;
+    x_values and y_values list the seed means.
     With several non-seed axes, one fit per combination of the other axes ('fixed'), plus a row with fixed =
     "pooled": one exponent shared by all those combinations, each with its own prefactor
     (pooled_power_law_fit). Runs where the metric is NaN (not reached) are left out and counted in n_missing.
@@ -149,24 +163,27 @@ def scaling_fits(summary: pd.DataFrame, axis_cols: list[str], metrics=FIT_METRIC
                 if metric not in ONSET_METRICS and "state" in group:
                     y = y.where(group["state"] == State.FINISHED)
                 x = pd.to_numeric(group[xcol], errors="coerce")
-                means = pd.DataFrame({"x": x, "y": y}).dropna().groupby("x")["y"].agg(["mean", "count"])
+                points = pd.DataFrame({"x": x, "y": y}).dropna()
+                means = points.groupby("x")["y"].agg(["mean", "count"])
                 label = ", ".join(f"{k}={v}" for k, v in fixed.items())
-                row = {"axis": col, "x": xcol, "metric": metric, "fixed": label,
+                row = {"axis": col, "x": xcol, "metric": metric, "fixed": label, "n_values": len(means),
                        "n_runs": int(y.notna().sum()), "n_missing": int(y.isna().sum()),
                        "x_values": " ".join(f"{v:g}" for v in means.index),
                        "y_values": " ".join(f"{v:.4g}" for v in means["mean"])}
-                row.update(linear_fit(means.index.to_numpy(float), means["mean"].to_numpy(float)))
-                row.update(power_law_fit(means.index.to_numpy(float), means["mean"].to_numpy(float), confidence))
+                # each run is a point: seeds at one value are replicates, so they add degrees of freedom to the
+                # interval (the same line as through the seed means when every value has as many seeds)
+                row.update(linear_fit(points["x"].to_numpy(float), points["y"].to_numpy(float)))
+                row.update(power_law_fit(points["x"].to_numpy(float), points["y"].to_numpy(float), confidence))
                 out.append(row)
-                pooled += [(xv, yv, label) for xv, yv in zip(means.index, means["mean"])]
+                pooled += [(xv, yv, label) for xv, yv in zip(points["x"], points["y"])]
             if len(groups) > 1:
                 xs, ys, gs = zip(*pooled) if pooled else ((), (), ())
                 row = {"axis": col, "x": xcol, "metric": metric, "fixed": POOLED,
-                       "n_runs": sum(r["n_runs"] for r in out[-len(groups):]),
+                       "n_values": len({xv for xv, _, _ in pooled}), "n_runs": sum(r["n_runs"] for r in out[-len(groups):]),
                        "n_missing": sum(r["n_missing"] for r in out[-len(groups):]),
                        "x_values": "", "y_values": "", "slope": np.nan, "intercept": np.nan, "r2": np.nan}
                 row.update(pooled_power_law_fit(xs, ys, gs, confidence))
                 out.append(row)
-    cols = ["axis", "x", "metric", "fixed", "n_points", "n_runs", "n_missing", "exponent", "exponent_lo",
+    cols = ["axis", "x", "metric", "fixed", "n_points", "n_values", "n_runs", "n_missing", "exponent", "exponent_lo",
             "exponent_hi", "exponent_se", "prefactor", "r2_loglog", "slope", "intercept", "r2", "x_values", "y_values"]
     return pd.DataFrame(out, columns=cols)

@@ -20,6 +20,16 @@ A sweep file:
       - when: {model: c192}
         set: {timeout_min: 720, mem_gb: 32}
 
+A study (configs/sweep/paper_digits.yaml) is several one-axis sweeps around one centre, its `arms`:
+
+    overrides: [data.n=64, train.batch_size=8, ...]   # the centre
+    axes: {seed: [0, 1]}                               # crossed with every arm
+    arms:                                              # each arm varies its own key(s) (a product), the others
+      n: {data.n: [16, 32, 64, 128]}                   # stay at the centre, whose value each arm must hold:
+      batch_size: {train.batch_size: [4, 8, 16, 32]}   # the centre run is one run, shared by every arm
+
+The report fits each arm on its own runs (report.build), so a claim about one axis is measured on that axis only.
+
 Sweeps on the command line, in Hydra's sweep syntax (`memsweep sweep data.n=16,32 seed=range(2) --name NAME`),
 are more axes: alone, or on top of a file's (replacing an axis of the same key); the sweep is recorded like a
 file's.
@@ -48,7 +58,7 @@ from memsweep.store import identity
 from memsweep.store.live import is_active, needs_slurm, slurm_active_jobs
 from memsweep.states import State, DONE
 
-SWEEP_KEYS = {"description", "axes", "zip", "overrides", "by_objective", "launcher", "resources"}
+SWEEP_KEYS = {"description", "axes", "zip", "arms", "overrides", "by_objective", "launcher", "resources"}
 
 
 @dataclass
@@ -59,6 +69,7 @@ class PlannedRun:
     resources: dict = field(default_factory=dict)
     state: str = "pending"          # as plan() found it in status.json
     action: str = "-"               # what plan() decided: start, resume or - (nothing)
+    arms: list[str] = field(default_factory=list)   # a study's arms holding this run (the centre: all of them)
 
     # computed once: what defines the run does not change after expand (only logging and runtime keys do)
     @cached_property
@@ -79,7 +90,8 @@ class Sweep:
 
     @property
     def axes(self) -> list[str]:
-        return list(self.spec.get("axes", {})) + list(self.spec.get("zip", {}))
+        return (list(self.spec.get("axes", {})) + list(self.spec.get("zip", {}))
+                + [k for keys in arm_keys(self.spec).values() for k in keys])
 
     def dir(self, output_root: Path) -> Path:
         return Path(output_root) / "sweeps" / self.name
@@ -122,6 +134,7 @@ def load_spec(name: str) -> dict:
     if len({len(v) for v in zipped.values()}) > 1:
         raise ConfigError(f"sweep {name}: the lists under zip must have equal lengths "
                           f"({', '.join(f'{k}: {len(v)}' for k, v in zipped.items())})")
+    _check_arms(name, spec)
     if not isinstance(spec.get("overrides") or [], list):
         raise ConfigError(f"sweep {name}: overrides must be a list like [model=tiny, data.n=64]")
     by_objective = spec.get("by_objective") or {}
@@ -134,14 +147,42 @@ def load_spec(name: str) -> dict:
     return spec
 
 
+def arm_keys(spec: dict) -> dict[str, list[str]]:
+    """A study's arms and the keys each varies ({} for a plain sweep)."""
+    return {arm: list(axes) for arm, axes in (spec.get("arms") or {}).items()}
+
+
+def _check_arms(name: str, spec: dict) -> None:
+    arms = spec.get("arms")
+    if arms is None:
+        return
+    if not isinstance(arms, dict) or not arms:
+        raise ConfigError(f"sweep {name}: arms must map an arm's name to its axes, like {{n: {{data.n: [16, 32]}}}}")
+    seen = set(spec.get("axes") or {}) | set(spec.get("zip") or {})
+    for arm, axes in arms.items():
+        if not isinstance(axes, dict) or not axes:
+            raise ConfigError(f"sweep {name}: arms.{arm} must map keys to lists of values, like {{data.n: [16, 32]}}")
+        for key, values in axes.items():
+            if not isinstance(values, list) or not values:
+                raise ConfigError(f"sweep {name}: arms.{arm}.{key} must be a non-empty list of values")
+            if key in seen:
+                raise ConfigError(f"sweep {name}: arms.{arm}.{key}: {key} is varied twice (by another arm, or "
+                                  "under axes or zip); each key belongs to one arm")
+            seen.add(key)
+
+
 def _points(spec: dict) -> list[dict]:
+    """Every point of the sweep; a study's points carry the arm they belong to under the key None."""
     axes = spec.get("axes") or {}
     zipped = spec.get("zip") or {}
     zip_rows = [dict(zip(zipped, vals)) for vals in zip(*zipped.values())] if zipped else [{}]
+    arms = spec.get("arms") or {None: {}}
     points = []
-    for combo in itertools.product(*axes.values()):
-        for row in zip_rows:
-            points.append({**dict(zip(axes, combo)), **row})
+    for arm, arm_axes in arms.items():
+        grid = {**arm_axes, **axes}
+        for combo in itertools.product(*grid.values()):
+            for row in zip_rows:
+                points.append({**dict(zip(grid, combo)), **row, **({None: arm} if arm is not None else {})})
     return points
 
 
@@ -163,6 +204,7 @@ def expand(name: str | None, cli_overrides=(), sweep_name: str | None = None, da
         spec = _with_axes(spec, cli_axes, sweep_name)
         base = [str(o) for o in spec.get("overrides") or []]
         for point in _points(spec):
+            arm = point.pop(None, None)
             overrides = base + [f"{k}={_format(v)}" for k, v in point.items()] + list(cli_overrides)
             try:
                 cfg = compose(overrides)
@@ -173,7 +215,8 @@ def expand(name: str | None, cli_overrides=(), sweep_name: str | None = None, da
             except ConfigError as e:
                 where = ", ".join(f"{k}={v}" for k, v in point.items())
                 raise ConfigError(f"sweep {sweep_name} ({where}): {e}") from None
-            runs.append(_planned(spec, point, overrides, cfg))
+            runs.append(_planned(spec, point, overrides, cfg, arm))
+    runs = _merge_arms(sweep_name, spec, runs)
     ids = [r.run_id for r in runs]
     if len(set(ids)) != len(ids):
         raise ConfigError(f"sweep {sweep_name}: some runs are identical (an axis does not change the run)")
@@ -202,14 +245,16 @@ def _with_axes(spec: dict, cli_axes: dict, name: str) -> dict:
     """The file's spec with the command line's axes (which replace an axis of the same key)."""
     spec = dict(spec)
     for key in cli_axes:
+        if any(key in keys for keys in arm_keys(spec).values()):
+            raise ConfigError(f"sweep {name}: {key} is an arm of the study; change its values in the sweep file")
         if key in (spec.get("zip") or {}):
             raise ConfigError(f"sweep {name}: {key} is under zip in the sweep file; sweep it there")
     if cli_axes:
         spec["axes"] = {**(spec.get("axes") or {}), **cli_axes}
         spec["command_line"] = [f"{k}={','.join(map(_format, v))}" for k, v in cli_axes.items()]
         spec.setdefault("description", "swept on the command line: " + " ".join(spec["command_line"]))
-    if not (spec.get("axes") or spec.get("zip")):
-        raise ConfigError(f"sweep {name}: no axes (give at least one under axes or zip, or on the command line: seed=0,1)")
+    if not (spec.get("axes") or spec.get("zip") or spec.get("arms")):
+        raise ConfigError(f"sweep {name}: no axes (give at least one under axes, zip or arms, or on the command line: seed=0,1)")
     return spec
 
 
@@ -224,16 +269,49 @@ def _check_name_is_free(name: str, spec: dict, output_root: Path) -> None:
                           "choose another name")
 
 
-def _planned(spec: dict, point: dict, overrides: list[str], cfg) -> PlannedRun:
-    """A run of the sweep: its axis values as resolved, and its launcher settings."""
+def _planned(spec: dict, point: dict, overrides: list[str], cfg, arm: str | None = None) -> PlannedRun:
+    """A run of the sweep: its axis values as resolved, and its launcher settings. A study's run records the
+    value of every arm's keys (the centre's for the other arms)."""
     # a value may refer to another setting ('\${data.n}' in the file): the run records what it resolved to
     point = {k: OmegaConf.select(cfg, k) if isinstance(v, str) and "${" in v else v for k, v in point.items()}
+    for key in (k for keys in arm_keys(spec).values() for k in keys):
+        point.setdefault(key, _selected(cfg, key))
     resources = dict(spec.get("launcher") or {})
     for rule in spec.get("resources") or []:
         if all(str(OmegaConf.select(cfg, k)) == str(v) or str(point.get(k)) == str(v)
                for k, v in (rule.get("when") or {}).items()):
             resources.update(rule.get("set") or {})
-    return PlannedRun(point, overrides, cfg, resources)
+    return PlannedRun(point, overrides, cfg, resources, arms=[arm] if arm is not None else [])
+
+
+def _selected(cfg, key: str):
+    """A key's value in a composed run (a config group's chosen option for a group key such as `model`)."""
+    value = OmegaConf.select(cfg, key)
+    return value.get("name") if OmegaConf.is_config(value) else value
+
+
+def _merge_arms(name: str, spec: dict, runs: list[PlannedRun]) -> list[PlannedRun]:
+    """A study's runs, each once (the centre is in every arm); every arm must hold the centre run, or its
+    runs would not share the other arms' settings."""
+    if not spec.get("arms"):
+        return runs
+    merged: dict[str, PlannedRun] = {}
+    for r in runs:
+        if r.run_id in merged:
+            merged[r.run_id].arms += [a for a in r.arms if a not in merged[r.run_id].arms]
+        else:
+            merged[r.run_id] = r
+    arms = list(spec["arms"])
+    if len(arms) > 1 and not any(len(r.arms) == len(arms) for r in merged.values()):
+        for arm, axes in spec["arms"].items():
+            other = next(r for r in runs if r.arms[0] != arm)   # its run holds this arm's keys at the centre
+            for key, values in axes.items():
+                centre = _selected(other.cfg, key)
+                if str(centre) not in map(str, values):
+                    raise ConfigError(f"sweep {name}: arms.{arm}.{key}: {values} does not hold the centre's value "
+                                      f"{centre} (set by the overrides); a study's arms share their centre run")
+        raise ConfigError(f"sweep {name}: the arms share no run (a study's arms share their centre run)")
+    return list(merged.values())
 
 
 def _attach_context(name: str, runs: list[PlannedRun]) -> None:
@@ -258,7 +336,10 @@ def record(sweep: Sweep, output_root: Path) -> Path:
     previous = read_json(path, default={})
     body = {"name": sweep.name, "axes": sweep.axes, "spec": sweep.spec,
             "created": previous.get("created", time.time()), "updated": time.time(),
-            "runs": [{"run_id": r.run_id, "axes": r.axes, "overrides": r.overrides} for r in sweep.runs]}
+            "runs": [{"run_id": r.run_id, "axes": r.axes, "overrides": r.overrides, **({"arms": r.arms} if r.arms else {})}
+                     for r in sweep.runs]}
+    if sweep.spec.get("arms"):
+        body["arms"] = arm_keys(sweep.spec)
     atomic_write_text(path, json.dumps(body, indent=1, default=str))
     return path
 

@@ -22,6 +22,11 @@ def _fmt(x, digits=3) -> str:
     return "-" if x is None else (f"{x:.{digits}f}" if isinstance(x, float) else str(x))
 
 
+def _axis_value(x) -> str:
+    """A swept value as written (2.5e-4 stays 0.00025, not 0.000)."""
+    return "-" if x is None else (f"{x:g}" if isinstance(x, float) else str(x))
+
+
 MAX_ROWS = 20  # a longer table shows its first and last EDGE_ROWS rows (--all: every row)
 EDGE_ROWS = 8
 
@@ -79,7 +84,7 @@ def print_status(record: dict, runs_root, console: Console | None = None, show_a
     rows = status_rows(record, runs_root)
     axes = list(record.get("axes", []))
     columns = ["run_id", *axes, "state", "step", "loss_gap", "mem_ratio", "job"]
-    cells = [[r["run_id"], *[_fmt(r.get(a)) for a in axes], r["state"],
+    cells = [[r["run_id"], *[_axis_value(r.get(a)) for a in axes], r["state"],
               f"{r['step']}/{r['total']}" if r["total"] else str(r["step"]),
               _fmt(r["loss_gap"], 4), _fmt(r["mem_ratio"], 2), _fmt(r["job"])] for r in rows]
     print_table(console, f"sweep {record['name']}: {len(rows)} runs", columns, cells, show_all,
