@@ -12,7 +12,7 @@ import yaml
 from conftest import FAST
 from memsweep.cli import main
 from memsweep.errors import ConfigError
-from memsweep.report import build as report
+from memsweep.report import build as report, claims
 from memsweep.science.verdicts import (AGREES, DISAGREES, INCONCLUSIVE, equivalence_verdict, exponent_verdict,
                                        sign_verdict, wilson_interval)
 from memsweep.sweeps import spec as sweep_mod
@@ -179,6 +179,7 @@ def test_a_study_report_gives_each_claim_its_verdict_on_its_own_arm(tmp_path, n_
     text = path.read_text()
     assert "## The paper's claims, with verdicts" in text and "| n | onset against n |" in text
     assert "The study varied one axis at a time around its centre" in text
+    assert "Caution" not in text                                  # B <= n/2 everywhere
     # a claim about one axis is never quoted for another: Bonnaire's window is about n
     against = text.split("**Against ")
     for block in against[1:]:
@@ -206,3 +207,12 @@ def test_status_shows_every_run_of_a_study(tmp_path, out, capsys):
     claims = pd.read_csv(path.parent / "claims.csv")
     assert set(claims["axis"]) <= {"n", "batch_size", "any"}
     assert "(arm n)" in path.read_text() and "(arm batch_size)" in path.read_text()
+
+
+def test_batches_over_half_the_training_set_are_flagged():
+    summary = pd.DataFrame({"run_id": ["a", "b", "c"], "n": [34, 34, 64], "batch_size": [16, 64, 32]})
+    assert claims.large_batches(summary)["run_id"].tolist() == ["b"]
+    table = pd.DataFrame([{"axis": "batch_size", "claim": "raw onset against B", "paper": "", "measured": "",
+                           "verdict": INCONCLUSIVE}])
+    text = "\n".join(claims.section(table, summary))
+    assert "Caution: 1 run(s) have a batch over half their training set (`b`: n = 34, B = 64)" in text

@@ -144,10 +144,26 @@ def _interval(a, lo, hi, spec: str = ".2f") -> str:
     return f"{a:{spec}} [{lo:{spec}}, {hi:{spec}}]"
 
 
-def section(claims: pd.DataFrame) -> list[str]:
-    """The claims table, first in the report's findings."""
+def large_batches(summary: pd.DataFrame) -> pd.DataFrame:
+    """The runs whose batch is over half their training set. Batches are drawn with replacement (train.run), so
+    such a batch holds most of the images and training nears full-batch gradient descent, where the gradient
+    noise that makes tau_mem ∝ 1/B is gone: a confound for the batch-size claims (the paper's B << n)."""
+    if not {"n", "batch_size"} <= set(summary) or not len(summary):
+        return summary.iloc[0:0]
+    n, b = (pd.to_numeric(summary[c], errors="coerce") for c in ("n", "batch_size"))
+    return summary[b > n / 2]
+
+
+def section(claims: pd.DataFrame, summary: pd.DataFrame) -> list[str]:
+    """The claims table, first in the report's findings, with a caution when batches near the training set."""
     if not len(claims):
         return []
+    large = large_batches(summary)
+    caution = ([f"Caution: {len(large)} run(s) have a batch over half their training set ("
+                + ", ".join(f"`{r.run_id}`: n = {r.n:g}, B = {r.batch_size:g}" for r in large.head(6).itertuples())
+                + (", ..." if len(large) > 6 else "") + "): such batches hold most of the images (drawn with "
+                "replacement), close to full-batch training, where the batch-size claims (made for B much smaller "
+                "than n) need not hold. Keep B at most n/2 on the batch-size axis.", ""] if len(large) else [])
     counts = claims["verdict"].value_counts()
     return ["## The paper's claims, with verdicts", "",
             "Each claim of Marion & Wu (2026) this sweep can speak to, what was measured (a power-law exponent "
@@ -157,4 +173,4 @@ def section(claims: pd.DataFrame) -> list[str]:
             "no effect when the interval lies within its margin; *disagrees* when the interval excludes the "
             "claim; else *inconclusive*. In all: " + ", ".join(f"{counts.get(v, 0)} {v}" for v in
                                                               ("agrees", "disagrees", "inconclusive")) + ".", "",
-            markdown_table(claims[["axis", "claim", "paper", "measured", "verdict"]]), ""]
+            markdown_table(claims[["axis", "claim", "paper", "measured", "verdict"]]), ""] + caution

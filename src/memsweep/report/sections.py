@@ -21,7 +21,7 @@ def render(record, runs, summary, fits, sensitivity, figures, notes, threshold, 
     """report.md: every section in order. `parts`: the whole sweep, or a study's arms (report.build.sweep_parts)."""
     keys = list(record.get("axes") or [])
     L = header(record, runs, summary, keys) + unfinished(runs) + definitions(threshold)
-    L += claims.section(claim_table)
+    L += claims.section(claim_table, summary)
     L += ["## What the data say", ""]
     L += findings([(ks, s) for _, ks, _, s in parts], summary, fits, sensitivity) or ["No numeric axis to fit against."]
     L.append("")
