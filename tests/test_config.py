@@ -47,6 +47,19 @@ def test_every_model_preset_builds():
         assert unet.count_parameters(m) > 0
 
 
+def test_the_papers_unet_has_its_parameter_count_and_older_presets_keep_their_ids():
+    """c128_paper is within 1.5% of the paper's 92M parameters at 32x32 (Marion & Wu 2026, its authors' public
+    version), where c128 is not; model.resample at its default leaves the id of a run composed without it."""
+    from memsweep.science import unet
+
+    def count(option):
+        return unet.count_parameters(unet.build(config.compose_run([f"model={option}"]).model, 32, 3, 10))
+    assert abs(count("c128_paper") / 92e6 - 1) < 0.015 and abs(count("c128") / 92e6 - 1) > 0.1
+    c128 = identity.run_id(config.compose_run(["model=c128"]))
+    assert identity.run_id(config.compose_run(["model=c128", "+model.resample=conv"])) == c128
+    assert identity.run_id(config.compose_run(["model=c128", "+model.resample=resblock"])) != c128
+
+
 def test_canonical_keys_and_overrides():
     cfg = config.compose_run(["data.n=64", "optim.lr=3e-4", "train.batch_size=16", "seed=3", "model=tiny"])
     assert (cfg.data.n, cfg.optim.lr, cfg.train.batch_size, cfg.seed, cfg.model.name) == (64, 3e-4, 16, 3, "tiny")
