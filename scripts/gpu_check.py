@@ -19,40 +19,44 @@ Everything goes through memsweep's own code: runs are train.Run objects composed
 train.SoloStep / packed.PackedStep, samples come from the run's Evaluator. The numbers (all in the JSON, the
 table prints the main ones; ratios are measured in the same run):
 
-correctness   a short c128 run (B=128, 32x32, 25 steps, same seed hence the same batches) trained five ways:
-              float32 (plain: no channels-last, unfused Adam, eager), bfloat16 autocast, channels-last, fused
-              Adam, torch.compile. Every run starts from the seed's weights plus the same small random change
-              (scale 0.02): the U-Net's zero-initialized output layers would otherwise leave the first steps'
-              losses and most gradients independent of the network (with it, the network's output is ~10% of
-              c128's initial loss). `max_rel_diff`: the largest |loss - loss_fp32| / loss_fp32 over the steps;
-              each check passes within its stated tolerance (bf16: 5e-2; the float32 options: 1e-3 on a CPU,
-              1e-2 on CUDA, where float32 convolutions run as TF32 by default and cuDNN picks other algorithms
-              for another layout). `weights_rel_diff`: ||w - w_fp32|| / ||w_fp32|| after the run (information).
-              `compile_s`: the first compiled step's time minus an eager step's (dynamo + inductor, cold).
-speed         c128 at B=128 and 512, options stacked: fp32, fp32+fused (memsweep's runtime defaults), bf16,
-              bf16+channels-last, +fused Adam, +compile. steps/s and images/s (synchronized, after warm-up),
-              FLOP/s = FlopCounterMode's count of one step x steps/s, its fraction of the GPU's dense bf16 peak
-              (the roof for every option, fp32 included), torch.cuda.max_memory_allocated.
+correctness   a short run of paper_cifar10's U-Net (B=128, 32x32, 25 steps, same seed hence the same batches)
+              trained five ways: float32 (plain: no channels-last, unfused Adam, eager), bfloat16 autocast,
+              channels-last, fused Adam, torch.compile. Every run starts from the seed's weights plus the same
+              small random change (scale 0.02): the U-Net's zero-initialized output layers would otherwise leave
+              the first steps' losses and most gradients independent of the network (with it, the network's
+              output is ~10% of its initial loss). `max_rel_diff`: the largest |loss - loss_fp32| / loss_fp32
+              over the steps; each check passes within its stated tolerance (bf16: 5e-2; the float32 options:
+              1e-3 on a CPU, 1e-2 on CUDA, where float32 convolutions run as TF32 by default and cuDNN picks
+              other algorithms for another layout). `weights_rel_diff`: ||w - w_fp32|| / ||w_fp32|| after the
+              run (information). `compile_s`: the first compiled step's time minus an eager step's (dynamo +
+              inductor, cold).
+speed         that U-Net at B=16 (the paper's), 128 and 512, options stacked: fp32, fp32+fused (memsweep's
+              runtime defaults), bf16, bf16+channels-last, +fused Adam, +compile (at 128 and 512). steps/s and
+              images/s (synchronized, after warm-up), FLOP/s = FlopCounterMode's count of one step x steps/s, its
+              fraction of the GPU's dense bf16 peak (the roof for every option, fp32 included),
+              torch.cuda.max_memory_allocated.
 pack          K tiny digits models (K = 1, 4, 16, 64) as one packed.PackedStep: model-steps/s (K x steps/s),
               and FLOP/s crediting the pack K single-model steps' FLOPs (torch's counter ignores `groups` in a
               convolution's weight gradient, so counting the pack itself would overcount), against one run
               trained alone (train.SoloStep).
-evaluation    the paper's protocol (eval.num_samples=10000, eval.sampler_steps=50 from paper_cifar10): sampling
+evaluation    the paper's protocol (eval.num_samples and eval.sampler_steps of paper_cifar10): sampling
               by the Evaluator (float32, as memsweep samples) and its FLOP/s; the fixed losses and the field
               probe of one evaluation; the Evaluator's own mem_metrics (NN vs its n training images + bootstrap);
               nearest_neighbours of 10,000 samples against 50,000 random 3x32x32 images on the device; the
               report's novelty_row (first call, which computes the real images' radii, and a second one with
               them cached) on the device; and, if time is left, sampling under bf16 autocast (not memsweep's
-              path: a what-if). If the budget cannot fit all 10,000 samples, fewer are timed and scaled (said so).
+              path: a what-if). If the budget cannot fit all the samples, fewer are timed and scaled (said so).
 sweeps        GPU-hours of configs/sweep/{dataset_size,model_size,batch_size,learning_rate}.yaml: each run
               composed by memsweep.sweep.expand (with data.root pointing at the temp folder, which validation
               needs) for its total steps, batch size, model and evaluation schedule. Training time: the step's
               FLOPs (counted on the meta device for every model) over the FLOP/s measured for the timed model
-              at the nearest batch sizes (log-interpolated; exact for c128 at 128 and 512, "scaled" otherwise),
-              for memsweep's runtime defaults (fp32, fused Adam) and for the option fastest at the run's batch
-              size (bf16 is a different run: a what-if). Evaluation time: the measured sampling, losses and NN
-              per evaluation, scaled by forward FLOPs, samples and n, times the number of evaluations (Inception
-              FID/SW excluded: their weights are not here). One GPU per run, no packing, checkpoints not counted.
+              at the nearest batch sizes (log-interpolated; exact for the timed U-Net at 16, 128 and 512,
+              "scaled" otherwise), for memsweep's runtime defaults (fp32, fused Adam) and for the option fastest
+              at the run's batch size (bf16 is a different run: a what-if). Evaluation time: the measured
+              sampling, losses and NN per evaluation, scaled by forward FLOPs, samples and n, times the number of
+              evaluations (Inception FID/SW excluded: their weights are not here; so are the samples generated
+              beyond eval.num_samples for FID, eval.fid_samples). One GPU per run, no packing, checkpoints not
+              counted.
 
 A part (or one option within it) that fails is reported as an error string; the others still run. What the
 budget made it skip is listed at the end (parts, and measurements within parts) and in the JSON. The JSON is
@@ -132,7 +136,7 @@ class Sizes:
 
 
 GPU_SIZES = Sizes(
-    timed=("+experiment=paper_cifar10",), batches=(128, 512), compile_batches=(128, 512), correct_batch=128,
+    timed=("+experiment=paper_cifar10",), batches=(16, 128, 512), compile_batches=(128, 512), correct_batch=128,
     correct_steps=25, seconds=2.0, warmup=2, pack_ks=(1, 4, 16, 64), eval_extra=(), nn_refs=50_000,
     novelty_test=10_000, compile_backend="true",
     compile_est_s=60.0, min_part_s={"correctness": 30, "speed": 30, "evaluation": 40, "pack": 10, "sweeps": 5})

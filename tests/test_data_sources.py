@@ -218,3 +218,16 @@ def _dry_runs(tmp_path, capsys):
 
 def test_bundle_sweeps_dry_run(tmp_path, out, capsys):
     _dry_runs(tmp_path, capsys)
+
+
+def test_the_bonnaire_bundle_samples_with_their_ddim_and_v0_composes_the_runs_made_before(tmp_path, out, capsys):
+    folder = linked_folder(tmp_path / "celeba", 1024 + 2048)
+    assert main(["train", "--cfg", "job", "+experiment=bonnaire_celeba", f"data.path={folder}"]) == 0
+    assert "  sampler: ddim_bonnaire\n" in capsys.readouterr().out
+    assert main(["train", "+experiment=bonnaire_celeba", f"data.path={folder}", "objective=edm"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "eval.sampler=ddim_bonnaire: objective edm samples with heun" in err[0], err
+    old = config.compose_run(["+experiment=bonnaire_celeba_v0", f"data.path={folder}"])
+    before = config.compose_run(["+experiment=bonnaire_celeba", f"data.path={folder}", "eval.sampler=ddim"])
+    assert old.eval.sampler == "ddim" and identity.run_id(old) == identity.run_id(before)
+    assert not (out / "runs").exists()

@@ -9,6 +9,7 @@ import torch
 from omegaconf import OmegaConf
 
 from memsweep import config
+from memsweep.cli import main
 from memsweep.data.datasets import Dataset
 from memsweep.errors import ConfigError
 from memsweep.metrics.field import FieldProbe
@@ -108,12 +109,61 @@ def test_edm_heun_uses_2n_minus_1_evaluations():
 
 
 def test_a_sampler_of_another_objective_is_refused_in_one_line(out):
-    with pytest.raises(ConfigError, match=r"^eval.sampler=euler: objective vp samples with ddpm or ddim$"):
+    with pytest.raises(ConfigError,
+                       match=r"^eval.sampler=euler: objective vp samples with ddpm or ddim or ddim_bonnaire$"):
         config.compose_run(["objective=vp", "eval.sampler=euler"])
     with pytest.raises(ConfigError, match="objective.target=noise"):
         config.compose_run(["objective.target=noise"])
     res = run_cli("train", "objective=edm", "eval.sampler=ddim", "logger=none")
     assert res.returncode != 0 and len(res.stderr.strip().splitlines()) == 1 and "eval.sampler=ddim" in res.stderr
+
+
+def _their_ddim(eps_model, x, ddim_steps, T=1000):
+    """Bonnaire et al. 2025's `sample_diffusion_from_noise_DDIM` (eta = 0) as their code runs it: a float32 schedule
+    indexed from 0 (index i holds alpha_bar_{i+1}), steps np.linspace(0, T - 1, S, dtype=int) from the top, the
+    network called with the index, no clipping, and the loop's last state (index 0) returned."""
+    abar = torch.cumprod(1 - torch.linspace(1e-4, 0.02, T, dtype=torch.float32), 0)
+    steps = list(np.linspace(0, T - 1, ddim_steps, dtype=int)[::-1])
+    for i, i_prev in zip(steps[:-1], steps[1:]):
+        eps = eps_model(x, i)
+        x0_pred = (x - (1 - abar[i]).sqrt() * eps) / abar[i].sqrt()
+        x = abar[i_prev].sqrt() * x0_pred + torch.clamp(1 - abar[i_prev], min=1e-8).sqrt() * eps
+    return x
+
+
+@pytest.mark.parametrize("steps", [20, 100])
+def test_ddim_bonnaire_is_their_loop_and_differs_from_memsweeps_ddim(steps):
+    """On the closed-form denoiser, eval.sampler=ddim_bonnaire gives their loop's samples (up to their float32
+    cumulative product of the schedule against memsweep's float64: 5e-5 measured), in steps - 1 network evaluations;
+    memsweep's DDIM (rounded steps, clipping, a last step to the clean estimate) ends on a training image where
+    theirs keeps sqrt(1 - alpha_bar_1) = 0.01 of noise per pixel (measured: at 100 steps, theirs, 3.6e-2 apart at
+    most and 8e-3 on average; at 20 steps one of the 64 samples ends on another training image)."""
+    train_x = _train_set(16)
+    x0 = torch.randn((64, 1, 4, 4), generator=torch.Generator().manual_seed(1))
+    labels = torch.zeros(64, dtype=torch.long)
+    memorizer = VPF.memorizer(train_x)
+    calls = []
+
+    def at_index(x, i):   # their network input: the 0-based index i of step k = i + 1
+        calls.append(i)
+        return memorizer(x, torch.full((len(x),), 1 - (int(i) + 1) / VPF.T), labels)
+    theirs = _their_ddim(at_index, x0.clone(), steps)
+    ours = VPF.sample(memorizer, x0, labels, steps, "ddim_bonnaire")
+    torch.testing.assert_close(ours, theirs, rtol=0, atol=1e-4)
+    assert len(calls) == steps - 1 == len(VPF.timesteps(steps, "ddim_bonnaire")) - 1
+    assert VPF.timesteps(steps, "ddim_bonnaire") != VPF.timesteps(steps)   # truncated, not rounded
+    ddim = VPF.sample(memorizer, x0, labels, steps, "ddim")
+    assert nearest_neighbours(ddim, train_x, k=1)[0].max() < 1e-4
+    assert (ddim - theirs).abs().max() > 1e-2 and nearest_neighbours(theirs, train_x, k=1)[0].min() > 1e-2
+
+
+def test_ddim_bonnaire_is_refused_by_the_objectives_that_cannot_sample_with_it(out, capsys):
+    for objective in ("rectified_flow", "edm"):
+        assert main(["train", f"objective={objective}", "eval.sampler=ddim_bonnaire", "logger=none"]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and f"eval.sampler=ddim_bonnaire: objective {objective} samples with" in err[0], err
+    assert config.compose_run(["objective=vp", "eval.sampler=ddim_bonnaire"]).eval.sampler == "ddim_bonnaire"
+    assert not out.exists()
 
 
 def test_default_run_ids_are_unchanged(out):

@@ -42,8 +42,9 @@ def solo(tmp_path_factory):
     return cfgs
 
 
-def test_a_packed_network_computes_each_copy():
-    cfg = config.compose_run(["logger=none"])
+@pytest.mark.parametrize("resample", ["conv", "resblock"])
+def test_a_packed_network_computes_each_copy(resample):
+    cfg = config.compose_run(["logger=none", f"+model.resample={resample}"])
     models = []
     for seed in range(3):
         torch.manual_seed(seed)

@@ -25,7 +25,7 @@ def test_dataset_size_dry_run_without_cifar10_prints_gpu_hours(out, no_cifar, ca
     assert main(["sweep", "dataset_size", "--dry-run", "--gpu", "h100"]) == 0
     text = " ".join(capsys.readouterr().out.split())
     assert "warning: data.root=None: no cifar-10-batches-py folder there" in text and "planned without it" in text
-    assert "6 runs" in text and "GPU-hours on h100" in text and "assumed utilization 30%" in text
+    assert "4 runs" in text and "GPU-hours on h100" in text and "assumed utilization 30%" in text
     hours = float(text.split("estimate: ")[1].split()[0])
     assert hours > 0
     assert not out.exists()  # a dry run writes nothing

@@ -95,6 +95,7 @@ class Model(Group):
     head_dim: PosInt
     emb_dim: PosInt
     dropout: Fraction
+    resample: Literal["conv", "resblock"] = "conv"   # between levels (science.unet.UNet); absent from older configs
 
 
 class Adam(Group):

@@ -59,12 +59,24 @@ def _cat(a, b, copies: int):
     return torch.cat([a.unflatten(1, (copies, -1)), b.unflatten(1, (copies, -1))], dim=2).flatten(1, 2)
 
 
-class ResBlock(nn.Module):
-    """Two 3x3 convs with a scale-and-shift from the (noise + label) embedding in between."""
+def _down(x):
+    return F.avg_pool2d(x, 2)
 
-    def __init__(self, cin: int, cout: int, emb_dim: int, dropout: float, copies: int = 1):
+
+def _up(x):
+    return F.interpolate(x, scale_factor=2, mode="nearest")
+
+
+class ResBlock(nn.Module):
+    """Two 3x3 convs with a scale-and-shift from the (noise + label) embedding in between. `resample` "down" or
+    "up": the block also halves or doubles the resolution, of both paths, before its first conv (BigGAN's
+    residual up/down-sampling, as Dhariwal & Nichol 2021's `resblock_updown`)."""
+
+    def __init__(self, cin: int, cout: int, emb_dim: int, dropout: float, copies: int = 1,
+                 resample: str | None = None):
         super().__init__()
         self.copies = copies
+        self.resample = {None: None, "down": _down, "up": _up}[resample]
         self.norm1, self.conv1 = _norm(cin, copies), _conv(cin, cout, 3, copies, padding=1)
         self.emb = _linear(emb_dim, 2 * cout, copies)
         self.norm2, self.conv2 = _norm(cout, copies), _conv(cout, cout, 3, copies, padding=1)
@@ -74,7 +86,10 @@ class ResBlock(nn.Module):
         nn.init.zeros_(self.conv2.bias)
 
     def forward(self, x, emb):
-        h = self.conv1(F.silu(self.norm1(x)))
+        h = F.silu(self.norm1(x))
+        if self.resample is not None:
+            h, x = self.resample(h), self.resample(x)
+        h = self.conv1(h)
         scale, shift = self.emb(emb).unflatten(1, (self.copies, 2, -1)).unbind(2)  # (B, K, cout) each
         h = F.silu(self.norm2(h) * (1 + scale.flatten(1)[:, :, None, None]) + shift.flatten(1)[:, :, None, None])
         return self.skip(x) + self.conv2(self.dropout(h))
@@ -118,11 +133,20 @@ def timestep_embedding(t: torch.Tensor, dim: int) -> torch.Tensor:
     return torch.cat([torch.cos(args), torch.sin(args)], dim=-1)
 
 
+RESAMPLE = ("conv", "resblock")
+
+
 class UNet(nn.Module):
     def __init__(self, image_size: int, in_channels: int, num_classes: int, channels: int = 128,
                  channel_mult=(1, 2, 4), num_res_blocks: int = 3, attn_resolutions=(16,),
-                 head_dim: int = 64, emb_dim: int = 512, dropout: float = 0.0, copies: int = 1):
+                 head_dim: int = 64, emb_dim: int = 512, dropout: float = 0.0, copies: int = 1,
+                 resample: str = "conv"):
+        """`resample`, between two levels: "conv" (a strided 3x3 conv down, nearest-neighbour up with no conv;
+        memsweep's first U-Net) or "resblock" (a residual block that resamples, both ways: Dhariwal & Nichol
+        2021's `resblock_updown`)."""
         super().__init__()
+        if resample not in RESAMPLE:
+            raise ValueError(f"resample={resample!r}: one of {', '.join(RESAMPLE)}")
         self.num_classes, self.channels, self.copies = num_classes, channels, copies
         K = copies
         self.time_mlp = nn.Sequential(_linear(channels, emb_dim, K), nn.SiLU(), _linear(emb_dim, emb_dim, K))
@@ -137,7 +161,8 @@ class UNet(nn.Module):
                 c = width
                 skips.append(c)
             if level < len(widths) - 1:
-                self.down.append(_conv(c, c, 3, K, stride=2, padding=1))
+                self.down.append(_conv(c, c, 3, K, stride=2, padding=1) if resample == "conv"
+                                 else ResBlock(c, c, emb_dim, dropout, K, resample="down"))
                 skips.append(c)
                 res //= 2
         self.mid = nn.ModuleList([Block(c, c, emb_dim, dropout, True, head_dim, K),
@@ -148,7 +173,8 @@ class UNet(nn.Module):
                 self.up.append(Block(c + skips.pop(), width, emb_dim, dropout, res in attn_resolutions, head_dim, K))
                 c = width
             if level > 0:
-                self.up.append(nn.Upsample(scale_factor=2, mode="nearest"))
+                self.up.append(nn.Upsample(scale_factor=2, mode="nearest") if resample == "conv"
+                               else ResBlock(c, c, emb_dim, dropout, K, resample="up"))
                 res *= 2
         self.out = nn.Sequential(_norm(c, K), nn.SiLU(), _conv(c, in_channels, 3, K, padding=1))
         nn.init.zeros_(self.out[-1].weight)
@@ -167,15 +193,15 @@ class UNet(nn.Module):
         h = self.inp(x)
         hs = [h]
         for layer in self.down:
-            h = layer(h, emb) if isinstance(layer, Block) else layer(h)
+            h = layer(h, emb) if isinstance(layer, (Block, ResBlock)) else layer(h)
             hs.append(h)
         for layer in self.mid:
             h = layer(h, emb)
         for layer in self.up:
             if isinstance(layer, Block):
                 h = layer(_cat(h, hs.pop(), K), emb)
-            else:
-                h = layer(h)
+            else:   # the resampling between two levels: no skip
+                h = layer(h, emb) if isinstance(layer, ResBlock) else layer(h)
         out = self.out(h)
         return out.unflatten(1, (K, -1)) if packed else out
 
@@ -184,7 +210,8 @@ def build(model_cfg, image_size: int, in_channels: int, num_classes: int, copies
     return UNet(image_size, in_channels, num_classes, channels=model_cfg.channels,
                 channel_mult=tuple(model_cfg.channel_mult), num_res_blocks=model_cfg.num_res_blocks,
                 attn_resolutions=tuple(model_cfg.attn_resolutions), head_dim=model_cfg.head_dim,
-                emb_dim=model_cfg.emb_dim, dropout=model_cfg.dropout, copies=copies)
+                emb_dim=model_cfg.emb_dim, dropout=model_cfg.dropout, copies=copies,
+                resample=model_cfg.get("resample", "conv"))
 
 
 def count_parameters(model: nn.Module) -> int:

@@ -3,7 +3,7 @@
 The run id is a contract with every existing run store: a change that gives an existing run's config another
 id (a new key, a new default, another hash) would retrain every user's old sweeps. Keys added later must
 leave the id alone at their default: the objective (added later) counts only when it is not the default
-rectified flow, data.conditional only when false.
+rectified flow, data.conditional only when false, model.resample only when not conv.
 """
 from __future__ import annotations
 
@@ -27,10 +27,10 @@ NOT_IDENTITY = {"data": ("root", "download", "path", "test_path"),
                 "eval": ("inception_path", "save_samples", "save_weights", "grid_samples", "feature_cache", "nn_block",
                          "kid_features", "kid_subsets", "kid_subset_size", "mifid_features", "mifid_epsilon")}
 
-# Settings added after run ids existed, and their defaults (configs/objective/rectified_flow.yaml, data.conditional):
-# at these values they are left out of the identity, so every older run keeps its id.
+# Settings added after run ids existed, and their defaults (configs/objective/rectified_flow.yaml, data.conditional,
+# model.resample): at these values they are left out of the identity, so every older run keeps its id.
 DEFAULT_OBJECTIVE = {"name": "rectified_flow", "target": "velocity"}
-LATER_DEFAULTS = {"data": {"conditional": True}}
+LATER_DEFAULTS = {"data": {"conditional": True}, "model": {"resample": "conv"}}
 
 
 def identity(cfg) -> dict:
