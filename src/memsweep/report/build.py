@@ -137,7 +137,9 @@ def make_report(output_root: Path, name: str, threshold: float = DEFAULT_GAP_THR
     claim_table = claims.compute([(name, ks, s) for name, ks, _, s in parts], summary, runs)
     claim_table.to_csv(out / "claims.csv", index=False)
 
-    probe_ctx = report_probes.compute(runs, probes) if runs else None
+    # the probes are read against n (report.probe_sections): a study computes them on its arm that varies n
+    probe_runs = next((rs for _, ks, rs, _ in parts if "data.n" in ks), runs) if record.get("arms") else runs
+    probe_ctx = report_probes.compute(probe_runs, probes) if probe_runs else None
     if probe_ctx is not None:
         report_probes.write(probe_ctx, out)
     figures, notes = _draw_figures(parts, runs, out, threshold, extra, probe_ctx)
