@@ -75,6 +75,16 @@ def test_bad_studies_are_named(tmp_path, out, arms, axes, message):
         sweep_mod.expand(write_study(tmp_path, arms, axes))
 
 
+def test_an_arm_may_zip_keys_like_a_sweep(tmp_path, out):
+    path = write_study(tmp_path, {"n": {"data.n": [8, 16]},
+                                  "lr": {"zip": {"optim.lr": [1e-3, 2e-3], "train.steps": [60, 30]}}},
+                       centre=("data.n=16", "optim.lr=1e-3"))
+    sw = sweep_mod.expand(path)
+    got = sorted((r.cfg.data.n, r.cfg.optim.lr, r.cfg.train.total_steps, tuple(r.arms)) for r in sw.runs)
+    assert got == [(8, 1e-3, 60, ("n",)), (16, 1e-3, 60, ("n", "lr")), (16, 2e-3, 30, ("lr",))]
+    assert sw.axes == ["data.n", "optim.lr", "train.steps"]
+
+
 def test_an_arm_cannot_be_swept_again_on_the_command_line(tmp_path, out):
     path = write_study(tmp_path, {"n": {"data.n": [8, 16]}})
     with pytest.raises(ConfigError, match="data.n is an arm of the study"):

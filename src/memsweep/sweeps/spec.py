@@ -27,6 +27,7 @@ A study (configs/sweep/paper_digits.yaml) is several one-axis sweeps around one 
     arms:                                              # each arm varies its own key(s) (a product), the others
       n: {data.n: [16, 32, 64, 128]}                   # stay at the centre, whose value each arm must hold:
       batch_size: {train.batch_size: [4, 8, 16, 32]}   # the centre run is one run, shared by every arm
+      lr: {zip: {optim.lr: [1.0e-4, 1.0e-3], train.epochs: [5000, 500]}}   # or a sweep's axes/zip
 
 The report fits each arm on its own runs (report.build), so a claim about one axis is measured on that axis only.
 
@@ -147,9 +148,16 @@ def load_spec(name: str) -> dict:
     return spec
 
 
+def arm_grid(arm: dict) -> tuple[dict, dict]:
+    """An arm's (axes, zip): written {key: [values]} (a product), or {axes: {...}, zip: {...}} like a sweep's."""
+    if set(arm) & {"axes", "zip"}:
+        return dict(arm.get("axes") or {}), dict(arm.get("zip") or {})
+    return dict(arm), {}
+
+
 def arm_keys(spec: dict) -> dict[str, list[str]]:
     """A study's arms and the keys each varies ({} for a plain sweep)."""
-    return {arm: list(axes) for arm, axes in (spec.get("arms") or {}).items()}
+    return {arm: [k for part in arm_grid(axes) for k in part] for arm, axes in (spec.get("arms") or {}).items()}
 
 
 def _check_arms(name: str, spec: dict) -> None:
@@ -159,10 +167,13 @@ def _check_arms(name: str, spec: dict) -> None:
     if not isinstance(arms, dict) or not arms:
         raise ConfigError(f"sweep {name}: arms must map an arm's name to its axes, like {{n: {{data.n: [16, 32]}}}}")
     seen = set(spec.get("axes") or {}) | set(spec.get("zip") or {})
-    for arm, axes in arms.items():
-        if not isinstance(axes, dict) or not axes:
+    for arm, grid in arms.items():
+        if not isinstance(grid, dict) or not grid:
             raise ConfigError(f"sweep {name}: arms.{arm} must map keys to lists of values, like {{data.n: [16, 32]}}")
-        for key, values in axes.items():
+        axes, zipped = arm_grid(grid)
+        if len({len(v) for v in zipped.values() if isinstance(v, list)}) > 1:
+            raise ConfigError(f"sweep {name}: arms.{arm}: the lists under zip must have equal lengths")
+        for key, values in {**axes, **zipped}.items():
             if not isinstance(values, list) or not values:
                 raise ConfigError(f"sweep {name}: arms.{arm}.{key} must be a non-empty list of values")
             if key in seen:
@@ -178,11 +189,15 @@ def _points(spec: dict) -> list[dict]:
     zip_rows = [dict(zip(zipped, vals)) for vals in zip(*zipped.values())] if zipped else [{}]
     arms = spec.get("arms") or {None: {}}
     points = []
-    for arm, arm_axes in arms.items():
+    for arm, arm_spec in arms.items():
+        arm_axes, arm_zip = arm_grid(arm_spec)
         grid = {**arm_axes, **axes}
+        arm_rows = [dict(zip(arm_zip, vals)) for vals in zip(*arm_zip.values())] if arm_zip else [{}]
         for combo in itertools.product(*grid.values()):
             for row in zip_rows:
-                points.append({**dict(zip(grid, combo)), **row, **({None: arm} if arm is not None else {})})
+                for arm_row in arm_rows:
+                    points.append({**dict(zip(grid, combo)), **arm_row, **row,
+                                   **({None: arm} if arm is not None else {})})
     return points
 
 
@@ -303,9 +318,9 @@ def _merge_arms(name: str, spec: dict, runs: list[PlannedRun]) -> list[PlannedRu
             merged[r.run_id] = r
     arms = list(spec["arms"])
     if len(arms) > 1 and not any(len(r.arms) == len(arms) for r in merged.values()):
-        for arm, axes in spec["arms"].items():
+        for arm, grid in spec["arms"].items():
             other = next(r for r in runs if r.arms[0] != arm)   # its run holds this arm's keys at the centre
-            for key, values in axes.items():
+            for key, values in {k: v for part in arm_grid(grid) for k, v in part.items()}.items():
                 centre = _selected(other.cfg, key)
                 if str(centre) not in map(str, values):
                     raise ConfigError(f"sweep {name}: arms.{arm}.{key}: {values} does not hold the centre's value "
