@@ -12,6 +12,7 @@ import pickle
 import re
 from pathlib import Path
 
+import yaml
 from hydra import compose, initialize_config_dir
 from hydra._internal.config_loader_impl import ConfigLoaderImpl
 from hydra.core.config_search_path import SearchPathQuery
@@ -25,7 +26,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from memsweep.data import datasets as data_mod
 from memsweep import schema
-from memsweep.errors import ConfigError
+from memsweep.errors import ConfigError, path_problem, yaml_problem
 from memsweep.eval.features import check_spec
 from memsweep.science import formulations
 from memsweep.store.identity import output_root
@@ -56,8 +57,9 @@ def use_config_dirs(dirs=()) -> None:
     """--config-dir DIR (repeatable): more folders of configs for this process, after memsweep's own."""
     paths = [Path(d).expanduser().resolve() for d in dirs]
     for given, path in zip(dirs, paths):
-        if not path.is_dir():
-            raise ConfigError(f"--config-dir {given}: no such folder")
+        problem = path_problem(path, "folder")
+        if problem:
+            raise ConfigError(f"--config-dir {given}: {problem}")
     _config_dirs[:] = paths
 
 
@@ -67,8 +69,9 @@ def search_dirs() -> list[Path]:
     app's configs, so memsweep's named configs, and the run ids they make, cannot change under a user)."""
     env = [Path(p).expanduser().resolve() for p in os.environ.get(CONFIG_PATH_ENV, "").split(os.pathsep) if p]
     for path in env:
-        if not path.is_dir():
-            raise ConfigError(f"{CONFIG_PATH_ENV}: {path}: no such folder")
+        problem = path_problem(path, "folder")
+        if problem:
+            raise ConfigError(f"{CONFIG_PATH_ENV}: {path}: {problem}")
     dirs = list(dict.fromkeys([config_dir(), *_config_dirs, *env]))
     seen: dict[str, Path] = {}
     for d in dirs:
@@ -108,7 +111,7 @@ def config_groups() -> dict[str, tuple[list[str], str | None]]:
             choices = compose(config_name="train", return_hydra_config=True).hydra.runtime.choices
             return {g: (loader.get_group_options(g, results_filter=ObjectType.CONFIG), choices.get(g))
                     for g in sorted(loader.list_groups("")) if g not in ("hydra", "sweep")}
-    except (HydraException, OmegaConfBaseException) as e:
+    except (HydraException, OmegaConfBaseException, yaml.YAMLError) as e:
         raise ConfigError(_one_line(e)) from None
     finally:
         GlobalHydra.instance().clear()
@@ -131,7 +134,7 @@ def compose_run(overrides=(), data_here: bool = True) -> DictConfig:
         with _hydra():
             cfg = compose(config_name="train", overrides=overrides)
         OmegaConf.resolve(cfg)
-    except (HydraException, OmegaConfBaseException) as e:
+    except (HydraException, OmegaConfBaseException, yaml.YAMLError) as e:
         raise ConfigError(_one_line(e)) from None
     finally:
         GlobalHydra.instance().clear()
@@ -213,7 +216,7 @@ class Composer:
                 # the function compose itself applies key overrides with (Hydra 1.3): its types, +, ++, ~ and errors
                 ConfigLoaderImpl._apply_overrides_to_config(keys, cfg)
             OmegaConf.resolve(cfg)
-        except (HydraException, OmegaConfBaseException) as e:
+        except (HydraException, OmegaConfBaseException, yaml.YAMLError) as e:
             raise ConfigError(_one_line(e)) from None
         return _checked(cfg, self.unread)
 
@@ -263,7 +266,10 @@ class Composer:
 
 
 def _one_line(e: Exception) -> str:
-    """Hydra's messages, cut to the line a user needs: which setting, and what the choices are."""
+    """Hydra's messages, cut to the line a user needs: which setting, and what the choices are. A config file
+    that is not valid YAML (Hydra lets PyYAML's error through): the file and the line."""
+    if isinstance(e, yaml.YAMLError):
+        return yaml_problem(e)
     text = " ".join(str(e).split())
     text = re.sub(r"^In '\w+': ", "", text).split(" Config search path")[0].split(". Did you mean")[0]
     match = re.match(r"Could not find '(\w+)/(\S+)' Available options in '\w+': (.*)", text)
