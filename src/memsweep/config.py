@@ -25,6 +25,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from omegaconf.errors import OmegaConfBaseException
 
 from memsweep.data import datasets as data_mod
+from memsweep.data.splits import subset_problem, tail_problem
 from memsweep import schema
 from memsweep.errors import ConfigError, path_problem, yaml_problem
 from memsweep.eval.features import check_spec
@@ -301,10 +302,19 @@ def total_steps(cfg) -> int:
 def validate(cfg, unread: dict | None = None) -> None:
     """The checks across settings that can fail before work starts (each setting's type and range: schema.py);
     the message names the setting. `unread`: see _checked."""
+    if cfg.data.name == "digits":
+        problem = tail_problem(cfg.data.test_size, data_mod.DIGITS_COUNT, "digits")
+        if problem:
+            raise ConfigError(problem)
     available = data_mod.pool_size(cfg.data) if data_mod.is_read(cfg.data) else None
-    if available is not None and cfg.data.name != "cifar10" and cfg.data.n + cfg.data.offset > available:
-        raise ConfigError(f"data.n={cfg.data.n} (data.offset={cfg.data.offset}) exceeds the {available} "
-                          f"training images of {cfg.data.name}")
+    if available is not None and cfg.data.name != "cifar10":
+        problem = subset_problem(cfg.data.n, cfg.data.offset, available, cfg.data.name)
+        if problem:
+            raise ConfigError(problem)
+        problem = data_mod.class_mismatch(cfg.data)
+        if problem and problem not in _warned:  # once per process: a sweep composes many runs of one folder
+            _warned.add(problem)
+            log.warning(problem)
     if cfg.data.name == "cifar10":
         if cfg.data.n + cfg.data.offset > 50000:
             raise ConfigError(f"data.n={cfg.data.n}: CIFAR-10 has 50000 training images")
@@ -314,8 +324,8 @@ def validate(cfg, unread: dict | None = None) -> None:
         if problem:
             unread[problem] = unread.get(problem, 0) + 1
     formulation = formulations.of_config(cfg)   # the objective group: a ConfigError names a bad setting
-    try:
-        formulation.check_sampler(cfg.eval.sampler)
+    try:  # the formulation's own rules: its settings together, its sampler and steps
+        formulation.check(cfg.eval.sampler, cfg.eval.sampler_steps)
     except ValueError as e:
         raise ConfigError(str(e)) from None
     if cfg.eval.cfg_weight and not (cfg.train.label_dropout and data_mod.conditional(cfg.data)):
