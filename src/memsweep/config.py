@@ -28,7 +28,7 @@ from memsweep.data import datasets as data_mod
 from memsweep.data.splits import subset_problem, tail_problem
 from memsweep import schema
 from memsweep.errors import ConfigError, path_problem, yaml_problem
-from memsweep.eval.features import check_spec
+from memsweep.eval.features import check_spec, inception_problem
 from memsweep.science import formulations
 from memsweep.store.identity import output_root
 
@@ -335,6 +335,9 @@ def validate(cfg, unread: dict | None = None) -> None:
         problem = check_spec(str(cfg.eval.get(key, "none")), cfg.data.name)
         if problem:
             raise ConfigError(f"eval.{key}={cfg.eval.get(key)!r}: {problem}")
+    problem = inception_problem(cfg.eval.get("inception_path"))
+    if problem:
+        raise ConfigError(f"eval.inception_path={cfg.eval.inception_path}: {problem}")
 
 
 def check_writable(cfg) -> None:
