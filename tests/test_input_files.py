@@ -58,13 +58,16 @@ def png(path: Path, array: np.ndarray, color_type: int, bit_depth: int):
                      + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
 
 
-def tiff(path: Path, a: np.ndarray, extra=()):
+def tiff(path: Path, a: np.ndarray, extra=(), bits: int | None = None):
     """A baseline little-endian TIFF of one 2-D array written by hand (uint16, int16, uint32, int32 or float32;
-    PIL writes neither unsigned 32-bit nor signed 16-bit), one strip; extra: (tag, type, values), 12 = DOUBLE."""
+    PIL writes neither unsigned 32-bit nor signed 16-bit nor 12-bit), one strip; extra: (tag, type, values), 12 =
+    DOUBLE; bits=12: unsigned values packed two pixels in three bytes, first bit first."""
     a = np.ascontiguousarray(a, dtype=a.dtype.newbyteorder("<"))
     h, w = a.shape
     data = a.tobytes()
-    entries = sorted([(256, 4, [w]), (257, 4, [h]), (258, 3, [a.dtype.itemsize * 8]), (259, 3, [1]), (262, 3, [1]),
+    if bits == 12:
+        data = b"".join(bytes([p >> 4, (p & 15) << 4 | q >> 8, q & 255]) for p, q in zip(a.ravel()[::2], a.ravel()[1::2]))
+    entries = sorted([(256, 4, [w]), (257, 4, [h]), (258, 3, [bits or a.dtype.itemsize * 8]), (259, 3, [1]), (262, 3, [1]),
                       (273, 4, [0]), (277, 3, [1]), (278, 4, [h]), (279, 4, [len(data)]),
                       (339, 3, [{"u": 1, "i": 2, "f": 3}[a.dtype.kind]]), *extra])
     codes = {3: "H", 4: "I", 12: "d"}
@@ -151,6 +154,10 @@ def write_case(case: str, path: Path):
         else:
             Image.frombytes("I;16B", shape, v.astype(">u2").tobytes()).save(f := path.with_suffix(".tif"))
         return (f, *scaled(v, 0, 65535), 0)
+    if case == "I;16 from a 12-bit TIFF":
+        v = RNG.integers(0, 4096, shape).astype(np.uint16)
+        tiff(f := path.with_suffix(".tif"), v, bits=12)
+        return (f, *scaled(v, 0, 4095), 0)              # its BitsPerSample, not the 16 bits PIL holds it in
     if case == "PGM maxval 4095":
         v = RNG.integers(0, 4096, shape)
         (f := path.with_suffix(".pgm")).write_bytes(b"P5\n4 4\n4095\n" + v.astype(">u2").tobytes())
@@ -175,7 +182,7 @@ def write_case(case: str, path: Path):
 
 
 FAITHFUL = ["1", "L", "LA", "P", "P+tRNS", "RGB", "RGBA", "CMYK", "YCbCr", "RGB 16-bit PNG", "I;16 PNG", "I;16 TIFF",
-            "I;16B TIFF", "PGM maxval 4095", "I int16 TIFF", "I int32 TIFF", "I uint32 TIFF",
+            "I;16B TIFF", "I;16 from a 12-bit TIFF", "PGM maxval 4095", "I int16 TIFF", "I int32 TIFF", "I uint32 TIFF",
             "F TIFF with SMin/SMaxSampleValue"]
 EIGHT_BIT = {"1", "L", "LA", "P", "P+tRNS", "RGB", "RGBA", "CMYK", "YCbCr", "RGB 16-bit PNG"}
 
