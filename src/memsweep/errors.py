@@ -54,13 +54,13 @@ def path_problem(path, kind: str = "file") -> str | None:
     return None
 
 
-def yaml_problem(e: BaseException) -> str:
-    """A YAML syntax error (PyYAML's) in one line naming the file and the line:
+def yaml_problem(e: BaseException, path=None) -> str:
+    """A YAML syntax error (PyYAML's) in one line naming the file (`path`, else the one PyYAML names) and the line:
     `lab.yaml, line 3: expected ',' or ']', but got '<stream end>' (while parsing a flow sequence from line 2)`."""
     mark, context_mark = getattr(e, "problem_mark", None), getattr(e, "context_mark", None)
     if mark is None:
-        return " ".join(str(e).split())
-    text = f"{mark.name}, line {mark.line + 1}: {getattr(e, 'problem', None) or 'not valid YAML'}"
+        return f"{path or 'YAML'}: {' '.join(str(e).split())}"
+    text = f"{path or mark.name}, line {mark.line + 1}: {getattr(e, 'problem', None) or 'not valid YAML'}"
     context = getattr(e, "context", None)
     if context:
         where = f" from line {context_mark.line + 1}" if context_mark is not None and context_mark.line != mark.line else ""

@@ -25,6 +25,7 @@ import json
 import logging
 import os
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -51,8 +52,11 @@ class Listing:
     mtimes: tuple[int, ...]
     classes: tuple[str, ...]    # class subfolder names, sorted; () for a flat folder
 
-    def label(self, rel: str) -> int:
-        return self.classes.index(rel.split("/", 1)[0]) if self.classes else 0
+    @cached_property
+    def labels(self) -> tuple[int, ...]:
+        """Every file's label, in one pass (a folder may hold a million images of a thousand classes)."""
+        index = {c: k for k, c in enumerate(self.classes)}
+        return tuple(index[f.split("/", 1)[0]] for f in self.files) if self.classes else (0,) * len(self.files)
 
     def describe(self, with_mtimes: bool) -> list:
         return [list(self.files), list(self.sizes), list(self.mtimes) if with_mtimes else None, list(self.classes)]
@@ -113,17 +117,31 @@ def ordered(listing: Listing, order: str) -> list[int]:
     """Indices into listing.files: sorted paths, or the classes taken in turn (interleave)."""
     if resolved(listing, order) == "sorted" or not listing.classes:
         return list(range(len(listing.files)))
-    by_class = [[i for i, f in enumerate(listing.files) if listing.label(f) == c] for c in range(len(listing.classes))]
+    by_class: list[list[int]] = [[] for _ in listing.classes]
+    for i, label in enumerate(listing.labels):
+        by_class[label].append(i)
     longest = max(len(b) for b in by_class)
     return [b[k] for k in range(longest) for b in by_class if k < len(b)]
 
 
+_splits: dict[tuple, tuple] = {}
+
+
 def splits(cfg) -> tuple[list[int], list[int], list[int], list[int], int]:
     """(pool indices, pool labels, test indices, test labels, number of classes), in their fixed order. Indices
-    point into data.path's listing; the test ones into data.test_path's when it is set."""
+    point into data.path's listing; the test ones into data.test_path's when it is set. Remembered per process for
+    the same listings and settings (a sweep's runs differ in n and offset, which the split does not depend on)."""
+    test = scan(cfg.test_path, "data.test_path") if cfg.get("test_path") else None
+    memo = (id(scan(cfg.path)), id(test), str(cfg.order), cfg.test_size)
+    if memo not in _splits:
+        _splits[memo] = _split(cfg)
+    return _splits[memo]
+
+
+def _split(cfg) -> tuple[list[int], list[int], list[int], list[int], int]:
     train = scan(cfg.path)
     pool = ordered(train, cfg.order)
-    labels = [train.label(train.files[i]) for i in pool]
+    labels = [train.labels[i] for i in pool]
     num_classes = max(1, len(train.classes))
     if cfg.get("test_path"):
         test = scan(cfg.test_path, "data.test_path")

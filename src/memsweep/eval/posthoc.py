@@ -35,7 +35,7 @@ from pathlib import Path
 
 import torch
 import yaml
-from omegaconf import OmegaConf, open_dict
+from omegaconf import open_dict
 
 from memsweep.data import datasets as data_mod
 from memsweep.errors import ConfigError, path_problem, yaml_problem
@@ -168,12 +168,12 @@ def resolve_runs(target: str, output_root: Path) -> list[Path]:
         if not config_path.is_file():
             continue  # a sweep's run not started yet: evaluate_run says so
         try:
-            body = OmegaConf.load(config_path)
+            body = RunStore(run).read_config_data()
         except yaml.YAMLError as e:
-            raise ConfigError(f"{target}: {yaml_problem(e)}") from None
+            raise ConfigError(f"{target}: {yaml_problem(e, config_path)}") from None
         except OSError as e:
             raise ConfigError(f"{target}: cannot read {config_path} ({e.strerror or type(e).__name__})") from None
-        if not all(k in body for k in ("data", "eval")):
+        if not isinstance(body, dict) or not all(k in body for k in ("data", "eval")):
             raise ConfigError(f"{target}: {config_path} is not a run's config (no data or eval section)")
     return runs
 
