@@ -255,23 +255,31 @@ def test_images_with_no_faithful_reading_are_refused_naming_the_file_and_mode(ca
     assert "0.tif" in line
 
 
-def test_what_decoding_leaves_out_is_said_once(tmp_path, out, caplog):
-    """Several frames (the first is read), an EXIF orientation (not applied), and 16-bit data using a small part of
-    its range (nearly uniform images): one warning line each."""
+def test_what_decoding_leaves_out_is_said_once(tmp_path, out, caplog, capsys):
+    """Several frames (the first is read), an EXIF orientation (not applied), nearly uniform 8-bit images: one
+    warning line each. 16-bit images that span a few levels read by their declared range (12-bit values in files
+    that say 16 bits) are refused: 4 bits of them would be left."""
     folder = tmp_path / "images"
     folder.mkdir()
     exif = Image.Exif()
     exif[0x0112] = 6
     for i in range(COUNT):
-        frames = [Image.fromarray(RNG.integers(0, 8, (4, 4)).astype(np.uint16)) for _ in range(2)]
+        frames = [Image.fromarray(RNG.integers(0, 8, (4, 4)).astype(np.uint8)) for _ in range(2)]
         frames[0].save(folder / f"{i}.tif", save_all=True, append_images=frames[1:], exif=exif)
     cfg = config.compose_run(["logger=none", "data=folder", f"data.path={folder}", "data.test_size=2", "data.n=2"])
     with caplog.at_level(logging.WARNING):
         decoded(cfg, True)
     lines = [r.getMessage() for r in caplog.records]
-    for said in ("have several frames (first: 0.tif (I;16)); the first frame is read", "carry an EXIF orientation",
-                 "every decoded pixel is in 0..0 of 0..255"):
+    for said in ("have several frames (first: 0.tif (L)); the first frame is read", "carry an EXIF orientation",
+                 "every decoded pixel is in 0..7 of 0..255"):
         assert sum(said in line for line in lines) == 1, (said, lines)
+    twelve = tmp_path / "twelve"
+    twelve.mkdir()
+    for i in range(COUNT):
+        Image.fromarray(RNG.integers(0, 4096, (4, 4)).astype(np.uint16)).save(twelve / f"{i}.png")
+    refused(capsys, ["train", "logger=none", "data=folder", f"data.path={twelve}", "data.test_size=2", "data.n=2",
+                     "train.steps=2"], "its 16- or 32-bit images (first: 0.png (I;16)), read by the range their files "
+                                       "declare, span only 0..16 of 0..255", out)
 
 
 def test_eight_bit_folders_keep_their_run_ids_and_wide_ones_get_new_ones(tmp_path, out):

@@ -341,13 +341,15 @@ def _notes(im) -> list[str]:
 def read_image(path: Path, grayscale: bool, size: int | None, setting: str = "data.path",
                notes: dict | None = None) -> np.ndarray:
     """One image as uint8 HWC (C = 1 or 3), resized and centre-cropped to size x size if size is set. `notes`
-    (NOTES' kinds -> files) collects what decoding leaves out."""
+    (NOTES' kinds, and "wide" for 16- and 32-bit images -> files) collects what decoding leaves out."""
     target = "L" if grayscale else "RGB"
     try:
         with Image.open(path) as im:
             for kind in _notes(im) if notes is not None else ():
                 notes.setdefault(kind, []).append(f"{path.name} ({im.mode})")
             if im.mode in WIDE:
+                if notes is not None:
+                    notes.setdefault("wide", []).append(f"{path.name} ({im.mode})")
                 values = _wide_values(im, path, setting)
                 if size:  # resized in floats, then rounded once
                     values = np.asarray(_fit(Image.fromarray(values.astype(np.float32)), size), dtype=np.float64)
@@ -379,9 +381,10 @@ def decode(cfg) -> dict:
         files = [listing.root / f for f in listing.files]
         notes: dict[str, list[str]] = {}
         images = [read_image(f, bool(cfg.grayscale), cfg.get("size"), setting, notes) for f in files]
-        for kind, which in notes.items():
-            have, done = NOTES[kind]
-            log.warning(f"{setting}: {len(which)} of {len(files)} images {have} (first: {which[0]}); {done}")
+        for kind, (have, done) in NOTES.items():
+            if kind in notes:
+                log.warning(f"{setting}: {len(notes[kind])} of {len(files)} images {have} (first: "
+                            f"{notes[kind][0]}); {done}")
         for f, a in zip(files, images):
             if a.shape != images[0].shape:
                 raise ConfigError(f"{setting}: {f} is {a.shape[1]}x{a.shape[0]} but {files[0]} is "
@@ -390,7 +393,13 @@ def decode(cfg) -> dict:
             raise ConfigError(f"{setting}: {files[0]} is not square: set data.size")
         out[key] = np.stack(images)
         lo, hi = int(out[key].min()), int(out[key].max())
-        if hi - lo < 16:  # e.g. 12-bit values in a 16-bit file, or counts in a 32-bit one: nearly black
-            log.warning(f"{setting}: every decoded pixel is in {lo}..{hi} of 0..255 (16- and 32-bit images are "
-                        "scaled by the range their files declare): the images are nearly uniform; check them")
+        # at most 1/16 of 0..255 spanned, 4 bits' worth: e.g. 12-bit values in files that say 16 bits
+        if hi - lo <= 16 and "wide" in notes:
+            raise ConfigError(f"{setting}: its 16- or 32-bit images (first: {notes['wide'][0]}), read by the range "
+                              f"their files declare, span only {lo}..{hi} of 0..255 (12-bit values in 16-bit files? "
+                              "counts in 32-bit ones?); rescale them to their range, or declare it (TIFF "
+                              "SMinSampleValue and SMaxSampleValue)")
+        if hi - lo <= 16:  # 8-bit images read as always, but nearly uniform: said, not refused
+            log.warning(f"{setting}: every decoded pixel is in {lo}..{hi} of 0..255: the images are nearly "
+                        "uniform; check them")
     return out
