@@ -63,6 +63,7 @@ def yaml_problem(e: BaseException, path=None) -> str:
     text = f"{path or mark.name}, line {mark.line + 1}: {getattr(e, 'problem', None) or 'not valid YAML'}"
     context = getattr(e, "context", None)
     if context:
-        where = f" from line {context_mark.line + 1}" if context_mark is not None and context_mark.line != mark.line else ""
+        elsewhere = context_mark is not None and context_mark.line != mark.line
+        where = f" from line {context_mark.line + 1}" if elsewhere else ""
         text += f" ({context}{where})"
     return text

@@ -165,7 +165,8 @@ def class_mismatch(cfg) -> str | None:
     names = scan(cfg.path).classes or ("all",)
     order = resolved(scan(cfg.path), str(cfg.order))
     advice = ("data.order=interleave takes the classes in turn" if order == "sorted"
-              else "with classes of unequal sizes, give data.test_path or choose n, offset and test_size so both hold every class")
+              else "with classes of unequal sizes, give data.test_path or choose n, offset and test_size so both "
+                   "hold every class")
     return class_problem(labels[cfg.offset:cfg.offset + cfg.n], test_labels, names, advice)
 
 
@@ -295,9 +296,10 @@ def _wide_values(im, path: Path, setting: str) -> np.ndarray:
     naming the file and its mode."""
     span = value_range(im)
     if span is None:
-        raise ConfigError(f"{setting}: {path} is a {im.mode} image (PIL's mode: {'32-bit float' if im.mode == 'F' else '32-bit integer'}) "
-                          "with no declared range, so which values are black and white is unknown; save it as 8- or "
-                          "16-bit integers, or declare its range (TIFF SMinSampleValue and SMaxSampleValue)")
+        kind = "32-bit float" if im.mode == "F" else "32-bit integer"
+        raise ConfigError(f"{setting}: {path} is a {im.mode} image (PIL's mode: {kind}) with no declared range, so "
+                          "which values are black and white is unknown; save it as 8- or 16-bit integers, or declare "
+                          "its range (TIFF SMinSampleValue and SMaxSampleValue)")
     lo, hi = span
     a = np.asarray(im)
     if a.dtype == np.int32 and lo >= 0 and hi > np.iinfo(np.int32).max:
@@ -321,8 +323,9 @@ def _fit(im, size: int):
 
 
 # what decoding leaves out, said once per decoding (decode): (what the images have, what memsweep does)
-NOTES = {"alpha": ("have transparency (alpha below opaque, or a transparent colour)", "their colour channels are read as stored and alpha is ignored "
-                   "(composite them onto a background first if that is what they show)"),
+NOTES = {"alpha": ("have transparency (alpha below opaque, or a transparent colour)",
+                   "their colour channels are read as stored and alpha is ignored (composite them onto a background "
+                   "first if that is what they show)"),
          "frames": ("have several frames", "the first frame is read"),
          "orientation": ("carry an EXIF orientation", "their pixels are read as stored, not rotated")}
 

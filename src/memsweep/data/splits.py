@@ -34,7 +34,8 @@ def class_problem(train_labels, test_labels, names, advice: str) -> str | None:
     spare = sorted(train - test) if len(test_labels) >= len(train) else []
     if not lacks and not spare:
         return None
-    show = lambda labels: ", ".join(str(names[c]) for c in labels[:5]) + (", ..." if len(labels) > 5 else "")  # noqa: E731
+    def show(labels):
+        return ", ".join(str(names[c]) for c in labels[:5]) + (", ..." if len(labels) > 5 else "")
     what = (f"the training subset lacks {show(lacks)}, which the test subset holds" if lacks
             else f"the test subset lacks {show(spare)}, which the training subset holds")
     return f"data: {what} (so the test loss does not measure the training distribution); {advice}"

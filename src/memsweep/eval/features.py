@@ -279,6 +279,14 @@ def space_name(spec: str) -> str:
     raise ValueError(f"unknown feature space {spec!r} (use {', '.join(SPACES)})")
 
 
+def file_problem(spec: str) -> str | None:
+    """What is wrong with the file a spec names (torchscript:[<name>=]<path>); None for the other spaces."""
+    spec = str(spec)
+    if not spec.startswith("torchscript:"):
+        return None
+    return torchscript_problem(_torchscript_name_and_path(spec.split(":", 1)[1])[1])
+
+
 def check_spec(spec: str, dataset: str) -> str | None:
     """What is wrong with a feature-space spec for this dataset (None if nothing). Inception weights missing from
     their default location are not an error: metrics in that space are then skipped with a warning (see
@@ -289,7 +297,7 @@ def check_spec(spec: str, dataset: str) -> str | None:
     if spec == "digitnet":
         return None if dataset == "digits" else "the digitnet space is for data=digits"
     if spec.startswith("torchscript:"):
-        return torchscript_problem(_torchscript_name_and_path(spec.split(":", 1)[1])[1])
+        return file_problem(spec)
     return f"unknown feature space (use {', '.join(SPACES)} or none)"
 
 

@@ -40,7 +40,7 @@ from omegaconf import open_dict
 from memsweep.data import datasets as data_mod
 from memsweep.errors import ConfigError, path_problem, yaml_problem
 from memsweep.eval.evaluator import Evaluator, keys_of, metric_key, sample_tag
-from memsweep.eval.features import SPACES, FeatureUnavailable, inception_problem, space_name, torchscript_problem
+from memsweep.eval.features import SPACES, FeatureUnavailable, file_problem, inception_problem, space_name
 from memsweep.eval.probes import probe_step
 from memsweep.metrics.probes import KEYS as PROBE_KEYS, PROBES
 from memsweep.science import unet
@@ -90,7 +90,7 @@ def check_request(metrics=(), features=(), num_samples=None, steps=None, incepti
             space_name(spec)
         except ValueError:
             raise ConfigError(f"--features={spec}: unknown feature space (use {', '.join(SPACES)})") from None
-        problem = torchscript_problem(spec.split(":", 1)[1].split("=", 1)[-1]) if spec.startswith("torchscript:") else None
+        problem = file_problem(spec)
         if problem:
             raise ConfigError(f"--features={spec}: {problem}")
     problem = inception_problem(inception_path)

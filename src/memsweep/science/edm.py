@@ -45,8 +45,8 @@ class EDM(Formulation):
         median = math.exp(self.p_mean)
         if not self.sigma_min <= median <= self.sigma_max:
             raise ValueError(f"objective.p_mean={self.p_mean:g}: the median training noise level exp(p_mean) = "
-                             f"{median:.3g} is outside [objective.sigma_min, objective.sigma_max] = [{self.sigma_min:g}, "
-                             f"{self.sigma_max:g}], to which training sigmas are clamped")
+                             f"{median:.3g} is outside [objective.sigma_min, objective.sigma_max] = "
+                             f"[{self.sigma_min:g}, {self.sigma_max:g}], to which training sigmas are clamped")
 
     # -- t <-> sigma -----------------------------------------------------------------------------------
     def sigma(self, t: torch.Tensor) -> torch.Tensor:
