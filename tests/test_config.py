@@ -3,6 +3,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from memsweep import config
@@ -123,7 +124,7 @@ def test_paper_cifar10_scores_memorization_in_sscd_space_when_given_the_file(tmp
     """The paper's score: max cosine similarity in SSCD space above 0.6, logged as copy_sscd (the configured
     threshold, so no _t suffix), beside the 1/3 rule; SW on 2,000 samples, FID on as many as each split has."""
     sscd = tmp_path / "sscd_disc_mixup.torchscript.pt"
-    sscd.write_bytes(b"")   # composing checks that the file exists; nothing loads it here
+    torch.jit.script(torch.nn.Identity()).save(str(sscd))   # composing checks it is a TorchScript file
     cfg = config.compose_run(["+experiment=paper_cifar10", f"eval.copy_features='torchscript:sscd={sscd}'"],
                              data_here=False)   # quoted, as the sweep files say: Hydra takes a second '=' so only
     assert keys_of(cfg.eval, "copy", cfg.eval.copy_features)[0] == "copy_sscd" and cfg.eval.copy_threshold == 0.6

@@ -70,7 +70,7 @@ def test_class_subfolders_rgb_labels_interleave_and_resize(tmp_path, out):
     root = tmp_path / "classes"
     for k, cls in enumerate(["cat", "ant", "bee"]):  # sorted names: ant=0, bee=1, cat=2
         write_images(root / cls, [100 + 10 * k + i for i in range(4)], size=(12, 10), mode="RGB")
-    cfg = compose("data=folder", f"data.path={root}", "data.size=8", "data.test_size=3", "data.n=9")
+    cfg = compose("data=folder", f"data.path={root}", "data.size=8", "data.test_size=3", "data.n=9", "data.order=sorted")
     assert (cfg.data.image_size, cfg.data.channels, cfg.data.num_classes) == (8, 3, 3)
     d = load(cfg)
     assert d.train_x.shape == (9, 3, 8, 8)  # shorter side to 8, centre crop
@@ -80,6 +80,8 @@ def test_class_subfolders_rgb_labels_interleave_and_resize(tmp_path, out):
                      "data.order=interleave"))
     assert d.train_y.tolist() == [0, 1, 2, 0, 1, 2]
     assert sorted(d.test_y.tolist()) == [0, 1, 2]
+    auto = compose("data=folder", f"data.path={root}", "data.size=8", "data.test_size=3", "data.n=6")
+    assert auto.data.order == "interleave" and load(auto).train_y.tolist() == [0, 1, 2, 0, 1, 2]  # the default
 
 
 def test_test_path_gives_the_test_subset(tmp_path, out):

@@ -93,12 +93,13 @@ def test_the_evaluator_writes_the_keys_memsweep_eval_looks_for(run):
 
 
 def test_missing_inception_weights_give_one_warning_and_no_fid(tmp_path, caplog):
+    """eval.inception_path unset and clean-fid's cache without the weights: a default location that is absent is
+    a warning (a path the user gives must hold them: tests/test_input_files.py)."""
     from memsweep.eval.features import INCEPTION_FILE
 
     if Path("/tmp", INCEPTION_FILE).exists():
         pytest.skip("Inception weights in clean-fid's cache")
-    cfg = config.compose_run([*FAST, f"paths.output_root={tmp_path}", "eval.fid_features=inception",
-                              f"eval.inception_path={tmp_path}"])
+    cfg = config.compose_run([*FAST, f"paths.output_root={tmp_path}", "eval.fid_features=inception"])
     data = load(cfg.data)
     model = unet.build(cfg.model, cfg.data.image_size, cfg.data.channels, data.num_classes).eval()
     with caplog.at_level("WARNING", logger="memsweep"):

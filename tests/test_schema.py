@@ -53,11 +53,11 @@ BAD = [
     (["launcher=slurm", "launcher.timeout_min=1.5"], "launcher.timeout_min=1.5: must be an integer >= 1"),
     (["launcher=slurm", "launcher.mem_gb=-4"], "launcher.mem_gb=-4: must be a finite number >= 0 or null"),
     (["data=synthetic", "data.spread=-1"], "data.spread=-1: must be a finite number >= 0"),
-    (["data=folder", "data.order=random"], "data.order=random: must be one of sorted, interleave"),
+    (["data=folder", "data.order=random"], "data.order=random: must be one of auto, sorted, interleave"),
     (["data=folder", "data.size=0"], "data.size=0: must be an integer >= 1 or null"),
     (["data.conditional=maybe"], "data.conditional=maybe: must be true or false"),
     (["objective=vp", "objective.timesteps=1.5"], "objective.timesteps=1.5: must be an integer >= 1"),
-    (["objective=vp", "objective.beta_end=0"], "objective.beta_end=0: must be a finite number > 0"),
+    (["objective=vp", "objective.beta_end=0"], "objective.beta_end=0: must be a finite number in (0, 1)"),
     (["objective=edm", "objective.rho=nan"], "objective.rho=nan: must be a finite number > 0"),
     (["objective.target=noise"], "objective.target=noise: must be one of velocity, closed_form"),
 ]

@@ -12,6 +12,7 @@ import pickle
 import re
 from pathlib import Path
 
+import yaml
 from hydra import compose, initialize_config_dir
 from hydra._internal.config_loader_impl import ConfigLoaderImpl
 from hydra.core.config_search_path import SearchPathQuery
@@ -24,9 +25,10 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from omegaconf.errors import OmegaConfBaseException
 
 from memsweep.data import datasets as data_mod
+from memsweep.data.splits import subset_problem, tail_problem
 from memsweep import schema
-from memsweep.errors import ConfigError
-from memsweep.eval.features import check_spec
+from memsweep.errors import ConfigError, path_problem, yaml_problem
+from memsweep.eval.features import check_spec, inception_problem
 from memsweep.science import formulations
 from memsweep.store.identity import output_root
 
@@ -56,8 +58,9 @@ def use_config_dirs(dirs=()) -> None:
     """--config-dir DIR (repeatable): more folders of configs for this process, after memsweep's own."""
     paths = [Path(d).expanduser().resolve() for d in dirs]
     for given, path in zip(dirs, paths):
-        if not path.is_dir():
-            raise ConfigError(f"--config-dir {given}: no such folder")
+        problem = path_problem(path, "folder")
+        if problem:
+            raise ConfigError(f"--config-dir {given}: {problem}")
     _config_dirs[:] = paths
 
 
@@ -67,8 +70,9 @@ def search_dirs() -> list[Path]:
     app's configs, so memsweep's named configs, and the run ids they make, cannot change under a user)."""
     env = [Path(p).expanduser().resolve() for p in os.environ.get(CONFIG_PATH_ENV, "").split(os.pathsep) if p]
     for path in env:
-        if not path.is_dir():
-            raise ConfigError(f"{CONFIG_PATH_ENV}: {path}: no such folder")
+        problem = path_problem(path, "folder")
+        if problem:
+            raise ConfigError(f"{CONFIG_PATH_ENV}: {path}: {problem}")
     dirs = list(dict.fromkeys([config_dir(), *_config_dirs, *env]))
     seen: dict[str, Path] = {}
     for d in dirs:
@@ -108,7 +112,7 @@ def config_groups() -> dict[str, tuple[list[str], str | None]]:
             choices = compose(config_name="train", return_hydra_config=True).hydra.runtime.choices
             return {g: (loader.get_group_options(g, results_filter=ObjectType.CONFIG), choices.get(g))
                     for g in sorted(loader.list_groups("")) if g not in ("hydra", "sweep")}
-    except (HydraException, OmegaConfBaseException) as e:
+    except (HydraException, OmegaConfBaseException, yaml.YAMLError) as e:
         raise ConfigError(_one_line(e)) from None
     finally:
         GlobalHydra.instance().clear()
@@ -131,7 +135,7 @@ def compose_run(overrides=(), data_here: bool = True) -> DictConfig:
         with _hydra():
             cfg = compose(config_name="train", overrides=overrides)
         OmegaConf.resolve(cfg)
-    except (HydraException, OmegaConfBaseException) as e:
+    except (HydraException, OmegaConfBaseException, yaml.YAMLError) as e:
         raise ConfigError(_one_line(e)) from None
     finally:
         GlobalHydra.instance().clear()
@@ -213,7 +217,7 @@ class Composer:
                 # the function compose itself applies key overrides with (Hydra 1.3): its types, +, ++, ~ and errors
                 ConfigLoaderImpl._apply_overrides_to_config(keys, cfg)
             OmegaConf.resolve(cfg)
-        except (HydraException, OmegaConfBaseException) as e:
+        except (HydraException, OmegaConfBaseException, yaml.YAMLError) as e:
             raise ConfigError(_one_line(e)) from None
         return _checked(cfg, self.unread)
 
@@ -263,7 +267,10 @@ class Composer:
 
 
 def _one_line(e: Exception) -> str:
-    """Hydra's messages, cut to the line a user needs: which setting, and what the choices are."""
+    """Hydra's messages, cut to the line a user needs: which setting, and what the choices are. A config file
+    that is not valid YAML (Hydra lets PyYAML's error through): the file and the line."""
+    if isinstance(e, yaml.YAMLError):
+        return yaml_problem(e)
     text = " ".join(str(e).split())
     text = re.sub(r"^In '\w+': ", "", text).split(" Config search path")[0].split(". Did you mean")[0]
     match = re.match(r"Could not find '(\w+)/(\S+)' Available options in '\w+': (.*)", text)
@@ -295,10 +302,19 @@ def total_steps(cfg) -> int:
 def validate(cfg, unread: dict | None = None) -> None:
     """The checks across settings that can fail before work starts (each setting's type and range: schema.py);
     the message names the setting. `unread`: see _checked."""
+    if cfg.data.name == "digits":
+        problem = tail_problem(cfg.data.test_size, data_mod.DIGITS_COUNT, "digits")
+        if problem:
+            raise ConfigError(problem)
     available = data_mod.pool_size(cfg.data) if data_mod.is_read(cfg.data) else None
-    if available is not None and cfg.data.name != "cifar10" and cfg.data.n + cfg.data.offset > available:
-        raise ConfigError(f"data.n={cfg.data.n} (data.offset={cfg.data.offset}) exceeds the {available} "
-                          f"training images of {cfg.data.name}")
+    if available is not None and cfg.data.name != "cifar10":
+        problem = subset_problem(cfg.data.n, cfg.data.offset, available, cfg.data.name)
+        if problem:
+            raise ConfigError(problem)
+        problem = data_mod.class_mismatch(cfg.data)
+        if problem and problem not in _warned:  # once per process: a sweep composes many runs of one folder
+            _warned.add(problem)
+            log.warning(problem)
     if cfg.data.name == "cifar10":
         if cfg.data.n + cfg.data.offset > 50000:
             raise ConfigError(f"data.n={cfg.data.n}: CIFAR-10 has 50000 training images")
@@ -308,8 +324,8 @@ def validate(cfg, unread: dict | None = None) -> None:
         if problem:
             unread[problem] = unread.get(problem, 0) + 1
     formulation = formulations.of_config(cfg)   # the objective group: a ConfigError names a bad setting
-    try:
-        formulation.check_sampler(cfg.eval.sampler)
+    try:  # the formulation's own rules: its settings together, its sampler and steps
+        formulation.check(cfg.eval.sampler, cfg.eval.sampler_steps)
     except ValueError as e:
         raise ConfigError(str(e)) from None
     if cfg.eval.cfg_weight and not (cfg.train.label_dropout and data_mod.conditional(cfg.data)):
@@ -319,6 +335,9 @@ def validate(cfg, unread: dict | None = None) -> None:
         problem = check_spec(str(cfg.eval.get(key, "none")), cfg.data.name)
         if problem:
             raise ConfigError(f"eval.{key}={cfg.eval.get(key)!r}: {problem}")
+    problem = inception_problem(cfg.eval.get("inception_path"))
+    if problem:
+        raise ConfigError(f"eval.inception_path={cfg.eval.inception_path}: {problem}")
 
 
 def check_writable(cfg) -> None:

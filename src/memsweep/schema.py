@@ -32,6 +32,7 @@ Number = Annotated[float, AllowInfNan(False)]
 Positive = Annotated[float, at.Gt(0), AllowInfNan(False)]
 NonNegative = Annotated[float, at.Ge(0), AllowInfNan(False)]
 Fraction = Annotated[float, at.Ge(0), at.Lt(1), AllowInfNan(False)]    # [0, 1): probabilities, decays
+OpenUnit = Annotated[float, at.Gt(0), at.Lt(1), AllowInfNan(False)]    # (0, 1): a VP step's beta
 Seed = Annotated[int, at.Ge(0), at.Lt(2 ** 63)]
 
 
@@ -77,7 +78,7 @@ class Folder(_Data):
     test_path: Optional[str] = None
     grayscale: bool = False
     size: Optional[PosInt] = None
-    order: Literal["sorted", "interleave"] = "sorted"
+    order: Literal["auto", "sorted", "interleave"] = "sorted"   # auto: resolved from the files (data.folder.resolved)
 
 
 class Npz(_Data):
@@ -164,12 +165,12 @@ class RectifiedFlow(Group):
 
 class VP(Group):
     name: Literal["vp"]
-    beta_start: Positive
-    beta_end: Positive
+    beta_start: OpenUnit                   # the rules across settings: VP.check
+    beta_end: OpenUnit
     timesteps: PosInt
 
 
-class EDM(Group):
+class EDM(Group):                          # the rules across settings: EDM.check
     name: Literal["edm"]
     sigma_data: Positive
     p_mean: Number

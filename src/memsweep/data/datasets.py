@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from memsweep.data import folder, npz
+from memsweep.data.splits import subset_problem
 from memsweep.errors import ConfigError
 
 CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
@@ -51,13 +52,14 @@ def model_classes(cfg) -> int | None:
 
 # datasets read from the user's files: checked when the config is composed, decoded once into the reference cache
 FILE_SOURCES = {"folder": folder, "npz": npz}
+DIGITS_COUNT = 1797  # scikit-learn's digits (digits.npz)
 
 
 def pool_size(cfg) -> int:
     """Images available for training subsets (the test subset is excluded)."""
     if cfg.name in FILE_SOURCES:
         return FILE_SOURCES[cfg.name].derive(cfg)["pool_size"]
-    return {"digits": 1797 - cfg.test_size, "cifar10": 50000,
+    return {"digits": DIGITS_COUNT - cfg.test_size, "cifar10": 50000,
             "synthetic": cfg.get("pool_size", 0)}.get(cfg.name, 0)
 
 
@@ -75,6 +77,12 @@ def missing(cfg) -> str | None:
         return None
     return (f"data.root={root}: no cifar-10-batches-py folder there "
             "(set data.root, or data.download=true on a machine with internet)")
+
+
+def class_mismatch(cfg) -> str | None:
+    """A file source whose training subset and test subset hold different classes though they could hold the
+    same (data.splits.class_problem), in words; None for the built-in datasets, whose orders mix the classes."""
+    return FILE_SOURCES[cfg.name].class_mismatch(cfg) if cfg.name in FILE_SOURCES else None
 
 
 def is_unreadable(cfg) -> bool:
@@ -130,9 +138,9 @@ def load(cfg, cache=None) -> Dataset:
     else:
         raise ConfigError(f"data.name={cfg.name!r}: unknown dataset (known: {', '.join([*loaders, *FILE_SOURCES])})")
     lo, hi = cfg.offset, cfg.offset + cfg.n
-    if hi > len(pool_x):
-        raise ConfigError(f"data.n={cfg.n} (with data.offset={cfg.offset}) exceeds the {len(pool_x)} "
-                          f"training images of {cfg.name}")
+    problem = subset_problem(cfg.n, cfg.offset, len(pool_x), cfg.name)
+    if problem:
+        raise ConfigError(problem)
     return Dataset(_to_tensor(pool_x[lo:hi]), torch.as_tensor(pool_y[lo:hi], dtype=torch.long),
                    _to_tensor(test_x), torch.as_tensor(test_y, dtype=torch.long), num_classes)
 

@@ -34,12 +34,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+import yaml
 from omegaconf import open_dict
 
 from memsweep.data import datasets as data_mod
-from memsweep.errors import ConfigError
+from memsweep.errors import ConfigError, path_problem, yaml_problem
 from memsweep.eval.evaluator import Evaluator, keys_of, metric_key, sample_tag
-from memsweep.eval.features import SPACES, FeatureUnavailable, space_name
+from memsweep.eval.features import SPACES, FeatureUnavailable, file_problem, inception_problem, space_name
 from memsweep.eval.probes import probe_step
 from memsweep.metrics.probes import KEYS as PROBE_KEYS, PROBES
 from memsweep.science import unet
@@ -77,8 +78,10 @@ def parse_count(value):
     return count
 
 
-def check_request(metrics=(), features=(), num_samples=None, steps=None) -> None:
-    """Bad input to `memsweep eval` (unknown metric, feature space, sample count or steps) fails before any work."""
+def check_request(metrics=(), features=(), num_samples=None, steps=None, inception_path=None,
+                  data_root=None) -> None:
+    """Bad input to `memsweep eval` (unknown metric, feature space, sample count or steps; a file or folder it
+    names that cannot be read) fails before any work."""
     for metric in metrics or ():
         if metric not in METRICS:
             raise ConfigError(f"metric {metric!r}: unknown (choose from: {', '.join(METRICS)})")
@@ -87,6 +90,15 @@ def check_request(metrics=(), features=(), num_samples=None, steps=None) -> None
             space_name(spec)
         except ValueError:
             raise ConfigError(f"--features={spec}: unknown feature space (use {', '.join(SPACES)})") from None
+        problem = file_problem(spec)
+        if problem:
+            raise ConfigError(f"--features={spec}: {problem}")
+    problem = inception_problem(inception_path)
+    if problem:
+        raise ConfigError(f"--inception-path {inception_path}: {problem}")
+    problem = path_problem(data_root, "folder") if data_root else None
+    if problem:
+        raise ConfigError(f"--data-root {data_root}: {problem}")
     parse_count(num_samples)
     if steps not in (None, "all") and not all(p.strip().isdigit() or p.strip() in ("first", "last")
                                                 for p in str(steps).split(",")):
@@ -137,17 +149,33 @@ def _aliases(ev_cfg, job: Job) -> dict[str, str]:
 
 
 def resolve_runs(target: str, output_root: Path) -> list[Path]:
-    """A run directory, a run id, or a sweep's name -> run directories."""
+    """A run directory, a run id, or a sweep's name -> run directories, each config.yaml checked (readable YAML)
+    before any work."""
     p = Path(target).expanduser()
-    if (p / "config.yaml").is_file():
-        return [p.resolve()]
     root = Path(output_root)
-    if (root / "runs" / target / "config.yaml").is_file():
-        return [root / "runs" / target]
-    record = read_json(root / "sweeps" / target / "sweep.json")
-    if record is not None:
-        return [root / "runs" / r["run_id"] for r in record["runs"]]
-    raise ConfigError(f"{target}: neither a run directory, nor a run id or a launched sweep under {root}")
+    if (p / "config.yaml").is_file():
+        runs = [p.resolve()]
+    elif (root / "runs" / target / "config.yaml").is_file():
+        runs = [root / "runs" / target]
+    elif (record := read_json(root / "sweeps" / target / "sweep.json")) is not None:
+        runs = [root / "runs" / r["run_id"] for r in record["runs"]]
+    elif p.is_dir():
+        raise ConfigError(f"{target}: not a run directory (no config.yaml in it)")
+    else:
+        raise ConfigError(f"{target}: neither a run directory, nor a run id or a launched sweep under {root}")
+    for run in runs:
+        config_path = run / "config.yaml"
+        if not config_path.is_file():
+            continue  # a sweep's run not started yet: evaluate_run says so
+        try:
+            body = RunStore(run).read_config_data()
+        except yaml.YAMLError as e:
+            raise ConfigError(f"{target}: {yaml_problem(e, config_path)}") from None
+        except OSError as e:
+            raise ConfigError(f"{target}: cannot read {config_path} ({e.strerror or type(e).__name__})") from None
+        if not isinstance(body, dict) or not all(k in body for k in ("data", "eval")):
+            raise ConfigError(f"{target}: {config_path} is not a run's config (no data or eval section)")
+    return runs
 
 
 def _quantize(x: torch.Tensor) -> torch.Tensor:
@@ -302,7 +330,8 @@ def _write(store: RunStore, rows: list[dict]) -> None:
 
 def evaluate_after(run_dir_or_sweep, metrics, output_root: Path, **options) -> list[dict]:
     """`memsweep eval` as a function: every run of a sweep (or the one run given), one result per run."""
-    check_request(metrics, options.get("features"), options.get("num_samples"), options.get("steps"))
+    check_request(metrics, options.get("features"), options.get("num_samples"), options.get("steps"),
+                  options.get("inception_path"), options.get("data_root"))
     output_root = Path(output_root).resolve()
     results = []
     for run_dir in resolve_runs(str(run_dir_or_sweep), output_root):

@@ -48,10 +48,11 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 
+import yaml
 from omegaconf import OmegaConf, open_dict
 
 from memsweep import config as config_mod
-from memsweep.errors import ConfigError
+from memsweep.errors import ConfigError, path_problem, yaml_problem
 from memsweep.science.normalized_time import reference_values
 from memsweep.store.files import atomic_write_text, read_json
 from memsweep.store.run import RunStore
@@ -100,8 +101,11 @@ class Sweep:
 
 def sweep_file(name: str) -> Path:
     """A path to a sweep file, or sweep/NAME.yaml on the config search path (--config-dir folders included)."""
-    path = Path(name)
-    if path.suffix in (".yaml", ".yml") and path.is_file():
+    path = Path(name).expanduser()
+    if path.suffix in (".yaml", ".yml"):  # a file the user named: it must be there and readable
+        problem = path_problem(path)
+        if problem:
+            raise ConfigError(f"sweep {name}: {problem}")
         return path
     found = config_mod.find_config(f"sweep/{name}.yaml")
     if found is None:
@@ -122,8 +126,12 @@ def load_spec(name: str) -> dict:
     path = sweep_file(name)
     try:
         spec = OmegaConf.to_container(OmegaConf.load(path), resolve=True) or {}
+    except yaml.YAMLError as e:
+        raise ConfigError(f"sweep {name}: {yaml_problem(e)}") from None
     except Exception as e:
         raise ConfigError(f"sweep {name}: cannot read {path}: {' '.join(str(e).split())}") from None
+    if not isinstance(spec, dict):
+        raise ConfigError(f"sweep {name}: {path} holds a {type(spec).__name__}, not a mapping of axes, overrides, ...")
     unknown = set(spec) - SWEEP_KEYS
     if unknown:
         raise ConfigError(f"sweep {name}: unknown key {sorted(unknown)[0]!r} (allowed: {', '.join(sorted(SWEEP_KEYS))})")
