@@ -99,7 +99,7 @@ def cmd_sweep(args) -> int:
     _print_plan(console, sweep, launcher, todo, counts, args, costs)
     if args.dry_run:
         _print_would_launch(console, sweep, todo, launcher)
-        _print_cost(console, costs, args.gpu, args.utilization)
+        _print_cost(console, costs, args.gpu, args.utilization, todo)
         return 0
     if launcher == "slurm":
         check_slurm()
@@ -162,12 +162,12 @@ def _print_would_launch(console, sweep, todo, launcher: str) -> None:
         console.print(f"would train them in {len(packs)} worker jobs{_job_sizes(packs)} (launcher.pack={lcfg.pack})")
 
 
-def _print_cost(console, costs, gpu: str | None, utilization: float) -> None:
-    """The FLOPs of the runs to launch, training and evaluation by part, and their GPU-hours on `gpu`."""
+def _print_cost(console, costs, gpu: str | None, utilization: float, todo) -> None:
+    """The FLOPs of the runs to launch (`todo`), training and evaluation by part, and their GPU-hours on `gpu`."""
     known = [c for c in costs if c is not None]
-    if len(known) < len(costs):
-        console.print(f"cost: unknown for {len(costs) - len(known)} runs (their image shape is read from data "
-                      "not on this machine)")
+    unknown = Counter(cost_mod.why_unknown(r.cfg) for r, c in zip(todo, costs) if c is None)
+    for why, count in unknown.items():
+        console.print(f"cost: unknown for {count} runs ({why})", markup=False)
     if not known:
         return
     train, parts = cost_mod.total(known)

@@ -27,7 +27,7 @@ from memsweep.data import datasets as data_mod
 from memsweep import schema
 from memsweep.errors import ConfigError
 from memsweep.eval.features import check_spec
-from memsweep.science import formulations
+from memsweep.science import formulations, networks
 from memsweep.store.identity import output_root
 
 # ${min:512,${data.n}}: Bonnaire et al. 2025's batch size B = min(512, n) (configs/experiment/bonnaire_celeba.yaml)
@@ -307,6 +307,11 @@ def validate(cfg, unread: dict | None = None) -> None:
             raise ConfigError(problem)
         if problem:
             unread[problem] = unread.get(problem, 0) + 1
+    # a network named by _target_ keeps the contract (science.networks): imported, built and run once here
+    problem = networks.check(cfg.model, cfg.data.get("image_size"), cfg.data.get("channels"),
+                             data_mod.model_classes(cfg.data))
+    if problem:
+        raise ConfigError(f"model._target_={cfg.model[networks.TARGET]}: {problem}")
     formulation = formulations.of_config(cfg)   # the objective group: a ConfigError names a bad setting
     try:
         formulation.check_sampler(cfg.eval.sampler)

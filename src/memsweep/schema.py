@@ -98,6 +98,15 @@ class Model(Group):
     resample: Literal["conv", "resblock"] = "conv"   # between levels (science.unet.UNet); absent from older configs
 
 
+class TargetModel(Group):
+    """Any network, named by Hydra's `_target_` (science.networks, docs/networks.md): its keyword arguments are
+    the target's own (any keys; config.validate builds and runs it once), `name` is memsweep's label for it."""
+    model_config = ConfigDict(strict=True, extra="allow")
+    target: Annotated[str, Field(alias="_target_", min_length=1,
+                                 description="an import path, module.Class or module.function")]
+    name: Optional[str] = None
+
+
 class Adam(Group):
     name: Literal["adam"]
     lr: Positive
@@ -272,7 +281,9 @@ def check(config: dict) -> None:
         value = config[group]
         if not isinstance(value, dict):
             raise ConfigError(f"{group}={_show(value)}: must be a config group ({group}=NAME or {group}.KEY=VALUE)")
-        if isinstance(schema, dict):
+        if group == "model" and "_target_" in value:   # a network named by _target_, not memsweep's U-Net
+            schema = TargetModel
+        elif isinstance(schema, dict):
             name = value.get("name")
             if not isinstance(name, str) or name not in schema:
                 raise ConfigError(f"{group}.name={_show(name)}: unknown {group} (known: {', '.join(schema)})")
@@ -294,8 +305,9 @@ def _message(schema: type[BaseModel], value: dict, error: dict, prefix: str) -> 
     field, given = None, value
     path = [prefix] if prefix else []
     key = error["loc"][0]
-    if isinstance(key, str) and key in schema.model_fields:
-        field, given = schema.model_fields[key], value.get(key)
+    if isinstance(key, str):   # a field by its name, or by its alias (TargetModel's _target_)
+        field = schema.model_fields.get(key) or next((f for f in schema.model_fields.values() if f.alias == key), None)
+        given = value.get(key) if field is not None else value
     path.append(str(key))
     name = ".".join(path)
     if error["type"] == "extra_forbidden":

@@ -42,7 +42,7 @@ from memsweep.eval.evaluator import Evaluator, keys_of, metric_key, sample_tag
 from memsweep.eval.features import SPACES, FeatureUnavailable, space_name
 from memsweep.eval.probes import probe_step
 from memsweep.metrics.probes import KEYS as PROBE_KEYS, PROBES
-from memsweep.science import unet
+from memsweep.science import networks
 from memsweep.store.cache import data_cache
 from memsweep.store.files import atomic_write_text, read_json
 from memsweep.store.run import RunLocked, RunStore
@@ -174,7 +174,7 @@ class _Samples:
                           f"({self.store.path('eval_weights', step).relative_to(self.store.dir)}) to generate more")
 
         c = self.cfg
-        model = unet.build(c.model, c.data.image_size, c.data.channels, self.ev.data.num_classes)
+        model = networks.build(c.model, c.data.image_size, c.data.channels, self.ev.data.num_classes)
         model.load_state_dict(self.store.load_eval_weights(step, map_location="cpu"))
         model = model.to(self.device).eval()
         t0 = time.time()

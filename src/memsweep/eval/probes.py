@@ -7,7 +7,7 @@ import logging
 import time
 
 from memsweep.metrics.probes import ProbeInputs, ProbeSettings, run_probes
-from memsweep.science import unet
+from memsweep.science import networks
 from memsweep.store.run import RunStore
 
 log = logging.getLogger("memsweep")
@@ -22,7 +22,7 @@ def inputs(cfg, ev, model) -> ProbeInputs:
 
 
 def load_model(store: RunStore, cfg, num_classes: int, step: int, device):
-    model = unet.build(cfg.model, cfg.data.image_size, cfg.data.channels, num_classes)
+    model = networks.build(cfg.model, cfg.data.image_size, cfg.data.channels, num_classes)
     model.load_state_dict(store.load_eval_weights(step, map_location="cpu"))
     return model.to(device).eval()
 

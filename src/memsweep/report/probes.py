@@ -2,7 +2,7 @@
 each run's first and last evaluation ("early" and "late").
 
 The report reads the keys `memsweep eval RUN hybrid els traj` wrote into metrics.jsonl and computes, at report
-time, those missing, from the evaluation's saved weights (checkpoints/eval_<N>.pt, rebuilt with science.unet)
+time, those missing, from the evaluation's saved weights (checkpoints/eval_<N>.pt, rebuilt with science.networks)
 and the evaluation's fixed noise and labels (metrics.fixed_inputs, the Evaluator's own draws): the same
 numbers `memsweep eval` writes. What it computes is stored in the run directory's analysis cache
 (run_dir/analysis/probes_<step>.v<N>.npz, store.analysis_cache: keyed by the weights file and the probe
@@ -21,7 +21,7 @@ import torch
 from memsweep.data import datasets as data_mod
 from memsweep.metrics.fixed_inputs import fixed_inputs, sample_labels
 from memsweep.metrics.probes import KEYS, PROBES, ProbeInputs, ProbeSettings, run_probes
-from memsweep.science import formulations, unet
+from memsweep.science import formulations, networks
 from memsweep.store import analysis_cache
 from memsweep.store.cache import data_cache
 from memsweep.store.run import RunStore
@@ -37,7 +37,7 @@ def _inputs(store: RunStore, cfg, step: int) -> ProbeInputs:
     data = data_mod.load_for_model(cfg.data, data_cache(cfg))   # the model's classes (none if unconditional)
     ev = cfg.eval
     _, _, noise = fixed_inputs(data, ev)
-    model = unet.build(cfg.model, cfg.data.image_size, cfg.data.channels, data.num_classes)
+    model = networks.build(cfg.model, cfg.data.image_size, cfg.data.channels, data.num_classes)
     model.load_state_dict(store.load_eval_weights(step, map_location="cpu"))
     return ProbeInputs(formulations.of_config(cfg), model.eval(), noise,
                        sample_labels(data.train_y, 0, int(ev.num_samples)), int(ev.sampler_steps), str(ev.sampler),
