@@ -17,6 +17,8 @@ from rich.console import Console
 from memsweep import config
 from memsweep.errors import ConfigError, StorageError, storage_error
 from memsweep.eval import posthoc
+from memsweep.metrics.probes import CALIBRATED, parse_patch
+from memsweep.science.els import BANKS, PADDINGS
 from memsweep.report import wandb_report
 from memsweep.report.build import make_report
 from memsweep.store import identity
@@ -231,10 +233,12 @@ def cmd_eval(args) -> int:
     _device(args.device)
     if args.threshold is not None and not 0 < args.threshold <= 1:
         raise ConfigError(f"--threshold {args.threshold}: must be in (0, 1]")
+    probes = {"els_bank": args.els_bank, "els_padding": args.els_padding,
+              "els_patch": _els_patch(args.els_patch) if args.els_patch is not None else None}
     results = posthoc.evaluate_after(args.target, args.metrics, _root(args), features=args.features,
                              num_samples=args.num_samples, threshold=args.threshold, force=args.force,
                              device=args.device, steps=args.steps, data_root=args.data_root,
-                             inception_path=args.inception_path)
+                             inception_path=args.inception_path, probes=probes)
     for r in results:
         keys = ", ".join(r["keys"]) if r["keys"] else "no new keys"
         notes = ("; " + "; ".join(dict.fromkeys(r["notes"]))) if r["notes"] else ""
@@ -244,6 +248,19 @@ def cmd_eval(args) -> int:
     return 3 if any(r["status"] == "locked" for r in results) else 0
 
 
+
+
+def _els_patch(text: str):
+    """--els-patch: an odd size, odd sizes separated by commas, or calibrated."""
+    try:
+        value = parse_patch(text)
+    except ValueError:
+        value = None
+    sizes = () if value == CALIBRATED or value is None else value if isinstance(value, tuple) else (value,)
+    if value is None or any(k < 1 or k % 2 == 0 for k in sizes):
+        raise ConfigError(f"--els-patch {text}: give an odd patch size, odd sizes per equal bin of t (7,5,3) "
+                          "or calibrated")
+    return value
 
 
 def _eval_arguments(p) -> None:
@@ -265,6 +282,13 @@ def _eval_arguments(p) -> None:
     p.add_argument("--inception-path", default=None, help="inception-2015-12-05.pt (or its folder)")
     p.add_argument("--data-root", default=None, help="data.root if the runs' one is wrong on this machine")
     p.add_argument("--output-root", default=None, help="the output root (default: paths.output_root)")
+    p.add_argument("--els-bank", choices=BANKS, default=None,
+                   help="els: the training patches, padded (memsweep's, at every pixel) or interior (Kamb & "
+                        "Ganguli's); default: the run's probes.els_bank")
+    p.add_argument("--els-patch", default=None, help="els: the patch size, odd sizes per equal bin of t (7,5,3), "
+                   "or calibrated (per sampler step, against the network, as Kamb & Ganguli)")
+    p.add_argument("--els-padding", choices=PADDINGS, default=None,
+                   help="els: how a patch at the border is padded (zeros, or circular as Kamb & Ganguli)")
 
 
 def _table_arguments(p) -> None:

@@ -27,6 +27,7 @@ from memsweep.data import datasets as data_mod
 from memsweep import schema
 from memsweep.errors import ConfigError
 from memsweep.eval.features import check_spec
+from memsweep.metrics.probes import ProbeSettings, settings_problem
 from memsweep.science import formulations, networks
 from memsweep.store.identity import output_root
 
@@ -312,6 +313,9 @@ def validate(cfg, unread: dict | None = None) -> None:
                              data_mod.model_classes(cfg.data))
     if problem:
         raise ConfigError(f"model._target_={cfg.model[networks.TARGET]}: {problem}")
+    problem = settings_problem(ProbeSettings.of_config(cfg), cfg.data.get("image_size")) if cfg.get("probes") else None
+    if problem:
+        raise ConfigError(problem)
     formulation = formulations.of_config(cfg)   # the objective group: a ConfigError names a bad setting
     try:
         formulation.check_sampler(cfg.eval.sampler)

@@ -20,7 +20,7 @@ import typing
 from typing import Annotated, Any, Literal, Optional, Union
 
 import annotated_types as at
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 from pydantic.types import AllowInfNan
 
 from memsweep.errors import ConfigError
@@ -188,6 +188,31 @@ class EDM(Group):
     rho: Positive
 
 
+# -- the probes (metrics.probes; `+probes.KEY=VALUE`): what `memsweep eval RUN els` and the report compute -----
+def _odd(k: int) -> int:
+    if k % 2 == 0:
+        raise ValueError("an even patch size has no centre pixel")
+    return k
+
+
+Odd = Annotated[int, at.Ge(1), AfterValidator(_odd)]
+
+
+class Probes(Group):
+    """Not part of the run id (they only add keys to the rows); absent from the shipped configs."""
+    hybrid_tau: list[Annotated[float, at.Ge(0), at.Le(1), AllowInfNan(False)]] = []
+    els: bool = True
+    els_patch: Annotated[Union[Literal["calibrated"], Odd, Annotated[list[Odd], at.MinLen(1)]], Field(
+        description="an odd patch size, a non-empty list of them (per equal bin of t) or calibrated")] = 5
+    els_equivariant: bool = True
+    els_padding: Literal["zeros", "circular"] = "zeros"
+    els_bank: Literal["padded", "interior"] = "padded"
+    els_calibration_sizes: Annotated[list[Odd], at.MinLen(1), Field(description="a non-empty list of odd patch "
+                                                                                 "sizes")] = [3]
+    els_calibration_samples: PosInt = 20
+    traj_seed: Seed = 1
+
+
 # -- how a run is logged, launched and executed (not part of its id) --------------------------------------------
 class Wandb(Group):
     model_config = ConfigDict(strict=True, extra="allow")  # free-form wandb settings a lab adds (+logger.KEY=)
@@ -255,6 +280,7 @@ GROUPS: dict[str, type[Group] | dict[str, type[Group]]] = {
     "launcher": {"local": Local, "slurm": Slurm},
     "paths": Paths,
     "runtime": Runtime,
+    "probes": Probes,
 }
 
 
@@ -263,7 +289,7 @@ class Top(Group):
     seed: Seed
 
 
-OPTIONAL = {"objective"}   # groups a config may lack (runs composed before the group existed)
+OPTIONAL = {"objective", "probes"}   # groups a config may lack (runs composed before the group existed)
 
 
 # -- checking ---------------------------------------------------------------------------------------------
