@@ -241,3 +241,9 @@ def test_a_network_from_an_installed_wheel_trains_beside_tiny_in_a_sweep(tmp_pat
     assert "labnet" in summary and "tiny" in summary
     record = json.loads((tmp_path / "outputs" / "sweeps" / "lab" / "sweep.json").read_text())
     assert len(record["runs"]) == 2
+
+
+def test_train_help_shows_how_to_plug_in_a_network(capsys):
+    assert main(["train", "--help"]) == 0
+    text = capsys.readouterr().out
+    assert "_target_: mylab.nets.Net" in text and "docs/networks.md" in text and "local_cnn" in text

@@ -38,6 +38,10 @@ USAGE_EXAMPLES = """examples:
   memsweep train data.n=64 optim.lr=3e-4
   memsweep train model=c128 data=cifar10 data.root=/data runtime.device=cuda
   memsweep train --cfg job data.n=64                 # the composed config, nothing trained
+  memsweep train model=local_cnn model.receptive_field=7   # a local CNN instead of the U-Net
+  memsweep train model=mynet --config-dir /lab/configs     # your network: /lab/configs/model/mynet.yaml holds
+                                                     # _target_: mylab.nets.Net and its arguments (docs/networks.md)
+  memsweep sweep model=tiny,local_cnn data.n=16,64 --name arch   # the architecture as an axis
   memsweep sweep demo --dry-run
   memsweep sweep data.n=16,32,64 seed=0,1 --name my_sweep   # a sweep from the command line (Hydra's syntax)
   memsweep sweep demo seed=range(3) --config-dir /lab/configs   # more axes on a file's; a lab's config folder
@@ -46,7 +50,22 @@ USAGE_EXAMPLES = """examples:
   memsweep report demo
   memsweep eval demo copy --features digitnet        # a metric after the fact, from the saved samples
   memsweep eval demo fid --inception-path /models/   # FID, once the Inception weights are at hand
+  memsweep eval arch els --steps all --els-bank interior --els-padding circular   # Kamb & Ganguli's ELS bank
 """
+
+NETWORKS = """your own network (docs/networks.md): a model config naming it by Hydra's _target_, e.g.
+/lab/configs/model/mynet.yaml:
+  _target_: mylab.nets.Net     # importable where the run trains (an installed package, or on PYTHONPATH)
+  name: mynet                  # the report's label (not passed to it)
+  depth: 4                     # its other keyword arguments
+then: memsweep train model=mynet --config-dir /lab/configs   (or a sweep axis: model=tiny,mynet)
+memsweep builds Net(image_size=H, in_channels=C, num_classes=K, **arguments), K None when unconditional, and
+calls net(x, noise, labels) -> a tensor of x's shape: noise is t in [0, 1] (rectified_flow; vp: 1 - k/T; t = 0
+noise) or c_noise = ln(sigma)/4 (edm); labels in [0, K], K = no label; it returns the velocity, epsilon or EDM's
+F. A network that cannot be imported, built or run, or returns another shape, is refused when the run is
+composed (exit 2). It trains alone (only memsweep's U-Net packs); model=local_cnn is built the same way.
+"""
+
 
 def cmd_train(args) -> int:
     cfg = config.compose_run(args.overrides)
@@ -324,7 +343,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="memsweep", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter, epilog=USAGE_EXAMPLES)
     sub = parser.add_subparsers(dest="command", required=True)
-    p = sub.add_parser("train", help="train one run (resumes it if unfinished, skips it if finished)", add_help=False)
+    p = sub.add_parser("train", help="train one run (resumes it if unfinished, skips it if finished)", add_help=False,
+                       epilog=NETWORKS, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. data.n=64 model=tiny optim.lr=3e-4")
     _config_arguments(p)
     p.set_defaults(func=cmd_train, parser=p)
