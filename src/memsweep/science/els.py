@@ -26,8 +26,9 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-# patch size per equal bin of t over [0, 1] (t = 0 noise): large at high noise, small near the data, as Kamb &
-# Ganguli's calibrated scales shrink along the reverse process; memsweep's default for 8x8 images
+# patch size per equal bin of t over [0, 1] (t = 0 noise): large at high noise, small near the data, the shape of
+# the sizes calibrated against trained digits networks (docs/networks.md; Kamb & Ganguli's shipped scales rise
+# instead, from 3 at high noise to 17-27 at low noise); memsweep's default for 8x8 images
 DEFAULT_PATCH = (7, 5, 5, 3, 3)
 PADDINGS = ("zeros", "circular")   # the U-Net pads with zeros
 BANKS = ("padded", "interior")     # the training patches: at every pixel (padded) or inside the image only
