@@ -121,3 +121,8 @@ def test_both_banks_on_one_run_and_bad_settings(out, capsys):
     assert "must fit in the 8x8 image" in capsys.readouterr().err
     assert main(["train", "+probes.els_bank=interior", "+probes.els_equivariant=false"]) == 2
     assert "probes.els_bank=interior" in capsys.readouterr().err
+    assert main(["train", "+probes.els_bank=interior", "+probes.els_patch=calibrated",
+                 "+probes.els_calibration_sizes=[9,11]"]) == 2
+    assert "none fits the 8x8 image" in capsys.readouterr().err
+    assert main(["train", "+probes.els_patch=4"]) == 2
+    assert "probes.els_patch=4: must be an odd patch size" in capsys.readouterr().err

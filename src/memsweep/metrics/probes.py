@@ -27,7 +27,7 @@ from dataclasses import dataclass
 import torch
 
 from memsweep.metrics.memorization import MEM_THRESHOLD, is_copy, nearest_neighbours
-from memsweep.science.els import CALIBRATION_SIZES, DEFAULT_PATCH, calibrate, els_field
+from memsweep.science.els import CALIBRATION_SIZES, DEFAULT_PATCH, calibrate, candidate_sizes, els_field
 from memsweep.science.hybrid import HYBRID_TAU, switch_at
 from memsweep.science.trajectory import domain_distance, noised
 
@@ -86,6 +86,10 @@ def settings_problem(settings: ProbeSettings, image_size: int | None) -> str | N
     if settings.els_bank == "interior" and image_size and any(k > int(image_size) for k in sizes):
         return (f"probes.els_patch={list(sizes) if len(sizes) > 1 else sizes[0]}: an interior patch "
                 f"(probes.els_bank=interior) must fit in the {image_size}x{image_size} image")
+    if settings.calibrated and image_size and not candidate_sizes(int(image_size), settings.els_bank,
+                                                                  settings.els_calibration_sizes):
+        return (f"probes.els_calibration_sizes={list(settings.els_calibration_sizes)}: none fits the "
+                f"{image_size}x{image_size} image with probes.els_bank={settings.els_bank}")
     return None
 
 
