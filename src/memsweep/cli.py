@@ -17,6 +17,8 @@ from rich.console import Console
 from memsweep import config
 from memsweep.errors import ConfigError, StorageError, storage_error
 from memsweep.eval import posthoc
+from memsweep.metrics.probes import CALIBRATED, parse_patch
+from memsweep.science.els import BANKS, PADDINGS
 from memsweep.report import wandb_report
 from memsweep.report.build import make_report
 from memsweep.store import identity
@@ -36,6 +38,10 @@ USAGE_EXAMPLES = """examples:
   memsweep train data.n=64 optim.lr=3e-4
   memsweep train model=c128 data=cifar10 data.root=/data runtime.device=cuda
   memsweep train --cfg job data.n=64                 # the composed config, nothing trained
+  memsweep train model=local_cnn model.receptive_field=7   # a local CNN instead of the U-Net
+  memsweep train model=mynet --config-dir /lab/configs     # your network: /lab/configs/model/mynet.yaml holds
+                                                     # _target_: mylab.nets.Net and its arguments (docs/networks.md)
+  memsweep sweep model=tiny,local_cnn data.n=16,64 --name arch   # the architecture as an axis
   memsweep sweep demo --dry-run
   memsweep sweep data.n=16,32,64 seed=0,1 --name my_sweep   # a sweep from the command line (Hydra's syntax)
   memsweep sweep demo seed=range(3) --config-dir /lab/configs   # more axes on a file's; a lab's config folder
@@ -44,7 +50,22 @@ USAGE_EXAMPLES = """examples:
   memsweep report demo
   memsweep eval demo copy --features digitnet        # a metric after the fact, from the saved samples
   memsweep eval demo fid --inception-path /models/   # FID, once the Inception weights are at hand
+  memsweep eval arch els --steps all --els-bank interior --els-padding circular   # Kamb & Ganguli's ELS bank
 """
+
+NETWORKS = """your own network (docs/networks.md): a model config naming it by Hydra's _target_, e.g.
+/lab/configs/model/mynet.yaml:
+  _target_: mylab.nets.Net     # importable where the run trains (an installed package, or on PYTHONPATH)
+  name: mynet                  # the report's label (not passed to it)
+  depth: 4                     # its other keyword arguments
+then: memsweep train model=mynet --config-dir /lab/configs   (or a sweep axis: model=tiny,mynet)
+memsweep builds Net(image_size=H, in_channels=C, num_classes=K, **arguments), K None when unconditional, and
+calls net(x, noise, labels) -> a tensor of x's shape: noise is t in [0, 1] (rectified_flow; vp: 1 - k/T; t = 0
+noise) or c_noise = ln(sigma)/4 (edm); labels in [0, K], K = no label; it returns the velocity, epsilon or EDM's
+F. A network that cannot be imported, built or run, or returns another shape, is refused when the run is
+composed (exit 2). It trains alone (only memsweep's U-Net packs); model=local_cnn is built the same way.
+"""
+
 
 def cmd_train(args) -> int:
     cfg = config.compose_run(args.overrides)
@@ -99,7 +120,7 @@ def cmd_sweep(args) -> int:
     _print_plan(console, sweep, launcher, todo, counts, args, costs)
     if args.dry_run:
         _print_would_launch(console, sweep, todo, launcher)
-        _print_cost(console, costs, args.gpu, args.utilization)
+        _print_cost(console, costs, args.gpu, args.utilization, todo)
         return 0
     if launcher == "slurm":
         check_slurm()
@@ -162,12 +183,12 @@ def _print_would_launch(console, sweep, todo, launcher: str) -> None:
         console.print(f"would train them in {len(packs)} worker jobs{_job_sizes(packs)} (launcher.pack={lcfg.pack})")
 
 
-def _print_cost(console, costs, gpu: str | None, utilization: float) -> None:
-    """The FLOPs of the runs to launch, training and evaluation by part, and their GPU-hours on `gpu`."""
+def _print_cost(console, costs, gpu: str | None, utilization: float, todo) -> None:
+    """The FLOPs of the runs to launch (`todo`), training and evaluation by part, and their GPU-hours on `gpu`."""
     known = [c for c in costs if c is not None]
-    if len(known) < len(costs):
-        console.print(f"cost: unknown for {len(costs) - len(known)} runs (their image shape is read from data "
-                      "not on this machine)")
+    unknown = Counter(cost_mod.why_unknown(r.cfg) for r, c in zip(todo, costs) if c is None)
+    for why, count in unknown.items():
+        console.print(f"cost: unknown for {count} runs ({why})", markup=False)
     if not known:
         return
     train, parts = cost_mod.total(known)
@@ -231,10 +252,12 @@ def cmd_eval(args) -> int:
     _device(args.device)
     if args.threshold is not None and not 0 < args.threshold <= 1:
         raise ConfigError(f"--threshold {args.threshold}: must be in (0, 1]")
+    probes = {"els_bank": args.els_bank, "els_padding": args.els_padding,
+              "els_patch": _els_patch(args.els_patch) if args.els_patch is not None else None}
     results = posthoc.evaluate_after(args.target, args.metrics, _root(args), features=args.features,
                              num_samples=args.num_samples, threshold=args.threshold, force=args.force,
                              device=args.device, steps=args.steps, data_root=args.data_root,
-                             inception_path=args.inception_path)
+                             inception_path=args.inception_path, probes=probes)
     for r in results:
         keys = ", ".join(r["keys"]) if r["keys"] else "no new keys"
         notes = ("; " + "; ".join(dict.fromkeys(r["notes"]))) if r["notes"] else ""
@@ -244,6 +267,19 @@ def cmd_eval(args) -> int:
     return 3 if any(r["status"] == "locked" for r in results) else 0
 
 
+
+
+def _els_patch(text: str):
+    """--els-patch: an odd size, odd sizes separated by commas, or calibrated."""
+    try:
+        value = parse_patch(text)
+    except ValueError:
+        value = None
+    sizes = () if value == CALIBRATED or value is None else value if isinstance(value, tuple) else (value,)
+    if value is None or any(k < 1 or k % 2 == 0 for k in sizes):
+        raise ConfigError(f"--els-patch {text}: give an odd patch size, odd sizes per equal bin of t (7,5,3) "
+                          "or calibrated")
+    return value
 
 
 def _eval_arguments(p) -> None:
@@ -265,6 +301,13 @@ def _eval_arguments(p) -> None:
     p.add_argument("--inception-path", default=None, help="inception-2015-12-05.pt (or its folder)")
     p.add_argument("--data-root", default=None, help="data.root if the runs' one is wrong on this machine")
     p.add_argument("--output-root", default=None, help="the output root (default: paths.output_root)")
+    p.add_argument("--els-bank", choices=BANKS, default=None,
+                   help="els: the training patches, padded (memsweep's, at every pixel) or interior (Kamb & "
+                        "Ganguli's); default: the run's probes.els_bank")
+    p.add_argument("--els-patch", default=None, help="els: the patch size, odd sizes per equal bin of t (7,5,3), "
+                   "or calibrated (per sampler step, against the network, as Kamb & Ganguli)")
+    p.add_argument("--els-padding", choices=PADDINGS, default=None,
+                   help="els: how a patch at the border is padded (zeros, or circular as Kamb & Ganguli)")
 
 
 def _table_arguments(p) -> None:
@@ -300,7 +343,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="memsweep", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter, epilog=USAGE_EXAMPLES)
     sub = parser.add_subparsers(dest="command", required=True)
-    p = sub.add_parser("train", help="train one run (resumes it if unfinished, skips it if finished)", add_help=False)
+    p = sub.add_parser("train", help="train one run (resumes it if unfinished, skips it if finished)", add_help=False,
+                       epilog=NETWORKS, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. data.n=64 model=tiny optim.lr=3e-4")
     _config_arguments(p)
     p.set_defaults(func=cmd_train, parser=p)

@@ -29,7 +29,8 @@ from memsweep.data.splits import subset_problem, tail_problem
 from memsweep import schema
 from memsweep.errors import ConfigError, path_problem, yaml_problem
 from memsweep.eval.features import check_spec, inception_problem
-from memsweep.science import formulations
+from memsweep.metrics.probes import ProbeSettings, settings_problem
+from memsweep.science import formulations, networks
 from memsweep.store.identity import output_root
 
 # ${min:512,${data.n}}: Bonnaire et al. 2025's batch size B = min(512, n) (configs/experiment/bonnaire_celeba.yaml)
@@ -323,6 +324,14 @@ def validate(cfg, unread: dict | None = None) -> None:
             raise ConfigError(problem)
         if problem:
             unread[problem] = unread.get(problem, 0) + 1
+    # a network named by _target_ keeps the contract (science.networks): imported, built and run once here
+    problem = networks.check(cfg.model, cfg.data.get("image_size"), cfg.data.get("channels"),
+                             data_mod.model_classes(cfg.data))
+    if problem:
+        raise ConfigError(f"model._target_={cfg.model[networks.TARGET]}: {problem}")
+    problem = settings_problem(ProbeSettings.of_config(cfg), cfg.data.get("image_size")) if cfg.get("probes") else None
+    if problem:
+        raise ConfigError(problem)
     formulation = formulations.of_config(cfg)   # the objective group: a ConfigError names a bad setting
     try:  # the formulation's own rules: its settings together, its sampler and steps
         formulation.check(cfg.eval.sampler, cfg.eval.sampler_steps)

@@ -20,7 +20,7 @@ import typing
 from typing import Annotated, Any, Literal, Optional, Union
 
 import annotated_types as at
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 from pydantic.types import AllowInfNan
 
 from memsweep.errors import ConfigError
@@ -97,6 +97,15 @@ class Model(Group):
     emb_dim: PosInt
     dropout: Fraction
     resample: Literal["conv", "resblock"] = "conv"   # between levels (science.unet.UNet); absent from older configs
+
+
+class TargetModel(Group):
+    """Any network, named by Hydra's `_target_` (science.networks, docs/networks.md): its keyword arguments are
+    the target's own (any keys; config.validate builds and runs it once), `name` is memsweep's label for it."""
+    model_config = ConfigDict(strict=True, extra="allow")
+    target: Annotated[str, Field(alias="_target_", min_length=1,
+                                 description="an import path, module.Class or module.function")]
+    name: Optional[str] = None
 
 
 class Adam(Group):
@@ -180,6 +189,31 @@ class EDM(Group):                          # the rules across settings: EDM.chec
     rho: Positive
 
 
+# -- the probes (metrics.probes; `+probes.KEY=VALUE`): what `memsweep eval RUN els` and the report compute -----
+def _odd(k: int) -> int:
+    if k % 2 == 0:
+        raise ValueError("an even patch size has no centre pixel")
+    return k
+
+
+Odd = Annotated[int, at.Ge(1), AfterValidator(_odd)]
+
+
+class Probes(Group):
+    """Not part of the run id (they only add keys to the rows); absent from the shipped configs."""
+    hybrid_tau: list[Annotated[float, at.Ge(0), at.Le(1), AllowInfNan(False)]] = []
+    els: bool = True
+    els_patch: Annotated[Union[Literal["calibrated"], Odd, Annotated[list[Odd], at.MinLen(1)]], Field(
+        description="an odd patch size, a non-empty list of them (per equal bin of t) or calibrated")] = 5
+    els_equivariant: bool = True
+    els_padding: Literal["zeros", "circular"] = "zeros"
+    els_bank: Literal["padded", "interior"] = "padded"
+    els_calibration_sizes: Annotated[list[Odd], at.MinLen(1), Field(description="a non-empty list of odd patch "
+                                                                                 "sizes")] = [3]
+    els_calibration_samples: PosInt = 20
+    traj_seed: Seed = 1
+
+
 # -- how a run is logged, launched and executed (not part of its id) --------------------------------------------
 class Wandb(Group):
     model_config = ConfigDict(strict=True, extra="allow")  # free-form wandb settings a lab adds (+logger.KEY=)
@@ -247,6 +281,7 @@ GROUPS: dict[str, type[Group] | dict[str, type[Group]]] = {
     "launcher": {"local": Local, "slurm": Slurm},
     "paths": Paths,
     "runtime": Runtime,
+    "probes": Probes,
 }
 
 
@@ -255,7 +290,7 @@ class Top(Group):
     seed: Seed
 
 
-OPTIONAL = {"objective"}   # groups a config may lack (runs composed before the group existed)
+OPTIONAL = {"objective", "probes"}   # groups a config may lack (runs composed before the group existed)
 
 
 # -- checking ---------------------------------------------------------------------------------------------
@@ -273,7 +308,9 @@ def check(config: dict) -> None:
         value = config[group]
         if not isinstance(value, dict):
             raise ConfigError(f"{group}={_show(value)}: must be a config group ({group}=NAME or {group}.KEY=VALUE)")
-        if isinstance(schema, dict):
+        if group == "model" and "_target_" in value:   # a network named by _target_, not memsweep's U-Net
+            schema = TargetModel
+        elif isinstance(schema, dict):
             name = value.get("name")
             if not isinstance(name, str) or name not in schema:
                 raise ConfigError(f"{group}.name={_show(name)}: unknown {group} (known: {', '.join(schema)})")
@@ -295,8 +332,9 @@ def _message(schema: type[BaseModel], value: dict, error: dict, prefix: str) -> 
     field, given = None, value
     path = [prefix] if prefix else []
     key = error["loc"][0]
-    if isinstance(key, str) and key in schema.model_fields:
-        field, given = schema.model_fields[key], value.get(key)
+    if isinstance(key, str):   # a field by its name, or by its alias (TargetModel's _target_)
+        field = schema.model_fields.get(key) or next((f for f in schema.model_fields.values() if f.alias == key), None)
+        given = value.get(key) if field is not None else value
     path.append(str(key))
     name = ".".join(path)
     if error["type"] == "extra_forbidden":

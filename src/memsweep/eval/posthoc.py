@@ -16,7 +16,9 @@ METRIC is one of
   kid    kernel inception distance, unbiased MMD^2 (eval.kid_features or --features; Bińkowski et al. 2018)
   mifid  memorization-informed FID (eval.mifid_features or --features; epsilon eval.mifid_epsilon unless
          --threshold; Bai et al. 2021)
-  hybrid, els, traj   issue 16's probes of the evaluation weights (metrics.probes; e.g. --steps first,last)
+  hybrid, els, traj   issue 16's probes of the evaluation weights (metrics.probes; e.g. --steps first,last);
+         els with the run's probes.els_* settings, or --els-bank, --els-patch, --els-padding (another variant
+         of the ELS machine gets its own keys: els_dist_interior, els_dist_calibrated, ...)
 Without METRIC, the run's own configured metrics: those missing are computed (e.g. FID skipped in training
 because the Inception weights were missing).
 
@@ -42,8 +44,8 @@ from memsweep.errors import ConfigError, path_problem, yaml_problem
 from memsweep.eval.evaluator import Evaluator, keys_of, metric_key, sample_tag
 from memsweep.eval.features import SPACES, FeatureUnavailable, file_problem, inception_problem, space_name
 from memsweep.eval.probes import probe_step
-from memsweep.metrics.probes import KEYS as PROBE_KEYS, PROBES
-from memsweep.science import unet
+from memsweep.metrics.probes import PROBES, ProbeSettings, probe_keys, settings_problem
+from memsweep.science import networks
 from memsweep.store.cache import data_cache
 from memsweep.store.files import atomic_write_text, read_json
 from memsweep.store.run import RunLocked, RunStore
@@ -202,7 +204,7 @@ class _Samples:
                           f"({self.store.path('eval_weights', step).relative_to(self.store.dir)}) to generate more")
 
         c = self.cfg
-        model = unet.build(c.model, c.data.image_size, c.data.channels, self.ev.data.num_classes)
+        model = networks.build(c.model, c.data.image_size, c.data.channels, self.ev.data.num_classes)
         model.load_state_dict(self.store.load_eval_weights(step, map_location="cpu"))
         model = model.to(self.device).eval()
         t0 = time.time()
@@ -222,8 +224,9 @@ def _select_steps(rows: list[dict], steps) -> list[dict]:
 
 def evaluate_run(run_dir: Path, metrics=(), output_root: Path | None = None, *, features=(), num_samples=None,
                  threshold=None, force: bool = False, device: str = "cpu", steps=None, data_root=None,
-                 inception_path=None) -> dict:
-    """Compute `metrics` for every evaluation of one run and merge them into its metrics.jsonl.
+                 inception_path=None, probes: dict | None = None) -> dict:
+    """Compute `metrics` for every evaluation of one run and merge them into its metrics.jsonl. `probes`: probe
+    settings over the run config's (els_bank, els_patch, els_padding; metrics.probes.ProbeSettings).
     Returns {"run_id", "status", "steps", "keys", "notes"}."""
     store = RunStore(run_dir)
     result = {"run_id": store.run_id, "status": "ok", "steps": 0, "keys": [], "notes": []}
@@ -239,6 +242,10 @@ def evaluate_run(run_dir: Path, metrics=(), output_root: Path | None = None, *, 
             cfg.data.root = str(data_root)
     count = parse_count(num_samples)
     jobs = plan_jobs(cfg.eval, metrics, features, count, threshold)
+    settings = ProbeSettings.of_config(cfg, **(probes or {}))
+    problem = settings_problem(settings, cfg.data.get("image_size"))
+    if problem:
+        raise ConfigError(problem)
     rows = store.read_metrics()
     if not rows:
         return {**result, "status": "skipped", "notes": ["no evaluations logged yet"]}
@@ -253,7 +260,7 @@ def evaluate_run(run_dir: Path, metrics=(), output_root: Path | None = None, *, 
                         if canonical not in row and alias in row and not force:
                             row[canonical] = row[alias]
                             added.add(canonical)
-                    wanted = (PROBE_KEYS[job.kind] if job.kind in PROBES
+                    wanted = (probe_keys(job.kind, settings) if job.kind in PROBES
                               else keys_of(cfg.eval, job.kind, job.spec, job.threshold, job.count))
                     if force or any(k not in row for k in wanted):
                         todo.append((row, job))
@@ -271,7 +278,7 @@ def evaluate_run(run_dir: Path, metrics=(), output_root: Path | None = None, *, 
                 by_row.setdefault(id(row), (row, []))[1].append(job)
             for row, all_jobs in by_row.values():
                 new, note = _probes(store, cfg, ev, row["step"], [j.kind for j in all_jobs if j.kind in PROBES],
-                                    dev, result["notes"])
+                                    dev, result["notes"], settings)
                 row_jobs = [j for j in all_jobs if j.kind not in PROBES]
                 need = max([ev.samples_needed(j.kind, j.count) for j in row_jobs], default=0)
                 samples, sample_note = source.get(row["step"], need) if row_jobs else (None, "")
@@ -299,11 +306,11 @@ def evaluate_run(run_dir: Path, metrics=(), output_root: Path | None = None, *, 
     return {**result, "keys": sorted(added)}
 
 
-def _probes(store, cfg, ev, step: int, names: list, device, notes: list) -> tuple[dict, str]:
+def _probes(store, cfg, ev, step: int, names: list, device, notes: list, settings) -> tuple[dict, str]:
     """Issue 16's probes `names` at one step (metrics.probes), from the evaluation weights."""
     if not names:
         return {}, ""
-    keys, note = probe_step(store, cfg, ev, step, names, device)
+    keys, note = probe_step(store, cfg, ev, step, names, device, settings)
     if keys is None:
         notes.append(note)
         return {}, ""

@@ -7,7 +7,7 @@ import logging
 import time
 
 from memsweep.metrics.probes import ProbeInputs, ProbeSettings, run_probes
-from memsweep.science import unet
+from memsweep.science import networks
 from memsweep.store.run import RunStore
 
 log = logging.getLogger("memsweep")
@@ -22,16 +22,17 @@ def inputs(cfg, ev, model) -> ProbeInputs:
 
 
 def load_model(store: RunStore, cfg, num_classes: int, step: int, device):
-    model = unet.build(cfg.model, cfg.data.image_size, cfg.data.channels, num_classes)
+    model = networks.build(cfg.model, cfg.data.image_size, cfg.data.channels, num_classes)
     model.load_state_dict(store.load_eval_weights(step, map_location="cpu"))
     return model.to(device).eval()
 
 
-def probe_step(store: RunStore, cfg, ev, step: int, names, device) -> tuple[dict | None, str]:
-    """The probes' keys at one evaluation step, or None and why not."""
+def probe_step(store: RunStore, cfg, ev, step: int, names, device, settings: ProbeSettings | None = None
+               ) -> tuple[dict | None, str]:
+    """The probes' keys at one evaluation step (with `settings`, else the run config's), or None and why not."""
     if not store.path("eval_weights", step).is_file():
         return None, f"step {step}: no evaluation weights for {', '.join(names)}"
     t0 = time.time()
     row, _ = run_probes(inputs(cfg, ev, load_model(store, cfg, ev.data.num_classes, step, device)), names,
-                        ProbeSettings.of_config(cfg))
+                        settings or ProbeSettings.of_config(cfg))
     return row, f"{', '.join(names)} in {time.time() - t0:.1f}s"

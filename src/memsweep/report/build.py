@@ -26,6 +26,7 @@ from memsweep.errors import ConfigError
 from memsweep.report import extra as report_extra
 from memsweep.report import claims, collapse, extra_sections, sections
 from memsweep.report import probe_figures, probe_sections, probes as report_probes
+from memsweep.report import architectures
 from memsweep.store.identity import run_path, sweep_dir
 from memsweep.store.live import live_state
 from memsweep.store.files import atomic_write_text, read_json
@@ -142,9 +143,11 @@ def make_report(output_root: Path, name: str, threshold: float = DEFAULT_GAP_THR
     probe_ctx = report_probes.compute(probe_runs, probes) if probe_runs else None
     if probe_ctx is not None:
         report_probes.write(probe_ctx, out)
-    figures, notes = _draw_figures(parts, runs, out, threshold, extra, probe_ctx)
+    arch = architectures.compute(runs, summary, probe_ctx, out) if runs else None   # model=tiny,local_cnn
+    figures, notes = _draw_figures(parts, runs, out, threshold, extra, probe_ctx, arch)
     more = extra_sections.lines(extra, runs, summary, keys) if extra is not None else []
     more += probe_sections.lines(probe_ctx) if probe_ctx is not None else []
+    more += architectures.lines(arch)
     text = sections.render(record, runs, summary, fits, sensitivity, figures, notes, threshold, parts, claim_table, more)
     path = out / "report.md"
     atomic_write_text(path, text)
@@ -185,7 +188,7 @@ def _features(runs) -> dict:
     return {k: v for k, v in features.items() if v}
 
 
-def _draw_figures(parts, all_runs, out: Path, threshold, extra, probe_ctx=None) -> tuple[list, list]:
+def _draw_figures(parts, all_runs, out: Path, threshold, extra, probe_ctx=None, arch=None) -> tuple[list, list]:
     """Every figure of the report: [(title, file)] and the notes of figures that failed."""
     jobs: list[tuple] = []   # drawn (or kept) together once all are known
 
@@ -203,6 +206,7 @@ def _draw_figures(parts, all_runs, out: Path, threshold, extra, probe_ctx=None) 
             probe_figures.els_figure, probe_ctx["els"], out / "els.png")
         add("Where sampling trajectories go: distance to the training domain against log-SNR, early and late",
             probe_figures.traj_figure, probe_ctx["traj"], out / "traj.png")
+    architectures.figures(add, arch, out)
     cache = FigureCache(out)
     figures, notes = _draw_jobs(jobs, cache)
     shown = {name for _, name in figures}

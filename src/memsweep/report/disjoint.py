@@ -13,7 +13,7 @@ import torch
 
 from memsweep.data import datasets as data_mod
 from memsweep.metrics.memorization import MEM_THRESHOLD, is_copy, nearest_neighbours
-from memsweep.science import formulations, unet
+from memsweep.science import formulations, networks
 from memsweep.store.cache import Cache
 from memsweep.store.run import RunStore
 from memsweep.states import State
@@ -71,7 +71,7 @@ def shared_samples(run_dir, num: int | None = None) -> tuple[torch.Tensor, dict]
     ev = cfg.eval
     num = num or int(ev.num_samples)
     classes = data_mod.model_classes(cfg.data)   # 0: unconditional, every label is the null label 0
-    model = unet.build(cfg.model, cfg.data.image_size, cfg.data.channels, classes)
+    model = networks.build(cfg.model, cfg.data.image_size, cfg.data.channels, classes)
     model.load_state_dict(store.load_eval_weights(steps[-1]))
     model.eval()
     g = torch.Generator().manual_seed(int(ev.noise_seed))

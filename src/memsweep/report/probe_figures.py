@@ -59,12 +59,19 @@ def els_figure(table: pd.DataFrame, path: Path) -> Path | None:
     if not len(table):
         return None
     fig, axes = plt.subplots(1, 2, figsize=(10, 4), squeeze=False)
+    variants = list(dict.fromkeys(table["variant"])) if "variant" in table else ["padded"]
     for j, when in enumerate(WHEN):
-        g = table[table["when"] == when].groupby("n")[["els_dist", "els_mem_dist", "els_mem_ratio"]].mean()
         ax = axes[0][j]
-        if len(g):
-            ax.plot(g.index, g["els_dist"], "o-", color="C2", label="to the ELS machine's samples (els_dist)")
-            ax.plot(g.index, g["els_mem_dist"], "s-", color="C3", label="to the memorizer's samples (els_mem_dist)")
+        for i, variant in enumerate(variants):   # the ELS machine's patch banks and calibrations
+            rows = table[(table["when"] == when) & ((table["variant"] == variant) if "variant" in table else True)]
+            g = rows.groupby("n")[["els_dist", "els_mem_dist", "els_mem_ratio"]].mean()
+            if not len(g):
+                continue
+            name = "" if variant == "padded" else f", {variant}"
+            ax.plot(g.index, g["els_dist"], "o-" if i == 0 else "o--", color=f"C{2 + 2 * i}",
+                    label=f"to the ELS machine's samples (els_dist{name})")
+            if i == 0:
+                ax.plot(g.index, g["els_mem_dist"], "s-", color="C3", label="to the memorizer's samples (els_mem_dist)")
             ax.set_xscale("log")
         ax.set_title(_title(when))
         ax.set_xlabel("n (training images)")

@@ -83,13 +83,17 @@ def els_section(ctx: dict) -> list[str]:
         "closed form over every k x k patch of the class's training images at every position (patch size per "
         "noise level: `els_patch`, zero padding as the U-Net), sampled from the same noise as the network. "
         "`els_dist`: mean L2 between the network's and the ELS machine's samples; `els_mem_dist`: the same to the"
-        " closed-form memorizer's; `els_mem_ratio`: the ELS samples' own mem_ratio.",
+        " closed-form memorizer's; `els_mem_ratio`: the ELS samples' own mem_ratio. `variant`: memsweep's padded "
+        "patch bank, Kamb & Ganguli's `interior` one, and the patch size `calibrated` against the network "
+        "(docs/networks.md).",
         t, "Not computed (no evaluation weights, `probes.els=false`, or `--no-probes`).")
     if not shown:
         return L
-    g = t.groupby(["n", "when"])[["mem_ratio", "els_dist", "els_mem_dist", "els_mem_ratio"]].mean().reset_index()
+    by = ["variant", "n", "when"] if "variant" in t else ["n", "when"]   # the banks and calibrations computed
+    g = t.groupby(by)[["mem_ratio", "els_dist", "els_mem_dist", "els_mem_ratio"]].mean().reset_index()
     L += [markdown_table(g), ""]
-    late = g[g["when"] == "late"]
+    shown = "padded" if "variant" not in g or "padded" in set(g["variant"]) else g["variant"].iloc[0]
+    late = g[(g["when"] == "late") & ((g["variant"] == shown) if "variant" in g else True)]
     closer = [fmt_value(n) for n, a, b in zip(late["n"], late["els_dist"], late["els_mem_dist"]) if a < b]
     farther = [fmt_value(n) for n, a, b in zip(late["n"], late["els_dist"], late["els_mem_dist"]) if a >= b]
     L += [f"What it shows: at the last evaluation the network's samples are closer to the ELS machine's than to "

@@ -2,7 +2,7 @@
 each run's first and last evaluation ("early" and "late").
 
 The report reads the keys `memsweep eval RUN hybrid els traj` wrote into metrics.jsonl and computes, at report
-time, those missing, from the evaluation's saved weights (checkpoints/eval_<N>.pt, rebuilt with science.unet)
+time, those missing, from the evaluation's saved weights (checkpoints/eval_<N>.pt, rebuilt with science.networks)
 and the evaluation's fixed noise and labels (metrics.fixed_inputs, the Evaluator's own draws): the same
 numbers `memsweep eval` writes. What it computes is stored in the run directory's analysis cache
 (run_dir/analysis/probes_<step>.v<N>.npz, store.analysis_cache: keyed by the weights file and the probe
@@ -20,8 +20,8 @@ import torch
 
 from memsweep.data import datasets as data_mod
 from memsweep.metrics.fixed_inputs import fixed_inputs, sample_labels
-from memsweep.metrics.probes import KEYS, PROBES, ProbeInputs, ProbeSettings, run_probes
-from memsweep.science import formulations, unet
+from memsweep.metrics.probes import PROBES, ProbeInputs, ProbeSettings, els_suffix, probe_keys, run_probes
+from memsweep.science import formulations, networks
 from memsweep.store import analysis_cache
 from memsweep.store.cache import data_cache
 from memsweep.store.run import RunStore
@@ -30,6 +30,9 @@ from memsweep.threads import torch_threads
 log = logging.getLogger(__name__)
 
 VERSION = 1   # of the stored probe results: bump when a probe's definition changes
+# the key suffixes of the ELS machine's variants (metrics.probes.els_suffix), in the order shown
+ELS_VARIANTS = tuple(els_suffix(ProbeSettings(els_bank=b, els_patch=p)) for b in ("padded", "interior")
+                     for p in (5, "calibrated"))
 
 
 def _inputs(store: RunStore, cfg, step: int) -> ProbeInputs:
@@ -37,7 +40,7 @@ def _inputs(store: RunStore, cfg, step: int) -> ProbeInputs:
     data = data_mod.load_for_model(cfg.data, data_cache(cfg))   # the model's classes (none if unconditional)
     ev = cfg.eval
     _, _, noise = fixed_inputs(data, ev)
-    model = unet.build(cfg.model, cfg.data.image_size, cfg.data.channels, data.num_classes)
+    model = networks.build(cfg.model, cfg.data.image_size, cfg.data.channels, data.num_classes)
     model.load_state_dict(store.load_eval_weights(step, map_location="cpu"))
     return ProbeInputs(formulations.of_config(cfg), model.eval(), noise,
                        sample_labels(data.train_y, 0, int(ev.num_samples)), int(ev.sampler_steps), str(ev.sampler),
@@ -50,8 +53,10 @@ def _probe_row(store: RunStore, cfg, row: dict, compute: bool, timing: dict) -> 
     computed there (if `compute`)."""
     settings = ProbeSettings.of_config(cfg)
     wanted = [p for p in PROBES if p != "els" or settings.els]
-    have = {k: row[k] for p in wanted for k in KEYS[p] if all(key in row for key in KEYS[p])}
-    missing = [p for p in wanted if not all(k in row for k in KEYS[p])]
+    keys = {p: probe_keys(p, settings) for p in wanted}
+    have = {k: v for k, v in row.items() if k.startswith("els_")}   # every ELS variant `memsweep eval` wrote
+    have.update({k: row[k] for p in wanted for k in keys[p] if all(key in row for key in keys[p])})
+    missing = [p for p in wanted if not all(k in row for k in keys[p])]
     weights = store.path("eval_weights", row["step"])
     if missing and compute and weights.is_file():
         new, seconds = _stored_or_computed(store, cfg, row["step"], missing, settings, weights)
@@ -103,9 +108,12 @@ def _run_tables(r, enabled: bool, tables: dict, timing: dict) -> None:
         if "hybrid_tau" in keys:
             tables["hybrid"] += [{**ident, "tau": tau, "hybrid_mem_ratio": m, "hybrid_dist": d} for tau, m, d in
                                  zip(keys["hybrid_tau"], keys["hybrid_mem_ratio"], keys["hybrid_dist"])]
-        if "els_dist" in keys:
-            tables["els"].append({**ident, **{k: keys[k] for k in KEYS["els"] if k != "els_patch"},
-                                  "els_patch": str(keys["els_patch"])})
+        for sfx in ELS_VARIANTS:   # one row per variant of the ELS machine (bank, calibration) the row holds
+            if f"els_dist{sfx}" in keys:
+                tables["els"].append({**ident, "variant": sfx.strip("_") or "padded",
+                                      "els_dist": keys[f"els_dist{sfx}"], "els_mem_dist": keys.get("els_mem_dist"),
+                                      "els_mem_ratio": keys.get(f"els_mem_ratio{sfx}"),
+                                      "els_patch": str(keys.get(f"els_patch{sfx}"))})
         if "traj_t" in keys:
             f = formulations.of_config(cfg)
             lsnr = f.log_snr(torch.tensor(keys["traj_t"], dtype=torch.float64)).tolist()

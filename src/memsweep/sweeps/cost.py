@@ -26,9 +26,10 @@ import torch
 from omegaconf import OmegaConf
 from torch.utils.flop_counter import FlopCounterMode
 
+from memsweep.data.datasets import model_classes
 from memsweep.errors import ConfigError
 from memsweep.eval import features as feat
-from memsweep.science import formulations, unet
+from memsweep.science import formulations, networks
 from memsweep.store import identity
 from memsweep.train.run import eval_steps
 
@@ -59,20 +60,37 @@ def _count(module: torch.nn.Module, *inputs) -> int:
     return int(counter.get_total_flops())
 
 
+_uncounted: dict[str, str] = {}   # model config (JSON) -> why its network's FLOPs cannot be counted here
+
+
 @lru_cache(maxsize=None)
-def _forward_flops(model_json: str, image_size: int, channels: int, num_classes: int) -> int:
-    with torch.device("meta"):
-        model = unet.build(OmegaConf.create(json.loads(model_json)), image_size, channels, num_classes)
-        x = torch.empty(1, channels, image_size, image_size)
-        t, y = torch.empty(1), torch.zeros(1, dtype=torch.long)
-    return _count(model, x, t, y)
+def _forward_flops(model_json: str, image_size: int, channels: int, num_classes: int) -> int | None:
+    try:
+        with torch.device("meta"):
+            model = networks.build(OmegaConf.create(json.loads(model_json)), image_size, channels, num_classes)
+            x = torch.empty(1, channels, image_size, image_size)
+            t, y = torch.empty(1), torch.zeros(1, dtype=torch.long)
+            return _count(model, x, t, y)
+    except Exception as e:   # a network of the user's (model._target_) that cannot run on the meta device
+        _uncounted[model_json] = f"{type(e).__name__}: {' '.join(str(e).split())}"
+        return None
 
 
-def forward_flops(model_cfg, image_size: int, channels: int, num_classes: int) -> int:
+def forward_flops(model_cfg, image_size: int, channels: int, num_classes: int) -> int | None:
     """FLOPs of one forward pass of the run's network for one sample (cached by model config and image shape:
-    a sweep of 1,000 runs counts each architecture once)."""
+    a sweep of 1,000 runs counts each architecture once); None when its network cannot be run on the meta
+    device (`why_unknown` says why)."""
     model = json.dumps(OmegaConf.to_container(model_cfg, resolve=True), sort_keys=True)
     return _forward_flops(model, int(image_size), int(channels), int(num_classes))
+
+
+def why_unknown(cfg) -> str:
+    """Why run_cost(cfg) is None, in words."""
+    model = json.dumps(OmegaConf.to_container(cfg.model, resolve=True), sort_keys=True)
+    if model in _uncounted:
+        return (f"the FLOPs of model {networks.label(cfg.model)} cannot be counted on the meta device: "
+                f"{_uncounted[model]}")
+    return "their image shape is read from data not on this machine"
 
 
 @lru_cache(maxsize=None)
@@ -137,7 +155,8 @@ class Cost:
 
 
 def run_cost(cfg) -> Cost | None:
-    """The cost of a composed run; None when the image shape is unknown here (data=npz not readable)."""
+    """The cost of a composed run; None when the image shape is unknown here (data=npz not readable) or its
+    network's FLOPs cannot be counted (why_unknown)."""
     # plain containers: a 1,000-run sweep reads them fast (OmegaConf's attribute access is ~0.1 ms a key)
     data, ev, train = (OmegaConf.to_container(cfg[k], resolve=True) for k in ("data", "eval", "train"))
     if data.get("image_size") is None or data.get("channels") is None:
@@ -146,7 +165,9 @@ def run_cost(cfg) -> Cost | None:
     pixels, n = ch * size * size, int(data["n"])
     test = min(int(data["test_size"]), 10000) if data["name"] == "cifar10" else int(data["test_size"])
     refs = {"train": n, "test": test}
-    F = forward_flops(cfg.model, size, ch, int(data.get("num_classes") or 1))
+    F = forward_flops(cfg.model, size, ch, model_classes(cfg.data) or 0)
+    if F is None:
+        return None
     steps = int(train["total_steps"])
     evals = len(eval_steps(steps, int(ev["first_step"]), int(ev["num_points"])))
     S, notes = int(ev["num_samples"]), []

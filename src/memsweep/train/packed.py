@@ -14,10 +14,10 @@ tolerance (grouped kernels sum in another order).
 Runs of different lengths pack: a run that finishes (or diverges) leaves the pack, which is rebuilt with the
 others. Which runs can share a pack (`pack_key`): the same model config, image shape and classes, batch size,
 precision, device and runtime options, formulation, and no dropout (dropout draws from the global random stream, which K
-runs cannot share). Data, seed, optimizer settings, EMA decay, label dropout, evaluation settings and
-length may differ. Runtime options: train.dtype=bfloat16 (autocast), runtime.fused_adam and runtime.compile
-apply to the pack as to one run (compile again whenever a run leaves); runtime.channels_last does not matter,
-a pack is always channels-last.
+runs cannot share), and memsweep's U-Net (a network named by `_target_`, science.networks, trains alone). Data, seed,
+optimizer settings, EMA decay, label dropout, evaluation settings and length may differ. Runtime options:
+train.dtype=bfloat16 (autocast), runtime.fused_adam and runtime.compile apply to the pack as to one run (compile
+again whenever a run leaves); runtime.channels_last does not matter, a pack is always channels-last.
 """
 from __future__ import annotations
 
@@ -30,7 +30,7 @@ from omegaconf import OmegaConf
 from torch.optim.adam import adam
 
 from memsweep.data import datasets as data_mod
-from memsweep.science import formulations, unet
+from memsweep.science import formulations, networks
 from memsweep.store.files import failpoint
 from memsweep.train.run import Run
 from memsweep.train.solo import compiled
@@ -38,6 +38,8 @@ from memsweep.train.solo import compiled
 
 def pack_key(cfg) -> str | None:
     """Runs with equal keys can be trained in one pack; None: this run trains alone."""
+    if networks.is_target(cfg.model):
+        return None   # a network named by _target_ (science.networks): only memsweep's U-Net builds K copies as one
     if float(cfg.model.get("dropout") or 0.0) > 0 or formulations.trains_on_closed_form(cfg):
         return None   # the closed-form target is over one run's own training set
     return json.dumps({"model": OmegaConf.to_container(cfg.model, resolve=True),
@@ -92,7 +94,7 @@ class PackedStep:
     def _pack(self) -> None:
         """Build the packed network, EMA and Adam state from the runs' own (the state of a run, resumed or not)."""
         runs, K, first = self.runs, len(self.runs), self.runs[0]
-        model = unet.build(first.cfg.model, first.cfg.data.image_size, first.cfg.data.channels,
+        model = networks.build(first.cfg.model, first.cfg.data.image_size, first.cfg.data.channels,
                            first.data.num_classes, copies=K)
         self.model = model.to(first.device, memory_format=torch.channels_last)
         self.net = compiled(self.model, first.cfg)

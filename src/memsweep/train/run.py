@@ -18,7 +18,7 @@ import torch
 from memsweep.data.datasets import load_for_model as load_data
 from memsweep.errors import ConfigError
 from memsweep.eval.evaluator import Evaluator
-from memsweep.science import formulations, unet
+from memsweep.science import formulations, networks, unet
 from memsweep.science.curves import analyze_run, metrics_frame
 from memsweep.store.cache import data_cache
 from memsweep.store.files import failpoint
@@ -69,7 +69,7 @@ class Run:
         self.data = load_data(cfg.data, data_cache(cfg)).to(device)   # unconditional (data.conditional=false): no classes
         # what the batches and the loss follow (the training target may need the training set)
         self.formulation = formulations.of_config(cfg, self.data)
-        self.model = unet.build(cfg.model, cfg.data.image_size, cfg.data.channels, self.data.num_classes).to(device)
+        self.model = networks.build(cfg.model, cfg.data.image_size, cfg.data.channels, self.data.num_classes).to(device)
         if cfg.runtime.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
         self.ema = copy.deepcopy(self.model).requires_grad_(False)
