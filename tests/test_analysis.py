@@ -304,7 +304,7 @@ def test_power_law_needs_three_points_for_a_ci():
     assert math.isnan(power_law_fit([10, 100, 1000], [np.nan, -1, 5])["exponent"])   # non-positive / NaN dropped
 
 
-def test_scaling_fits_average_seeds_and_count_missing():
+def test_scaling_fits_every_run_a_point_and_count_missing():
     rows = []
     for n in (16, 32, 64, 128):
         for seed in (0, 1):
@@ -315,8 +315,10 @@ def test_scaling_fits_average_seeds_and_count_missing():
     fits = scaling_fits(summary, ["n", "seed"], metrics=("tau_mem",))
     assert len(fits) == 1
     fit = fits.iloc[0]
-    assert fit["exponent"] == pytest.approx(1.5)         # the seed average cancels the +-10%
-    assert fit["n_points"] == 4 and fit["n_runs"] == 8 and fit["n_missing"] == 1
+    assert fit["exponent"] == pytest.approx(1.5)         # the seeds' +-10% cancel (as many at each n)
+    assert fit["n_values"] == 4 and fit["n_points"] == 8 and fit["n_runs"] == 8 and fit["n_missing"] == 1
+    means = power_law_fit([16, 32, 64, 128], [10 * n ** 1.5 for n in (16, 32, 64, 128)])
+    assert fit["exponent_hi"] - fit["exponent_lo"] > means["exponent_hi"] - means["exponent_lo"]  # replicates' noise
     assert fit["slope"] > 0 and 0 < fit["r2"] <= 1
 
 

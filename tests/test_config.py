@@ -9,7 +9,7 @@ from PIL import Image
 from memsweep import config
 from memsweep.errors import ConfigError
 from memsweep.eval.evaluator import keys_of
-from memsweep.science import unet
+from memsweep.science import networks, unet
 from memsweep.store import identity
 from memsweep.sweeps import spec as sweep_mod
 
@@ -46,7 +46,7 @@ def test_every_model_preset_builds():
     for option in options("model"):
         cfg = config.compose_run([f"model={option}"])
         size = 8 if option == "tiny" else 32
-        m = unet.build(cfg.model, size, 1 if size == 8 else 3, 10)
+        m = networks.build(cfg.model, size, 1 if size == 8 else 3, 10)   # the U-Net, or a network by _target_
         assert unet.count_parameters(m) > 0
 
 
