@@ -99,6 +99,21 @@ def test_sweep_on_slurm_returns_at_once_finishes_and_is_never_submitted_twice(sl
     assert_same_run(out / "runs" / packed, identity.run_dir(cfg), cfg.train.total_steps)
 
 
+def test_a_network_named_by_target_trains_on_slurm(slurm_cluster, tmp_path, out):
+    # model=local_cnn is built through the same _target_ path as a lab's own network (science.networks): the job
+    # recomposes the run from its config and instantiates the target where it runs
+    path = write_sweep(tmp_path, "target", {"model": ["local_cnn"]})
+    args = ["launcher=slurm", "launcher.partition=debug", f"launcher.folder={tmp_path / 'submitit'}",
+            "launcher.timeout_min=10", "launcher.mem_gb=1"]
+    r = run_cli("sweep", path, *args)
+    assert r.returncode == 0, r.stderr
+    wait_for(lambda: all(finished_or_raise(s, tmp_path / "submitit") for s in states(out, "target").values()), 600,
+             "the local CNN's run", tmp_path / "submitit")
+    (run_id, status), = states(out, "target").items()
+    assert config_of(out, run_id).model["_target_"].endswith("LocalCNN") and status["job_id"]
+    assert len(RunStore(out / "runs" / run_id).read_metrics()) == 4     # FAST: four evaluations
+
+
 def test_preempted_job_checkpoints_requeues_and_ends_as_if_uninterrupted(slurm_cluster, tmp_path, out, monkeypatch,
                                                                          request):
     extra = ["train.steps=600", "eval.num_points=8", "runtime.checkpoint_every=100000"]
