@@ -16,6 +16,7 @@ import pandas as pd
 from memsweep.report.markdown import markdown_table
 from memsweep.report.summary import axis_column
 from memsweep.science.fits import POOLED, mean_interval, scaling_fits
+from memsweep.science.normalized_time import COLLAPSE_EXPONENT
 from memsweep.science.verdicts import (equivalence_verdict, exponent_verdict, sign_verdict, wilson_interval)
 from memsweep.states import State
 
@@ -37,13 +38,13 @@ class Claim:
 
 
 AXIS_CLAIMS = (
-    Claim("n", "tau_mem", "onset against n", "linear in n: tau_mem ∝ n", "exponent", 1.0),
+    Claim("n", "tau_mem", "onset against n", "linear in n: tau_mem ∝ n", "exponent", COLLAPSE_EXPONENT["n"]),
     Claim("n", "mem_rate", "memorization rate against n", "decreases with n", "sign", -1),
     Claim("n", "best_sw", "best fidelity against n", "improves with n (lower best SW)", "sign", -1),
     Claim("params", "tau_mem", "onset against model size", "larger models memorize sooner", "sign", -1),
     Claim("params", "best_sw", "best fidelity against model size", "improves with size (lower best SW)", "sign", -1),
     Claim("batch_size", "tau_mem", "raw onset against B",
-          "tau_mem ∝ 1/B (the curves collapse in normalized time)", "exponent", -1.0),
+          "tau_mem ∝ 1/B (the curves collapse in normalized time)", "exponent", COLLAPSE_EXPONENT["batch_size"]),
     Claim("batch_size", "mem_rate", "memorization rate against B", "essentially independent of B", "flat"),
     Claim("batch_size", "best_sw", "best fidelity against B", "smaller B is better (best SW grows with B)",
           "sign", 1),

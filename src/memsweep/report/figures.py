@@ -21,6 +21,7 @@ import torch  # noqa: E402
 from memsweep.science import formulations
 from memsweep.science.curves import DEFAULT_GAP_THRESHOLD, MEM_LEVELS, ONSET_METRICS
 from memsweep.science.fits import numeric_axis_column, power_law_fit, slices
+from memsweep.science.normalized_time import COLLAPSE_EXPONENT
 from memsweep.store.run import RunStore
 from memsweep.report.summary import axis_column
 from memsweep.states import State
@@ -34,8 +35,6 @@ METRIC_LABELS = {"tau_mem": "tau_mem (test-loss turning point)", "tau_gap": "tau
                  "step_mem_0.1": "mem_ratio reaches 0.1", "step_mem_0.5": "mem_ratio reaches 0.5"}
 METRIC_STYLE = {"tau_mem": ("C3", "o"), "tau_gap": ("C1", "D"), "tau_test_min": ("C1", "D"),
                 "tau_gen": ("C4", "v"), "step_mem_0.1": ("C0", "s"), "step_mem_0.5": ("C2", "^")}
-# the exponent of each axis under the paper's claims: tau ~ n, tau ~ 1/B, and (collapse in lr) ~ 1/lr
-REFERENCE_EXPONENT = {"n": 1.0, "batch_size": -1.0, "lr": -1.0}
 NORM_XLABEL = "normalized step  s·(B/B₀)·(lr/lr₀)/(n/n₀)"
 
 
@@ -348,7 +347,7 @@ def scaling_figure(summary: pd.DataFrame, key: str, keys: list[str], path: Path,
             if np.isfinite(fit["exponent"]):
                 xx = np.geomspace(means.index.min(), means.index.max(), 50)
                 ax.plot(xx, fit["prefactor"] * xx ** fit["exponent"], color=color, lw=1.5)
-        ref = REFERENCE_EXPONENT.get(xcol)
+        ref = COLLAPSE_EXPONENT.get(xcol)
         base = pd.to_numeric(sub["tau_mem"], errors="coerce") * (sub["norm_factor"] if normalized else 1)
         xv = pd.to_numeric(sub[xcol], errors="coerce")
         okb = np.isfinite(base) & (base > 0) & np.isfinite(xv)

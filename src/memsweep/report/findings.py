@@ -9,13 +9,17 @@ from memsweep.report.figures import LABELS, SHORT
 from memsweep.report.summary import axis_column
 from memsweep.science.curves import ONSET_METRICS
 from memsweep.science.fits import POOLED, determined_by
+from memsweep.science.normalized_time import COLLAPSE_EXPONENT
 
 # what the papers say about each axis (Marion & Wu 2026; Bonnaire et al. 2025), for the sentences of the report
 CLAIMS = {
-    "n": (1.0, "the paper and Bonnaire et al. report that the memorization onset scales linearly with n, exponent 1"),
-    "batch_size": (-1.0, "the paper reports tau_mem ∝ 1/B (curves collapse in normalized time), exponent -1"),
-    "lr": (-1.0, "exponent -1 would mean collapse in normalized time; the paper reports that the normalized time "
-                 "to memorize grows with lr near the edge of stability (an exponent above -1)"),
+    "n": (COLLAPSE_EXPONENT["n"],
+          "the paper and Bonnaire et al. report that the memorization onset scales linearly with n, exponent 1"),
+    "batch_size": (COLLAPSE_EXPONENT["batch_size"],
+                   "the paper reports tau_mem ∝ 1/B (curves collapse in normalized time), exponent -1"),
+    "lr": (COLLAPSE_EXPONENT["lr"], "exponent -1 would mean collapse in normalized time; the paper reports that the "
+                                    "normalized time to memorize grows with lr near the edge of stability (an "
+                                    "exponent above -1)"),
     "params": (None, "the paper reports that larger models memorize sooner (a negative exponent)"),
 }
 
@@ -164,7 +168,7 @@ def _against_papers(summary, main, xshort) -> list[str]:
     L = ["- **In short, against the papers:**"]
     tau = _row(main, "tau_mem")
     if tau is not None and np.isfinite(tau["exponent"]):
-        cmp = _compare(tau, 1.0, xshort)
+        cmp = _compare(tau, COLLAPSE_EXPONENT["n"], xshort)
         L.append(f"  - Onset: the primary tau_mem grows as {xshort}^{ci_text(tau)}; the papers say linear "
                  f"(exponent 1): {cmp or 'no interval to compare'}.")
         copies = [(m, _row(main, m)) for m in ("step_mem_0.1", "step_mem_0.5")]

@@ -6,6 +6,11 @@ import numpy as np
 import pandas as pd
 
 
+# The exponent of the onset in each variable of the normalized step when the curves collapse under it:
+# tau ∝ n / (B lr). The paper claims it for n and B; for lr it is the reference the paper's claim departs from.
+COLLAPSE_EXPONENT = {"n": 1.0, "batch_size": -1.0, "lr": -1.0}
+
+
 def normalization_factor(n, batch_size, lr, n0, b0, lr0):
     """(B / B0) * (lr / lr0) / (n / n0): multiply a step by this to get the normalized step."""
     return (np.asarray(batch_size, float) / b0) * (np.asarray(lr, float) / lr0) / (np.asarray(n, float) / n0)
