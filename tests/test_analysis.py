@@ -1,4 +1,4 @@
-"""memsweep.analysis on synthetic curves with known answers."""
+"""memsweep.science.curves and science.fits on synthetic curves with known answers."""
 import math
 
 import numpy as np

@@ -5,7 +5,7 @@ Every evaluation of a run saved its generated samples (samples/step_<N>.npz, uin
 Inception weights are at hand, a new feature space, a different threshold, more samples — and merged into
 the run's metrics.jsonl: the new keys are added to the existing row of each step (never a new row), the file
 is rewritten atomically, and keys already there are left alone (unless --force). Keys follow the scheme of
-memsweep.evaluate (fd_inception_test, copy_sscd, ..._s<count> for another number of samples).
+memsweep.eval.evaluator (fd_inception_test, copy_sscd, ..._s<count> for another number of samples).
 
 METRIC is one of
   mem    the nearest-neighbour rule (pixels unless --features; threshold eval.mem_threshold unless --threshold)

@@ -8,7 +8,6 @@ the same image from the same noise. The samples come from the weights each run s
 """
 from __future__ import annotations
 
-import numpy as np
 import torch
 
 from memsweep.data import datasets as data_mod
@@ -110,15 +109,3 @@ def disjoint_table(runs: list, threshold: float = MEM_THRESHOLD) -> tuple[list[d
         rows.append(row)
         shown[(ra.run_id, rb.run_id)] = (a[:10], b[:10])
     return rows, shown
-
-
-def mean_over_pairs(rows: list[dict]) -> dict:
-    """n -> averages of the pair columns over pairs with that n (seeds, other axes)."""
-    ok = [r for r in rows if "missing" not in r]
-    out = {}
-    for n in sorted({r["n"] for r in ok}):
-        sel = [r for r in ok if r["n"] == n]
-        out[n] = {k: float(np.mean([r[k] for r in sel])) for k in ("pair_dist", "unpaired_dist", "same_fraction")}
-        out[n]["mem_own"] = float(np.mean([(r["mem_a_own"] + r["mem_b_own"]) / 2 for r in sel]))
-        out[n]["mem_other"] = float(np.mean([(r["mem_a_other"] + r["mem_b_other"]) / 2 for r in sel]))
-    return out

@@ -33,6 +33,7 @@ def _axis_cols(summary, keys) -> list[str]:
 
 
 def _axes_text(row, axis_cols) -> str:
+    """A run's axis values, `n=32, seed=0`."""
     return ", ".join(f"{a}={fmt_value(row[a])}" for a in axis_cols)
 
 
@@ -77,7 +78,7 @@ def double_descent_section(ctx: dict, runs, summary: pd.DataFrame, keys: list[st
     for _, row in summary.iterrows():
         for c in CURVES:
             if row.get(f"{c}_dips", 0) >= 2:
-                dd.append(f"- `{row['run_id']}` ({', '.join(f'{a}={fmt_value(row[a])}' for a in axis_cols)}): "
+                dd.append(f"- `{row['run_id']}` ({_axes_text(row, axis_cols)}): "
                           f"{c}: first dip at step {fmt(row[f'{c}_dip1_step'])} (depth {row[f'{c}_dip1_depth']:.2f}), "
                           f"second at {fmt(row[f'{c}_dip2_step'])} (depth {row[f'{c}_dip2_depth']:.2f})")
     with_curves = int(sum(summary.get(f"{c}_dips", pd.Series(dtype=float)).notna().sum() for c in CURVES))
@@ -134,7 +135,7 @@ def copies_section(ctx: dict, runs, summary: pd.DataFrame, keys: list[str]) -> l
             im = v.images
             if im["copies"].sum():
                 topi = im.sort_values("copies", ascending=False).iloc[0]
-                L.append(f"- `{rid}` ({', '.join(f'{a}={fmt_value(info.loc[rid, a])}' for a in axis_cols)}): "
+                L.append(f"- `{rid}` ({_axes_text(info.loc[rid], axis_cols)}): "
                          f"{int((im['copies'] > 0).sum())} of {len(im)} training images copied at step {v.last_step}; "
                          f"the most copied (dataset index {int(topi['dataset_index'])}, class {int(topi['label'])}) "
                          f"by {int(topi['copies'])} samples; never-copied images: {int(im['first_copy_step'].isna().sum())}.")

@@ -1,6 +1,6 @@
 """Figures of what the samples are: novelty beside fidelity over training, the distribution of
 nearest-neighbour ratios at each evaluation, the most-copied training images, and the disjoint-subsets test.
-Same conventions as plots.py (whose helpers these reuse): one PNG per function, its path returned, None when
+Same conventions as report.figures (whose helpers these reuse): one PNG per function, its path returned, None when
 there is nothing to draw."""
 from __future__ import annotations
 

@@ -5,7 +5,7 @@ self-attention with head dimension 64, noise and label embeddings of dimension 5
 configs/model/ set these numbers; the code is the same at every size.
 
 `copies=K` builds K independent U-Nets of one architecture as one network (for training K runs packed,
-memsweep.packed): every layer is grouped -- convolutions with K groups, K groups of GroupNorm groups, a
+memsweep.train.packed): every layer is grouped -- convolutions with K groups, K groups of GroupNorm groups, a
 batched matmul for the linear layers -- so each kernel does K models' work. Parameter k of copy j is row block
 j of the packed parameter (`param.view(K, *shape)[j]`), and copies=1 is the plain U-Net.
 """
