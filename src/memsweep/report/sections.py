@@ -38,7 +38,8 @@ def header(record, runs, summary, keys) -> list[str]:
     spec = record.get("spec") or {}
     L = [f"# Sweep `{name}`: the memorization transition", ""]
     L.append(f"_Generated {time.strftime('%Y-%m-%d %H:%M')} by `memsweep report {name}` from the run store; "
-             "the numbers are in `summary.csv` (one row per run) and `fits.csv` (fits across runs)._")
+             "the numbers are in `summary.csv` (one row per run), `fits.csv` (fits across runs) and `claims.csv` "
+             "(the paper's claims with verdicts)._")
     L.append("")
     if spec.get("description"):
         L += [f"**What the sweep is:** {spec['description']}.", ""]
