@@ -27,6 +27,7 @@ from memsweep.sweeps import spec as sweep_mod
 from memsweep.sweeps.local import run_local
 from memsweep.sweeps.slurm import check_slurm, slurm_jobs, submit_slurm
 from memsweep.sweeps.status import print_status, print_table, sizes, write_table
+from memsweep.train import distributed
 from memsweep.train.loop import prepare_data, train
 from memsweep.train.packed import make_packs
 from memsweep.train.signals import STOP_SIGNALS, Interrupted, SignalGuard, interruptible
@@ -51,8 +52,14 @@ def cmd_train(args) -> int:
     if args.cfg:
         return _print_config(cfg)
     config.check_writable(cfg)
+    rank, size, _ = distributed.world()
+    if cfg.runtime.processes > 1 and size == 1:  # K ranks of this same command (torchrun's environment)
+        distributed.check(cfg, cfg.runtime.processes)
+        return distributed.launch(args.argv, cfg.runtime.processes)
     with interruptible(STOP_SIGNALS):  # SIGTERM / Ctrl-C: checkpoint between two steps, exit 143 / 130
         status = train(cfg, guard=SignalGuard(STOP_SIGNALS))
+    if rank:
+        return 0 if status["state"] in DONE else 1
     print(f"run {identity.run_id(cfg)}: {status['state']} at step {status.get('step')} "
           f"-> {identity.run_dir(cfg)}")
     return 0 if status["state"] in DONE else 1
@@ -356,6 +363,7 @@ def main(argv=None) -> int:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     if extra:
         args.overrides = [*args.overrides, *extra]
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # `memsweep train runtime.processes=K` reruns it K times
     try:
         config.use_config_dirs(getattr(args, "config_dir", ()))
         return _print_help(args) if getattr(args, "help", False) else args.func(args)
