@@ -51,10 +51,11 @@ def cmd_train(args) -> int:
     cfg = config.compose_run(args.overrides)
     if args.cfg:
         return _print_config(cfg)
-    config.check_writable(cfg)
     rank, size, _ = distributed.world()
+    if max(cfg.runtime.processes, size) > 1:  # before anything is written
+        distributed.check(cfg, max(cfg.runtime.processes, size))
+    config.check_writable(cfg)
     if cfg.runtime.processes > 1 and size == 1:  # K ranks of this same command (torchrun's environment)
-        distributed.check(cfg, cfg.runtime.processes)
         return distributed.launch(args.argv, cfg.runtime.processes)
     with interruptible(STOP_SIGNALS):  # SIGTERM / Ctrl-C: checkpoint between two steps, exit 143 / 130
         status = train(cfg, guard=SignalGuard(STOP_SIGNALS))

@@ -1,0 +1,92 @@
+"""One run on K = 2 CPU processes (gloo): the same run as one process, a run stopped at K = 2 resumes at K = 1
+as if never stopped, and what makes a K-process run impossible is one line before anything is written."""
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from memsweep import config
+from memsweep.store import identity
+from memsweep.store.run import RunStore
+from memsweep.train.loop import train
+
+from conftest import FAST, assert_same_run, run_cli
+
+ARGS = [*FAST, "runtime.checkpoint_every=10"]
+
+
+@pytest.fixture(scope="module")
+def one_process(tmp_path_factory):
+    """The run of ARGS trained by one process, uninterrupted: its directory."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("MEMSWEEP_OUTPUT_ROOT", str(tmp_path_factory.mktemp("k1")))
+        cfg = config.compose_run(ARGS)
+        assert train(cfg)["state"] == "finished"
+        return identity.run_dir(cfg)
+
+
+@pytest.mark.slow
+def test_two_processes_train_the_run_one_process_trains(tmp_path, one_process):
+    """Same run id, same files, same metrics rows (rel 1e-4 on losses and distances; measured: 2e-6 at most),
+    mem_ratio within a count, same final weights, optimizer and generator (assert_same_run)."""
+    r = run_cli("train", *ARGS, "runtime.processes=2", env={"MEMSWEEP_OUTPUT_ROOT": str(tmp_path)})
+    assert r.returncode == 0, r.stderr[-2000:]
+    got = tmp_path / "runs" / one_process.name
+    assert r.stdout.strip().splitlines() == [f"run {one_process.name}: finished at step 60 -> {got}"]  # rank 0 only
+    assert_same_run(got, one_process, 60)
+
+
+@pytest.mark.slow
+def test_stopped_on_two_processes_resumes_on_one_as_if_never_stopped(tmp_path, one_process):
+    """SIGTERM to `memsweep train runtime.processes=2` (passed on to both ranks, which agree on the step to stop
+    at): one checkpoint at that step, status stopped, exit 143; the same command at K = 1 then ends as the
+    uninterrupted one-process run."""
+    env = {**os.environ, "MEMSWEEP_OUTPUT_ROOT": str(tmp_path)}
+    proc = subprocess.Popen([sys.executable, "-m", "memsweep.cli", "train", *ARGS, "runtime.processes=2"], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    store = RunStore(tmp_path / "runs" / one_process.name)
+    deadline = time.monotonic() + 300
+    while not store.checkpoint_steps() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 143, err[-2000:]
+    status = store.status()
+    assert status["state"] == "stopped" and status["stopped_by"] == "SIGTERM" and status["step"] < 60
+    assert store.checkpoint_steps()[-1] == status["step"]
+    assert not list(store.ckpt_dir.glob(".*.tmp"))
+    r = run_cli("train", *ARGS, env={"MEMSWEEP_OUTPUT_ROOT": str(tmp_path)})
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert_same_run(store.dir, one_process, 60)
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (["runtime.processes=0"], "runtime.processes=0: must be an integer >= 1"),
+    (["runtime.processes=3"], "train.batch_size=32 is not divisible by runtime.processes=3: each process trains "
+                              "an equal slice of the global batch"),
+    (["runtime.processes=2", "runtime.device=cuda"], "runtime.device=cuda: CUDA is not available"),
+])
+def test_impossible_runs_are_one_line_and_nothing_written(tmp_path, overrides, message):
+    if "cuda" in message:
+        import torch
+        if torch.cuda.is_available():
+            pytest.skip("CUDA is here")
+    r = run_cli("train", *FAST, *overrides, env={"MEMSWEEP_OUTPUT_ROOT": str(tmp_path / "out")})
+    assert r.returncode == 2
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"memsweep: error: {message}"), r.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_the_run_id_does_not_hold_the_number_of_processes():
+    assert identity.run_id(config.compose_run(ARGS)) == identity.run_id(config.compose_run([*ARGS, "runtime.processes=4"]))
+
+
+def test_several_processes_are_refused_in_one_process_and_in_a_pack(out):
+    from memsweep.errors import ConfigError
+    with pytest.raises(ConfigError, match="started by `memsweep train` or torchrun"):
+        train(config.compose_run([*FAST, "runtime.processes=2"]))
+    assert not out.exists()
