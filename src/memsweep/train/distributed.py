@@ -182,6 +182,9 @@ def launch(argv: list[str], processes: int) -> int:
         while any(p.poll() is None for p in procs):
             failed = failed or next((p for p in procs if p.returncode not in (None, 0)), None)
             if failed is not None:
+                code = failed.returncode
+                print(f"memsweep: rank {procs.index(failed)} ended with exit status "
+                      f"{128 - code if code < 0 else code}; stopping the other ranks", file=sys.stderr)
                 _end([p for p in procs if p.poll() is None])
                 break
             time.sleep(0.2)
