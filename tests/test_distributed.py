@@ -90,3 +90,25 @@ def test_several_processes_are_refused_in_one_process_and_in_a_pack(out):
     with pytest.raises(ConfigError, match="started by `memsweep train` or torchrun"):
         train(config.compose_run([*FAST, "runtime.processes=2"]))
     assert not out.exists()
+
+
+def test_a_dry_run_counts_the_gpus_of_each_run_and_a_sweep_of_them_is_refused(out, capsys):
+    from memsweep.cli import main
+    from memsweep.sweeps import cost
+
+    sweep = ["sweep", "seed=0,1", *FAST, "--name", "k"]
+    assert main([*sweep, "--dry-run", "--gpu", "h100", "--all"]) == 0
+    one = float(" ".join(capsys.readouterr().out.split()).split("estimate: ")[1].split()[0])
+    assert main([*sweep, "runtime.processes=4", "--dry-run", "--gpu", "h100", "--all"]) == 0
+    text = capsys.readouterr().out
+    assert "GPUs" in text and "wall h" in text
+    four = float(" ".join(text.split()).split("estimate: ")[1].split()[0])
+    c1 = cost.run_cost(config.compose_run(FAST))
+    c4 = cost.run_cost(config.compose_run([*FAST, "runtime.processes=4"]))
+    assert c4.processes == 4 and c1.processes == 1
+    assert c4.gpu_hours("h100") == pytest.approx(c1.gpu_hours("h100") + 3 * cost.hours(0.0, c1.eval, "float32", "h100"))
+    assert c4.wall_hours("h100") < c1.wall_hours("h100") == pytest.approx(c1.gpu_hours("h100"))
+    assert four > one
+    assert main([*sweep, "runtime.processes=2", "--quiet"]) == 2   # not launched yet (README)
+    assert "sweeps do not launch runs on several processes yet" in capsys.readouterr().err
+    assert not out.exists()

@@ -88,6 +88,10 @@ def cmd_sweep(args) -> int:
         cost_mod.rates(args.gpu)  # an unknown GPU is refused before anything else
     if not 0 < args.utilization <= 1:
         raise ConfigError(f"--utilization {args.utilization}: must be in (0, 1]")
+    multi = max(r.cfg.runtime.processes for r in sweep.runs)
+    if multi > 1 and not args.dry_run:  # issue 31's launchers are not there yet: refused before anything is written
+        raise ConfigError(f"runtime.processes={multi}: sweeps do not launch runs on several processes yet; train "
+                          "each with `memsweep train ... runtime.processes=K` (--dry-run plans them)")
     unread_files = next((m for m in sweep.unread if any(not is_read(r.cfg.data) for r in sweep.runs)), None)
     if unread_files and not args.dry_run:  # the run ids hold the files' fingerprint
         raise ConfigError(f"{unread_files}; launching needs the files on this machine (the run ids hold their "
@@ -140,12 +144,16 @@ def _print_plan(console, sweep, launcher: str, todo, counts: dict, args, costs=N
             for r in sweep.runs]
     if costs is not None:
         of = {id(r): c for r, c in zip(todo, costs)}
+        multi = any(c is not None and c.processes > 1 for c in costs)  # runs on K GPUs: GPUs and wall time shown
         columns += ["train FLOPs", "eval FLOPs"] + ([f"{args.gpu} GPU-h"] if args.gpu else [])
+        columns += ["GPUs", "wall h"] if multi and args.gpu else []
         for r, row in zip(sweep.runs, rows):
             c = of.get(id(r))
             row += ["-", "-"] if c is None else [f"{c.train:.3g}", f"{c.eval:.3g}"]
             if args.gpu:
-                row.append("-" if c is None else f"{cost_mod.hours(c.train, c.eval, c.dtype, args.gpu, args.utilization):.3g}")
+                row.append("-" if c is None else f"{c.gpu_hours(args.gpu, args.utilization):.3g}")
+            if args.gpu and multi:
+                row += ["-", "-"] if c is None else [str(c.processes), f"{c.wall_hours(args.gpu, args.utilization):.3g}"]
     print_table(console, f"sweep {sweep.name}: {len(sweep.runs)} runs, launcher={launcher}", columns, rows, args.all)
     console.print(", ".join(f"{v} {k}" for k, v in counts.items() if v) + f"; {len(todo)} to launch")
     if args.table:
@@ -191,6 +199,8 @@ def _print_cost(console, costs, gpu: str | None, utilization: float) -> None:
         return
     train_h = sum(cost_mod.hours(v, 0.0, dtype, gpu, utilization) for dtype, v in train.items())
     eval_h = cost_mod.hours(0.0, evaluation, "float32", gpu, utilization)
+    # a run on K GPUs evaluates on rank 0 while the other K - 1 wait: they count too (Cost.gpu_hours)
+    eval_h += sum((c.processes - 1) * cost_mod.hours(0.0, c.eval, "float32", gpu, utilization) for c in known)
     console.print(f"estimate: {train_h + eval_h:.4g} GPU-hours on {gpu} (training {train_h:.4g}, evaluation "
                   f"{eval_h:.4g}); {cost_mod.describe_gpu(gpu, utilization)}", markup=False)
 

@@ -130,10 +130,22 @@ class Cost:
     dtype: str
     references: dict[str, float] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    processes: int = 1   # runtime.processes: the GPUs the run holds (issue 31)
 
     @property
     def eval(self) -> float:
         return sum(self.parts.values()) + sum(self.references.values())
+
+    def gpu_hours(self, gpu: str, utilization: float = UTILIZATION) -> float:
+        """GPU-hours of the run on its K GPUs: training's FLOPs are split over them (perfect scaling assumed),
+        while rank 0 evaluates alone and the other K - 1 GPUs wait (train.distributed), so evaluation counts K."""
+        return hours(self.train, 0.0, self.dtype, gpu, utilization) + self.processes * hours(
+            0.0, self.eval, "float32", gpu, utilization)
+
+    def wall_hours(self, gpu: str, utilization: float = UTILIZATION) -> float:
+        """The run's wall time on its K GPUs: training in 1/K of one GPU's time, evaluation on one."""
+        return hours(self.train, 0.0, self.dtype, gpu, utilization) / self.processes + hours(
+            0.0, self.eval, "float32", gpu, utilization)
 
 
 def run_cost(cfg) -> Cost | None:
@@ -209,8 +221,9 @@ def run_cost(cfg) -> Cost | None:
         reference(spaces[kind])
     parts = {k: v * evals for k, v in per.items()}
     parts["field_dist"] += 4 * probes * n * pixels  # the closed-form targets of the probe points, once per run
+    runtime = cfg.get("runtime")
     return Cost(3 * F * int(train["batch_size"]) * steps, parts, evals, F, str(train["dtype"]), references,
-                list(dict.fromkeys(notes)))
+                list(dict.fromkeys(notes)), int(runtime.get("processes", 1)) if runtime is not None else 1)
 
 
 def rates(gpu: str) -> tuple[float, float]:
