@@ -152,7 +152,10 @@ class Run:
                 self.result = store.set_status(state=State.DIVERGED, step=step, diverged_step=step)
                 return self.result
             self.running_loss.zero_()
-        if step in self.schedule and self.rank == 0:  # -- evaluation (the other ranks wait at the next step) --
+        if step in self.schedule and self.rank > 0:  # each rank samples its share; rank 0 computes the metrics
+            self.sync()
+            self.evaluator.sample_shares(self.ema if cfg.eval.use_ema else self.model)
+        elif step in self.schedule:  # -- evaluation ----------------------------------------------------
             started = time.perf_counter()
             self.sync()
             eval_model = self.ema if cfg.eval.use_ema else self.model
