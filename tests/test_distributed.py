@@ -106,8 +106,11 @@ def test_a_dry_run_counts_the_gpus_of_each_run_and_a_sweep_of_them_is_refused(ou
     c1 = cost.run_cost(config.compose_run(FAST))
     c4 = cost.run_cost(config.compose_run([*FAST, "runtime.processes=4"]))
     assert c4.processes == 4 and c1.processes == 1
-    assert c4.gpu_hours("h100") == pytest.approx(c1.gpu_hours("h100") + 3 * cost.hours(0.0, c1.eval, "float32", "h100"))
-    assert c4.wall_hours("h100") < c1.wall_hours("h100") == pytest.approx(c1.gpu_hours("h100"))
+    # training and sampling split over the 4 GPUs; the rest of each evaluation on one while 3 wait
+    alone = cost.hours(0.0, c1.eval - c1.parts["sampling"], "float32", "h100")
+    assert c4.gpu_hours("h100") == pytest.approx(c1.gpu_hours("h100") + 3 * alone)
+    assert c4.wall_hours("h100") == pytest.approx((c1.gpu_hours("h100") - alone) / 4 + alone)
+    assert c1.wall_hours("h100") == pytest.approx(c1.gpu_hours("h100"))
     assert four > one
     assert main([*sweep, "runtime.processes=2", "--quiet"]) == 2   # not launched yet (README)
     assert "sweeps do not launch runs on several processes yet" in capsys.readouterr().err

@@ -199,8 +199,8 @@ def _print_cost(console, costs, gpu: str | None, utilization: float) -> None:
         return
     train_h = sum(cost_mod.hours(v, 0.0, dtype, gpu, utilization) for dtype, v in train.items())
     eval_h = cost_mod.hours(0.0, evaluation, "float32", gpu, utilization)
-    # a run on K GPUs evaluates on rank 0 while the other K - 1 wait: they count too (Cost.gpu_hours)
-    eval_h += sum((c.processes - 1) * cost_mod.hours(0.0, c.eval, "float32", gpu, utilization) for c in known)
+    # a run on K GPUs computes its metrics on rank 0 while the other K - 1 wait: they count too (Cost.gpu_hours)
+    eval_h += sum((c.processes - 1) * cost_mod.hours(0.0, c.eval_alone, "float32", gpu, utilization) for c in known)
     console.print(f"estimate: {train_h + eval_h:.4g} GPU-hours on {gpu} (training {train_h:.4g}, evaluation "
                   f"{eval_h:.4g}); {cost_mod.describe_gpu(gpu, utilization)}", markup=False)
 

@@ -136,16 +136,22 @@ class Cost:
     def eval(self) -> float:
         return sum(self.parts.values()) + sum(self.references.values())
 
+    @property
+    def eval_alone(self) -> float:
+        """The evaluation's FLOPs that rank 0 computes alone on K GPUs (all but sampling, which the ranks split)."""
+        return self.eval - self.parts.get("sampling", 0.0)
+
     def gpu_hours(self, gpu: str, utilization: float = UTILIZATION) -> float:
-        """GPU-hours of the run on its K GPUs: training's FLOPs are split over them (perfect scaling assumed),
-        while rank 0 evaluates alone and the other K - 1 GPUs wait (train.distributed), so evaluation counts K."""
-        return hours(self.train, 0.0, self.dtype, gpu, utilization) + self.processes * hours(
-            0.0, self.eval, "float32", gpu, utilization)
+        """GPU-hours of the run on its K GPUs (runtime.processes): training and sampling are split over them
+        (perfect scaling assumed); the rest of an evaluation runs on rank 0 while the other K - 1 GPUs wait
+        (train.distributed), so it counts K times."""
+        one = hours(self.train, self.eval, self.dtype, gpu, utilization)
+        return one + (self.processes - 1) * hours(0.0, self.eval_alone, "float32", gpu, utilization)
 
     def wall_hours(self, gpu: str, utilization: float = UTILIZATION) -> float:
-        """The run's wall time on its K GPUs: training in 1/K of one GPU's time, evaluation on one."""
-        return hours(self.train, 0.0, self.dtype, gpu, utilization) / self.processes + hours(
-            0.0, self.eval, "float32", gpu, utilization)
+        """The run's wall time on its K GPUs: training and sampling in 1/K of one GPU's time, the rest on one."""
+        alone = hours(0.0, self.eval_alone, "float32", gpu, utilization)
+        return (hours(self.train, self.eval, self.dtype, gpu, utilization) - alone) / self.processes + alone
 
 
 def run_cost(cfg) -> Cost | None:
