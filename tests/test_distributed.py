@@ -14,6 +14,7 @@ from memsweep.store.run import RunStore
 from memsweep.train.loop import train
 
 from conftest import FAST, assert_same_run, run_cli
+from test_slurm import finished_or_raise, slurm_cluster, states, wait_for, write_sweep  # noqa: F401 (a fixture)
 
 ARGS = [*FAST, "runtime.checkpoint_every=10"]
 
@@ -113,5 +114,24 @@ def test_a_dry_run_counts_the_gpus_of_each_run_and_a_sweep_of_them_is_refused(ou
     assert c1.wall_hours("h100") == pytest.approx(c1.gpu_hours("h100"))
     assert four > one
     assert main([*sweep, "runtime.processes=2", "--quiet"]) == 2   # not launched yet (README)
-    assert "sweeps do not launch runs on several processes yet" in capsys.readouterr().err
+    assert "the local launcher does not start runs on several processes yet" in capsys.readouterr().err
     assert not out.exists()
+
+
+@pytest.mark.slurm
+@pytest.mark.slow
+@pytest.mark.xdist_group("slurm")
+def test_a_run_on_two_slurm_tasks_is_the_one_process_run(slurm_cluster, tmp_path, out, one_process):
+    """launcher=slurm with runtime.processes=2: one job of 2 tasks (submitit's tasks_per_node), ranks from
+    submitit's environment; the same run as one process."""
+    path = write_sweep(tmp_path, "twotasks", {"seed": [0]}, ["runtime.checkpoint_every=10", "runtime.processes=2"])
+    folder = tmp_path / "submitit"
+    r = run_cli("sweep", path, "launcher=slurm", "launcher.partition=debug", f"launcher.folder={folder}",
+                "launcher.timeout_min=10", "launcher.mem_gb=1", "launcher.cpus_per_task=1")
+    assert r.returncode == 0, r.stderr
+    assert "submitted 1 jobs (1 runs)" in r.stdout
+    (run_id, _), = states(out, "twotasks").items()
+    assert run_id == one_process.name
+    wait_for(lambda: finished_or_raise(states(out, "twotasks")[run_id], folder), 600, "the 2-task run", folder)
+    assert len(list(folder.glob("*/*log.err"))) == 2  # one log per task
+    assert_same_run(out / "runs" / run_id, one_process, 60)

@@ -89,9 +89,9 @@ def cmd_sweep(args) -> int:
     if not 0 < args.utilization <= 1:
         raise ConfigError(f"--utilization {args.utilization}: must be in (0, 1]")
     multi = max(r.cfg.runtime.processes for r in sweep.runs)
-    if multi > 1 and not args.dry_run:  # issue 31's launchers are not there yet: refused before anything is written
-        raise ConfigError(f"runtime.processes={multi}: sweeps do not launch runs on several processes yet; train "
-                          "each with `memsweep train ... runtime.processes=K` (--dry-run plans them)")
+    if multi > 1 and not args.dry_run and launcher != "slurm":  # refused before anything is written
+        raise ConfigError(f"runtime.processes={multi}: the local launcher does not start runs on several processes "
+                          "yet; train each with `memsweep train ... runtime.processes=K`, or use launcher=slurm")
     unread_files = next((m for m in sweep.unread if any(not is_read(r.cfg.data) for r in sweep.runs)), None)
     if unread_files and not args.dry_run:  # the run ids hold the files' fingerprint
         raise ConfigError(f"{unread_files}; launching needs the files on this machine (the run ids hold their "
