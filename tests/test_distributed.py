@@ -1,5 +1,6 @@
 """One run on K = 2 CPU processes (gloo): the same run as one process, a run stopped at K = 2 resumes at K = 1
 as if never stopped, and what makes a K-process run impossible is one line before anything is written."""
+import json
 import os
 import signal
 import subprocess
@@ -135,3 +136,42 @@ def test_a_run_on_two_slurm_tasks_is_the_one_process_run(slurm_cluster, tmp_path
     wait_for(lambda: finished_or_raise(states(out, "twotasks")[run_id], folder), 600, "the 2-task run", folder)
     assert len(list(folder.glob("*/*log.err"))) == 2  # one log per task
     assert_same_run(out / "runs" / run_id, one_process, 60)
+
+
+@pytest.mark.slurm
+@pytest.mark.slow
+@pytest.mark.xdist_group("slurm")
+def test_a_two_task_job_preempted_requeues_and_ends_as_the_one_process_run(slurm_cluster, tmp_path, out,
+                                                                            monkeypatch):
+    """Preempted (USR2 to both tasks), the ranks stop at one step, rank 0 checkpoints it and submitit requeues;
+    the requeued 2-task job ends with the metrics of an uninterrupted one-process run (rel 1e-4, a count)."""
+    from conftest import FLOAT_KEYS
+
+    extra = ["train.steps=600", "eval.num_points=8", "runtime.checkpoint_every=100000"]
+    path = write_sweep(tmp_path, "preempt2", {"seed": [0]}, [*extra, "runtime.processes=2"])
+    folder = tmp_path / "submitit"
+    r = run_cli("sweep", path, "launcher=slurm", "launcher.partition=debug", f"launcher.folder={folder}",
+                "launcher.timeout_min=20", "launcher.mem_gb=1", "launcher.cpus_per_task=1")
+    assert r.returncode == 0, r.stderr
+    (run_id, status), = states(out, "preempt2").items()
+    job_id = status["job_id"]
+    wait_for(lambda: states(out, "preempt2")[run_id].get("step", 0) >= 150, 300, "training to pass step 150", folder)
+    hog = subprocess.run(["sbatch", "-p", "high", "-c", "2", "--parsable", "--wrap", "sleep 3"],
+                         capture_output=True, text=True, check=True).stdout.strip()
+    wait_for(lambda: any("checkpointed run" in p.read_text() for p in folder.glob(f"{job_id}*/*log.err")), 120,
+             "the checkpoint", folder)
+    stopped_at = json.loads((out / "runs" / run_id / "status.json").read_text())["step"]
+    wait_for(lambda: finished_or_raise(states(out, "preempt2")[run_id], folder), 600, "the requeued run", folder)
+    subprocess.run(["scancel", hog])
+    assert 150 <= stopped_at < 600
+
+    monkeypatch.setenv("MEMSWEEP_OUTPUT_ROOT", str(tmp_path / "reference"))
+    reference = config.compose_run([*FAST, *extra])
+    assert identity.run_id(reference) == run_id
+    train(reference)
+    got, want = RunStore(out / "runs" / run_id).read_metrics(), RunStore(identity.run_dir(reference)).read_metrics()
+    assert [r["step"] for r in got] == [r["step"] for r in want]  # no duplicated or missing rows
+    for a, b in zip(got, want):
+        for key in FLOAT_KEYS:
+            assert a[key] == pytest.approx(b[key], rel=1e-4, abs=1e-6), (a["step"], key)
+        assert a["mem_ratio"] == pytest.approx(b["mem_ratio"], abs=1.5 / 32)
