@@ -31,10 +31,18 @@ def one_process(tmp_path_factory):
 
 
 @pytest.mark.slow
-def test_two_processes_train_the_run_one_process_trains(tmp_path, one_process):
+@pytest.mark.parametrize("launcher", ["memsweep", "torchrun"])
+def test_two_processes_train_the_run_one_process_trains(tmp_path, one_process, launcher):
     """Same run id, same files, same metrics rows (rel 1e-4 on losses and distances; measured: 2e-6 at most),
-    mem_ratio within a count, same final weights, optimizer and generator (assert_same_run)."""
-    r = run_cli("train", *ARGS, "runtime.processes=2", env={"MEMSWEEP_OUTPUT_ROOT": str(tmp_path)})
+    mem_ratio within a count, same final weights, optimizer and generator (assert_same_run); started by
+    `memsweep train runtime.processes=2` or by torchrun."""
+    env = {"MEMSWEEP_OUTPUT_ROOT": str(tmp_path)}
+    if launcher == "torchrun":
+        r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "-m",
+                            "memsweep.cli", "train", *ARGS], capture_output=True, text=True, timeout=600,
+                           env={**os.environ, **env})
+    else:
+        r = run_cli("train", *ARGS, "runtime.processes=2", env=env)
     assert r.returncode == 0, r.stderr[-2000:]
     got = tmp_path / "runs" / one_process.name
     assert r.stdout.strip().splitlines() == [f"run {one_process.name}: finished at step 60 -> {got}"]  # rank 0 only
