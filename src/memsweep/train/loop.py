@@ -79,7 +79,9 @@ def _train_runs(cfgs, guard, on_session, job_id, lock_wait_s, rank: int, device)
                 results[i] = status
             else:
                 todo.append((i, cfg, store, status))
-        keep = distributed.broadcast([i for i, *_ in todo])  # rank 0 decided (it holds the lock); all follow
+        # rank 0 decided, holding the lock; all follow. The other ranks read the checkpoint only after this, so once
+        # a requeued job's previous attempt has let go of the run: every rank resumes from the same checkpoint
+        keep = distributed.broadcast([i for i, *_ in todo])
         for i, cfg, store, status in todo:
             if i not in keep:
                 results[i] = store.status()
