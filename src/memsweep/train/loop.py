@@ -156,7 +156,7 @@ def _train_loop(runs: list[Run], guard: SignalGuard, on_session) -> None:
     cfg = runs[0].cfg
     desc = f"run {runs[0].store.run_id} n={cfg.data.n}" if len(runs) == 1 else f"pack of {len(runs)} runs"
     bar = tqdm(total=sum(r.total for r in runs), initial=sum(r.step for r in runs), desc=desc,
-               disable=not cfg.runtime.progress, dynamic_ncols=True, mininterval=1.0)
+               disable=not cfg.runtime.progress or runs[0].rank > 0, dynamic_ncols=True, mininterval=1.0)
     try:
         _steps(stepper, guard, bar)
     except Interrupted as e:  # raised by the guard between two steps (train.signals.interruptible)
