@@ -29,6 +29,7 @@ from memsweep.sweeps import spec as sweep_mod
 from memsweep.sweeps.local import run_local
 from memsweep.sweeps.slurm import check_slurm, slurm_jobs, submit_slurm
 from memsweep.sweeps.status import print_status, print_table, sizes, write_table
+from memsweep.train import distributed
 from memsweep.train.loop import prepare_data, train
 from memsweep.train.packed import make_packs
 from memsweep.train.signals import STOP_SIGNALS, Interrupted, SignalGuard, interruptible
@@ -71,9 +72,16 @@ def cmd_train(args) -> int:
     cfg = config.compose_run(args.overrides)
     if args.cfg:
         return _print_config(cfg)
+    rank, size, _ = distributed.world()
+    if max(cfg.runtime.processes, size) > 1:  # before anything is written
+        distributed.check(cfg, max(cfg.runtime.processes, size))
     config.check_writable(cfg)
+    if cfg.runtime.processes > 1 and size == 1:  # K ranks of this same command (torchrun's environment)
+        return distributed.launch(args.argv, cfg.runtime.processes)
     with interruptible(STOP_SIGNALS):  # SIGTERM / Ctrl-C: checkpoint between two steps, exit 143 / 130
         status = train(cfg, guard=SignalGuard(STOP_SIGNALS))
+    if rank:
+        return 0 if status["state"] in DONE else 1
     print(f"run {identity.run_id(cfg)}: {status['state']} at step {status.get('step')} "
           f"-> {identity.run_dir(cfg)}")
     return 0 if status["state"] in DONE else 1
@@ -101,6 +109,10 @@ def cmd_sweep(args) -> int:
         cost_mod.rates(args.gpu)  # an unknown GPU is refused before anything else
     if not 0 < args.utilization <= 1:
         raise ConfigError(f"--utilization {args.utilization}: must be in (0, 1]")
+    multi = max(r.cfg.runtime.processes for r in sweep.runs)
+    if multi > 1 and not args.dry_run and launcher != "slurm":  # refused before anything is written
+        raise ConfigError(f"runtime.processes={multi}: the local launcher does not start runs on several processes "
+                          "yet; train each with `memsweep train ... runtime.processes=K`, or use launcher=slurm")
     unread_files = next((m for m in sweep.unread if any(not is_read(r.cfg.data) for r in sweep.runs)), None)
     if unread_files and not args.dry_run:  # the run ids hold the files' fingerprint
         raise ConfigError(f"{unread_files}; launching needs the files on this machine (the run ids hold their "
@@ -153,12 +165,16 @@ def _print_plan(console, sweep, launcher: str, todo, counts: dict, args, costs=N
             for r in sweep.runs]
     if costs is not None:
         of = {id(r): c for r, c in zip(todo, costs)}
+        multi = any(c is not None and c.processes > 1 for c in costs)  # runs on K GPUs: GPUs and wall time shown
         columns += ["train FLOPs", "eval FLOPs"] + ([f"{args.gpu} GPU-h"] if args.gpu else [])
+        columns += ["GPUs", "wall h"] if multi and args.gpu else []
         for r, row in zip(sweep.runs, rows):
             c = of.get(id(r))
             row += ["-", "-"] if c is None else [f"{c.train:.3g}", f"{c.eval:.3g}"]
             if args.gpu:
-                row.append("-" if c is None else f"{cost_mod.hours(c.train, c.eval, c.dtype, args.gpu, args.utilization):.3g}")
+                row.append("-" if c is None else f"{c.gpu_hours(args.gpu, args.utilization):.3g}")
+            if args.gpu and multi:
+                row += ["-", "-"] if c is None else [str(c.processes), f"{c.wall_hours(args.gpu, args.utilization):.3g}"]
     print_table(console, f"sweep {sweep.name}: {len(sweep.runs)} runs, launcher={launcher}", columns, rows, args.all)
     console.print(", ".join(f"{v} {k}" for k, v in counts.items() if v) + f"; {len(todo)} to launch")
     if args.table:
@@ -204,6 +220,8 @@ def _print_cost(console, costs, gpu: str | None, utilization: float, todo) -> No
         return
     train_h = sum(cost_mod.hours(v, 0.0, dtype, gpu, utilization) for dtype, v in train.items())
     eval_h = cost_mod.hours(0.0, evaluation, "float32", gpu, utilization)
+    # a run on K GPUs computes its metrics on rank 0 while the other K - 1 wait: they count too (Cost.gpu_hours)
+    eval_h += sum((c.processes - 1) * cost_mod.hours(0.0, c.eval_alone, "float32", gpu, utilization) for c in known)
     console.print(f"estimate: {train_h + eval_h:.4g} GPU-hours on {gpu} (training {train_h:.4g}, evaluation "
                   f"{eval_h:.4g}); {cost_mod.describe_gpu(gpu, utilization)}", markup=False)
 
@@ -400,6 +418,7 @@ def main(argv=None) -> int:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     if extra:
         args.overrides = [*args.overrides, *extra]
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # `memsweep train runtime.processes=K` reruns it K times
     try:
         config.use_config_dirs(getattr(args, "config_dir", ()))
         return _print_help(args) if getattr(args, "help", False) else args.func(args)

@@ -35,6 +35,7 @@ import time
 from pathlib import Path
 
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
 
 from memsweep.eval import features as feat
@@ -285,8 +286,35 @@ class Evaluator:
     @torch.inference_mode()  # lighter than no_grad: sampling is most of an evaluation's time
     def generate(self, model, count: int | None = None, start: int = 0) -> torch.Tensor:
         """Samples start..start+count-1 (default: the eval.num_samples samples of every evaluation), with the
-        fixed noise and labels above, in batches of at least eval.num_samples."""
+        fixed noise and labels above, in batches of at least eval.num_samples. A run on K processes (issue 31):
+        each rank samples a contiguous 1/K of them, gathered in order on every rank (sample i has noise i
+        either way, so the samples are one process's up to the order of float sums)."""
         count = int(self.cfg.num_samples) if count is None else int(count)
+        if not dist.is_initialized() or dist.get_world_size() == 1:
+            return self._generate(model, count, start)
+        rank, size = dist.get_rank(), dist.get_world_size()
+        share = -(-count // size)
+        lo = min(start + rank * share, start + count)
+        mine = self._generate(model, min(share, start + count - lo), lo)
+        padded = torch.zeros((share, *self.sample_noise.shape[1:]), dtype=self.sample_noise.dtype, device=self.device)
+        padded[:len(mine)] = mine    # only the last shares are short: the padding is cut after the gather
+        parts = [torch.empty_like(padded) for _ in range(size)]
+        dist.all_gather(parts, padded)
+        return torch.cat(parts)[:count]
+
+    def sample_shares(self, model) -> None:
+        """On ranks other than 0 of a run on K processes: their shares of the samples that the evaluation
+        rank 0 runs (__call__, fid_row) generates; rank 0 alone computes the metrics."""
+        was_training = model.training
+        model.eval()
+        num = int(self.cfg.num_samples)
+        self.generate(model)
+        need = self.samples_needed("fd", self.cfg.get("fid_samples")) if self.fid_space is not None else 0
+        if need > num:
+            self.generate(model, need - num, start=num)
+        model.train(was_training)
+
+    def _generate(self, model, count: int, start: int) -> torch.Tensor:
         batch = max(int(self.cfg.num_samples), 1024)
         out = []
         for s in range(start, start + count, batch):

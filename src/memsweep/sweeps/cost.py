@@ -148,10 +148,28 @@ class Cost:
     dtype: str
     references: dict[str, float] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    processes: int = 1   # runtime.processes: the GPUs the run holds (issue 31)
 
     @property
     def eval(self) -> float:
         return sum(self.parts.values()) + sum(self.references.values())
+
+    @property
+    def eval_alone(self) -> float:
+        """The evaluation's FLOPs that rank 0 computes alone on K GPUs (all but sampling, which the ranks split)."""
+        return self.eval - self.parts.get("sampling", 0.0)
+
+    def gpu_hours(self, gpu: str, utilization: float = UTILIZATION) -> float:
+        """GPU-hours of the run on its K GPUs (runtime.processes): training and sampling are split over them
+        (perfect scaling assumed); the rest of an evaluation runs on rank 0 while the other K - 1 GPUs wait
+        (train.distributed), so it counts K times."""
+        one = hours(self.train, self.eval, self.dtype, gpu, utilization)
+        return one + (self.processes - 1) * hours(0.0, self.eval_alone, "float32", gpu, utilization)
+
+    def wall_hours(self, gpu: str, utilization: float = UTILIZATION) -> float:
+        """The run's wall time on its K GPUs: training and sampling in 1/K of one GPU's time, the rest on one."""
+        alone = hours(0.0, self.eval_alone, "float32", gpu, utilization)
+        return (hours(self.train, self.eval, self.dtype, gpu, utilization) - alone) / self.processes + alone
 
 
 def run_cost(cfg) -> Cost | None:
@@ -230,8 +248,9 @@ def run_cost(cfg) -> Cost | None:
         reference(spaces[kind])
     parts = {k: v * evals for k, v in per.items()}
     parts["field_dist"] += 4 * probes * n * pixels  # the closed-form targets of the probe points, once per run
+    runtime = cfg.get("runtime")
     return Cost(3 * F * int(train["batch_size"]) * steps, parts, evals, F, str(train["dtype"]), references,
-                list(dict.fromkeys(notes)))
+                list(dict.fromkeys(notes)), int(runtime.get("processes", 1)) if runtime is not None else 1)
 
 
 def rates(gpu: str) -> tuple[float, float]:

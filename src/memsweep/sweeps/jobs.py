@@ -12,7 +12,7 @@ import submitit
 from omegaconf import OmegaConf
 
 from memsweep.train.loop import SignalGuard, train_runs
-from memsweep.train.signals import STOP_SIGNALS
+from memsweep.train.signals import STOP_SIGNALS, interruptible
 
 log = logging.getLogger("memsweep")
 
@@ -45,15 +45,23 @@ class TrainJob(submitit.helpers.Checkpointable):
     def __call__(self):
         packed = isinstance(self.cfg_container, list)
         cfgs = [OmegaConf.create(c) for c in (self.cfg_container if packed else [self.cfg_container])]
-        job_id, lock_wait_s = None, 0.0
+        job_id, lock_wait_s, stops = None, 0.0, ()
         try:
             env = submitit.JobEnvironment()
+            if env.num_tasks > 1:  # one run on K tasks (issue 31): torch.distributed's environment, rank per task
+                submitit.helpers.TorchDistributedEnvironment().export(set_cuda_visible_devices=False)
+                # submitit checkpoints and requeues on rank 0 only and leaves the others running: they stop,
+                # at the same step as rank 0 (train.distributed.agree), with nothing to write
+                stops = (signal.SIGUSR2,) if env.global_rank else ()
             # a requeued job may start before its previous attempt has finished exiting: wait for its lock
             job_id, guard, lock_wait_s = env.job_id, SignalGuard([signal.SIGUSR2]), REQUEUE_LOCK_WAIT_S
         except RuntimeError:  # not under submitit: a local worker, whose SIGTERM / Ctrl-C (sweeps.local) land
             guard = SignalGuard(STOP_SIGNALS)  # between two steps
-        states = [s["state"] for s in train_runs(cfgs, guard=guard, on_session=self._set_session, job_id=job_id,
-                                                 lock_wait_s=lock_wait_s)]
+        with interruptible(stops):
+            if stops:
+                guard = SignalGuard(stops)
+            states = [s["state"] for s in train_runs(cfgs, guard=guard, on_session=self._set_session,
+                                                     job_id=job_id, lock_wait_s=lock_wait_s)]
         return states if packed else states[0]
 
     def _set_session(self, session) -> None:

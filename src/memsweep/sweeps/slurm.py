@@ -1,6 +1,7 @@
 """Slurm launching through submitit: job arrays (one run or one pack per job), submitted and left running."""
 from __future__ import annotations
 
+import math
 import shutil
 import subprocess
 from pathlib import Path
@@ -27,7 +28,7 @@ def check_slurm() -> None:
 
 SLURM_KEYS = ("pack", "partition", "account", "qos", "timeout_min", "gpus_per_node", "cpus_per_task", "mem_gb",
               "max_array_size", "array_parallelism", "signal_delay_s", "constraint", "additional_parameters",
-              "folder", "name")
+              "folder", "name", "processes")  # processes: the run's runtime.processes (its tasks)
 
 
 def _executor(folder: Path, res: dict) -> submitit.AutoExecutor:
@@ -40,11 +41,24 @@ def _executor(folder: Path, res: dict) -> submitit.AutoExecutor:
         params["mem_gb"] = float(res["mem_gb"])
     if res.get("gpus_per_node"):
         params["gpus_per_node"] = int(res["gpus_per_node"])
+    params.update(tasks(int(res.get("processes") or 1), int(res.get("gpus_per_node") or 0)))
     for key in ("partition", "account", "qos", "constraint"):
         if res.get(key):
             params[f"slurm_{key}"] = res[key]
     ex.update_parameters(name="memsweep", **params)
     return ex
+
+
+def tasks(processes: int, gpus_per_node: int) -> dict:
+    """submitit's tasks_per_node and nodes for a run on K processes (issue 31): one task per GPU, on as many
+    nodes as K needs; on CPUs, K tasks on one node."""
+    if processes == 1:
+        return {}
+    per_node = min(processes, gpus_per_node) if gpus_per_node else processes
+    if processes % per_node:
+        raise ConfigError(f"runtime.processes={processes} does not fill nodes of launcher.gpus_per_node="
+                          f"{gpus_per_node} GPUs")
+    return {"tasks_per_node": per_node, "nodes": math.ceil(processes / per_node)}
 
 
 def slurm_jobs(runs) -> list[tuple[dict, list[list]]]:
@@ -53,6 +67,8 @@ def slurm_jobs(runs) -> list[tuple[dict, list[list]]]:
     groups: dict[str, list] = {}
     for run in runs:
         res = {**container(run.cfg.launcher), **run.resources}
+        if run.cfg.runtime.get("processes", 1) > 1:  # one run on K tasks, never packed
+            res.update(processes=int(run.cfg.runtime.processes), pack=1)
         unknown = set(res) - set(SLURM_KEYS)
         if unknown:
             raise ConfigError(f"launcher.{sorted(unknown)[0]}: unknown Slurm setting (known: {', '.join(SLURM_KEYS)})")

@@ -21,6 +21,7 @@ from memsweep.errors import ConfigError
 from memsweep.store.cache import data_cache
 from memsweep.store.identity import run_dir
 from memsweep.store.run import ELSEWHERE, RunLocked, RunStore
+from memsweep.train import distributed
 from memsweep.train.packed import PackedStep
 from memsweep.train.run import Run, pick_device
 from memsweep.train.signals import Interrupted, SignalGuard
@@ -43,12 +44,27 @@ def train_runs(cfgs, guard: SignalGuard | None = None, on_session=None, job_id: 
     `on_session` receives the stepper, whose `checkpoint()` saves every run in training (submitit's requeue).
     `lock_wait_s`: how long to wait for a run's lock (a requeued job's previous attempt may still be exiting)."""
     guard = guard or SignalGuard()
+    rank, size, _ = distributed.world()  # several ranks: started by `memsweep train runtime.processes=K` or torchrun
+    if size == 1 and any(c.runtime.processes > 1 for c in cfgs):
+        raise ConfigError(f"runtime.processes={max(c.runtime.processes for c in cfgs)}: a run on several processes "
+                          "is started by `memsweep train` or torchrun, one run at a time (not packed, not in a sweep)")
+    if size > 1 and len(cfgs) > 1:
+        raise ConfigError(f"a pack of {len(cfgs)} runs trains in one process, not on {size}")
     prepare_data(cfgs)
+    device = distributed.setup(cfgs[0]) if size > 1 else None
+    try:
+        return _train_runs(cfgs, guard, on_session, job_id, lock_wait_s, rank, device)
+    finally:
+        distributed.teardown()
+
+
+def _train_runs(cfgs, guard, on_session, job_id, lock_wait_s, rank: int, device) -> list[dict]:
     results: list[dict | None] = [None] * len(cfgs)
     with contextlib.ExitStack() as locks:
         todo = []
         for i, cfg in enumerate(cfgs):
-            store = RunStore(run_dir(cfg))
+            # rank 0 alone holds the lock and writes the run directory; the other ranks read it
+            store = RunStore(run_dir(cfg)) if rank == 0 else distributed.Replica(run_dir(cfg))
             try:
                 locks.enter_context(store.lock(lock_wait_s))
             except RunLocked as e:
@@ -63,12 +79,19 @@ def train_runs(cfgs, guard: SignalGuard | None = None, on_session=None, job_id: 
                 results[i] = status
             else:
                 todo.append((i, cfg, store, status))
+        # rank 0 decided, holding the lock; all follow. The other ranks read the checkpoint only after this, so once
+        # a requeued job's previous attempt has let go of the run: every rank resumes from the same checkpoint
+        keep = distributed.broadcast([i for i, *_ in todo])
+        for i, cfg, store, status in todo:
+            if i not in keep:
+                results[i] = store.status()
+        todo = [t for t in todo if t[0] in keep]
         if not todo:
             return results
         first = todo[0][1]
         if first.runtime.threads:
             torch.set_num_threads(first.runtime.threads)
-        device = pick_device(first.runtime.device)
+        device = device or pick_device(first.runtime.device)
         runs = []
         try:
             for i, cfg, store, status in todo:
@@ -133,7 +156,7 @@ def _train_loop(runs: list[Run], guard: SignalGuard, on_session) -> None:
     cfg = runs[0].cfg
     desc = f"run {runs[0].store.run_id} n={cfg.data.n}" if len(runs) == 1 else f"pack of {len(runs)} runs"
     bar = tqdm(total=sum(r.total for r in runs), initial=sum(r.step for r in runs), desc=desc,
-               disable=not cfg.runtime.progress, dynamic_ncols=True, mininterval=1.0)
+               disable=not cfg.runtime.progress or runs[0].rank > 0, dynamic_ncols=True, mininterval=1.0)
     try:
         _steps(stepper, guard, bar)
     except Interrupted as e:  # raised by the guard between two steps (train.signals.interruptible)
@@ -144,19 +167,24 @@ def _train_loop(runs: list[Run], guard: SignalGuard, on_session) -> None:
 
 
 def _steps(stepper, guard: SignalGuard, bar) -> None:
-    with bar:
+    device = stepper.runs[0].device
+    # signals are held back throughout and their handlers run between two steps (flush); on several ranks
+    # only once every rank has them (agree), so that all stop at the same step
+    with bar, guard.hold():
         while stepper.runs:
-            with guard.hold():
-                active = list(stepper.runs)
-                # on a GPU, kernels run ahead of the clock: their time is counted at the next synchronisation
-                # (the loss check every 50 steps, an evaluation), so train_seconds is then approximate
-                started = time.perf_counter()
-                losses = stepper.step()  # one training step of every run in training
-                seconds = (time.perf_counter() - started) / len(active)
-                for run, loss in zip(active, losses):
-                    if run.advance(loss, seconds) is not None:
-                        stepper.leave(run)
-                    elif run.step in run.schedule:
-                        bar.set_postfix(gap=f"{run.last_row['loss_gap']:.4f}", mem=f"{run.last_row['mem_ratio']:.2f}",
-                                        refresh=False)
+            active = list(stepper.runs)
+            # on a GPU, kernels run ahead of the clock: their time is counted at the next synchronisation
+            # (the loss check every 50 steps, an evaluation), so train_seconds is then approximate
+            started = time.perf_counter()
+            losses = stepper.step()  # one training step of every run in training
+            seconds = (time.perf_counter() - started) / len(active)
+            for run, loss in zip(active, losses):
+                if run.advance(loss, seconds) is not None:
+                    stepper.leave(run)
+                elif run.step in run.schedule and run.last_row is not None:  # rank 0 evaluates
+                    bar.set_postfix(gap=f"{run.last_row['loss_gap']:.4f}", mem=f"{run.last_row['mem_ratio']:.2f}",
+                                    refresh=False)
             bar.update(len(active))
+            if stepper.runs:
+                distributed.agree(guard, device)
+            guard.flush()

@@ -23,7 +23,8 @@ from memsweep.science.curves import analyze_run, metrics_frame
 from memsweep.store.cache import data_cache
 from memsweep.store.files import failpoint
 from memsweep.store.run import RunStore
-from memsweep.train.wandb_logger import make_logger
+from memsweep.train import distributed
+from memsweep.train.wandb_logger import NullLogger, make_logger
 from memsweep.states import State
 
 log = logging.getLogger("memsweep")
@@ -58,6 +59,8 @@ class Run:
 
     def __init__(self, cfg, store: RunStore, status: dict, device: torch.device, job_id: str | None):
         self.cfg, self.store, self.device = cfg, store, device
+        # on several ranks (train.distributed) rank 0 alone evaluates and logs; the others' store writes nothing
+        self.rank, self.world = distributed.rank_and_size()
         self.total = cfg.train.total_steps
         self.schedule = set(eval_steps(self.total, cfg.eval.first_step, cfg.eval.num_points))
         self.keep_steps = set()  # checkpoints kept for `memsweep eval`
@@ -94,10 +97,10 @@ class Run:
         else:
             store.write_config(cfg)
             store.keep_metrics_until(0)
-        self.evaluator = Evaluator(cfg, self.data, device)
+        self.evaluator = Evaluator(cfg, self.data, device, eager=self.rank == 0)
         if ckpt is not None:   # the evaluation's parts accumulate across resumes, like train/eval seconds
             self.evaluator.seconds = {k: float(v) for k, v in (status.get("eval_seconds_by_part") or {}).items()}
-        self.logger = make_logger(cfg, store.run_id, store.dir)
+        self.logger = make_logger(cfg, store.run_id, store.dir) if self.rank == 0 else NullLogger()
         self.running_loss = torch.zeros((), device=device)
         store.set_status(state=State.RUNNING, step=self.step, total_steps=self.total, run_id=store.run_id,
                          host=socket.gethostname(), pid=os.getpid(), job_id=job_id or status.get("job_id"),
@@ -142,14 +145,17 @@ class Run:
         """Divergence check, evaluation and checkpoint after a step; the final status once the run is done."""
         cfg, store, step = self.cfg, self.store, self.step
         if step in self.schedule or step % 50 == 0:  # a sync, so only now and then
-            if not math.isfinite(self.running_loss.item()):
+            if not math.isfinite(distributed.summed(self.running_loss).item()):  # every rank decides alike
                 log.error("run %s diverged (non-finite loss) by step %d", store.run_id, step)
                 self.logger.summary({"diverged_step": step})
                 self.logger.finish()
                 self.result = store.set_status(state=State.DIVERGED, step=step, diverged_step=step)
                 return self.result
             self.running_loss.zero_()
-        if step in self.schedule:  # -- evaluation ----------------------------------------------------
+        if step in self.schedule and self.rank > 0:  # each rank samples its share; rank 0 computes the metrics
+            self.sync()
+            self.evaluator.sample_shares(self.ema if cfg.eval.use_ema else self.model)
+        elif step in self.schedule:  # -- evaluation ----------------------------------------------------
             started = time.perf_counter()
             self.sync()
             eval_model = self.ema if cfg.eval.use_ema else self.model
@@ -178,8 +184,9 @@ class Run:
 
     def finish(self) -> dict:
         rows = self.store.read_metrics()
-        self.logger.summary({**{k: v for k, v in rows[-1].items() if not isinstance(v, list)},
-                             **run_summary(rows, getattr(self.logger, "norm", 1.0))})
+        if self.rank == 0:
+            self.logger.summary({**{k: v for k, v in rows[-1].items() if not isinstance(v, list)},
+                                 **run_summary(rows, getattr(self.logger, "norm", 1.0))})
         self.logger.finish()
         self.result = self.store.set_status(state=State.FINISHED, step=self.step, finished=time.time(), **self.timing())
         return self.result

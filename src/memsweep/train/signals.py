@@ -38,9 +38,14 @@ class SignalGuard:
             yield
         finally:
             self.busy = False
-            while self.pending:
-                signum = self.pending.pop(0)
-                self.handlers[signum](signum, None)
+            self.flush()
+
+    def flush(self) -> None:
+        """Run the handlers of the signals held back so far (inside `hold` too: a loop on several ranks runs
+        them only once every rank has them, train.distributed.agree)."""
+        while self.pending:
+            signum = self.pending.pop(0)
+            self.handlers[signum](signum, None)
 
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 
 from memsweep.store.files import failpoint
+from memsweep.train import distributed
 from memsweep.train.run import Run
 
 
@@ -20,13 +21,15 @@ class SoloStep:
 
     def __init__(self, run: Run):
         self.runs, self.run = [run], run
-        self.net = compiled(run.model, run.cfg)
+        self.net = compiled(distributed.wrap(run.model, run.device), run.cfg)  # DDP on several ranks
         self.autocast = torch.autocast(run.device.type, dtype=torch.bfloat16, enabled=run.cfg.train.dtype == "bfloat16")
         self.ema_params, self.params = list(run.ema.parameters()), list(run.model.parameters())  # once, not per step
 
     def step(self) -> torch.Tensor:
         run, cfg = self.run, self.run.cfg
-        x1, labels, x0, t = run.batch()
+        # the global batch as one process draws it; on several ranks this rank's slice of it (its mean loss:
+        # DDP averages the slices' gradients into the global batch's)
+        x1, labels, x0, t = distributed.shard(*run.batch())
         if cfg.runtime.channels_last:
             x1 = x1.contiguous(memory_format=torch.channels_last)
         with self.autocast:
