@@ -47,7 +47,7 @@ evaluation    the paper's protocol (eval.num_samples and eval.sampler_steps of p
               them cached) on the device; and, if time is left, sampling under bf16 autocast (not memsweep's
               path: a what-if). If the budget cannot fit all the samples, fewer are timed and scaled (said so).
 sweeps        GPU-hours of configs/sweep/{dataset_size,model_size,batch_size,learning_rate}.yaml: each run
-              composed by memsweep.sweep.expand (with data.root pointing at the temp folder, which validation
+              composed by memsweep.sweeps.spec.expand (with data.root pointing at the temp folder, which validation
               needs) for its total steps, batch size, model and evaluation schedule. Training time: the step's
               FLOPs (counted on the meta device for every model) over the FLOP/s measured for the timed model
               at the nearest batch sizes (log-interpolated; exact for the timed U-Net at 16, 128 and 512,
@@ -674,7 +674,7 @@ def sweep_cost(name: str, ctx: Ctx, rates: dict, ev: dict | None, timed_flops: i
              else totals["train_h_defaults"] + totals["eval_h"])
     return {"runs": runs, **totals, "total_h_defaults": total,
             "fastest_options": sorted({r["fastest"] for r in runs}),
-            "composed": "memsweep.sweep.expand with data.root=<temp folder of synthetic CIFAR-10 batches>"}
+            "composed": "memsweep.sweeps.spec.expand with data.root=<temp folder of synthetic CIFAR-10 batches>"}
 
 
 def part_sweeps(ctx: Ctx, results: dict) -> dict:

@@ -31,7 +31,7 @@ REQUEUE_LOCK_WAIT_S = 300.0
 
 
 class TrainJob(submitit.helpers.Checkpointable):
-    """Train one run, or a pack of runs (a list of configs: memsweep.packed). On Slurm, submitit calls
+    """Train one run, or a pack of runs (a list of configs: memsweep.train.packed). On Slurm, submitit calls
     `checkpoint` on its pre-timeout or preemption signal (USR2): we save the runs at the current step, between
     two training steps, and submitit requeues the job."""
 

@@ -40,7 +40,7 @@ def train(cfg, guard: SignalGuard | None = None, on_session=None, job_id: str | 
 def train_runs(cfgs, guard: SignalGuard | None = None, on_session=None, job_id: str | None = None,
                lock_wait_s: float = 0.0) -> list[dict]:
     """Train (or resume, or skip if finished) runs in this process: one alone, or several packed into one
-    network (memsweep.packed; they must share a pack_key). Returns each run's status, in the order given.
+    network (memsweep.train.packed; they must share a pack_key). Returns each run's status, in the order given.
     `on_session` receives the stepper, whose `checkpoint()` saves every run in training (submitit's requeue).
     `lock_wait_s`: how long to wait for a run's lock (a requeued job's previous attempt may still be exiting)."""
     guard = guard or SignalGuard()

@@ -53,7 +53,7 @@ def run_summary(rows: list[dict], norm_factor: float = 1.0) -> dict:
 
 class Run:
     """One run in progress: its config, store, data, model, EMA, optimizer, random stream, step, evaluator and
-    logger. `checkpoint()` may be called from a signal handler between steps. In a pack (memsweep.packed) the
+    logger. `checkpoint()` may be called from a signal handler between steps. In a pack (memsweep.train.packed) the
     weights being trained live in the pack: `sync` copies them back into model, EMA and optimizer before
     anything reads those, so checkpoints and evaluations are the same whichever way the run is trained."""
 
