@@ -135,7 +135,7 @@ def make_report(output_root: Path, name: str, threshold: float = DEFAULT_GAP_THR
     fits.to_csv(out / "fits.csv", index=False)
     sensitivity = [row for _, ks, rs, s in parts for row in _sensitivity(rs, s, [axis_column(k) for k in ks], threshold)
                    ] if runs else []
-    claim_table = claims.compute([(name, ks, s) for name, ks, _, s in parts], summary, runs)
+    claim_table = claims.compute([(name, ks, s) for name, ks, _, s in parts], fits, summary, runs)
     claim_table.to_csv(out / "claims.csv", index=False)
 
     # the probes are read against n (report.probe_sections): a study computes them on its arm that varies n

@@ -13,7 +13,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from memsweep.report.markdown import markdown_table
+from memsweep.report.figures import SHORT
+from memsweep.report.markdown import ci_text, interval_text, markdown_table
 from memsweep.report.summary import axis_column
 from memsweep.science.fits import POOLED, mean_interval, scaling_fits
 from memsweep.science.normalized_time import COLLAPSE_EXPONENT
@@ -55,23 +56,21 @@ AXIS_CLAIMS = (
 COLUMNS = ["axis", "claim", "paper", "measured", "verdict", "metric", "estimate", "lo", "hi", "n_points"]
 
 
-def compute(parts, summary: pd.DataFrame, runs) -> pd.DataFrame:
-    """One row per claim that the sweep can speak to: the axis claims of each part's numeric axes, and the
-    claims about the two splits over all runs. `parts`: [(name, keys, part summary)] (report.build)."""
+def compute(parts, fits: pd.DataFrame, summary: pd.DataFrame, runs) -> pd.DataFrame:
+    """One row per claim that the sweep can speak to: the axis claims read from the report's fits (each axis
+    fitted on its own part's runs, report.build), the metrics those lack (tau_mem_norm) fitted here the same way,
+    and the claims about the two splits over all runs. `parts`: [(name, keys, part summary)]."""
+    missing = tuple(m for m in dict.fromkeys(c.metric for c in AXIS_CLAIMS) if m not in set(fits["metric"]))
+    more = [scaling_fits(part, [axis_column(k) for k in keys], metrics=missing) for _, keys, part in parts]
+    fits = pd.concat([fits, *more], ignore_index=True) if missing else fits
     rows = []
-    for _, keys, part in parts:
-        cols = [c for c in dict.fromkeys(axis_column(k) for k in keys) if c != "seed"]
-        metrics = tuple(dict.fromkeys(c.metric for c in AXIS_CLAIMS))
-        fits = scaling_fits(part, cols + (["seed"] if "seed" in part else []), metrics=metrics)
-        for col in cols:
-            f = fits[fits["axis"] == col]
-            if not len(f):
-                continue
-            main = f[f["fixed"] == (POOLED if (f["fixed"] == POOLED).any() else "")]
-            for claim in (c for c in AXIS_CLAIMS if c.x == f["x"].iloc[0]):
-                row = main[main["metric"] == claim.metric]
-                if len(row):
-                    rows.append(_axis_row(claim, row.iloc[0]))
+    for col in dict.fromkeys(fits["axis"]):
+        f = fits[fits["axis"] == col]
+        main = f[f["fixed"] == (POOLED if (f["fixed"] == POOLED).any() else "")]
+        for claim in (c for c in AXIS_CLAIMS if c.x == f["x"].iloc[0]):
+            row = main[main["metric"] == claim.metric]
+            if len(row):
+                rows.append(_axis_row(claim, row.iloc[0]))
     rows += _split_rows(summary, runs)
     return pd.DataFrame(rows, columns=COLUMNS)
 
@@ -84,7 +83,7 @@ def _axis_row(claim: Claim, fit) -> dict:
         verdict = sign_verdict(lo, hi, int(claim.value))
     else:
         verdict = equivalence_verdict(lo, hi, FLAT_EXPONENT)
-    measured = (f"{claim.metric} ∝ {_short(claim.x)}^a, a = {_interval(a, lo, hi)}" if np.isfinite(a)
+    measured = (f"{claim.metric} ∝ {SHORT.get(claim.x, claim.x)}^a, a = {ci_text(fit)}" if np.isfinite(a)
                 else f"{claim.metric}: no fit ({int(fit['n_missing'])} run(s) without it)")
     if claim.kind == "flat" and np.isfinite(a):
         measured += f"; equivalence margin ±{FLAT_EXPONENT:g}"
@@ -111,7 +110,7 @@ def _split_rows(summary: pd.DataFrame, runs) -> list[dict]:
         m = mean_interval(gaps)
         rows.append({"axis": "any", "claim": f"train and test {name} nearly equal",
                      "paper": "nearly equal throughout: they cannot tell novelty from fidelity",
-                     "measured": f"(test − train)/test at each run's end: mean {_interval(m['mean'], m['lo'], m['hi'], '.3f')}"
+                     "measured": f"(test − train)/test at each run's end: mean {interval_text(m['mean'], m['lo'], m['hi'], m['n_points'], 3)}"
                                  f" over {m['n_points']} runs (largest |·| over all evaluations {largest:.2f}); "
                                  f"equivalence margin ±{NEARLY_EQUAL:g}",
                      "verdict": equivalence_verdict(m["lo"], m["hi"], NEARLY_EQUAL), "metric": f"{test}/{train}",
@@ -133,16 +132,6 @@ def _split_rows(summary: pd.DataFrame, runs) -> list[dict]:
                      "verdict": sign_verdict(lo, hi, 1, about=0.5), "metric": f"{test}_dips",
                      "estimate": both / len(dips), "lo": lo, "hi": hi, "n_points": len(dips)})
     return rows
-
-
-def _short(x: str) -> str:
-    return {"batch_size": "B", "params": "params"}.get(x, x)
-
-
-def _interval(a, lo, hi, spec: str = ".2f") -> str:
-    if not np.isfinite(lo):
-        return f"{a:{spec}} (no interval: too few points)"
-    return f"{a:{spec}} [{lo:{spec}}, {hi:{spec}}]"
 
 
 def large_batches(summary: pd.DataFrame) -> pd.DataFrame:

@@ -6,6 +6,7 @@ import pandas as pd
 
 from memsweep.report.claims import AXIS_CLAIMS
 from memsweep.report.figures import LABELS, SHORT
+from memsweep.report.markdown import ci_text
 from memsweep.report.summary import axis_column
 from memsweep.science.curves import ONSET_METRICS
 from memsweep.science.fits import POOLED, determined_by
@@ -23,14 +24,6 @@ CLAIMS = {
     "params": (None, "the paper reports that larger models memorize sooner (a negative exponent)"),
 }
 
-
-
-def ci_text(fit) -> str:
-    if not np.isfinite(fit["exponent"]):
-        return "no fit"
-    if np.isfinite(fit["exponent_lo"]):
-        return f"{fit['exponent']:.2f} [{fit['exponent_lo']:.2f}, {fit['exponent_hi']:.2f}]"
-    return f"{fit['exponent']:.2f} (no CI: {int(fit['n_points'])} points)"
 
 
 def _trend(fit) -> str:

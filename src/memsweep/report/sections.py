@@ -9,8 +9,8 @@ import pandas as pd
 
 from memsweep.report.figures import fmt_value, ordered_values
 from memsweep.report import claims, collapse
-from memsweep.report.findings import ci_text, findings
-from memsweep.report.markdown import fmt, markdown_table
+from memsweep.report.findings import findings
+from memsweep.report.markdown import ci_text, fmt, markdown_table
 from memsweep.report.summary import axis_column
 from memsweep.science.fits import POOLED
 from memsweep.science.normalized_time import reference_values
