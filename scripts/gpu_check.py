@@ -91,12 +91,12 @@ from memsweep.metrics.loss import fixed_loss
 from memsweep.metrics.memorization import nearest_neighbours
 from memsweep.metrics.novelty import novelty_row
 from memsweep.science import unet as ms_unet
-from memsweep.science.formulations import build as build_formulation
+from memsweep.science.objective import build as build_formulation
 from memsweep.store.identity import run_dir
 from memsweep.store.run import RunStore
 from memsweep.sweeps.spec import expand
 from memsweep.train.packed import PackedStep
-from memsweep.train.run import Run, eval_steps
+from memsweep.train.active_run import Run, eval_steps
 from memsweep.train.solo import SoloStep
 # ---------------------------------------------------------------------------------------------------------------
 

@@ -5,7 +5,7 @@ from omegaconf import OmegaConf
 
 from memsweep.errors import ConfigError
 from memsweep.metrics.memorization import nearest_neighbours
-from memsweep.science import formulations
+from memsweep.science import objective
 from memsweep.science.rectified_flow import RectifiedFlow
 from memsweep.science.unet import UNet, count_parameters
 
@@ -81,10 +81,10 @@ def test_log_snr_is_increasing_and_zero_halfway():
 def test_the_factory_defaults_to_rectified_flow():
     cfg = OmegaConf.create({"train": {"steps": 10}})
     OmegaConf.set_struct(cfg, True)  # as Hydra composes it; a run stored before the objective group has none
-    assert isinstance(formulations.of_config(cfg), RectifiedFlow)
-    assert formulations.build("rectified_flow").samplers == ("euler", "heun")
+    assert isinstance(objective.of_config(cfg), RectifiedFlow)
+    assert objective.build("rectified_flow").samplers == ("euler", "heun")
     with pytest.raises(ConfigError, match="objective=ddpm"):
-        formulations.build("ddpm")
+        objective.build("ddpm")
 
 
 def test_unet_shapes_and_guidance():

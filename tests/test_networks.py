@@ -20,7 +20,7 @@ from memsweep.store.run import RunStore
 from memsweep.sweeps import cost
 from memsweep.train.loop import train
 from memsweep.train.packed import make_packs, pack_key
-from memsweep.train.run import eval_steps
+from memsweep.train.active_run import eval_steps
 
 from conftest import FAST, run_cli
 

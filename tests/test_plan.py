@@ -9,7 +9,7 @@ from torch import nn
 
 from memsweep import config
 from memsweep.cli import main
-from memsweep.science import formulations, unet
+from memsweep.science import objective, unet
 from memsweep.science.unet import Attention
 from memsweep.sweeps import cost, spec
 
@@ -97,7 +97,7 @@ def test_unet_forward_flops_match_an_independent_count(name, size, channels):
 
 
 def test_sampler_calls_are_counted_by_running_the_sampler():
-    flow = formulations.build("rectified_flow")
+    flow = objective.build("rectified_flow")
     assert cost.sampler_evaluations(flow, "euler", 20) == 20
     assert cost.sampler_evaluations(flow, "heun", 20) == 39  # the last step stays Euler
 

@@ -12,7 +12,7 @@ import yaml
 from memsweep import config
 from memsweep.store.run import RunStore
 from memsweep.train.loop import train
-from memsweep.train.run import eval_steps
+from memsweep.train.active_run import eval_steps
 from memsweep.store import identity
 
 from conftest import FAST, run_cli

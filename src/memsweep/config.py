@@ -30,7 +30,7 @@ from memsweep import schema
 from memsweep.errors import ConfigError, path_problem, yaml_problem
 from memsweep.eval.features import check_spec, inception_problem
 from memsweep.metrics.probes import ProbeSettings, settings_problem
-from memsweep.science import formulations, networks
+from memsweep.science import objective, networks
 from memsweep.store.identity import output_root
 
 # ${min:512,${data.n}}: Bonnaire et al. 2025's batch size B = min(512, n) (configs/experiment/bonnaire_celeba.yaml)
@@ -332,7 +332,7 @@ def validate(cfg, unread: dict | None = None) -> None:
     problem = settings_problem(ProbeSettings.of_config(cfg), cfg.data.get("image_size")) if cfg.get("probes") else None
     if problem:
         raise ConfigError(problem)
-    formulation = formulations.of_config(cfg)   # the objective group: a ConfigError names a bad setting
+    formulation = objective.of_config(cfg)   # the objective group: a ConfigError names a bad setting
     try:  # the formulation's own rules: its settings together, its sampler and steps
         formulation.check(cfg.eval.sampler, cfg.eval.sampler_steps)
     except ValueError as e:

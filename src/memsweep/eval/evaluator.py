@@ -49,7 +49,7 @@ from memsweep.metrics.loss import fixed_loss
 from memsweep.metrics.memorization import is_copy, nearest_neighbours
 from memsweep.metrics.mifid import EPSILON, mifid
 from memsweep.metrics.sliced_wasserstein import projections, sliced_wasserstein
-from memsweep.science import formulations
+from memsweep.science import objective
 from memsweep.store import cache as cache_mod
 from memsweep.store.files import atomic_write
 
@@ -184,7 +184,7 @@ class Evaluator:
         ev = cfg.eval
         self.run_cfg = cfg
         self.cfg, self.data, self.device = ev, data, device
-        self.formulation = formulations.of_config(cfg)
+        self.formulation = objective.of_config(cfg)
         self.train_batch, self.test_batch, self.sample_noise = fixed_inputs(data, ev)
         self.sample_noise = self.sample_noise.to(device)
         # sample labels follow the training set's labels, in order (its class proportions)

@@ -43,7 +43,7 @@ from memsweep.data import datasets as data_mod
 from memsweep.errors import ConfigError, path_problem, yaml_problem
 from memsweep.eval.evaluator import Evaluator, keys_of, metric_key, sample_tag
 from memsweep.eval.features import SPACES, FeatureUnavailable, file_problem, inception_problem, space_name
-from memsweep.eval.probes import probe_step
+from memsweep.eval.probe_checkpoints import probe_step
 from memsweep.metrics.probes import PROBES, ProbeSettings, probe_keys, settings_problem
 from memsweep.science import networks
 from memsweep.store.cache import data_cache

@@ -135,7 +135,7 @@ def _split_rows(summary: pd.DataFrame, runs) -> list[dict]:
 
 
 def large_batches(summary: pd.DataFrame) -> pd.DataFrame:
-    """The runs whose batch is over half their training set. Batches are drawn with replacement (train.run), so
+    """The runs whose batch is over half their training set. Batches are drawn with replacement (train.active_run), so
     such a batch holds most of the images and training nears full-batch gradient descent, where the gradient
     noise that makes tau_mem ∝ 1/B is gone: a confound for the batch-size claims (the paper's B << n)."""
     if not {"n", "batch_size"} <= set(summary) or not len(summary):

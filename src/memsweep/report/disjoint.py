@@ -12,7 +12,7 @@ import torch
 
 from memsweep.data import datasets as data_mod
 from memsweep.metrics.memorization import MEM_THRESHOLD, is_copy, nearest_neighbours
-from memsweep.science import formulations, networks
+from memsweep.science import objective, networks
 from memsweep.store.cache import Cache
 from memsweep.store.run import RunStore
 from memsweep.states import State
@@ -76,7 +76,7 @@ def shared_samples(run_dir, num: int | None = None) -> tuple[torch.Tensor, dict]
     g = torch.Generator().manual_seed(int(ev.noise_seed))
     noise = torch.randn((num, cfg.data.channels, cfg.data.image_size, cfg.data.image_size), generator=g)
     labels = torch.arange(num) % max(classes, 1)
-    samples = formulations.of_config(cfg).sample(model, noise, labels, int(ev.sampler_steps), ev.sampler,
+    samples = objective.of_config(cfg).sample(model, noise, labels, int(ev.sampler_steps), ev.sampler,
                                                  ev.cfg_weight, classes).clamp(-1, 1)
     return samples, {"step": steps[-1], "train_x": data_mod.load(cfg.data, Cache(store.dir.parent.parent / "cache")).train_x, "n": int(cfg.data.n),
                      "offset": int(cfg.data.offset)}

@@ -18,7 +18,7 @@ from matplotlib import ticker as mticker  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 import torch  # noqa: E402
 
-from memsweep.science import formulations
+from memsweep.science import objective
 from memsweep.science.curves import DEFAULT_GAP_THRESHOLD, MEM_LEVELS, ONSET_METRICS
 from memsweep.science.fits import numeric_axis_column, power_law_fit, slices
 from memsweep.science.normalized_time import COLLAPSE_EXPONENT
@@ -534,7 +534,7 @@ def run_formulation(run):
         cfg = RunStore(run.dir).read_config()
     except Exception:
         cfg = None
-    return formulations.of_config(cfg) if cfg is not None else formulations.build(formulations.DEFAULT)
+    return objective.of_config(cfg) if cfg is not None else objective.build(objective.DEFAULT)
 
 
 def snr_edges(formulation, bins: int) -> np.ndarray:

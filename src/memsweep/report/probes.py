@@ -21,7 +21,7 @@ import torch
 from memsweep.data import datasets as data_mod
 from memsweep.metrics.fixed_inputs import fixed_inputs, sample_labels
 from memsweep.metrics.probes import PROBES, ProbeInputs, ProbeSettings, els_suffix, probe_keys, run_probes
-from memsweep.science import formulations, networks
+from memsweep.science import objective, networks
 from memsweep.store import analysis_cache
 from memsweep.store.cache import data_cache
 from memsweep.store.run import RunStore
@@ -42,7 +42,7 @@ def _inputs(store: RunStore, cfg, step: int) -> ProbeInputs:
     _, _, noise = fixed_inputs(data, ev)
     model = networks.build(cfg.model, cfg.data.image_size, cfg.data.channels, data.num_classes)
     model.load_state_dict(store.load_eval_weights(step, map_location="cpu"))
-    return ProbeInputs(formulations.of_config(cfg), model.eval(), noise,
+    return ProbeInputs(objective.of_config(cfg), model.eval(), noise,
                        sample_labels(data.train_y, 0, int(ev.num_samples)), int(ev.sampler_steps), str(ev.sampler),
                        data.train_x, data.train_y, data.test_x, data.num_classes, float(ev.cfg_weight),
                        float(ev.mem_threshold), int(ev.noise_seed))
@@ -115,7 +115,7 @@ def _run_tables(r, enabled: bool, tables: dict, timing: dict) -> None:
                                       "els_mem_ratio": keys.get(f"els_mem_ratio{sfx}"),
                                       "els_patch": str(keys.get(f"els_patch{sfx}"))})
         if "traj_t" in keys:
-            f = formulations.of_config(cfg)
+            f = objective.of_config(cfg)
             lsnr = f.log_snr(torch.tensor(keys["traj_t"], dtype=torch.float64)).tolist()
             tables["traj"] += [{**ident, "t": t, "log_snr": ls, "traj_state": s, "traj_train": a, "traj_test": b}
                                for t, ls, s, a, b in zip(keys["traj_t"], lsnr, keys["traj_state"],

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import torch
 
-from memsweep.science.formulation import Formulation, expand
+from memsweep.science.formulation import Formulation, expand, softmax_mean
 
 
 def integrate(field, x0: torch.Tensor, steps: int, method: str, record=None) -> torch.Tensor:
@@ -59,14 +59,8 @@ class RectifiedFlow(Formulation):
         """The velocity minimizing the loss over the empirical measure of `train_x`, E[x1 - x0 | x_t = x] (the
         minimizer of Liu et al. 2023, eq. 1):
         u*(x, t) = sum_i softmax_i(-||x - t x_i||^2 / (2 (1 - t)^2)) (x_i - x) / (1 - t)."""
-        flat_x, flat_d = x.flatten(1), train_x.flatten(1)
-        tt = t.view(-1, 1)
-        # ||x - t x_i||^2 expanded, so memory is batch x n rather than batch x n x pixels
-        dist2 = (flat_x.pow(2).sum(1, keepdim=True) - 2 * tt * (flat_x @ flat_d.T)
-                 + tt.pow(2) * flat_d.pow(2).sum(1)[None]).clamp_min(0)
-        weights = torch.softmax(-dist2 / (2 * (1 - tt) ** 2), dim=1)          # (batch, n)
-        target = weights @ flat_d                                             # E[x1 | x_t = x]
-        return ((target - flat_x) / (1 - tt)).view_as(x)
+        target = softmax_mean(x, t, (1 - t) ** 2, train_x)                   # E[x1 | x_t = x]
+        return (target - x) / expand(1 - t, x)
 
     def denoised(self, x, t, pred):
         """x = t x1 + (1 - t) x0 and u = x1 - x0 give E[x1 | x] = x + (1 - t) E[u | x]."""

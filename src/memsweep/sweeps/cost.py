@@ -29,9 +29,9 @@ from torch.utils.flop_counter import FlopCounterMode
 from memsweep.data.datasets import model_classes
 from memsweep.errors import ConfigError
 from memsweep.eval import features as feat
-from memsweep.science import formulations, networks
+from memsweep.science import objective, networks
 from memsweep.store import identity
-from memsweep.train.run import eval_steps
+from memsweep.train.active_run import eval_steps
 
 # Dense peak throughputs in TFLOP/s (no sparsity), from NVIDIA's datasheets (SXM parts unless named):
 # (bfloat16 tensor cores, TF32 tensor cores, plain FP32). None: the GPU has no such units (the FP32 rate is used).
@@ -189,7 +189,7 @@ def run_cost(cfg) -> Cost | None:
     steps = int(train["total_steps"])
     evals = len(eval_steps(steps, int(ev["first_step"]), int(ev["num_points"])))
     S, notes = int(ev["num_samples"]), []
-    nfe = sampler_evaluations(formulations.of_config(cfg), str(ev["sampler"]), int(ev["sampler_steps"]))
+    nfe = sampler_evaluations(objective.of_config(cfg), str(ev["sampler"]), int(ev["sampler_steps"]))
     spaces = {k: str(ev.get(f"{k}_features", "none")) for k in ("copy", "sw", "fid", "kid", "mifid")}
     count = ev.get("fid_samples")  # samples of each Frechet distance, per split (Evaluator.sample_count)
     fid = {s: S if count is None else refs[s] if str(count) in ("reference", "ref") else int(count) for s in refs}

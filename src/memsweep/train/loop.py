@@ -1,6 +1,6 @@
 """The training loop: one function, read top to bottom.
 
-The run's formulation (science.formulations; rectified flow) on the first n images, Adam, an EMA of the
+The run's formulation (science.objective; rectified flow) on the first n images, Adam, an EMA of the
 weights, evaluations at log-spaced steps.
 The loop (`_train_loop`) trains one run (`SoloStep`) or a pack of runs that share an architecture
 (memsweep.train.packed.PackedStep, one network for all): only the step differs. Everything else a run does --
@@ -23,7 +23,7 @@ from memsweep.store.identity import run_dir
 from memsweep.store.run import ELSEWHERE, RunLocked, RunStore
 from memsweep.train import distributed
 from memsweep.train.packed import PackedStep
-from memsweep.train.run import Run, pick_device
+from memsweep.train.active_run import Run, pick_device
 from memsweep.train.signals import Interrupted, SignalGuard
 from memsweep.train.solo import SoloStep
 from memsweep.states import State, DONE

@@ -30,9 +30,9 @@ from omegaconf import OmegaConf
 from torch.optim.adam import adam
 
 from memsweep.data import datasets as data_mod
-from memsweep.science import formulations, networks
+from memsweep.science import objective, networks
 from memsweep.store.files import failpoint
-from memsweep.train.run import Run
+from memsweep.train.active_run import Run
 from memsweep.train.solo import compiled
 
 
@@ -40,10 +40,10 @@ def pack_key(cfg) -> str | None:
     """Runs with equal keys can be trained in one pack; None: this run trains alone."""
     if networks.is_target(cfg.model):
         return None   # a network named by _target_ (science.networks): only memsweep's U-Net builds K copies as one
-    if float(cfg.model.get("dropout") or 0.0) > 0 or formulations.trains_on_closed_form(cfg):
+    if float(cfg.model.get("dropout") or 0.0) > 0 or objective.trains_on_closed_form(cfg):
         return None   # the closed-form target is over one run's own training set
     return json.dumps({"model": OmegaConf.to_container(cfg.model, resolve=True),
-                       "objective": formulations.objective(cfg),
+                       "objective": objective.block(cfg),
                        "image": [cfg.data.image_size, cfg.data.channels, data_mod.model_classes(cfg.data)],
                        "batch_size": cfg.train.batch_size, "dtype": cfg.train.dtype, "device": str(cfg.runtime.device),
                        "compile": cfg.runtime.compile, "fused_adam": cfg.runtime.fused_adam}, sort_keys=True)

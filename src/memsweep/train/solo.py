@@ -6,7 +6,7 @@ import torch
 
 from memsweep.store.files import failpoint
 from memsweep.train import distributed
-from memsweep.train.run import Run
+from memsweep.train.active_run import Run
 
 
 def compiled(model, cfg):

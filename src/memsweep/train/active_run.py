@@ -1,4 +1,4 @@
-"""One run in progress: its data, model, EMA, optimizer, random stream, evaluations, checkpoints and status.
+"""One run in progress (class Run): its data, model, EMA, optimizer, random stream, evaluations, checkpoints and status.
 
 "To resume, run the same command again": the run directory holds the latest checkpoint (model, EMA,
 optimizer, RNG state, step), and a resumed run produces exactly the rows an uninterrupted run would.
@@ -18,7 +18,7 @@ import torch
 from memsweep.data.datasets import load_for_model as load_data
 from memsweep.errors import ConfigError
 from memsweep.eval.evaluator import Evaluator
-from memsweep.science import formulations, networks, unet
+from memsweep.science import objective, networks, unet
 from memsweep.science.curves import analyze_run, metrics_frame
 from memsweep.store.cache import data_cache
 from memsweep.store.files import failpoint
@@ -71,7 +71,7 @@ class Run:
         torch.manual_seed(cfg.seed)
         self.data = load_data(cfg.data, data_cache(cfg)).to(device)   # unconditional (data.conditional=false): no classes
         # what the batches and the loss follow (the training target may need the training set)
-        self.formulation = formulations.of_config(cfg, self.data)
+        self.formulation = objective.of_config(cfg, self.data)
         self.model = networks.build(cfg.model, cfg.data.image_size, cfg.data.channels, self.data.num_classes).to(device)
         if cfg.runtime.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)

@@ -26,7 +26,7 @@ def build(name: str, **settings) -> Formulation:
         raise ConfigError(f"objective={name}: {e}") from None
 
 
-def objective(cfg) -> dict:
+def block(cfg) -> dict:
     """A run's objective block as a plain dict ({"name": "rectified_flow"} when the config has none)."""
     block = cfg.get("objective") if hasattr(cfg, "get") else None
     out = dict(block) if block else {}
@@ -38,7 +38,7 @@ def of_config(cfg, data=None) -> Formulation:
     """The formulation of a run's config. With the run's data, the training objective: rectified flow with
     objective.target=closed_form regresses onto the empirical optimal velocity over data's training set
     (Bertrand et al. 2025); without, the formulation that evaluates and samples."""
-    settings = objective(cfg)
+    settings = block(cfg)
     name = str(settings.pop("name"))
     target = str(settings.pop("target", "velocity"))
     if name == RectifiedFlow.name and target not in TARGETS:
@@ -52,4 +52,4 @@ def of_config(cfg, data=None) -> Formulation:
 
 
 def trains_on_closed_form(cfg) -> bool:
-    return objective(cfg).get("target", "velocity") == "closed_form"
+    return block(cfg).get("target", "velocity") == "closed_form"
