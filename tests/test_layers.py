@@ -8,12 +8,13 @@ import memsweep
 SRC = Path(memsweep.__file__).parent
 
 # package -> the memsweep packages it may import (besides itself)
-BOTTOM = {"errors", "states", "hashing", "threads"}   # layer 0: anything may import these
+BOTTOM = {"errors", "states", "hashing", "threads", "shipped_configs"}   # layer 0: anything may import these
 ALLOWED = {
     "errors": set(),
     "states": set(),
     "hashing": set(),
     "threads": set(),
+    "shipped_configs": {"errors"},
     "science": BOTTOM,
     "metrics": {*BOTTOM, "science"},
     "data": BOTTOM,

@@ -5,10 +5,11 @@ import copy
 import pytest
 from omegaconf import OmegaConf
 
-from memsweep import config, schema
+from memsweep import config, schema, shipped_configs
 from memsweep.cli import main
 from memsweep.errors import ConfigError
 from memsweep.store import identity
+from memsweep.store.run import RunStore
 
 # (overrides, the start of the one line that refuses them)
 BAD = [
@@ -140,3 +141,25 @@ def test_the_check_changes_no_value_so_run_ids_stay(out):
 def test_shipped_experiments_pass_the_schema(out, tmp_path):
     for experiment in sorted(p.stem for p in (config.config_dir() / "experiment").glob("*.yaml")):
         config.compose_run([f"+experiment={experiment}"], data_here=False)
+
+
+def test_a_later_setting_has_its_default_in_the_yaml_only(out, tmp_path):
+    """The schema holds no second default for the eval and runtime settings: a setting a config may lack is
+    marked LATER, and a config that lacks it (written before it existed) reads the YAML's value when used; the
+    config as composed, hence its run id, is left alone."""
+    for group in shipped_configs.FILLED:
+        for name, field in schema.GROUPS[group].model_fields.items():
+            assert field.is_required() or field.default is schema.LATER, f"{group}.{name}: a default in the schema"
+    cfg = config.compose_run(["data.n=16"])
+    stored = OmegaConf.to_container(cfg, resolve=True)
+    for key in ("kid_features", "copy_threshold", "bootstrap", "fd_train_test", "nn_block"):
+        del stored["eval"][key]
+    del stored["runtime"]["processes"]
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "config.yaml").write_text(OmegaConf.to_yaml(OmegaConf.create(stored)))
+    read = RunStore(tmp_path / "run").read_config()
+    shipped = OmegaConf.load(shipped_configs.config_dir() / "eval" / "default.yaml")
+    for key in ("kid_features", "copy_threshold", "bootstrap", "fd_train_test", "nn_block"):
+        assert read.eval[key] == shipped[key], key
+    assert read.runtime.processes == OmegaConf.load(shipped_configs.config_dir() / "runtime" / "default.yaml").processes
+    assert "kid_features" not in RunStore(tmp_path / "run").read_config_data()["eval"]   # the file is untouched

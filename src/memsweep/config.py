@@ -31,6 +31,7 @@ from memsweep.errors import ConfigError, path_problem, yaml_problem
 from memsweep.eval.features import check_spec, inception_problem
 from memsweep.metrics.probes import ProbeSettings, settings_problem
 from memsweep.science import objective, networks
+from memsweep.shipped_configs import config_dir
 from memsweep.store.identity import output_root
 
 # ${min:512,${data.n}}: Bonnaire et al. 2025's batch size B = min(512, n) (configs/experiment/bonnaire_celeba.yaml)
@@ -41,18 +42,6 @@ log = logging.getLogger(__name__)
 CONFIG_PATH_ENV = "MEMSWEEP_CONFIG_PATH"  # a cluster's config folders, os.pathsep-separated, like --config-dir
 _config_dirs: list[Path] = []  # this command's --config-dir folders (use_config_dirs)
 _warned: set = set()  # the clashes already named in this process
-
-
-def config_dir() -> Path:
-    """memsweep's own configs: MEMSWEEP_CONFIG_DIR, else memsweep/configs in an installed package (setup.py
-    copies configs/ there), else configs/ at the top of the checkout (an editable install)."""
-    env = os.environ.get("MEMSWEEP_CONFIG_DIR")
-    packaged = Path(__file__).resolve().parent / "configs"
-    path = Path(env) if env else packaged if packaged.is_dir() else Path(__file__).resolve().parents[2] / "configs"
-    if not (path / "train.yaml").is_file():
-        raise ConfigError(f"MEMSWEEP_CONFIG_DIR={path}: no train.yaml there (reinstall memsweep, "
-                          "or point MEMSWEEP_CONFIG_DIR at its configs/)")
-    return path
 
 
 def use_config_dirs(dirs=()) -> None:

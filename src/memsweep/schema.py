@@ -36,6 +36,12 @@ OpenUnit = Annotated[float, at.Gt(0), at.Lt(1), AllowInfNan(False)]    # (0, 1):
 Seed = Annotated[int, at.Ge(0), at.Lt(2 ** 63)]
 
 
+# A setting that a config may lack because it came after configs were first stored: absent, it takes the value in
+# configs/<group>/default.yaml (shipped_configs.complete), the one place a default is written; the schema only
+# lets it be absent (pydantic does not validate a field's default).
+LATER: Any = None
+
+
 class Group(BaseModel):
     model_config = ConfigDict(strict=True, extra="forbid")
 
@@ -148,22 +154,22 @@ class Eval(Group):
     sw_projections: PosInt
     sw_seed: Seed
     fid_features: Space
-    fid_samples: Union[None, Literal["reference", "ref"], Annotated[int, at.Ge(2)]] = None
+    fid_samples: Union[None, Literal["reference", "ref"], Annotated[int, at.Ge(2)]] = LATER
     fd_train_test: bool
-    copy_features: Space = "none"
-    copy_threshold: Annotated[float, at.Gt(-1), at.Lt(1), AllowInfNan(False)] = 0.5
-    kid_features: Space = "none"
-    kid_subsets: PosInt = 100
-    kid_subset_size: Annotated[int, at.Ge(2)] = 1000
-    mifid_features: Space = "none"
-    mifid_epsilon: Annotated[float, at.Gt(0), at.Le(1), AllowInfNan(False)] = 0.1
-    bootstrap: Count = 1000
-    feature_cache: bool = True
-    nn_block: PosInt = 1024
-    inception_path: Optional[str] = None
-    grid_samples: Count = 16
-    save_samples: bool = True
-    save_weights: bool = True
+    copy_features: Space = LATER
+    copy_threshold: Annotated[float, at.Gt(-1), at.Lt(1), AllowInfNan(False)] = LATER
+    kid_features: Space = LATER
+    kid_subsets: PosInt = LATER
+    kid_subset_size: Annotated[int, at.Ge(2)] = LATER
+    mifid_features: Space = LATER
+    mifid_epsilon: Annotated[float, at.Gt(0), at.Le(1), AllowInfNan(False)] = LATER
+    bootstrap: Count = LATER
+    feature_cache: bool = LATER
+    nn_block: PosInt = LATER
+    inception_path: Optional[str] = LATER
+    grid_samples: Count = LATER
+    save_samples: bool = LATER
+    save_weights: bool = LATER
 
 
 # -- objective (configs/objective/, issue 13): absent from configs written before it -------------------------
@@ -260,14 +266,14 @@ class Paths(Group):
 
 class Runtime(Group):
     device: Annotated[str, Field(pattern=r"^(auto|cpu|cuda(:\d+)?)$", description="auto, cpu, cuda or cuda:N")]
-    threads: Optional[PosInt] = None
-    progress: bool = True
+    threads: Optional[PosInt] = LATER
+    progress: bool = LATER
     checkpoint_every: PosInt
     keep_checkpoints: PosInt
-    channels_last: bool = False
-    compile: Union[bool, Annotated[str, Field(description="a torch.compile backend name")]] = False
-    fused_adam: bool = True
-    processes: PosInt = 1   # one run on K processes (DDP, one per device): README "One run on several processes"
+    channels_last: bool = LATER
+    compile: Union[bool, Annotated[str, Field(description="a torch.compile backend name")]] = LATER
+    fused_adam: bool = LATER
+    processes: PosInt = LATER   # one run on K processes (DDP, one per device): README "One run on several processes"
 
 
 # group -> its schema, or {option name: schema} for groups whose options differ; in the order they are checked

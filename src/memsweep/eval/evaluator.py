@@ -47,10 +47,11 @@ from memsweep.metrics.fid import GaussianStats, frechet_distance, gaussian_stats
 from memsweep.metrics.kid import kid
 from memsweep.metrics.loss import fixed_loss
 from memsweep.metrics.memorization import is_copy, nearest_neighbours
-from memsweep.metrics.mifid import EPSILON, mifid
+from memsweep.metrics.mifid import mifid
 from memsweep.metrics.sliced_wasserstein import projections, sliced_wasserstein
 from memsweep.science import objective
 from memsweep.store import cache as cache_mod
+from memsweep.shipped_configs import complete
 from memsweep.store.files import atomic_write
 
 log = logging.getLogger("memsweep")
@@ -101,18 +102,18 @@ def keys_of(ev_cfg, kind: str, spec: str, threshold: float | None = None, count=
             train_test: bool = True) -> list[str]:
     """The keys a metric writes (the Evaluator's *_metrics methods write exactly these)."""
     name, tag = feat.space_name(spec), sample_tag(ev_cfg.num_samples, count)
-    boot = ["lo", "hi"] if int(ev_cfg.get("bootstrap", 1000) or 0) else []
+    boot = ["lo", "hi"] if int(ev_cfg.bootstrap) else []
     if kind == "mem":
         key = metric_key("mem", name, threshold=threshold_tag(ev_cfg.mem_threshold, threshold), samples=tag)
         return [key] + [f"{key}_{s}" for s in boot]
     if kind == "copy":
-        key = metric_key("copy", name, threshold=threshold_tag(ev_cfg.get("copy_threshold", 0.5), threshold),
+        key = metric_key("copy", name, threshold=threshold_tag(ev_cfg.copy_threshold, threshold),
                          samples=tag)
         return [key, f"{key}_sim"] + [f"{key}_{s}" for s in boot]
     if kind == "kid":
         return [metric_key("kid", name, split, samples=tag, stat=stat) for split in SPLITS for stat in (None, "std")]
     if kind == "mifid":
-        eps = threshold_tag(ev_cfg.get("mifid_epsilon", EPSILON), threshold)
+        eps = threshold_tag(ev_cfg.mifid_epsilon, threshold)
         return [metric_key("mifid", name, split, threshold=eps, samples=tag) for split in SPLITS]
     keys = [metric_key(kind, name, split, samples=tag) for split in SPLITS]
     if kind == "fd" and train_test:
@@ -181,6 +182,7 @@ class Evaluator:
     def __init__(self, cfg, data, device, eager: bool = True):
         """`eager`: compute (or read from the cache) the reference features of the configured spaces now,
         rather than at the first evaluation."""
+        cfg = complete(cfg)   # the settings a stored config lacks, from configs/eval/default.yaml
         ev = cfg.eval
         self.run_cfg = cfg
         self.cfg, self.data, self.device = ev, data, device
@@ -198,9 +200,9 @@ class Evaluator:
         self._memo_of, self._memo = None, {}   # features of the current samples (features())
         self.sw_space = self.space(ev.sw_features)
         self.fid_space = self.space(ev.fid_features)
-        self.copy_space = self.space(ev.get("copy_features", "none"))
-        self.kid_space = self.space(ev.get("kid_features", "none"))   # off unless set (run configs before them)
-        self.mifid_space = self.space(ev.get("mifid_features", "none"))
+        self.copy_space = self.space(ev.copy_features)
+        self.kid_space = self.space(ev.kid_features)
+        self.mifid_space = self.space(ev.mifid_features)
         if eager:
             if self.sw_space is not None:
                 for split in SPLITS:
@@ -208,7 +210,7 @@ class Evaluator:
             if self.fid_space is not None:
                 for split in SPLITS:
                     self.refs.stats(self.fid_space, split)
-                if ev.get("fd_train_test", True):
+                if ev.fd_train_test:
                     self.refs.fd_train_test(self.fid_space)
             if self.copy_space is not None:
                 self.refs.features(self.copy_space, "train")
@@ -217,16 +219,16 @@ class Evaluator:
                     self.refs.features(space, split)
         # distance of the learned field to the closed-form memorizer on fixed probe points (0 points: off)
         self.field_probe = (FieldProbe.make(self.formulation, data, ev.field_points, ev.field_t, ev.noise_seed)
-                            if ev.get("field_points") else None)
+                            if ev.field_points else None)
 
     # -- settings ------------------------------------------------------------------------------------
     @property
     def bootstrap(self) -> int:
-        return int(self.cfg.get("bootstrap", 1000) or 0)
+        return int(self.cfg.bootstrap)
 
     @property
     def block(self) -> int:
-        return int(self.cfg.get("nn_block", 1024))
+        return int(self.cfg.nn_block)
 
     def space(self, spec, required: bool = False) -> feat.FeatureSpace | None:
         """The feature space of a spec, built once; None (with a warning) if unavailable here, or if `none`."""
@@ -235,7 +237,7 @@ class Evaluator:
             return None
         if spec not in self._spaces:
             try:
-                self._spaces[spec] = feat.build(spec, self.device, self.cfg.get("inception_path"),
+                self._spaces[spec] = feat.build(spec, self.device, self.cfg.inception_path,
                                                 data_cfg=self.run_cfg.data, cache=self.cache)
             except feat.FeatureUnavailable as e:
                 if required:
@@ -309,7 +311,7 @@ class Evaluator:
         model.eval()
         num = int(self.cfg.num_samples)
         self.generate(model)
-        need = self.samples_needed("fd", self.cfg.get("fid_samples")) if self.fid_space is not None else 0
+        need = self.samples_needed("fd", self.cfg.fid_samples) if self.fid_space is not None else 0
         if need > num:
             self.generate(model, need - num, start=num)
         model.train(was_training)
@@ -358,7 +360,7 @@ class Evaluator:
 
     def copy_metrics(self, samples, spec: str, threshold: float | None = None, count=None) -> dict:
         space = self.space(spec, required=True)
-        default = float(self.cfg.get("copy_threshold", 0.5))
+        default = float(self.cfg.copy_threshold)
         thr = default if threshold is None else float(threshold)
         s = samples[:self.sample_count(count, "train")]
         sim, _ = max_cosine(self.features(space, samples, len(s)), self.refs.features(space, "train"),
@@ -403,14 +405,14 @@ class Evaluator:
         for split in SPLITS:
             fake = space(samples[:self.sample_count(count, split)])
             key = metric_key("kid", space.name, split, samples=self.sample_tag(count))
-            row[key], row[f"{key}_std"] = kid(self.refs.features(space, split), fake, ev.get("kid_subsets", 100),
-                                              ev.get("kid_subset_size", 1000), seed=int(ev.noise_seed))
+            row[key], row[f"{key}_std"] = kid(self.refs.features(space, split), fake, ev.kid_subsets,
+                                              ev.kid_subset_size, seed=int(ev.noise_seed))
         return row
 
     def mifid_metrics(self, samples, spec: str, count=None, epsilon: float | None = None) -> dict:
         """MiFID (Bai et al. 2021) to each split; `epsilon` None means eval.mifid_epsilon (0.1)."""
         space = self.space(spec, required=True)
-        default = float(self.cfg.get("mifid_epsilon", EPSILON))
+        default = float(self.cfg.mifid_epsilon)
         eps = default if epsilon is None else float(epsilon)
         row = {}
         for split in SPLITS:
@@ -484,13 +486,13 @@ class Evaluator:
     def fid_row(self, model, samples) -> dict:
         """Fréchet distances with eval.fid_samples samples (generating those beyond the evaluation's own), and
         the fid_* aliases the report reads."""
-        count = self.cfg.get("fid_samples")
+        count = self.cfg.fid_samples
         need = self.samples_needed("fd", count)
         with self.timed("sampling"):
             more = samples if need <= len(samples) else torch.cat(
                 [samples, self.generate(model, need - len(samples), start=len(samples))])
         with self.timed("fd"):
-            fd = self.fd_metrics(more, self.cfg.fid_features, count, train_test=self.cfg.get("fd_train_test", True))
+            fd = self.fd_metrics(more, self.cfg.fid_features, count, train_test=self.cfg.fd_train_test)
         row = dict(fd)
         for split in (*SPLITS, "train_test"):
             key = metric_key("fd", self.fid_space.name, split, samples=self.sample_tag(count))

@@ -114,9 +114,9 @@ def plan_jobs(ev_cfg, metrics=(), features=(), count=None, threshold=None) -> li
     if not metrics:  # the run's own metrics
         jobs.append(Job("mem", "pixels", None, count))
         for kind, key in SPACE_KEYS.items():
-            spec = str(ev_cfg.get(key, "none"))
+            spec = str(ev_cfg[key])
             if spec != "none":
-                jobs.append(Job(kind, spec, None, ev_cfg.get("fid_samples") if kind == "fd" and count is None
+                jobs.append(Job(kind, spec, None, ev_cfg.fid_samples if kind == "fd" and count is None
                                 else count))
         return jobs
     for metric in metrics:
@@ -128,7 +128,7 @@ def plan_jobs(ev_cfg, metrics=(), features=(), count=None, threshold=None) -> li
         if metric in PROBES:   # from the evaluation weights and the fixed noise: no space, count or threshold
             jobs.append(Job(metric, "pixels"))
             continue
-        default = "pixels" if metric == "mem" else str(ev_cfg.get(SPACE_KEYS[metric], "none"))
+        default = "pixels" if metric == "mem" else str(ev_cfg[SPACE_KEYS[metric]])
         for spec in features or [default]:
             if spec == "none":
                 raise ConfigError(f"metric {metric}: no feature space configured for this run; give --features "
@@ -144,7 +144,7 @@ def _aliases(ev_cfg, job: Job) -> dict[str, str]:
     if job.kind == "sw" and job.spec == str(ev_cfg.sw_features) and tag is None:
         return {metric_key("sw", space_name(job.spec), s): f"sw_{s}" for s in ("train", "test")}
     if (job.kind == "fd" and job.spec == str(ev_cfg.fid_features)
-            and tag == sample_tag(ev_cfg.num_samples, ev_cfg.get("fid_samples"))):
+            and tag == sample_tag(ev_cfg.num_samples, ev_cfg.fid_samples)):
         return {metric_key("fd", space_name(job.spec), s, samples=tag if s != "train_test" else None): f"fid_{s}"
                 for s in ("train", "test", "train_test")}
     return {}

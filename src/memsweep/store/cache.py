@@ -144,7 +144,7 @@ class Cache:
 
 def for_config(cfg) -> Cache:
     """The cache of a run's config: <paths.output_root>/cache, or memory only if eval.feature_cache is false."""
-    if not cfg.eval.get("feature_cache", True) or not cfg.get("paths") or not cfg.paths.get("output_root"):
+    if not cfg.eval.feature_cache or not cfg.get("paths") or not cfg.paths.get("output_root"):
         return Cache(None)
     return Cache(Path(str(cfg.paths.output_root)).expanduser() / "cache")
 

@@ -33,6 +33,7 @@ import torch
 import yaml
 from omegaconf import OmegaConf
 
+from memsweep.shipped_configs import complete
 from memsweep.states import State
 from memsweep.store.files import (append_line, atomic_write, atomic_write_bytes, atomic_write_text, failpoint,
                                   read_json)
@@ -85,7 +86,8 @@ class RunStore:
         atomic_write_text(self.config_path, OmegaConf.to_yaml(cfg, resolve=True))
 
     def read_config(self):
-        return OmegaConf.load(self.config_path)
+        """config.yaml, with the settings added since it was written at their defaults (shipped_configs)."""
+        return complete(OmegaConf.load(self.config_path))
 
     def read_config_data(self) -> dict:
         """config.yaml as plain data, ~20x faster than read_config (a report reads every run's). The file is

@@ -28,6 +28,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from memsweep.data.datasets import model_classes
 from memsweep.errors import ConfigError
+from memsweep.shipped_configs import complete
 from memsweep.eval import features as feat
 from memsweep.science import objective, networks
 from memsweep.store import identity
@@ -176,6 +177,7 @@ def run_cost(cfg) -> Cost | None:
     """The cost of a composed run; None when the image shape is unknown here (data=npz not readable) or its
     network's FLOPs cannot be counted (why_unknown)."""
     # plain containers: a 1,000-run sweep reads them fast (OmegaConf's attribute access is ~0.1 ms a key)
+    cfg = complete(cfg)   # settings a lab's eval config may lack, from configs/eval/default.yaml
     data, ev, train = (OmegaConf.to_container(cfg[k], resolve=True) for k in ("data", "eval", "train"))
     if data.get("image_size") is None or data.get("channels") is None:
         return None
@@ -190,10 +192,10 @@ def run_cost(cfg) -> Cost | None:
     evals = len(eval_steps(steps, int(ev["first_step"]), int(ev["num_points"])))
     S, notes = int(ev["num_samples"]), []
     nfe = sampler_evaluations(objective.of_config(cfg), str(ev["sampler"]), int(ev["sampler_steps"]))
-    spaces = {k: str(ev.get(f"{k}_features", "none")) for k in ("copy", "sw", "fid", "kid", "mifid")}
-    count = ev.get("fid_samples")  # samples of each Frechet distance, per split (Evaluator.sample_count)
+    spaces = {k: str(ev[f"{k}_features"]) for k in ("copy", "sw", "fid", "kid", "mifid")}
+    count = ev["fid_samples"]  # samples of each Frechet distance, per split (Evaluator.sample_count)
     fid = {s: S if count is None else refs[s] if str(count) in ("reference", "ref") else int(count) for s in refs}
-    probes = int(ev.get("field_points") or 0) * len(ev.get("field_t") or [])
+    probes = int(ev["field_points"]) * len(ev["field_t"])
 
     per = dict.fromkeys(PARTS, 0.0)   # FLOPs of one evaluation by part
     per["losses"] = 2 * int(ev["loss_points"]) * F
@@ -248,9 +250,8 @@ def run_cost(cfg) -> Cost | None:
         reference(spaces[kind])
     parts = {k: v * evals for k, v in per.items()}
     parts["field_dist"] += 4 * probes * n * pixels  # the closed-form targets of the probe points, once per run
-    runtime = cfg.get("runtime")
     return Cost(3 * F * int(train["batch_size"]) * steps, parts, evals, F, str(train["dtype"]), references,
-                list(dict.fromkeys(notes)), int(runtime.get("processes", 1)) if runtime is not None else 1)
+                list(dict.fromkeys(notes)), int(cfg.runtime.processes))
 
 
 def rates(gpu: str) -> tuple[float, float]:

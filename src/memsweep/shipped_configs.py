@@ -1,0 +1,52 @@
+"""memsweep's own config folder, and the defaults it ships for settings a stored config may lack.
+
+A run's config.yaml holds the settings that existed when it was written; a setting added later is absent there
+(and from a lab's own eval config). Its default is the one in memsweep's YAML (configs/<group>/default.yaml), the
+only place a default is written: `with_defaults` fills the absent keys from it when a config is used, never when
+it is composed, so the run id (a hash of the config as composed, store.identity) stays what it was.
+"""
+from __future__ import annotations
+
+import functools
+import os
+from pathlib import Path
+
+from omegaconf import DictConfig, OmegaConf
+
+from memsweep.errors import ConfigError
+
+
+def config_dir() -> Path:
+    """memsweep's own configs: MEMSWEEP_CONFIG_DIR, else memsweep/configs in an installed package (setup.py
+    copies configs/ there), else configs/ at the top of the checkout (an editable install)."""
+    env = os.environ.get("MEMSWEEP_CONFIG_DIR")
+    packaged = Path(__file__).resolve().parent / "configs"
+    path = Path(env) if env else packaged if packaged.is_dir() else Path(__file__).resolve().parents[2] / "configs"
+    if not (path / "train.yaml").is_file():
+        raise ConfigError(f"MEMSWEEP_CONFIG_DIR={path}: no train.yaml there (reinstall memsweep, "
+                          "or point MEMSWEEP_CONFIG_DIR at its configs/)")
+    return path
+
+
+@functools.cache
+def _load(path: Path) -> DictConfig:
+    return OmegaConf.load(path)
+
+
+# The groups whose settings grew after run configs were first stored; their default.yaml is complete. (Not
+# train: its budget is exactly one of steps, epochs, images, so a default can't be merged under a stored one.)
+FILLED = ("eval", "runtime")
+
+
+def with_defaults(group: str, block) -> DictConfig:
+    """A config group's block with the keys it lacks taken from configs/<group>/default.yaml (a copy)."""
+    return OmegaConf.merge(_load(config_dir() / group / "default.yaml"), block)
+
+
+def complete(cfg) -> DictConfig:
+    """A copy of a run's config whose FILLED groups have every key their default.yaml has."""
+    out = cfg.copy()
+    for group in FILLED:
+        if group in out:
+            out[group] = with_defaults(group, out[group])
+    return out
