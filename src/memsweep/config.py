@@ -5,6 +5,7 @@ report, eval), composes many runs in one process for a sweep, and must validate 
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import os
@@ -113,6 +114,32 @@ def config_groups() -> dict[str, tuple[list[str], str | None]]:
             choices = compose(config_name="train", return_hydra_config=True).hydra.runtime.choices
             return {g: (loader.get_group_options(g, results_filter=ObjectType.CONFIG), choices.get(g))
                     for g in sorted(loader.list_groups("")) if g not in ("hydra", "sweep")}
+    except (HydraException, OmegaConfBaseException, yaml.YAMLError) as e:
+        raise ConfigError(_one_line(e)) from None
+    finally:
+        GlobalHydra.instance().clear()
+
+
+def option_defaults() -> dict[str, dict[str, dict]]:
+    """Each option of each config group as train.yaml composes it: group -> option -> its settings (the option
+    train.yaml picks first), unresolved (`${oc.env:VAR,default}` kept) and unchecked, with the settings outside
+    the groups under "", and a group no config file ships (probes) as {"": the values a run without it uses}.
+    What the config reference shows as defaults (memsweep.reference)."""
+    groups = config_groups()
+    GlobalHydra.instance().clear()
+    try:
+        with _hydra():
+            base = OmegaConf.to_container(compose(config_name="train"), resolve=False)
+            out = {"": {k: v for k, v in base.items() if k not in groups}}
+            for group, (options, default) in groups.items():
+                if default is None:   # +group=option: a bundle of settings across groups, not a group's own
+                    continue
+                out[group] = {o: base[group] if o == default else
+                              OmegaConf.to_container(compose(config_name="train", overrides=[f"{group}={o}"]),
+                                                     resolve=False)[group] for o in [default, *options] if o in options}
+            out["probes"] = {"": {k: list(v) if isinstance(v, tuple) else v
+                                  for k, v in dataclasses.asdict(ProbeSettings()).items()}}
+            return out
     except (HydraException, OmegaConfBaseException, yaml.YAMLError) as e:
         raise ConfigError(_one_line(e)) from None
     finally:
