@@ -267,7 +267,7 @@ class Runtime(Group):
     channels_last: bool = False
     compile: Union[bool, Annotated[str, Field(description="a torch.compile backend name")]] = False
     fused_adam: bool = True
-    processes: PosInt = 1   # one run on K processes (DDP, one per device): README "One run on several processes"
+    processes: PosInt = 1   # one run on K processes (DDP, one per device): docs/guides/runs.md
 
 
 # group -> its schema, or {option name: schema} for groups whose options differ; in the order they are checked
