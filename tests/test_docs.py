@@ -101,6 +101,32 @@ def test_every_key_an_evaluation_writes_is_in_the_metric_reference(written_keys)
     assert not unlisted, f"keys docs/reference/metrics.md does not list: {unlisted}"
 
 
+def grammar() -> list[str]:
+    """The first word of each line of the metric reference's grammar block."""
+    text = (ROOT / "docs" / "reference" / "metrics.md").read_text(encoding="utf-8").split("## The grammar", 1)[1]
+    block = re.search(r"```\n(.*?)```", text, re.S).group(1)
+    return [line.split()[0] for line in block.splitlines() if line.strip()]
+
+
+def grammar_pattern(rule: str) -> re.Pattern:
+    """A grammar line as a regular expression: [...] optional, <a|b> one of them, <name> a value, | or."""
+    out = ""
+    for token in re.findall(r"<[^>]+>|[\[\]|]|[^\[\]|<]+", rule):
+        if token.startswith("<"):
+            inner = token[1:-1]
+            out += f"(?:{inner})" if "|" in inner else "[0-9a-z.e+-]+"
+        else:
+            out += {"[": "(?:", "]": ")?", "|": "|"}.get(token, re.escape(token))
+    return re.compile(out)
+
+
+def test_every_rule_of_the_key_grammar_names_keys_an_evaluation_writes(written_keys):
+    rules = grammar()
+    assert len(rules) >= 7
+    unused = [r for r in rules if not any(grammar_pattern(r).fullmatch(w) for w in written_keys)]
+    assert not unused, f"grammar rules of docs/reference/metrics.md no written key follows: {unused}"
+
+
 # -- links and the README -----------------------------------------------------------------------------------------
 def slug(heading: str) -> str:
     """GitHub's anchor of a heading: lower case, punctuation dropped, spaces to hyphens."""
