@@ -11,7 +11,7 @@ PAGE = Path(__file__).resolve().parents[1] / "docs" / "reference" / "config.md"
 
 
 def main() -> None:
-    PAGE.write_text(reference.page(config.option_defaults()), encoding="utf-8")
+    PAGE.write_text(reference.page(config.option_defaults(), config.option_notes()), encoding="utf-8")
     print(f"wrote {PAGE}")
 
 

@@ -26,7 +26,7 @@ def test_the_config_reference_is_the_one_the_schema_and_configs_write(monkeypatc
     monkeypatch.delenv("MEMSWEEP_CONFIG_DIR", raising=False)
     config.use_config_dirs(())
     page = ROOT / "docs" / "reference" / "config.md"
-    assert page.read_text(encoding="utf-8") == reference.page(config.option_defaults()), (
+    assert page.read_text(encoding="utf-8") == reference.page(config.option_defaults(), config.option_notes()), (
         "docs/reference/config.md is stale: regenerate it with `PYTHONPATH=src python scripts/config_reference.py`")
 
 

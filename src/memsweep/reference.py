@@ -1,6 +1,6 @@
 """The config reference (docs/reference/config.md): every setting of a run, what it accepts and its default, written
-from the schema (memsweep.schema: types and ranges, the one place they live) and the composed configs (defaults:
-config.option_defaults). A pure function of those two, so the page, a test that it is current and a command's
+from the schema (memsweep.schema: types and ranges, the one place they live) and the configs (defaults:
+config.option_defaults; what a setting is: the comment on its line, config.option_notes). A pure function of those, so the page, a test that it is current and a command's
 help can share it; it imports no torch.
 
     PYTHONPATH=src python scripts/config_reference.py      # rewrites docs/reference/config.md
@@ -18,7 +18,7 @@ INTRO = """\
 Every setting of a run, group by group: what it accepts (its type and range, from `src/memsweep/schema.py`,
 checked when a run is composed: a value it refuses is one line naming the setting, exit status 2, nothing
 written) and its default (from `configs/`, as `memsweep train` composes it; `${oc.env:VAR,default}` reads the
-environment variable VAR). Any setting is set on the command line, `memsweep train optim.lr=3e-4`, or in a sweep
+environment variable VAR) and what it is (the comment on its line in `configs/`). Any setting is set on the command line, `memsweep train optim.lr=3e-4`, or in a sweep
 file; a group's option is chosen with `group=option` (`data=cifar10`). How the groups fit together and how to add
 your own: [the configs guide](../guides/configs.md)."""
 
@@ -49,14 +49,15 @@ def _default(model: type[BaseModel], key: str, field, values: dict | None) -> st
     return "required"
 
 
-def table(model: type[BaseModel], prefix: str, values: dict | None) -> list[str]:
-    """One row per setting of a schema: the key, what it accepts, its default."""
-    rows = ["| setting | accepts | default |", "|---|---|---|"]
+def table(model: type[BaseModel], prefix: str, values: dict | None, notes: dict | None = None) -> list[str]:
+    """One row per setting of a schema: the key, what it accepts, its default, what it is."""
+    rows = ["| setting | accepts | default | what it is |", "|---|---|---|---|"]
     for name, field in model.model_fields.items():
         key = field.alias or name
-        rows.append(f"| `{prefix}{key}` | {_cell(schema.accepts(field))} | {_cell(_default(model, key, field, values))} |")
+        rows.append(f"| `{prefix}{key}` | {_cell(schema.accepts(field))} | {_cell(_default(model, key, field, values))} "
+                    f"| {_cell((notes or {}).get(key, ''))} |")
     if model.model_config.get("extra") == "allow":
-        rows.append(f"| `+{prefix}KEY` | any other key, passed on as it is | |")
+        rows.append(f"| `+{prefix}KEY` | any other key, passed on as it is | | |")
     return rows
 
 
@@ -64,11 +65,11 @@ def _options_line(options: dict) -> str:
     return ", ".join(f"`{o}`" for o in options)
 
 
-def _single(group: str, model: type[BaseModel], options: dict, default: str) -> list[str]:
+def _single(group: str, model: type[BaseModel], options: dict, default: str, notes: dict) -> list[str]:
     """A group with one schema for every option: its settings with the default option's values, and, when it
     has several options, each option's values side by side."""
     lines = [f"Options: {_options_line(options)} (default `{default}`). The defaults below are `{group}={default}`'s.", ""]
-    lines += table(model, f"{group}.", options[default])
+    lines += table(model, f"{group}.", options[default], notes.get(default))
     same = {o: v for o, v in options.items() if "_target_" not in v}
     if len(same) > 1:
         keys = [k for k in model.model_fields if k != "name"]
@@ -79,9 +80,10 @@ def _single(group: str, model: type[BaseModel], options: dict, default: str) -> 
     for option, values in options.items():
         if "_target_" in values:
             lines += ["", f"`{group}={option}` names a network by `_target_` (its settings are that network's own):", ""]
-            lines += table(schema.TargetModel, f"{group}.", values)
+            lines += table(schema.TargetModel, f"{group}.", values, notes.get(option))
             extra = {k: v for k, v in values.items() if k not in ("_target_", "name")}
-            lines += [f"| `{group}.{k}` | the network's own argument | `{value_text(v)}` |" for k, v in extra.items()]
+            lines += [f"| `{group}.{k}` | the network's own argument | `{value_text(v)}` "
+                      f"| {_cell(notes.get(option, {}).get(k, ''))} |" for k, v in extra.items()]
     return lines
 
 
@@ -90,7 +92,7 @@ def schema_default(model: type[BaseModel], key: str):
     return None if field.is_required() else field.get_default(call_default_factory=True)
 
 
-def _by_option(group: str, models: dict, options: dict, default: str) -> list[str]:
+def _by_option(group: str, models: dict, options: dict, default: str, notes: dict) -> list[str]:
     """A group whose options differ in their settings: one table per option, chosen by `<group>.name`."""
     lines = [f"Options: {_options_line(options)} (default `{default}`); each has its own settings, chosen by "
              f"`{group}.name`."]
@@ -98,13 +100,14 @@ def _by_option(group: str, models: dict, options: dict, default: str) -> list[st
         lines += ["", f"### {group}={option}", ""]
         if option not in options:
             lines += [f"(no config file ships it: `{group}.name={option}` with every setting on the command line)", ""]
-        lines += table(model, f"{group}.", options.get(option))
+        lines += table(model, f"{group}.", options.get(option), notes.get(option))
     return lines
 
 
-def page(defaults: dict[str, dict[str, dict]]) -> str:
+def page(defaults: dict[str, dict[str, dict]], notes: dict[str, dict[str, dict[str, str]]]) -> str:
     """The config reference in Markdown. `defaults`: config.option_defaults() (group -> option -> settings, the
-    option train.yaml picks first; the settings outside the groups under "")."""
+    option train.yaml picks first; the settings outside the groups under ""); `notes`: config.option_notes()
+    (group -> option -> setting -> what it is)."""
     lines = [GENERATED, "", "# Config reference", "", INTRO, "", "## The settings outside the groups", ""]
     lines += table(schema.Top, "", defaults.get(""))
     for group, found in schema.GROUPS.items():
@@ -117,8 +120,8 @@ def page(defaults: dict[str, dict[str, dict]]) -> str:
             continue
         default = next(iter(options))   # option_defaults puts train.yaml's choice first
         if isinstance(found, dict):
-            lines += _by_option(group, found, options, default)
+            lines += _by_option(group, found, options, default, notes.get(group, {}))
         else:
-            lines += _single(group, found, options, default)
+            lines += _single(group, found, options, default, notes.get(group, {}))
     return "\n".join(lines) + "\n"
 
