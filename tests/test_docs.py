@@ -3,6 +3,7 @@ key the metric reference lists is one an evaluation writes, every link in the RE
 and the README keeps its two commands first."""
 import re
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -14,6 +15,7 @@ from memsweep.eval.evaluator import Evaluator
 from memsweep.science import unet
 from memsweep.store import identity
 from memsweep.store.run import RunStore
+from memsweep.train.wandb_logger import WandbLogger
 
 from conftest import FAST
 
@@ -125,6 +127,19 @@ def test_every_rule_of_the_key_grammar_names_keys_an_evaluation_writes(written_k
     assert len(rules) >= 7
     unused = [r for r in rules if not any(grammar_pattern(r).fullmatch(w) for w in written_keys)]
     assert not unused, f"grammar rules of docs/reference/metrics.md no written key follows: {unused}"
+
+
+def test_the_wandb_guide_names_the_keys_and_the_x_axis_a_run_logs():
+    """What the guide tells a user to pick in wandb's UI is what a run logs: the normalized step as `norm_step`,
+    a list as one scalar per entry."""
+    logged = []
+    logger = WandbLogger.__new__(WandbLogger)   # its run replaced by a recorder: no wandb process
+    logger.run, logger.norm = SimpleNamespace(log=logged.append), 2.0
+    logger.log({"step": 3, "train_loss_by_t": [1.0, 2.0], "mem_ratio": 0.5})
+    (row,) = logged
+    guide = (ROOT / "docs" / "guides" / "wandb.md").read_text(encoding="utf-8")
+    assert row["norm_step"] == 6.0 and "**`norm_step`**" in guide
+    assert row["train_loss_by_t/0"] == 1.0 and "`train_loss_by_t/0`" in guide and "`mem_ratio`" in guide
 
 
 # -- links and the README -----------------------------------------------------------------------------------------
