@@ -19,6 +19,8 @@ from memsweep.train.wandb_logger import WandbLogger
 
 from conftest import FAST
 
+pytestmark = pytest.mark.xdist_group("test_docs")   # its module fixture evaluates once, on one worker
+
 ROOT = Path(__file__).resolve().parents[1]
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("**/*.md"))]
 
