@@ -2,6 +2,8 @@
 key the metric reference lists is one an evaluation writes, every link in the README and docs/ leads somewhere,
 and the README keeps its two commands first."""
 import re
+import subprocess
+import sys
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -42,6 +44,14 @@ def test_the_config_reference_lists_every_setting_of_the_schema():
             for name, field in model.model_fields.items():
                 assert f"{group}.{field.alias or name}" in listed, f"{group}.{name}"
     assert "seed" in listed
+
+
+def test_the_config_reference_module_imports_no_torch():
+    """So that a command's help can list the settings without waiting for torch."""
+    code = "import sys, memsweep.reference; print(sorted(m for m in ('torch', 'matplotlib', 'pandas') if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         env={"PYTHONPATH": str(ROOT / "src"), "PATH": ""}).stdout
+    assert out.strip() == "[]"
 
 
 # -- metric keys ------------------------------------------------------------------------------------------------
