@@ -353,9 +353,9 @@ def test_the_shipped_objectives_and_bundles_pass_their_rules(tmp_path, out):
 
 
 # -- every documented key, for every option of its group ----------------------------------------------------------
-def readme_table() -> dict[str, tuple[list[str], list[str]]]:
-    """The README's table of config groups: group -> (its options, its canonical keys)."""
-    text = (ROOT / "README.md").read_text().split("### Configs", 1)[1]
+def groups_table() -> dict[str, tuple[list[str], list[str]]]:
+    """The configs guide's table of config groups: group -> (its options, its canonical keys)."""
+    text = (ROOT / "docs" / "guides" / "configs.md").read_text().split("## The groups", 1)[1]
     rows = {}
     for line in text.splitlines()[1:]:
         if not line.startswith("| `"):
@@ -383,11 +383,11 @@ def _schema(group: str, option: str):
     return found.get(option) if isinstance(found, dict) else found
 
 
-def test_every_key_the_readme_lists_is_settable_for_every_option_that_has_it(out):
-    """The README's table of canonical keys walked against each option of its group: a key an option's schema
+def test_every_key_the_configs_guide_lists_is_settable_for_every_option_that_has_it(out):
+    """The configs guide's table of canonical keys walked against each option of its group: a key an option's schema
     knows can be set on the command line with that option (data.conditional for data=folder and data=npz), and
     every key listed is some option's."""
-    table = readme_table()
+    table = groups_table()
     assert {"data", "objective", "model", "eval", "logger", "launcher"} <= set(table)
     walked = 0
     with config.Composer(data_here=False) as compose:

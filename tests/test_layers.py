@@ -1,5 +1,5 @@
 """memsweep's packages are layers, and imports point down: a package imports only the layers below it (and
-modules of its own package, without cycles). The README's "Layout" section lists the layers."""
+modules of its own package, without cycles). docs/layout.md lists the layers."""
 import ast
 from pathlib import Path
 
@@ -23,9 +23,11 @@ ALLOWED = {
     "train": {*BOTTOM, "science", "metrics", "data", "store", "eval"},
     "report": {*BOTTOM, "science", "metrics", "data", "store"},
     "schema": BOTTOM,         # the settings' types and ranges (pydantic), read by config
+    "reference": {*BOTTOM, "schema"},   # the config reference page, written from the schema (no torch)
     "config": {*BOTTOM, "science", "metrics", "data", "store", "eval", "schema"},
     "sweeps": {*BOTTOM, "science", "metrics", "data", "store", "eval", "train", "config", "schema"},
-    "cli": {*BOTTOM, "science", "metrics", "data", "store", "eval", "train", "config", "schema", "sweeps", "report"},
+    "cli": {*BOTTOM, "science", "metrics", "data", "store", "eval", "train", "config", "schema", "reference", "sweeps",
+            "report"},
     "launch": {"sweeps"},     # the import path of queued Slurm jobs (an alias)
     "__init__": set(),
 }

@@ -26,7 +26,7 @@ def resolves(name: str) -> bool:
 
 def test_every_memsweep_name_in_the_tree_exists():
     files = [*ROOT.glob("src/**/*.py"), *ROOT.glob("scripts/*.py"), *ROOT.glob("tests/*.py"), ROOT / "README.md",
-             *ROOT.glob("docs/*.md")]
+             *ROOT.glob("docs/**/*.md")]
     stale = sorted({(f.relative_to(ROOT).as_posix(), m) for f in files
                     for m in NAME.findall(f.read_text(encoding="utf-8")) if not resolves(m)})
     assert not stale, "names of no module or attribute: " + "; ".join(f"{f}: {m}" for f, m in stale)

@@ -5,6 +5,7 @@ report, eval), composes many runs in one process for a sweep, and must validate 
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import os
@@ -106,6 +107,67 @@ def config_groups() -> dict[str, tuple[list[str], str | None]]:
         raise ConfigError(_one_line(e)) from None
     finally:
         GlobalHydra.instance().clear()
+
+
+def option_defaults() -> dict[str, dict[str, dict]]:
+    """Each option of each config group as train.yaml composes it: group -> option -> its settings (the option
+    train.yaml picks first), unresolved (`${oc.env:VAR,default}` kept) and unchecked, with the settings outside
+    the groups under "", and a group no config file ships (probes) as {"": the values a run without it uses}.
+    What the config reference shows as defaults (memsweep.reference)."""
+    groups = config_groups()
+    GlobalHydra.instance().clear()
+    try:
+        with _hydra():
+            base = OmegaConf.to_container(compose(config_name="train"), resolve=False)
+            out = {"": {k: v for k, v in base.items() if k not in groups}}
+            for group, (options, default) in groups.items():
+                if default is None:   # +group=option: a bundle of settings across groups, not a group's own
+                    continue
+                out[group] = {o: base[group] if o == default else
+                              OmegaConf.to_container(compose(config_name="train", overrides=[f"{group}={o}"]),
+                                                     resolve=False)[group]
+                              for o in [default, *(o for o in options if o != default)]}
+            out["probes"] = {"": {k: list(v) if isinstance(v, tuple) else v
+                                  for k, v in dataclasses.asdict(ProbeSettings()).items()}}
+            return out
+    except (HydraException, OmegaConfBaseException, yaml.YAMLError) as e:
+        raise ConfigError(_one_line(e)) from None
+    finally:
+        GlobalHydra.instance().clear()
+
+
+def option_notes() -> dict[str, dict[str, dict[str, str]]]:
+    """The comment on each setting's line in each option's file, with the comment lines indented under it:
+    group -> option -> setting -> text. What the config reference shows as a setting's meaning."""
+    out = {}
+    for group, (options, default) in config_groups().items():
+        if default is not None:
+            out[group] = {o: _notes(path.read_text(encoding="utf-8")) if (path := find_config(f"{group}/{o}.yaml"))
+                          else {} for o in options}
+    return out
+
+
+_SETTING = re.compile(r"^\s*(\w+):[^#\n]*(?:#\s*(.*))?$")
+
+
+def _notes(text: str) -> dict[str, str]:
+    """A setting's comment: the one on its line, with the comment lines indented under it, else the comment lines
+    right above it."""
+    notes, key, above = {}, None, []
+    for line in text.splitlines():
+        if line.startswith("#"):
+            above, key = [*above, line.lstrip("#").strip()], None
+        elif key and re.match(r"^\s+#", line):   # the comment goes on under its setting
+            notes[key] += " " + line.strip().lstrip("#").strip()
+        elif match := _SETTING.match(line):
+            key = match.group(1)
+            if match.group(2) or above:
+                notes[key] = (match.group(2) or " ".join(above)).strip()
+            key = key if match.group(2) else None
+            above = []
+        else:
+            key, above = None, []
+    return notes
 
 
 def default_output_root() -> Path:

@@ -273,7 +273,7 @@ class Runtime(Group):
     channels_last: bool = LATER
     compile: Union[bool, Annotated[str, Field(description="a torch.compile backend name")]] = LATER
     fused_adam: bool = LATER
-    processes: PosInt = LATER   # one run on K processes (DDP, one per device): README "One run on several processes"
+    processes: PosInt = LATER   # one run on K processes (DDP, one per device): docs/guides/runs.md
 
 
 # group -> its schema, or {option name: schema} for groups whose options differ; in the order they are checked
@@ -349,10 +349,14 @@ def _message(schema: type[BaseModel], value: dict, error: dict, prefix: str) -> 
         return f"{name}: unknown setting ({prefix or 'the config'} has: {known})"
     if field is None:
         return f"{name}: {error['msg']}"
-    accepts = field.description or _describe(field.annotation, field.metadata)
     if error["type"] == "missing":
-        return f"{name}: missing ({accepts})"
-    return f"{name}={_show(given)}: must be {accepts}"
+        return f"{name}: missing ({accepts(field)})"
+    return f"{name}={_show(given)}: must be {accepts(field)}"
+
+
+def accepts(field) -> str:
+    """What a setting (a pydantic field) accepts, in words: its description, else its type and range."""
+    return field.description or _describe(field.annotation, field.metadata)
 
 
 def _show(value) -> str:
