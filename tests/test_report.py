@@ -16,8 +16,7 @@ import torch  # noqa: E402
 
 from memsweep.report.summary import SUMMARY_COLUMNS
 from memsweep.report.markdown import fmt  # noqa: E402
-from memsweep.report import build as report  # noqa: E402
-from memsweep.report import figure_cache, samples  # noqa: E402
+from memsweep.report import build, curves, figure_cache, samples, style  # noqa: E402
 from memsweep.science.capacity import effective_memorization  # noqa: E402
 from memsweep.store.run import RunStore  # noqa: E402
 from memsweep.cli import main  # noqa: E402
@@ -190,11 +189,11 @@ def test_report_from_a_fake_sweep(fake_sweep, monkeypatch, capsys):
 @pytest.mark.slow
 def test_a_second_report_keeps_the_figures_whose_inputs_are_unchanged(fake_sweep):
     out = fake_sweep / "sweeps" / "fake"
-    report.make_report(fake_sweep, "fake")
+    build.make_report(fake_sweep, "fake")
     drawn = {p.name: p.stat().st_mtime_ns for p in out.glob("*.png")}
     assert set(FIGURES) <= set(drawn)
     text = (out / "report.md").read_text()
-    report.make_report(fake_sweep, "fake")
+    build.make_report(fake_sweep, "fake")
     assert {p.name: p.stat().st_mtime_ns for p in out.glob("*.png")} == drawn     # nothing drawn again
     same = lambda t: [x for x in t.splitlines() if not x.startswith("_Generated")]  # noqa: E731
     assert same((out / "report.md").read_text()) == same(text)
@@ -206,7 +205,7 @@ def test_a_second_report_keeps_the_figures_whose_inputs_are_unchanged(fake_sweep
     metrics.write_text(metrics.read_text() + json.dumps({**rows[-1], "step": 6000}) + "\n")
     (out / "copies_n.png").unlink()
     (out / "curves_lr_step.png").write_bytes(b"an earlier report's figure")
-    report.make_report(fake_sweep, "fake")
+    build.make_report(fake_sweep, "fake")
     now = {p.name: p.stat().st_mtime_ns for p in out.glob("*.png")}
     assert set(now) == set(drawn)
     assert now["curves_n_step.png"] != drawn["curves_n_step.png"] and now["scaling_n.png"] != drawn["scaling_n.png"]
@@ -214,9 +213,9 @@ def test_a_second_report_keeps_the_figures_whose_inputs_are_unchanged(fake_sweep
 
     # the figure code's fingerprint: equal inputs give one key, another run's values another, and an
     # argument of no known kind none (drawn every time)
-    _, runs = report.load_sweep(fake_sweep, "fake")
-    func = report.plots.curves_figure
-    assert figure_cache.key(func, (runs, 1), {}) == figure_cache.key(func, (report.load_sweep(fake_sweep, "fake")[1], 1), {})
+    _, runs = build.load_sweep(fake_sweep, "fake")
+    func = curves.curves_figure
+    assert figure_cache.key(func, (runs, 1), {}) == figure_cache.key(func, (build.load_sweep(fake_sweep, "fake")[1], 1), {})
     assert figure_cache.key(func, (runs, 1), {}) != figure_cache.key(func, (runs[1:], 1), {})
     assert figure_cache.key(func, (object(),), {}) is None
 
@@ -229,17 +228,17 @@ def test_a_figure_laid_out_once_has_savefigs_pixels(tmp_path):
         for i, ax in enumerate(axes.flat):
             ax.plot(np.geomspace(10, 1e5, 30), np.linspace(0, 1, 30) ** (i + 1), label=f"curve {i}")
             ax.set_xscale("log")
-            report.plots.plain_log_ticks(ax.xaxis)
+            style.plain_log_ticks(ax.xaxis)
             ax.set_ylabel(f"a long label number {i}")
         fig.legend(*axes[0, 0].get_legend_handles_labels(), loc="outside right center", title="runs")
         fig.suptitle("a title")
         return fig
     for extra in ({}, {"bbox_inches": "tight"}):
         fig = figure()
-        fig.savefig(tmp_path / "plain.png", dpi=report.plots.DPI, **extra)
+        fig.savefig(tmp_path / "plain.png", dpi=style.DPI, **extra)
         plt.close(fig)
         fig = figure()
-        assert report.plots.save(fig, tmp_path / "once.png", **extra) == tmp_path / "once.png"
+        assert style.save(fig, tmp_path / "once.png", **extra) == tmp_path / "once.png"
         assert fig.get_layout_engine() is None and not plt.fignum_exists(fig.number)
         plain, once = (np.asarray(matplotlib.image.imread(tmp_path / f)) for f in ("plain.png", "once.png"))
         assert plain.shape == once.shape and np.array_equal(plain, once), extra
@@ -287,5 +286,5 @@ def test_report_from_a_real_tiny_sweep(out):
                                  "report.md")}
     first = outputs()
     computed = samples.COMPUTED.copy()
-    report.make_report(out, "real")
+    build.make_report(out, "real")
     assert samples.COMPUTED == computed and outputs() == first

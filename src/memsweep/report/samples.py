@@ -44,7 +44,7 @@ VERSION = 1      # of the stored results: bump when novelty's or the copies' def
 ROW_ORDER = ("step", "mem_ratio", "authenticity", "nn_ratio_hist", "precision_test", "recall_test",
              "precision_train", "recall_train")   # novelty_row's, whether computed or read back (keys sorted)
 BINS = 20        # of the NN-ratio histogram
-TOP_IMAGES = 32  # most-copied training images stored with each evaluation (copies_figure shows 8)
+TOP_IMAGES = 32  # most-copied training images stored with each evaluation (copies.figure shows 8)
 COMPUTED: Counter = Counter()   # what this process computed ("evaluation", "reference", "data"): for the tests
 
 
@@ -175,7 +175,7 @@ def _evaluation(inputs: _RunInputs, step: int, threshold: float, max_samples: in
 
 
 def _most_copied(target: np.ndarray, dist: np.ndarray, n: int, top: int = TOP_IMAGES) -> np.ndarray:
-    """Indices of the training images with the most copies (then the closest copies), as copies_figure ranks."""
+    """Indices of the training images with the most copies (then the closest copies), as copies.figure ranks."""
     img = copies_mod.per_image_from(target, dist, np.zeros(n), np.zeros(n))
     img = img[img["copies"] > 0].sort_values(["copies", "mean_copy_dist"], ascending=[False, True])
     return img["index"].to_numpy(np.int64, copy=True)[:top]
