@@ -256,7 +256,8 @@ def test_a_report_whose_runs_did_not_memorize_says_so_first_and_claims_no_interv
         write_run(root, run_id, n, synthetic_rows(n, steps, rng), {"state": "finished", "step": 3000}, rng)
         entries.append({"run_id": run_id, "axes": {"data.n": n}})
     (root / "sweeps" / "short").mkdir(parents=True)
-    (root / "sweeps" / "short" / "sweep.json").write_text(json.dumps({"name": "short", "axes": ["data.n"], "runs": entries}))
+    (root / "sweeps" / "short" / "sweep.json").write_text(json.dumps({"name": "short", "axes": ["data.n"],
+                                                                     "runs": entries}))
     text = build.make_report(root, "short", probes=False).read_text()
     summary = pd.read_csv(root / "sweeps" / "short" / "summary.csv")
     assert summary["tau_mem"].isna().all()

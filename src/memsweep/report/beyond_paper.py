@@ -23,6 +23,7 @@ from memsweep.science.fits import slices
 from memsweep.states import State
 from memsweep.threads import torch_threads
 
+
 def compute(runs, summary: pd.DataFrame, keys: list[str], out, device="cpu", max_samples: int | None = None) -> dict:
     """Report-time analyses; adds final_<novelty> columns to `summary` in place; writes novelty.csv,
     copies_by_image.csv, copies_by_class.csv and (with a data.offset axis) disjoint.csv into `out`.

@@ -21,7 +21,7 @@ PAIRED = {"loss": ("train_loss", "test_loss"), "sw": ("sw_train", "sw_test"), "f
 
 
 def curves_figure(runs: list, summary: pd.DataFrame, key: str, keys: list[str], path: Path, x: str = "step",
-                  threshold: float = DEFAULT_GAP_THRESHOLD, features: dict | None = None) -> Path:
+                  threshold: float = DEFAULT_GAP_THRESHOLD, features: dict | None = None) -> Path | None:
     """A grid of panels (losses, gaps, mem_ratio, SW, FID, NN distance) against the step (x='step') or the
     normalized step (x='norm'), one curve per run coloured by its value on axis `key`."""
     col = axis_column(key)
@@ -55,8 +55,6 @@ def curves_figure(runs: list, summary: pd.DataFrame, key: str, keys: list[str], 
     xdesc = "training step" if x == "step" else "normalized step (curves collapse if time scales as n/(B·lr))"
     fig.suptitle(f"training curves by {axis_label(col)}{fixed_text(fixed)}, against {xdesc}", fontsize=12)
     return save(fig, path)
-
-
 
 
 def _curve_panels(chosen, features: dict) -> list[tuple[str, str, bool]]:

@@ -110,7 +110,6 @@ def _fit_sentence(fit_row: pd.Series, metric: str, xcol: str) -> str:
     return text + (f"; {cmp}" if cmp else "") + "."
 
 
-
 def section(parts, summary, fits, sensitivity) -> list[str]:
     """The section "What the data say": the fits in words, per swept axis (each on the runs of its part: the
     whole sweep, or a study's arm; parts = [(keys, part summary)]), then across all runs."""

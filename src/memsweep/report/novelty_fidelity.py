@@ -92,7 +92,8 @@ def nn_ratio_figure(runs, summary, key, keys, path: Path, results: dict, max_run
     for ax, (v, r) in zip(axes.flat, picked):
         f = results[r.run_id].novelty
         hist = np.array(f["nn_ratio_hist"].tolist(), float).T          # (bins, steps)
-        mesh = ax.pcolormesh(log_edges(f["step"].to_numpy(float)), np.linspace(0, 1, hist.shape[0] + 1), hist, cmap="magma_r", vmin=0, vmax=1,
+        mesh = ax.pcolormesh(log_edges(f["step"].to_numpy(float)), np.linspace(0, 1, hist.shape[0] + 1), hist,
+                             cmap="magma_r", vmin=0, vmax=1,
                              shading="flat")
         ax.axhline(threshold, color="C0", ls="--", lw=1.2)
         ax.set_xscale("log")

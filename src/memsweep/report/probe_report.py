@@ -8,8 +8,8 @@ and the evaluation's fixed noise and labels (metrics.fixed_inputs, the Evaluator
 numbers `memsweep eval` writes. What it computes is stored in the run directory's analysis cache
 (run_dir/analysis/probes_<step>.v<N>.npz, store.analysis_cache: keyed by the weights file and the probe
 settings, with the seconds it took), so a second report computes nothing and says the same; metrics.jsonl is
-left alone. hybrid.csv, els.csv and traj.csv go next to report.md. `probes.els=false` in a run's config leaves the ELS machine out; `memsweep report
---no-probes` computes nothing (and shows only what metrics.jsonl holds).
+left alone. hybrid.csv, els.csv and traj.csv go next to report.md. `probes.els=false` in a run's config leaves
+the ELS machine out; `memsweep report --no-probes` computes nothing (and shows only what metrics.jsonl holds).
 """
 from __future__ import annotations
 
@@ -294,7 +294,8 @@ def hybrid_section(ctx: dict) -> list[str]:
     L += [markdown_table(df), ""]
     late = df[df["when"] == "late"].set_index("n")
     if len(late):
-        words = "; ".join(f"n = {fmt(n, setting=True)}: " + ("0 (the network copies on its own)" if v == 0 else fmt(v, setting=True))
+        words = "; ".join(f"n = {fmt(n, setting=True)}: "
+                          + ("0 (the network copies on its own)" if v == 0 else fmt(v, setting=True))
                           for n, v in late["tau_copy"].items())
         L += ["What it shows: at the last evaluation half the hybrid samples are copies once the memorizer steers "
               "the path up to tau_copy (" + words + "). A small tau_copy: the network, from there "

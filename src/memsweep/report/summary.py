@@ -21,6 +21,7 @@ SUMMARY_COLUMNS = ["run_id", "state", "n", "model", "batch_size", "lr", "seed", 
                    "best_fid_train", "best_sw_all", "step_best_sw", "final_mem_ratio", "final_step", "total_steps",
                    "n_evals", "norm_factor", "tau_mem_norm", "tau_gen_norm", "params"]
 
+
 def axis_column(key: str) -> str:
     """The summary column of a swept config key (data.n -> n, ...); other keys keep their name."""
     return AXIS_COLUMNS.get(key, key)
@@ -34,6 +35,7 @@ def axis_columns(summary, keys) -> list[str]:
 def axes_text(row, axis_cols) -> str:
     """A run's axis values, `n=32, seed=0`."""
     return ", ".join(f"{a}={fmt(row[a], setting=True)}" for a in axis_cols)
+
 
 @dataclass
 class RunData:
@@ -51,6 +53,7 @@ class RunData:
         """What the report's figures read of this run (report.figure_cache): its values and its saved grids."""
         samples = folder_stamp(self.dir / "samples") if self.dir is not None else []
         return [self.run_id, self.state, self.axes, self.params, self.frame, self.status, samples]
+
 
 def summary_table(runs: list[RunData], threshold: float = DEFAULT_GAP_THRESHOLD, reference: dict | None = None
                   ) -> pd.DataFrame:
