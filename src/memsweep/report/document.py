@@ -65,8 +65,8 @@ def header(record, runs, summary, keys) -> list[str]:
         L.append(f"Fixed for every run: `{' '.join(str(o) for o in spec['overrides'])}`.")
     if runs:
         ref = reference_values([r.params.get("n", np.nan) for r in runs],
-                                        [r.params.get("batch_size", np.nan) for r in runs],
-                                        [r.params.get("lr", np.nan) for r in runs])
+                               [r.params.get("batch_size", np.nan) for r in runs],
+                               [r.params.get("lr", np.nan) for r in runs])
         L.append(f"Normalized step reference values (the sweep's smallest): n0 = {fmt(ref['n0'])}, "
                  f"B0 = {fmt(ref['b0'])}, lr0 = {fmt(ref['lr0'])}.")
     L.append("")
@@ -79,9 +79,10 @@ def no_memorization(summary) -> list[str]:
     evaluated = summary[pd.to_numeric(summary["n_evals"], errors="coerce") > 0] if len(summary) else summary
     if not len(evaluated) or pd.to_numeric(evaluated["tau_mem"], errors="coerce").notna().any():
         return []
-    last = pd.to_numeric(evaluated["final_mem_ratio"], errors="coerce")
+    last = pd.to_numeric(evaluated["final_mem_ratio"], errors="coerce").max()
+    mem = f"; the last mem_ratio is at most {last:.2f}" if np.isfinite(last) else ""
     return [f"**No run memorized within its training:** none of the {len(evaluated)} run(s) with evaluations "
-            f"reached tau_mem (the test loss never turned up; the last mem_ratio is at most {last.max():.2f}), "
+            f"reached tau_mem (the test loss never turned up{mem}), "
             "so the fits, claims and figures below have no onset to measure. Train longer (`train.steps` or "
             "`train.epochs`) or use a smaller n (`data.n`).", ""]
 
