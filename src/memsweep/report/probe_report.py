@@ -267,21 +267,40 @@ def per_n_and_when(t: pd.DataFrame, summary) -> pd.DataFrame:
     return pd.DataFrame([{"n": n, "when": when, **summary(g)} for (n, when), g in t.groupby(["n", "when"], sort=True)])
 
 
-def _opening(title: str, intro: str, table: pd.DataFrame, missing: str) -> tuple[list[str], bool]:
-    """A probe's heading and definitions, and whether it has rows (if not, `missing` says why)."""
-    lines = [f"#### {title}", "", intro, ""]
-    return (lines, True) if len(table) else (lines + [missing, ""], False)
-
-
-def hybrid_section(ctx: dict) -> list[str]:
-    t = ctx["hybrid"]
-    L, shown = _opening(
-        "Hybrid sampling (Bertrand et al. 2025)",
+SECTIONS = {   # each probe's heading, its definitions, and why it may have no rows
+    "hybrid": ("Hybrid sampling (Bertrand et al. 2025)",
         "The closed-form memorizer (the class's training images) samples t in [0, tau) from the evaluation's "
         "noise, the network [tau, 1]; tau = 0 is the network's sampler, tau = 1 the memorizer's. `tau_copy`: the "
         "smallest tau at which half the hybrid samples are copies (1/3 rule); `dist@0.5`: mean L2 of the tau = "
         "0.5 samples to the network's own.",
-        t, "No evaluation weights to probe (or `memsweep report --no-probes`).")
+        "No evaluation weights to probe (or `memsweep report --no-probes`)."),
+    "els": ("The equivariant local score machine (Kamb & Ganguli 2025)",
+        "The minimizer of the loss under locality and translation equivariance: at each pixel, the formulation's "
+        "closed form over every k x k patch of the class's training images at every position (patch size per "
+        "noise level: `els_patch`, zero padding as the U-Net), sampled from the same noise as the network. "
+        "`els_dist`: mean L2 between the network's and the ELS machine's samples; `els_mem_dist`: the same to the"
+        " closed-form memorizer's; `els_mem_ratio`: the ELS samples' own mem_ratio. `variant`: memsweep's padded "
+        "patch bank, Kamb & Ganguli's `interior` one, and the patch size `calibrated` against the network "
+        "(docs/networks.md).",
+        "Not computed (no evaluation weights, `probes.els=false`, or `--no-probes`)."),
+    "traj": ("Where sampling trajectories go",
+        "At each sampler step, min_i ||x_t − a(t) y_i|| / (s(t) √D): the distance to the nearest noised training "
+        "image's mean in units of the noise scale per pixel (x_t = a(t) y + s(t) z; about 1 on the training "
+        "domain), for the sampler's states (`traj_state`), noised training images (`traj_train`, fresh noise) and"
+        " noised test images (`traj_test`), against log-SNR.",
+        "Not computed (no evaluation weights, or `--no-probes`)."),
+}
+
+
+def _opening(ctx: dict, probe: str) -> tuple[pd.DataFrame, list[str], bool]:
+    """A probe's table, its heading and definitions, and whether it has rows (if not, the lines say why)."""
+    title, intro, missing = SECTIONS[probe]
+    lines = [f"#### {title}", "", intro, ""]
+    return (ctx[probe], lines, True) if len(ctx[probe]) else (ctx[probe], lines + [missing, ""], False)
+
+
+def hybrid_section(ctx: dict) -> list[str]:
+    t, L, shown = _opening(ctx, "hybrid")
     if not shown:
         return L
 
@@ -306,17 +325,7 @@ def hybrid_section(ctx: dict) -> list[str]:
 
 
 def els_section(ctx: dict) -> list[str]:
-    t = ctx["els"]
-    L, shown = _opening(
-        "The equivariant local score machine (Kamb & Ganguli 2025)",
-        "The minimizer of the loss under locality and translation equivariance: at each pixel, the formulation's "
-        "closed form over every k x k patch of the class's training images at every position (patch size per "
-        "noise level: `els_patch`, zero padding as the U-Net), sampled from the same noise as the network. "
-        "`els_dist`: mean L2 between the network's and the ELS machine's samples; `els_mem_dist`: the same to the"
-        " closed-form memorizer's; `els_mem_ratio`: the ELS samples' own mem_ratio. `variant`: memsweep's padded "
-        "patch bank, Kamb & Ganguli's `interior` one, and the patch size `calibrated` against the network "
-        "(docs/networks.md).",
-        t, "Not computed (no evaluation weights, `probes.els=false`, or `--no-probes`).")
+    t, L, shown = _opening(ctx, "els")
     if not shown:
         return L
     by = ["variant", "n", "when"] if "variant" in t else ["n", "when"]   # the banks and calibrations computed
@@ -340,14 +349,7 @@ def els_section(ctx: dict) -> list[str]:
 
 
 def traj_section(ctx: dict) -> list[str]:
-    t = ctx["traj"]
-    L, shown = _opening(
-        "Where sampling trajectories go",
-        "At each sampler step, min_i ||x_t − a(t) y_i|| / (s(t) √D): the distance to the nearest noised training "
-        "image's mean in units of the noise scale per pixel (x_t = a(t) y + s(t) z; about 1 on the training "
-        "domain), for the sampler's states (`traj_state`), noised training images (`traj_train`, fresh noise) and"
-        " noised test images (`traj_test`), against log-SNR.",
-        t, "Not computed (no evaluation weights, or `--no-probes`).")
+    t, L, shown = _opening(ctx, "traj")
     if not shown:
         return L
 
