@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from memsweep.data import datasets as data_mod
+from memsweep.data import datasets
 from memsweep.metrics.memorization import MEM_THRESHOLD, is_copy, nearest_neighbours
 from memsweep.report.markdown import fmt, markdown_table
 from memsweep.report.style import axis_label, image_array, save
@@ -77,7 +77,7 @@ def shared_samples(run_dir, num: int | None = None) -> tuple[torch.Tensor, dict]
     cfg = store.read_config()
     ev = cfg.eval
     num = num or int(ev.num_samples)
-    classes = data_mod.model_classes(cfg.data)   # 0: unconditional, every label is the null label 0
+    classes = datasets.model_classes(cfg.data)   # 0: unconditional, every label is the null label 0
     model = networks.build(cfg.model, cfg.data.image_size, cfg.data.channels, classes)
     model.load_state_dict(store.load_eval_weights(steps[-1]))
     model.eval()
@@ -86,8 +86,8 @@ def shared_samples(run_dir, num: int | None = None) -> tuple[torch.Tensor, dict]
     labels = torch.arange(num) % max(classes, 1)
     samples = objective.of_config(cfg).sample(model, noise, labels, int(ev.sampler_steps), ev.sampler,
                                                  ev.cfg_weight, classes).clamp(-1, 1)
-    return samples, {"step": steps[-1], "train_x": data_mod.load(cfg.data, Cache(store.dir.parent.parent / "cache")).train_x, "n": int(cfg.data.n),
-                     "offset": int(cfg.data.offset)}
+    train_x = datasets.load(cfg.data, Cache(store.dir.parent.parent / "cache")).train_x
+    return samples, {"step": steps[-1], "train_x": train_x, "n": int(cfg.data.n), "offset": int(cfg.data.offset)}
 
 
 def disjoint_table(runs: list, threshold: float = MEM_THRESHOLD) -> tuple[list[dict], dict]:

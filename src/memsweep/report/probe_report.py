@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from memsweep.data import datasets as data_mod
+from memsweep.data import datasets
 from memsweep.metrics.fixed_inputs import fixed_inputs, sample_labels
 from memsweep.metrics.probes import PROBES, ProbeInputs, ProbeSettings, els_suffix, probe_keys, run_probes
 from memsweep.report.markdown import fmt, markdown_table
@@ -40,7 +40,7 @@ ELS_VARIANTS = tuple(els_suffix(ProbeSettings(els_bank=b, els_patch=p)) for b in
 
 def _inputs(store: RunStore, cfg, step: int) -> ProbeInputs:
     """The probes' inputs of one evaluation, as the Evaluator had them."""
-    data = data_mod.load_for_model(cfg.data, data_cache(cfg))   # the model's classes (none if unconditional)
+    data = datasets.load_for_model(cfg.data, data_cache(cfg))   # the model's classes (none if unconditional)
     ev = cfg.eval
     _, _, noise = fixed_inputs(data, ev)
     model = networks.build(cfg.model, cfg.data.image_size, cfg.data.channels, data.num_classes)
