@@ -16,7 +16,7 @@ from memsweep.metrics.field import FieldProbe
 from memsweep.metrics.loss import FixedLossBatch, fixed_loss
 from memsweep.metrics.memorization import nearest_neighbours
 from memsweep.metrics.probes import ProbeInputs, ProbeSettings, run_probes
-from memsweep.report.figures import run_formulation, snr_edges
+from memsweep.report.gap_by_noise import run_formulation, snr_edges
 from memsweep.science.edm import EDM
 from memsweep.science.rectified_flow import RectifiedFlow
 from memsweep.science.unet import UNet

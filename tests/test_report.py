@@ -16,8 +16,7 @@ import torch  # noqa: E402
 
 from memsweep.report.summary import SUMMARY_COLUMNS
 from memsweep.report.markdown import fmt  # noqa: E402
-from memsweep.report import build as report  # noqa: E402
-from memsweep.report import figure_cache, samples  # noqa: E402
+from memsweep.report import build, curves, document, figure_cache, probe_report, samples, style  # noqa: E402
 from memsweep.science.capacity import effective_memorization  # noqa: E402
 from memsweep.store.run import RunStore  # noqa: E402
 from memsweep.cli import main  # noqa: E402
@@ -190,11 +189,11 @@ def test_report_from_a_fake_sweep(fake_sweep, monkeypatch, capsys):
 @pytest.mark.slow
 def test_a_second_report_keeps_the_figures_whose_inputs_are_unchanged(fake_sweep):
     out = fake_sweep / "sweeps" / "fake"
-    report.make_report(fake_sweep, "fake")
+    build.make_report(fake_sweep, "fake")
     drawn = {p.name: p.stat().st_mtime_ns for p in out.glob("*.png")}
     assert set(FIGURES) <= set(drawn)
     text = (out / "report.md").read_text()
-    report.make_report(fake_sweep, "fake")
+    build.make_report(fake_sweep, "fake")
     assert {p.name: p.stat().st_mtime_ns for p in out.glob("*.png")} == drawn     # nothing drawn again
     same = lambda t: [x for x in t.splitlines() if not x.startswith("_Generated")]  # noqa: E731
     assert same((out / "report.md").read_text()) == same(text)
@@ -206,7 +205,7 @@ def test_a_second_report_keeps_the_figures_whose_inputs_are_unchanged(fake_sweep
     metrics.write_text(metrics.read_text() + json.dumps({**rows[-1], "step": 6000}) + "\n")
     (out / "copies_n.png").unlink()
     (out / "curves_lr_step.png").write_bytes(b"an earlier report's figure")
-    report.make_report(fake_sweep, "fake")
+    build.make_report(fake_sweep, "fake")
     now = {p.name: p.stat().st_mtime_ns for p in out.glob("*.png")}
     assert set(now) == set(drawn)
     assert now["curves_n_step.png"] != drawn["curves_n_step.png"] and now["scaling_n.png"] != drawn["scaling_n.png"]
@@ -214,35 +213,76 @@ def test_a_second_report_keeps_the_figures_whose_inputs_are_unchanged(fake_sweep
 
     # the figure code's fingerprint: equal inputs give one key, another run's values another, and an
     # argument of no known kind none (drawn every time)
-    _, runs = report.load_sweep(fake_sweep, "fake")
-    func = report.plots.curves_figure
-    assert figure_cache.key(func, (runs, 1), {}) == figure_cache.key(func, (report.load_sweep(fake_sweep, "fake")[1], 1), {})
+    _, runs = build.load_sweep(fake_sweep, "fake")
+    func = curves.curves_figure
+    assert figure_cache.key(func, (runs, 1), {}) == figure_cache.key(func, (build.load_sweep(fake_sweep, "fake")[1], 1), {})
     assert figure_cache.key(func, (runs, 1), {}) != figure_cache.key(func, (runs[1:], 1), {})
     assert figure_cache.key(func, (object(),), {}) is None
 
 
 def test_a_figure_laid_out_once_has_savefigs_pixels(tmp_path):
-    """figures.save computes a constrained layout once and switches the engine off before savefig (which
+    """style.save computes a constrained layout once and switches the engine off before savefig (which
     would lay the figure out again in a draw of its own): the same image, with the tight bbox too."""
     def figure():
         fig, axes = plt.subplots(2, 3, figsize=(9, 5), layout="constrained")
         for i, ax in enumerate(axes.flat):
             ax.plot(np.geomspace(10, 1e5, 30), np.linspace(0, 1, 30) ** (i + 1), label=f"curve {i}")
             ax.set_xscale("log")
-            report.plots.plain_log_ticks(ax.xaxis)
+            style.plain_log_ticks(ax.xaxis)
             ax.set_ylabel(f"a long label number {i}")
         fig.legend(*axes[0, 0].get_legend_handles_labels(), loc="outside right center", title="runs")
         fig.suptitle("a title")
         return fig
     for extra in ({}, {"bbox_inches": "tight"}):
         fig = figure()
-        fig.savefig(tmp_path / "plain.png", dpi=report.plots.DPI, **extra)
+        fig.savefig(tmp_path / "plain.png", dpi=style.DPI, **extra)
         plt.close(fig)
         fig = figure()
-        assert report.plots.save(fig, tmp_path / "once.png", **extra) == tmp_path / "once.png"
+        assert style.save(fig, tmp_path / "once.png", **extra) == tmp_path / "once.png"
         assert fig.get_layout_engine() is None and not plt.fignum_exists(fig.number)
         plain, once = (np.asarray(matplotlib.image.imread(tmp_path / f)) for f in ("plain.png", "once.png"))
         assert plain.shape == once.shape and np.array_equal(plain, once), extra
+
+
+def test_a_report_whose_runs_did_not_memorize_says_so_first_and_claims_no_interval_from_two_points(tmp_path):
+    """Onsets (10 n steps) beyond the 3,000 steps trained: no run's test loss turns up. Two values of n: every fit
+    has 2 points, no degree of freedom for an interval."""
+    root = tmp_path / "outputs"
+    rng = np.random.default_rng(0)
+    steps = np.unique(np.geomspace(20, 3000, 16).astype(int))
+    entries = []
+    for n in (600, 1200):
+        run_id = f"short{n:07d}"
+        write_run(root, run_id, n, synthetic_rows(n, steps, rng), {"state": "finished", "step": 3000}, rng)
+        entries.append({"run_id": run_id, "axes": {"data.n": n}})
+    (root / "sweeps" / "short").mkdir(parents=True)
+    (root / "sweeps" / "short" / "sweep.json").write_text(json.dumps({"name": "short", "axes": ["data.n"],
+                                                                     "runs": entries}))
+    text = build.make_report(root, "short", probes=False).read_text()
+    summary = pd.read_csv(root / "sweeps" / "short" / "summary.csv")
+    assert summary["tau_mem"].isna().all()
+    title, blank, notice = text.splitlines()[:3]
+    assert title.startswith("# Sweep `short`") and blank == ""
+    assert notice.startswith("**No run memorized within its training:** none of the 2 run(s) with evaluations")
+    assert "Train longer (`train.steps` or `train.epochs`) or use a smaller n (`data.n`)." in notice
+    # best_sw has a value at both n: a power law through 2 points, said without an interval
+    best = pd.read_csv(root / "sweeps" / "short" / "fits.csv").set_index("metric").loc["best_sw"]
+    assert best["n_points"] == 2 and np.isfinite(best["exponent"]) and np.isnan(best["exponent_lo"])
+    assert "(no interval: 2 points), too few points to tell." in text
+    assert "no CI" not in text and "(no interval: 2 points), which does not show it" not in text
+    # one run that memorized is enough for the sentence to go
+    summary.loc[0, "tau_mem"] = 1000.0
+    assert document.no_memorization(summary) == []
+
+
+def test_the_els_sentence_names_only_the_n_it_has():
+    """Every n closer to the memorizer's samples than to the ELS machine's: no empty list printed as `n = none`."""
+    els = pd.DataFrame([{"run_id": f"r{n}", "n": n, "seed": 0, "when": "late", "step": 60, "mem_ratio": 0.0,
+                         "variant": "padded", "els_dist": 6.0, "els_mem_dist": 4.0, "els_mem_ratio": 0.0,
+                         "els_patch": "5"} for n in (8, 16)])
+    text = "\n".join(probe_report.els_section({"els": els}))
+    assert "closer to the memorizer's than to the ELS machine's at every n (8, 16)" in text
+    assert "none" not in text
 
 
 def test_missing_sweep_is_a_one_line_config_error(fake_sweep, capsys):
@@ -287,5 +327,5 @@ def test_report_from_a_real_tiny_sweep(out):
                                  "report.md")}
     first = outputs()
     computed = samples.COMPUTED.copy()
-    report.make_report(out, "real")
+    build.make_report(out, "real")
     assert samples.COMPUTED == computed and outputs() == first

@@ -12,7 +12,7 @@ import yaml
 from conftest import FAST
 from memsweep.cli import main
 from memsweep.errors import ConfigError
-from memsweep.report import build as report, claims
+from memsweep.report import build, claims
 from memsweep.science.verdicts import (AGREES, DISAGREES, INCONCLUSIVE, equivalence_verdict, exponent_verdict,
                                        sign_verdict, wilson_interval)
 from memsweep.sweeps import spec as sweep_mod
@@ -162,7 +162,7 @@ def fake_study(root, n_exponent, seeds=(0, 1)):
 def test_a_study_report_gives_each_claim_its_verdict_on_its_own_arm(tmp_path, n_exponent, onset_verdict):
     root = tmp_path / "outputs"
     fake_study(root, n_exponent)
-    path = report.make_report(root, "fake_study", probes=False)
+    path = build.make_report(root, "fake_study", probes=False)
     out = path.parent
     claims = pd.read_csv(out / "claims.csv").set_index(["axis", "claim"])
     verdict = claims["verdict"]
@@ -213,7 +213,7 @@ def test_status_shows_every_run_of_a_study(tmp_path, out, capsys):
     assert main(["status", "study"]) == 0
     text = capsys.readouterr().out
     assert "3 finished" in text and text.count("finished │") == 3
-    path = report.make_report(out, "study", probes=False)
+    path = build.make_report(out, "study", probes=False)
     claims = pd.read_csv(path.parent / "claims.csv")
     assert set(claims["axis"]) <= {"n", "batch_size", "any"}
     assert "(arm n)" in path.read_text() and "(arm batch_size)" in path.read_text()

@@ -6,22 +6,19 @@ network's samples and the ELS machine's from the same noise) over training. Kamb
 with a local receptive field samples like the ELS machine; a U-Net's downsampling and attention widen its field.
 
 els_dist over training is read from metrics.jsonl wherever `memsweep eval SWEEP els --steps all` wrote it, and
-at the first and last evaluation from the report's probes (report.probes) when the rows lack it.
+at the first and last evaluation from the report's probes (report.probe_report) when the rows lack it.
 architectures.csv (one row per run) and architectures.png go next to report.md.
 """
 from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-
-from memsweep.report.figures import fmt_value, plain_log_ticks, save  # noqa: E402
-from memsweep.report.markdown import fmt, markdown_table  # noqa: E402
+from memsweep.report.markdown import fmt, markdown_table
+from memsweep.report.style import plain_log_ticks, save
 
 FIGURE, TABLE = "architectures.png", "architectures.csv"
 COLUMNS = ["model", "n", "params", "tau_mem", "step_mem_0.5", "mem_rate", "best_sw", "final_mem_ratio",
@@ -99,7 +96,7 @@ def lines(ctx: dict | None) -> list[str]:
         closest = late.dropna().sort_values()
         near = (f"; at the last evaluation `{closest.index[0]}`'s samples are the closer to the ELS machine's "
                 f"(els_dist {', '.join(f'{m} {fmt(v)}' for m, v in closest.items())})" if len(closest) > 1 else "")
-        words.append(f"n = {fmt_value(n)}: {when}{near}")
+        words.append(f"n = {fmt(n, setting=True)}: {when}{near}")
     if words:
         L += ["What it shows: " + "; ".join(words) + ".", ""]
     return L
@@ -123,7 +120,7 @@ def figure(curves: pd.DataFrame, table: pd.DataFrame, path: Path) -> Path | None
     for r in table.itertuples():
         c = f"C{models.index(r.model)}"
         run = curves[curves["run_id"] == r.run_id]
-        label = f"{r.model}, n = {fmt_value(r.n)}"
+        label = f"{r.model}, n = {fmt(r.n, setting=True)}"
         for ax, key in zip(axes[0], ("mem_ratio", "els_dist")):
             ax.plot(run["step"], run[key], "-", marker=markers.get(r.n, "o"), color=c, ms=4, label=label)
     for ax, ylabel in zip(axes[0], ("mem_ratio (1/3 rule)", "els_dist: L2 to the ELS machine's samples")):

@@ -5,28 +5,24 @@ outputs/sweeps/<name>/
   fits.csv       across-run fits: each onset step (and mem_rate, best SW) against each swept numeric axis (a
                  study's: each arm's axis on that arm's runs)
   claims.csv     the paper's claims that the sweep speaks to, each with its measurement and verdict (report.claims)
-  *.png          figures (report.figures, report.sample_figures)
+  *.png          figures (each from its topic's module: report/__init__.py)
   report.md      what was varied, the definitions, the table, the fitted exponents in words, the figures,
-                 and the runs that did not finish
+                 and the runs that did not finish (report.document)
 """
 from __future__ import annotations
 
 import logging
-import re
 from pathlib import Path
 
 import pandas as pd
 
-from memsweep.science.curves import DEFAULT_GAP_THRESHOLD, FIT_METRICS, metrics_frame
-from memsweep.science.fits import scaling_fits
-from memsweep.report.summary import RunData, SUMMARY_COLUMNS, axis_column, summary_table
-from memsweep.report import drawing, figure_cache, figures as plots
-from memsweep.report.figure_cache import FigureCache
 from memsweep.errors import ConfigError
-from memsweep.report import extra as report_extra
-from memsweep.report import claims, collapse, extra_sections, sections
-from memsweep.report import probe_figures, probe_sections, probes as report_probes
-from memsweep.report import architectures
+from memsweep.report import (architectures, beyond_paper, claims, collapse, curves, document, drawing, figure_cache,
+                             findings, gap_by_noise, probe_report, sample_grids, scaling)
+from memsweep.report.figure_cache import FigureCache
+from memsweep.report.style import LABELS, slug
+from memsweep.report.summary import RunData, SUMMARY_COLUMNS, axis_column, summary_table
+from memsweep.science.curves import DEFAULT_GAP_THRESHOLD, metrics_frame
 from memsweep.store.identity import run_path, sweep_dir
 from memsweep.store.live import live_state
 from memsweep.store.files import atomic_write_text, read_json
@@ -35,11 +31,11 @@ from memsweep.states import State
 
 log = logging.getLogger(__name__)
 
-SENSITIVITY_THRESHOLDS = (0.1, 0.2, 0.4)
-BY_T = re.compile(r"tau_t\d+")   # the onset per noise level (curves.analyze_run)
-FIGURE_PATTERNS = ("curves_*.png", "collapse_*.png", "scaling_*.png", "window_*.png", "rate_fidelity_*.png", "samples_*.png", "gap_by_t_*.png",
-                   "novelty_*.png", "nn_ratio_*.png", "copies_*.png", "disjoint.png", "hybrid.png", "els.png",
-                   "traj.png")
+FIGURE_PATTERNS = ("curves_*.png", "collapse_*.png", "scaling_*.png", "window_*.png", "rate_fidelity_*.png",
+                   "samples_*.png", "gap_by_t_*.png", "novelty_*.png", "nn_ratio_*.png", "copies_*.png", "disjoint.png",
+                   "hybrid.png", "els.png", "traj.png")
+
+
 # -- reading a sweep --------------------------------------------------------------------------------------------
 def _config_params(cfg) -> dict:
     def get(path, default=None):
@@ -118,7 +114,7 @@ def make_report(output_root: Path, name: str, threshold: float = DEFAULT_GAP_THR
                 max_samples: int | None = None, probes: bool = True) -> Path:
     """Write summary.csv, fits.csv, the figures and report.md into <output_root>/sweeps/<name>/ and return
     the path of report.md. `device`, `max_samples`: of the analyses of saved samples (report.samples); `probes`:
-    compute the probes missing from metrics.jsonl (report.probes)."""
+    compute the probes missing from metrics.jsonl (report.probe_report)."""
     output_root = Path(output_root)
     record, runs = load_sweep(output_root, name)
     out = sweep_dir(output_root, name)
@@ -126,29 +122,26 @@ def make_report(output_root: Path, name: str, threshold: float = DEFAULT_GAP_THR
     keys = list(record.get("axes") or [])
 
     summary = summary_table(runs, threshold) if runs else pd.DataFrame(columns=SUMMARY_COLUMNS)
-    extra = report_extra.compute(runs, summary, keys, out, device, max_samples) if runs else None
+    beyond = beyond_paper.compute(runs, summary, keys, out, device, max_samples) if runs else None
     summary.to_csv(out / "summary.csv", index=False)
     parts = sweep_parts(record, runs, summary, keys)
-    by_t = tuple(c for c in summary.columns if BY_T.fullmatch(str(c)))
-    fits = pd.concat([scaling_fits(s, [axis_column(k) for k in ks], metrics=FIT_METRICS + by_t)
-                      for _, ks, _, s in parts], ignore_index=True) if runs else scaling_fits(summary, [])
+    fits = findings.compute(parts, summary)
     fits.to_csv(out / "fits.csv", index=False)
-    sensitivity = [row for _, ks, rs, s in parts for row in _sensitivity(rs, s, [axis_column(k) for k in ks], threshold)
-                   ] if runs else []
+    sensitivity = findings.sensitivity(parts, threshold)
     claim_table = claims.compute([(name, ks, s) for name, ks, _, s in parts], fits, summary, runs)
     claim_table.to_csv(out / "claims.csv", index=False)
 
-    # the probes are read against n (report.probe_sections): a study computes them on its arm that varies n
+    # the probes are read against n (report.probe_report): a study computes them on its arm that varies n
     probe_runs = next((rs for _, ks, rs, _ in parts if "data.n" in ks), runs) if record.get("arms") else runs
-    probe_ctx = report_probes.compute(probe_runs, probes) if probe_runs else None
+    probe_ctx = probe_report.compute(probe_runs, probes) if probe_runs else None
     if probe_ctx is not None:
-        report_probes.write(probe_ctx, out)
+        probe_report.write(probe_ctx, out)
     arch = architectures.compute(runs, summary, probe_ctx, out) if runs else None   # model=tiny,local_cnn
-    figures, notes = _draw_figures(parts, runs, out, threshold, extra, probe_ctx, arch)
-    more = extra_sections.lines(extra, runs, summary, keys) if extra is not None else []
-    more += probe_sections.lines(probe_ctx) if probe_ctx is not None else []
+    figures, notes = _draw_figures(parts, runs, out, threshold, beyond, probe_ctx, arch)
+    more = beyond_paper.lines(beyond, runs, summary, keys) if beyond is not None else []
+    more += probe_report.lines(probe_ctx) if probe_ctx is not None else []
     more += architectures.lines(arch)
-    text = sections.render(record, runs, summary, fits, sensitivity, figures, notes, threshold, parts, claim_table, more)
+    text = document.render(record, runs, summary, fits, sensitivity, figures, notes, threshold, parts, claim_table, more)
     path = out / "report.md"
     atomic_write_text(path, text)
     return path
@@ -169,16 +162,6 @@ def sweep_parts(record: dict, runs: list[RunData], summary: pd.DataFrame, keys: 
     return parts
 
 
-def _sensitivity(runs, summary, axis_cols, threshold) -> list[dict]:
-    """The tau_gap fits again at other relative-gap thresholds: how much that exponent hinges on the threshold."""
-    rows = []
-    for thr in SENSITIVITY_THRESHOLDS:
-        s_thr = summary if thr == threshold else summary_table(runs, thr)
-        for _, row in scaling_fits(s_thr, axis_cols, metrics=("tau_gap",)).iterrows():
-            rows.append({"threshold": thr, **row.to_dict()})
-    return rows
-
-
 def _features(runs) -> dict:
     """The feature spaces of SW and FID the runs used (for the figures' labels)."""
     features = {}
@@ -188,7 +171,7 @@ def _features(runs) -> dict:
     return {k: v for k, v in features.items() if v}
 
 
-def _draw_figures(parts, all_runs, out: Path, threshold, extra, probe_ctx=None, arch=None) -> tuple[list, list]:
+def _draw_figures(parts, all_runs, out: Path, threshold, beyond, probe_ctx=None, arch=None) -> tuple[list, list]:
     """Every figure of the report: [(title, file)] and the notes of figures that failed."""
     jobs: list[tuple] = []   # drawn (or kept) together once all are known
 
@@ -197,15 +180,10 @@ def _draw_figures(parts, all_runs, out: Path, threshold, extra, probe_ctx=None, 
     features = _features(all_runs)
     for _, keys, runs, summary in parts:
         _axis_figures(add, runs, summary, keys, out, threshold, features)
-        if extra is not None and runs:
-            report_extra.figures(extra, runs, summary, keys, out, add)
+        if beyond is not None and runs:
+            beyond_paper.figures(beyond, runs, summary, keys, out, add)
     if probe_ctx is not None:
-        add("Hybrid sampling: mem_ratio against the switching time tau, early and late", probe_figures.hybrid_figure,
-            probe_ctx["hybrid"], out / "hybrid.png")
-        add("The ELS machine: distance of the network's samples to it and to the memorizer, against n",
-            probe_figures.els_figure, probe_ctx["els"], out / "els.png")
-        add("Where sampling trajectories go: distance to the training domain against log-SNR, early and late",
-            probe_figures.traj_figure, probe_ctx["traj"], out / "traj.png")
+        probe_report.figures(add, probe_ctx, out)
     architectures.figures(add, arch, out)
     cache = FigureCache(out)
     figures, notes = _draw_jobs(jobs, cache)
@@ -223,24 +201,24 @@ def _axis_figures(add, runs, summary, keys, out: Path, threshold, features) -> N
     plot_keys = [k for k in keys if k not in ("seed", "data.offset")] or keys   # offset: the disjoint test's pairs
     for key in plot_keys if runs else []:
         col = axis_column(key)
-        s, lab = plots.slug(col), plots.LABELS.get(col, col)
-        add(f"Training curves by {lab}, against the training step", plots.curves_figure,
+        s, lab = slug(col), LABELS.get(col, col)
+        add(f"Training curves by {lab}, against the training step", curves.curves_figure,
             runs, summary, key, keys, out / f"curves_{s}_step.png", x="step", threshold=threshold, features=features)
-        add(f"Training curves by {lab}, against the normalized step (the collapse figure)", plots.curves_figure,
+        add(f"Training curves by {lab}, against the normalized step (the collapse figure)", curves.curves_figure,
             runs, summary, key, keys, out / f"curves_{s}_normalized.png", x="norm", threshold=threshold,
             features=features)
         add(f"Collapse across {lab}: the same curves against the step and the normalized step, side by side",
             collapse.collapse_figure, runs, summary, key, keys, out / f"collapse_{s}.png")
-        add(f"Onset of memorization against {lab}, with power-law fits", plots.scaling_figure, summary, key, keys,
+        add(f"Onset of memorization against {lab}, with power-law fits", scaling.scaling_figure, summary, key, keys,
             out / f"scaling_{s}.png")
-        add(f"The generalization window: tau_gen and tau_mem against {lab}", plots.scaling_figure, summary, key,
+        add(f"The generalization window: tau_gen and tau_mem against {lab}", scaling.scaling_figure, summary, key,
             keys, out / f"window_{s}.png", metrics=("tau_gen", "tau_mem"),
             heading="the generalization window, from tau_gen (samples near their best) to tau_mem (test loss turns up),")
-        add(f"Memorization rate and best fidelity against {lab}", plots.rate_fidelity_figure, summary, key, keys,
+        add(f"Memorization rate and best fidelity against {lab}", scaling.rate_fidelity_figure, summary, key, keys,
             out / f"rate_fidelity_{s}.png")
-        add(f"Samples and their nearest training images, early and late (by {lab})", plots.samples_figure,
+        add(f"Samples and their nearest training images, early and late (by {lab})", sample_grids.samples_figure,
             runs, summary, key, keys, out / f"samples_{s}.png")
-        add(f"Loss gap by noise level (log-SNR) against step (by {lab})", plots.gap_heatmap, runs, summary, key, keys,
-            out / f"gap_by_t_{s}.png")
-        add(f"Loss gap by noise level (log-SNR) against normalized step (by {lab})", plots.gap_heatmap, runs, summary, key,
-            keys, out / f"gap_by_t_{s}_normalized.png", x="norm")
+        add(f"Loss gap by noise level (log-SNR) against step (by {lab})", gap_by_noise.gap_heatmap, runs, summary, key,
+            keys, out / f"gap_by_t_{s}.png")
+        add(f"Loss gap by noise level (log-SNR) against normalized step (by {lab})", gap_by_noise.gap_heatmap, runs,
+            summary, key, keys, out / f"gap_by_t_{s}_normalized.png", x="norm")

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from memsweep.report.figures import SHORT
 from memsweep.report.markdown import ci_text, interval_text, markdown_table
+from memsweep.report.style import SHORT
 from memsweep.report.summary import axis_column
 from memsweep.science.fits import POOLED, mean_interval, scaling_fits
 from memsweep.science.normalized_time import COLLAPSE_EXPONENT

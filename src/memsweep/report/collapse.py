@@ -14,8 +14,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from memsweep.report.figures import (LABELS, NORM_XLABEL, _fixed_text, _legend_handles, axis_runs, ordered_values,
-                                     plain_log_ticks, save, slug, value_colors)
+from memsweep.report.style import (LABELS, NORM_XLABEL, axis_runs, fixed_text, legend_handles, ordered_values,
+                                   plain_log_ticks, save, slug, value_colors)
 from memsweep.report.summary import axis_column
 from memsweep.science.curves import relative_gap
 
@@ -62,9 +62,9 @@ def collapse_figure(runs: list, summary: pd.DataFrame, key: str, keys: list[str]
     axes[0, 0].set_title("against the training step", fontsize=10)
     axes[0, 1].set_title("against the normalized step (collapse: the curves fall together)", fontsize=10)
     axes[0, 0].text(0.03, 0.96, "● = tau_mem", transform=axes[0, 0].transAxes, va="top", fontsize=8, color="0.25")
-    fig.legend(handles=_legend_handles(values, colors, col), loc="outside right center",
+    fig.legend(handles=legend_handles(values, colors, col), loc="outside right center",
                title=LABELS.get(col, col), fontsize=9, title_fontsize=9, frameon=False)
-    fig.suptitle(f"Collapse across {LABELS.get(col, col)}{_fixed_text(fixed)}", fontsize=12)
+    fig.suptitle(f"Collapse across {LABELS.get(col, col)}{fixed_text(fixed)}", fontsize=12)
     return save(fig, path)
 
 

@@ -1,4 +1,5 @@
-"""The disjoint-subsets test of generalization (Kadkhodaie et al. 2024, "Generalization in diffusion models arises from geometry-adaptive harmonic representations").
+"""The disjoint-subsets test of generalization (Kadkhodaie et al. 2024, "Generalization in diffusion models arises
+from geometry-adaptive harmonic representations"): computed, in the report's section and in disjoint.png.
 
 Two runs identical but for their training images (a data.offset axis: [offset, offset + n) of the pool), each
 sampled from the same initial noise (drawn from eval.noise_seed) with the same labels: at small n each model
@@ -8,10 +9,17 @@ the same image from the same noise. The samples come from the weights each run s
 """
 from __future__ import annotations
 
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
 import torch
 
-from memsweep.data import datasets as data_mod
+from memsweep.data import datasets
 from memsweep.metrics.memorization import MEM_THRESHOLD, is_copy, nearest_neighbours
+from memsweep.report.markdown import fmt, markdown_table
+from memsweep.report.style import axis_label, image_array, save
 from memsweep.science import objective, networks
 from memsweep.store.cache import Cache
 from memsweep.store.run import RunStore
@@ -69,7 +77,7 @@ def shared_samples(run_dir, num: int | None = None) -> tuple[torch.Tensor, dict]
     cfg = store.read_config()
     ev = cfg.eval
     num = num or int(ev.num_samples)
-    classes = data_mod.model_classes(cfg.data)   # 0: unconditional, every label is the null label 0
+    classes = datasets.model_classes(cfg.data)   # 0: unconditional, every label is the null label 0
     model = networks.build(cfg.model, cfg.data.image_size, cfg.data.channels, classes)
     model.load_state_dict(store.load_eval_weights(steps[-1]))
     model.eval()
@@ -78,8 +86,8 @@ def shared_samples(run_dir, num: int | None = None) -> tuple[torch.Tensor, dict]
     labels = torch.arange(num) % max(classes, 1)
     samples = objective.of_config(cfg).sample(model, noise, labels, int(ev.sampler_steps), ev.sampler,
                                                  ev.cfg_weight, classes).clamp(-1, 1)
-    return samples, {"step": steps[-1], "train_x": data_mod.load(cfg.data, Cache(store.dir.parent.parent / "cache")).train_x, "n": int(cfg.data.n),
-                     "offset": int(cfg.data.offset)}
+    train_x = datasets.load(cfg.data, Cache(store.dir.parent.parent / "cache")).train_x
+    return samples, {"step": steps[-1], "train_x": train_x, "n": int(cfg.data.n), "offset": int(cfg.data.offset)}
 
 
 def disjoint_table(runs: list, threshold: float = MEM_THRESHOLD) -> tuple[list[dict], dict]:
@@ -109,3 +117,85 @@ def disjoint_table(runs: list, threshold: float = MEM_THRESHOLD) -> tuple[list[d
         rows.append(row)
         shown[(ra.run_id, rb.run_id)] = (a[:10], b[:10])
     return rows, shown
+
+
+def section(ctx: dict, runs, summary: pd.DataFrame, keys: list[str]) -> list[str]:
+    """The disjoint-subsets test (Kadkhodaie et al. 2024)."""
+    L = []
+    table, _ = ctx["disjoint"]
+    if OFFSET_KEY in keys:
+        L += ["### Disjoint-subsets test", "",
+              "Runs that differ only in `data.offset` are paired; each is sampled from its last evaluation's weights "
+              "with the same noise (eval.noise_seed) and the same labels (0, 1, 2, ... in turn). pair_dist: mean "
+              "pixel L2 between paired samples; unpaired_dist: between samples of different noise (unrelated "
+              "images); same_fraction: pairs that are the same image by the 1/3 rule; mem_own / mem_other: the "
+              "samples' memorization ratio against the run's own / the other run's training set.", ""]
+        ok = [r for r in table if "missing" not in r]
+        if ok:
+            shown_table = pd.DataFrame(ok).assign(overlap=lambda d: d["overlap"].map({True: "yes", False: "no"}))
+            L += [markdown_table(shown_table[["n", "offset_a", "offset_b", "overlap", "step_a", "step_b",
+                                                   "pair_dist", "unpaired_dist", "same_fraction", "mem_a_own",
+                                                   "mem_b_own", "mem_a_other", "mem_b_other"]]), ""]
+            if any(r["overlap"] for r in ok):
+                L += ["**Warning:** some pairs' training subsets overlap (offsets closer than n): not a disjoint test.",
+                      ""]
+        for r in table:
+            if "missing" in r:
+                L.append(f"- pair `{r['run_a']}` / `{r['run_b']}` not compared: {r['missing']}")
+        if not table:
+            L.append("- No pair of runs differing only in data.offset.")
+        L.append("")
+    return L
+
+
+def figure(table: list[dict], shown: dict, path: Path) -> Path | None:
+    """The disjoint-subsets test against n: paired-sample distance (and unpaired, for scale), the fraction of
+    pairs that are the same image, each model's copies of its own and of the other's training set; and the
+    paired samples themselves for each n."""
+    rows = [r for r in table if "missing" not in r]
+    if not rows:
+        return None
+    ns = sorted({r["n"] for r in rows})
+    def per_n(k):
+        return [np.mean([r[k] for r in rows if r["n"] == n]) for n in ns]
+    fig = plt.figure(figsize=(15, 4.0 + 1.3 * len(ns)), layout="constrained")
+    top, bottom = fig.subfigures(2, 1, height_ratios=[4.0, 1.3 * len(ns)])
+    axes = top.subplots(1, 3)
+    axes[0].plot(ns, per_n("pair_dist"), "o-", color="C0", label="paired (same noise, same label)")
+    axes[0].plot(ns, per_n("unpaired_dist"), "s--", color="0.5", label="unpaired (different noise)")
+    axes[0].set_ylabel("mean pixel L2 between the two models' samples")
+    axes[1].plot(ns, per_n("same_fraction"), "o-", color="C2")
+    axes[1].set_ylabel("fraction of pairs that are the same image\n(1/3 rule among the other model's samples)")
+    axes[1].set_ylim(-0.03, 1.03)
+    axes[2].plot(ns, [(a + b) / 2 for a, b in zip(per_n("mem_a_own"), per_n("mem_b_own"))], "o-", color="C3",
+                 label="copies of its own training set")
+    axes[2].plot(ns, [(a + b) / 2 for a, b in zip(per_n("mem_a_other"), per_n("mem_b_other"))], "s--", color="C1",
+                 label="copies of the other run's training set")
+    axes[2].set_ylabel("memorization ratio of these samples")
+    axes[2].set_ylim(-0.03, 1.03)
+    for ax in axes:
+        ax.set_xscale("log")
+        ax.set_xticks(ns, [fmt(n, setting=True) for n in ns])
+        ax.minorticks_off()
+        ax.set_xlabel(axis_label("n"))
+        ax.grid(True, alpha=0.3)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=8)
+    grid = bottom.subplots(len(ns), 1, squeeze=False)[:, 0]
+    for ax, n in zip(grid, ns):
+        r = next(r for r in rows if r["n"] == n)
+        a, b = shown[(r["run_a"], r["run_b"])]
+        k = len(a)
+        h = a.shape[-1]
+        canvas = np.ones((2 * h + 1, k * (h + 1)))
+        for j in range(k):
+            canvas[:h, j * (h + 1):j * (h + 1) + h] = image_array(a[j])
+            canvas[h + 1:, j * (h + 1):j * (h + 1) + h] = image_array(b[j])
+        ax.imshow(canvas, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+        ax.set_xticks([])
+        ax.set_yticks([h / 2, 1.5 * h + 1], [f"offset {r['offset_a']}", f"offset {r['offset_b']}"], fontsize=7)
+        ax.set_title(f"n = {n}: samples from the same noise and label (top: one training subset, bottom: the other)",
+                     fontsize=8)
+    top.suptitle("disjoint-subsets test: do two models trained on disjoint sets generate the same images?",
+                 fontsize=11)
+    return save(fig, path)

@@ -112,8 +112,5 @@ class FigureCache:
         if fig_key is not None:
             self.new[title] = {"key": fig_key, "file": None if path is None else Path(path).name}
 
-    def files(self) -> set[str]:
-        return {e["file"] for e in self.new.values() if e.get("file")}
-
     def save(self) -> None:
         atomic_write_text(self.path, json.dumps({"figures": self.new}, indent=1) + "\n")

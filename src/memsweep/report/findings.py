@@ -1,15 +1,19 @@
-"""The report's findings in words: each fit's exponent with its interval, compared with what the papers claim."""
+"""The fits across runs: computed (fits.csv: each onset, mem_rate and best fidelity against each swept numeric axis,
+a study's on each arm's runs; tau_gap's again at other thresholds), said in words beside what the papers claim
+("What the data say") and shown as a table ("Fits across runs"). Their figures: report.scaling."""
 from __future__ import annotations
+
+import re
 
 import numpy as np
 import pandas as pd
 
 from memsweep.report.claims import AXIS_CLAIMS
-from memsweep.report.figures import LABELS, SHORT
-from memsweep.report.markdown import ci_text
-from memsweep.report.summary import axis_column
-from memsweep.science.curves import ONSET_METRICS
-from memsweep.science.fits import POOLED, determined_by
+from memsweep.report.markdown import ci_text, has_interval, markdown_table
+from memsweep.report.style import LABELS, SHORT
+from memsweep.report.summary import axis_column, summary_table
+from memsweep.science.curves import FIT_METRICS, ONSET_METRICS
+from memsweep.science.fits import POOLED, determined_by, scaling_fits
 from memsweep.science.normalized_time import COLLAPSE_EXPONENT
 
 # what the papers say about each axis (Marion & Wu 2026; Bonnaire et al. 2025), for the sentences of the report
@@ -23,7 +27,28 @@ CLAIMS = {
                                     "exponent above -1)"),
     "params": (None, "the paper reports that larger models memorize sooner (a negative exponent)"),
 }
+SENSITIVITY_THRESHOLDS = (0.1, 0.2, 0.4)
+BY_T = re.compile(r"tau_t\d+")   # the onset per noise level (curves.analyze_run)
 
+
+def compute(parts, summary: pd.DataFrame) -> pd.DataFrame:
+    """fits.csv: every part's fits against its own axes (parts: report.build.sweep_parts)."""
+    if not len(summary):
+        return scaling_fits(summary, [])
+    by_t = tuple(c for c in summary.columns if BY_T.fullmatch(str(c)))
+    return pd.concat([scaling_fits(s, [axis_column(k) for k in ks], metrics=FIT_METRICS + by_t)
+                      for _, ks, _, s in parts], ignore_index=True)
+
+
+def sensitivity(parts, threshold: float) -> list[dict]:
+    """The tau_gap fits again at other relative-gap thresholds: how much that exponent hinges on the threshold."""
+    rows = []
+    for _, keys, runs, summary in parts if any(len(rs) for _, _, rs, _ in parts) else []:
+        for thr in SENSITIVITY_THRESHOLDS:
+            s_thr = summary if thr == threshold else summary_table(runs, thr)
+            for _, row in scaling_fits(s_thr, [axis_column(k) for k in keys], metrics=("tau_gap",)).iterrows():
+                rows.append({"threshold": thr, **row.to_dict()})
+    return rows
 
 
 def _trend(fit) -> str:
@@ -85,15 +110,15 @@ def _fit_sentence(fit_row: pd.Series, metric: str, xcol: str) -> str:
     return text + (f"; {cmp}" if cmp else "") + "."
 
 
-
-def findings(parts, summary, fits, sensitivity) -> list[str]:
+def section(parts, summary, fits, sensitivity) -> list[str]:
     """The section "What the data say": the fits in words, per swept axis (each on the runs of its part: the
     whole sweep, or a study's arm; parts = [(keys, part summary)]), then across all runs."""
     L = []
     for keys, part in parts:
         for key in keys:
             L += _axis_findings(part, fits, sensitivity, keys, key)
-    return L + _onset_findings(summary)
+    L += _onset_findings(summary)
+    return ["## What the data say", ""] + (L or ["No numeric axis to fit against."]) + [""]
 
 
 def _axis_findings(summary, fits, sensitivity, keys, key) -> list[str]:
@@ -175,15 +200,19 @@ def _against_papers(summary, main, xshort) -> list[str]:
         L.append(f"  - Window (Bonnaire et al.: tau_gen about constant, tau_mem ∝ n, so the window widens): tau_gen "
                  f"∝ {xshort}^{ci_text(gen)}, tau_mem ∝ {xshort}^{tau['exponent']:.2f}, so the window "
                  f"tau_mem/tau_gen {'widens' if widen > 0 else 'does not widen'} as {xshort}^{widen:.2f}.")
-    for metric, claim, sign in (("mem_rate", "the memorization rate decreases with n", -1),
-                                ("best_sw", "larger n gives better best fidelity (lower best SW)", -1)):
+    for metric, claim in (("mem_rate", "the memorization rate decreases with n"),
+                          ("best_sw", "larger n gives better best fidelity (lower best SW)")):
         r = _row(main, metric)
         if r is None or not np.isfinite(r["exponent"]):
             continue
-        agrees = (r["exponent_hi"] < 0) if np.isfinite(r["exponent_hi"]) else (r["exponent"] * sign > 0)
+        if not has_interval(r["exponent_lo"]):
+            reading = "too few points to tell."
+        elif r["exponent_hi"] < 0:   # both claims are of a decrease
+            reading = "as the paper says."
+        else:
+            reading = "which does not show it (the interval does not exclude 0 or is positive)."
         L.append(f"  - {'Rate' if metric == 'mem_rate' else 'Best fidelity'} (the paper: {claim}): exponent "
-                 f"{ci_text(r)}, " + ("as the paper says." if agrees else
-                                       "which does not show it (the interval does not exclude 0 or is positive)."))
+                 f"{ci_text(r)}, {reading}")
     return L if len(L) > 1 else []
 
 
@@ -253,4 +282,25 @@ def _onset_findings(summary) -> list[str]:
     if len(never):
         L.append(f"- {len(never)} run(s) with data never reached tau_mem: "
                  + ", ".join(f"`{r}`" for r in never["run_id"]) + ".")
+    return L
+
+
+def fits_section(fits) -> list[str]:
+    """The fits across runs, as a table."""
+    L = []
+    if len(fits):
+        L += ["## Fits across runs", "",
+              "Power law y = c · x^a fitted by least squares in log-log on every run's value (the seeds of one "
+              "value are replicates; runs where y is undefined left out; mem_rate and best SW from finished runs "
+              "only), 95% CI from the t distribution with (points − 2) degrees of freedom; "
+              "linear fit y = slope · x + intercept on the same points."
+              + (" Rows with fixed = pooled share one exponent across the combinations of the other axes, with one "
+                 "prefactor per combination ((points − 1 − combinations) degrees of freedom)."
+                 if (fits["fixed"] == POOLED).any() else ""), ""]
+        ft = fits.copy()
+        ft["exponent a [95% CI]"] = [ci_text(r) for _, r in ft.iterrows()]
+        show = ["axis", "x", "metric"] + (["fixed"] if ft["fixed"].astype(bool).any() else [])
+        show += ["n_values", "n_points", "n_missing", "exponent a [95% CI]", "r2_loglog", "slope", "intercept", "r2"]
+        L += [markdown_table(ft[show]), ""]
+
     return L

@@ -17,7 +17,6 @@ computed again. At CIFAR-10 scale: on a GPU with --device cuda, in blocks either
 """
 from __future__ import annotations
 
-import logging
 import sys
 from collections import Counter
 from pathlib import Path
@@ -28,23 +27,21 @@ import pandas as pd
 import torch
 from tqdm import tqdm
 
+from memsweep.data import datasets
 from memsweep.metrics.memorization import MEM_THRESHOLD
-from memsweep.report import copies as copies_mod
-from memsweep.data import datasets as data_mod
 from memsweep.metrics.novelty import PR_K, evaluation_stats, test_radii, train_radii
+from memsweep.report import copies
 from memsweep.store import analysis_cache
 from memsweep.store.cache import Cache, tensor_hash
 from memsweep.store.run import RunStore
 from memsweep.threads import threads_for, torch_threads
-
-log = logging.getLogger(__name__)
 
 NOVELTY_COLUMNS = ("authenticity", "precision_test", "recall_test", "precision_train", "recall_train")
 VERSION = 1      # of the stored results: bump when novelty's or the copies' definitions change
 ROW_ORDER = ("step", "mem_ratio", "authenticity", "nn_ratio_hist", "precision_test", "recall_test",
              "precision_train", "recall_train")   # novelty_row's, whether computed or read back (keys sorted)
 BINS = 20        # of the NN-ratio histogram
-TOP_IMAGES = 32  # most-copied training images stored with each evaluation (copies_figure shows 8)
+TOP_IMAGES = 32  # most-copied training images stored with each evaluation (copies.figure shows 8)
 COMPUTED: Counter = Counter()   # what this process computed ("evaluation", "reference", "data"): for the tests
 
 
@@ -65,7 +62,7 @@ def _load_data(cfg, cache: dict, run_dir):
     key = repr(sorted((k, str(v)) for k, v in cfg.data.items()))
     if key not in cache:  # data=folder / npz: decoded images from the store's cache (<root>/cache)
         COMPUTED["data"] += 1
-        cache[key] = data_mod.load(cfg.data, Cache(Path(run_dir).parent.parent / "cache"))
+        cache[key] = datasets.load(cfg.data, Cache(Path(run_dir).parent.parent / "cache"))
     return cache[key]
 
 
@@ -139,9 +136,6 @@ class LazyImages:
             return torch.from_numpy(self.stored[int(i)]).float() / 127.5 - 1.0
         return self.inputs.data()[0].train_x[i]
 
-    def __len__(self):
-        return len(self.inputs.data()[0].train_x)
-
     def fingerprint_parts(self):
         """What these images are (report.figure_cache): the stored ones and the data's settings."""
         return [sorted(self.stored.items()), self.inputs.inputs()]
@@ -163,10 +157,10 @@ def _evaluation(inputs: _RunInputs, step: int, threshold: float, max_samples: in
     refs = inputs.refs()
     COMPUTED["evaluation"] += 1
     with torch_threads(threads_for(train.numel())):
-        row, copies = evaluation_stats(samples.to(inputs.device), train, test, refs, threshold, BINS, inputs.device)
+        row, assigned = evaluation_stats(samples.to(inputs.device), train, test, refs, threshold, BINS, inputs.device)
     hist = np.asarray(row.pop("nn_ratio_hist"), float)
-    top = _most_copied(copies["target"], copies["dist"], len(train))
-    arrays = {"target": copies["target"].astype(np.int64), "dist": copies["dist"], "labels": labels.numpy(),
+    top = _most_copied(assigned["target"], assigned["dist"], len(train))
+    arrays = {"target": assigned["target"].astype(np.int64), "dist": assigned["dist"], "labels": labels.numpy(),
               "hist": hist, "top_index": top,
               "top_images": ((train[torch.from_numpy(top).to(train.device)].cpu() + 1) * 127.5).round().to(
                   torch.uint8).numpy()}
@@ -175,8 +169,8 @@ def _evaluation(inputs: _RunInputs, step: int, threshold: float, max_samples: in
 
 
 def _most_copied(target: np.ndarray, dist: np.ndarray, n: int, top: int = TOP_IMAGES) -> np.ndarray:
-    """Indices of the training images with the most copies (then the closest copies), as copies_figure ranks."""
-    img = copies_mod.per_image_from(target, dist, np.zeros(n), np.zeros(n))
+    """Indices of the training images with the most copies (then the closest copies), as copies.figure ranks."""
+    img = copies.per_image_from(target, dist, np.zeros(n), np.zeros(n))
     img = img[img["copies"] > 0].sort_values(["copies", "mean_copy_dist"], ascending=[False, True])
     return img["index"].to_numpy(np.int64, copy=True)[:top]
 
@@ -210,11 +204,11 @@ def _assemble(evals: dict, inputs: _RunInputs, steps: list[int]) -> SampleAnalys
     n = len(refs["train_nn"])
     counts = {s: np.bincount(e["target"][e["target"] >= 0], minlength=n) for s, e in evals.items()}
     last = evals[steps[-1]]
-    images = copies_mod.per_image_from(last["target"], last["dist"], refs["train_nn"].numpy(),
+    images = copies.per_image_from(last["target"], last["dist"], refs["train_nn"].numpy(),
                                        refs["train_y"].numpy())
-    images["first_copy_step"] = copies_mod.first_copy_steps(counts)
+    images["first_copy_step"] = copies.first_copy_steps(counts)
     images["dataset_index"] = images["index"] + int(inputs.cfg.data.offset)
-    classes = copies_mod.per_class(images, last["labels"], last["target"] >= 0)
+    classes = copies.per_class(images, last["labels"], last["target"] >= 0)
     return SampleAnalysis(novelty, images, classes, LazyImages(inputs, last["top_index"], last["top_images"]),
                           steps[-1])
 

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from memsweep.report.markdown import fmt, markdown_table
 from memsweep.science.curves import DEFAULT_GAP_THRESHOLD, analyze_run
 from memsweep.science.normalized_time import normalization_factor, reference_values
 from memsweep.store.analysis_cache import folder_stamp
@@ -20,9 +21,21 @@ SUMMARY_COLUMNS = ["run_id", "state", "n", "model", "batch_size", "lr", "seed", 
                    "best_fid_train", "best_sw_all", "step_best_sw", "final_mem_ratio", "final_step", "total_steps",
                    "n_evals", "norm_factor", "tau_mem_norm", "tau_gen_norm", "params"]
 
+
 def axis_column(key: str) -> str:
     """The summary column of a swept config key (data.n -> n, ...); other keys keep their name."""
     return AXIS_COLUMNS.get(key, key)
+
+
+def axis_columns(summary, keys) -> list[str]:
+    """The summary columns of the swept keys that the table has."""
+    return [axis_column(k) for k in keys if axis_column(k) in summary]
+
+
+def axes_text(row, axis_cols) -> str:
+    """A run's axis values, `n=32, seed=0`."""
+    return ", ".join(f"{a}={fmt(row[a], setting=True)}" for a in axis_cols)
+
 
 @dataclass
 class RunData:
@@ -40,6 +53,7 @@ class RunData:
         """What the report's figures read of this run (report.figure_cache): its values and its saved grids."""
         samples = folder_stamp(self.dir / "samples") if self.dir is not None else []
         return [self.run_id, self.state, self.axes, self.params, self.frame, self.status, samples]
+
 
 def summary_table(runs: list[RunData], threshold: float = DEFAULT_GAP_THRESHOLD, reference: dict | None = None
                   ) -> pd.DataFrame:
@@ -70,3 +84,28 @@ def summary_table(runs: list[RunData], threshold: float = DEFAULT_GAP_THRESHOLD,
             df[c] = np.nan
     extra = [c for c in df.columns if c not in SUMMARY_COLUMNS]
     return df[SUMMARY_COLUMNS + extra]
+
+
+def summary_section(summary, keys) -> list[str]:
+    """The summary table, one row per run."""
+    L = []
+    L += ["## Summary (one row per run)", ""]
+    cols = ["run_id", "state"] + [axis_column(k) for k in keys if axis_column(k) in summary]
+    cols += ["tau_mem", "tau_gap", "tau_gen", "window", "step_mem_0.1", "step_mem_0.5", "mem_rate", "best_sw",
+             "best_sw_train"]
+    if summary["best_fid"].notna().any():
+        cols += ["best_fid"]
+    cols += ["step_best_sw", "final_mem_ratio"]
+    cols += [c for c in ("final_field_dist", "final_authenticity", "final_precision_test", "final_recall_test",
+                         "sw_test_dip2_step") if c in summary and summary[c].notna().any()]
+    table = summary[list(dict.fromkeys(cols))].copy()
+    table["steps"] = [f"{fmt(a)} / {fmt(b)}" for a, b in zip(summary["final_step"], summary["total_steps"])]
+    L += [markdown_table(table), "",
+          "Steps are training steps; `steps` is the last evaluated step / the planned total; – means not reached "
+          "(or no data).", "",
+          "New columns (when present): final_field_dist, the distance of the learned field to the closed-form "
+          "memorizer at the last evaluation; final_authenticity, final_precision_test, final_recall_test, from "
+          "the last saved samples; sw_test_dip2_step, the step of sw_test's second dip (double descent). "
+          "Sections below define them.", ""]
+
+    return L

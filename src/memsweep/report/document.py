@@ -1,4 +1,6 @@
-"""The report's sections: one function per section, each returning its markdown lines."""
+"""report.md in order (render), and its sections about the sweep as a whole: the title and what was varied (with,
+first, a sentence when no run memorized), the runs that did not finish, the definitions, where the time went,
+the figures and the problems met. The topics' own sections come from their modules (report/__init__.py)."""
 from __future__ import annotations
 
 import time
@@ -7,12 +9,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from memsweep.report.figures import fmt_value, ordered_values
-from memsweep.report import claims, collapse
-from memsweep.report.findings import findings
-from memsweep.report.markdown import ci_text, fmt, markdown_table
-from memsweep.report.summary import axis_column
-from memsweep.science.fits import POOLED
+from memsweep.report import claims, collapse, findings
+from memsweep.report.markdown import fmt, markdown_table
+from memsweep.report.style import ordered_values
+from memsweep.report.summary import axis_column, summary_section
 from memsweep.science.normalized_time import reference_values
 from memsweep.states import State
 
@@ -22,11 +22,9 @@ def render(record, runs, summary, fits, sensitivity, figures, notes, threshold, 
     keys = list(record.get("axes") or [])
     L = header(record, runs, summary, keys) + unfinished(runs) + definitions(threshold)
     L += claims.section(claim_table, summary)
-    L += ["## What the data say", ""]
-    L += findings([(ks, s) for _, ks, _, s in parts], summary, fits, sensitivity) or ["No numeric axis to fit against."]
-    L.append("")
+    L += findings.section([(ks, s) for _, ks, _, s in parts], summary, fits, sensitivity)
     L += collapse.section([(name, ks, s) for name, ks, _, s in parts])
-    L += summary_section(summary, keys) + fits_section(fits) + list(more) + timing_section(runs)
+    L += summary_section(summary, keys) + findings.fits_section(fits) + list(more) + timing_section(runs)
     L += figures_section(figures)
     L += problems(notes)
     return "\n".join(L)
@@ -36,7 +34,7 @@ def header(record, runs, summary, keys) -> list[str]:
     """Title, what the sweep is, what it varied, and the normalized step's reference values."""
     name = record.get("name", "?")
     spec = record.get("spec") or {}
-    L = [f"# Sweep `{name}`: the memorization transition", ""]
+    L = [f"# Sweep `{name}`: the memorization transition", ""] + no_memorization(summary)
     L.append(f"_Generated {time.strftime('%Y-%m-%d %H:%M')} by `memsweep report {name}` from the run store; "
              "the numbers are in `summary.csv` (one row per run), `fits.csv` (fits across runs) and `claims.csv` "
              "(the paper's claims with verdicts)._")
@@ -52,9 +50,9 @@ def header(record, runs, summary, keys) -> list[str]:
             arm = next(a for a, arm_keys in arms.items() if key in arm_keys)
             in_arm = summary[[arm in r.arms for r in runs]] if len(summary) == len(runs) else summary
             vals = ordered_values(in_arm, col) if col in in_arm and len(in_arm) else vals
-            varied.append(f"`{key}` over {', '.join(fmt_value(v) for v in vals)} (arm {arm})")
+            varied.append(f"`{key}` over {', '.join(fmt(v, setting=True) for v in vals)} (arm {arm})")
         else:
-            varied.append(f"`{key}` over {', '.join(fmt_value(v) for v in vals)}")
+            varied.append(f"`{key}` over {', '.join(fmt(v, setting=True) for v in vals)}")
     states = summary["state"].value_counts().to_dict() if len(summary) else {}
     if runs:
         what = (f"The study varied one axis at a time around its centre (the run every arm shares), {len(arms)} "
@@ -67,13 +65,26 @@ def header(record, runs, summary, keys) -> list[str]:
         L.append(f"Fixed for every run: `{' '.join(str(o) for o in spec['overrides'])}`.")
     if runs:
         ref = reference_values([r.params.get("n", np.nan) for r in runs],
-                                        [r.params.get("batch_size", np.nan) for r in runs],
-                                        [r.params.get("lr", np.nan) for r in runs])
+                               [r.params.get("batch_size", np.nan) for r in runs],
+                               [r.params.get("lr", np.nan) for r in runs])
         L.append(f"Normalized step reference values (the sweep's smallest): n0 = {fmt(ref['n0'])}, "
                  f"B0 = {fmt(ref['b0'])}, lr0 = {fmt(ref['lr0'])}.")
     L.append("")
 
     return L
+
+
+def no_memorization(summary) -> list[str]:
+    """One sentence, first, when no run with evaluations found its tau_mem: everything below has no onset."""
+    evaluated = summary[pd.to_numeric(summary["n_evals"], errors="coerce") > 0] if len(summary) else summary
+    if not len(evaluated) or pd.to_numeric(evaluated["tau_mem"], errors="coerce").notna().any():
+        return []
+    last = pd.to_numeric(evaluated["final_mem_ratio"], errors="coerce").max()
+    mem = f"; the last mem_ratio is at most {last:.2f}" if np.isfinite(last) else ""
+    return [f"**No run memorized within its training:** none of the {len(evaluated)} run(s) with evaluations "
+            f"reached tau_mem (the test loss never turned up{mem}), "
+            "so the fits, claims and figures below have no onset to measure. Train longer (`train.steps` or "
+            "`train.epochs`) or use a smaller n (`data.n`).", ""]
 
 
 def unfinished(runs) -> list[str]:
@@ -94,7 +105,7 @@ def unfinished(runs) -> list[str]:
                 bits.append(f"diverged (non-finite loss) at step {st['diverged_step']}")
             if st.get("error"):
                 bits.append(f"error: {st['error']}")
-            axes_txt = ", ".join(f"{k}={fmt_value(v)}" for k, v in r.axes.items())
+            axes_txt = ", ".join(f"{k}={fmt(v, setting=True)}" for k, v in r.axes.items())
             L.append(f"- `{r.run_id}` ({axes_txt}): " + "; ".join(bits))
         L.append("")
 
@@ -133,52 +144,6 @@ def definitions(threshold) -> list[str]:
           "(train) images over the evaluations at or before tau_mem (the whole run if tau_mem is undefined); "
           "**best_fid** likewise; **best_sw_all** is the minimum over the whole run, reached at **step_best_sw**.",
           ""]
-
-    return L
-
-
-def summary_section(summary, keys) -> list[str]:
-    """The summary table, one row per run."""
-    L = []
-    L += ["## Summary (one row per run)", ""]
-    cols = ["run_id", "state"] + [axis_column(k) for k in keys if axis_column(k) in summary]
-    cols += ["tau_mem", "tau_gap", "tau_gen", "window", "step_mem_0.1", "step_mem_0.5", "mem_rate", "best_sw",
-             "best_sw_train"]
-    if summary["best_fid"].notna().any():
-        cols += ["best_fid"]
-    cols += ["step_best_sw", "final_mem_ratio"]
-    cols += [c for c in ("final_field_dist", "final_authenticity", "final_precision_test", "final_recall_test",
-                         "sw_test_dip2_step") if c in summary and summary[c].notna().any()]
-    table = summary[list(dict.fromkeys(cols))].copy()
-    table["steps"] = [f"{fmt(a)} / {fmt(b)}" for a, b in zip(summary["final_step"], summary["total_steps"])]
-    L += [markdown_table(table), "",
-          "Steps are training steps; `steps` is the last evaluated step / the planned total; – means not reached "
-          "(or no data).", "",
-          "New columns (when present): final_field_dist, the distance of the learned field to the closed-form "
-          "memorizer at the last evaluation; final_authenticity, final_precision_test, final_recall_test, from "
-          "the last saved samples; sw_test_dip2_step, the step of sw_test's second dip (double descent). "
-          "Sections below define them.", ""]
-
-    return L
-
-
-def fits_section(fits) -> list[str]:
-    """The fits across runs, as a table."""
-    L = []
-    if len(fits):
-        L += ["## Fits across runs", "",
-              "Power law y = c · x^a fitted by least squares in log-log on every run's value (the seeds of one "
-              "value are replicates; runs where y is undefined left out; mem_rate and best SW from finished runs "
-              "only), 95% CI from the t distribution with (points − 2) degrees of freedom; "
-              "linear fit y = slope · x + intercept on the same points."
-              + (" Rows with fixed = pooled share one exponent across the combinations of the other axes, with one "
-                 "prefactor per combination ((points − 1 − combinations) degrees of freedom)."
-                 if (fits["fixed"] == POOLED).any() else ""), ""]
-        ft = fits.copy()
-        ft["exponent a [95% CI]"] = [ci_text(r) for _, r in ft.iterrows()]
-        show = ["axis", "x", "metric"] + (["fixed"] if ft["fixed"].astype(bool).any() else [])
-        show += ["n_values", "n_points", "n_missing", "exponent a [95% CI]", "r2_loglog", "slope", "intercept", "r2"]
-        L += [markdown_table(ft[show]), ""]
 
     return L
 
