@@ -26,6 +26,7 @@ import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 
 from memsweep.errors import ConfigError
+from memsweep.eval.shares import rank_and_size
 from memsweep.store.run import RunStore
 
 # a rank waits at most this long for the others (rank 0's evaluation included); a rank that dies ends the
@@ -38,11 +39,6 @@ def world() -> tuple[int, int, int]:
     """(rank, world size, local rank) from torchrun's environment; (0, 1, 0) for one process."""
     env = os.environ
     return int(env.get("RANK", 0)), int(env.get("WORLD_SIZE", 1)), int(env.get("LOCAL_RANK", env.get("RANK", 0)))
-
-
-def rank_and_size() -> tuple[int, int]:
-    """This process's rank and the world's size once the process group is up; (0, 1) otherwise."""
-    return (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
 
 
 def check(cfg, processes: int) -> None:
