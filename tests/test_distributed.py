@@ -19,6 +19,7 @@ from memsweep.science import networks
 from memsweep.store.cache import data_cache
 from memsweep.train import distributed
 from memsweep.store import identity
+from memsweep.store.live import live_state
 from memsweep.store.run import RunStore
 from memsweep.train.loop import train
 
@@ -191,6 +192,76 @@ def test_a_two_task_job_preempted_requeues_and_ends_as_the_one_process_run(slurm
         for key in FLOAT_KEYS:
             assert a[key] == pytest.approx(b[key], rel=1e-4, abs=1e-6), (a["step"], key)
         assert a["mem_ratio"] == pytest.approx(b["mem_ratio"], abs=1.5 / 32)
+
+
+
+def rank_pids(pid: int, size: int, deadline_s: float = 120) -> dict[int, int]:
+    """rank -> pid of the ranks `memsweep train runtime.processes=K` (process `pid`) started."""
+    deadline = time.monotonic() + deadline_s
+    while time.monotonic() < deadline:
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+        ranks = {}
+        for child in children:
+            env = dict(v.split("=", 1) for v in Path(f"/proc/{child}/environ").read_text().split("\0") if "=" in v)
+            ranks[int(env["RANK"])] = int(child)
+        if len(ranks) == size:
+            return ranks
+        time.sleep(0.1)
+    raise TimeoutError("the ranks did not start")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("rank", [1, 0])
+def test_a_rank_that_dies_leaves_the_last_checkpoint_and_a_clear_state(tmp_path, one_process, rank):
+    """One rank SIGKILLed in a training step: the other's collective fails at once (no hang), it ends with one
+    line; the launcher names the killed rank and exits 137. No checkpoint is written after the death and none
+    is torn; status.json says failed with the reason (rank 1 killed), or stopped (rank 0, which writes it, killed:
+    store.live). The same command then resumes and ends as the uninterrupted one-process run."""
+    env = {"MEMSWEEP_OUTPUT_ROOT": str(tmp_path), "MEMSWEEP_FAILPOINT": "step:25", "MEMSWEEP_FAILPOINT_RANK": str(rank)}
+    r = run_cli("train", *ARGS, "runtime.processes=2", env=env)
+    assert r.returncode == 137, r.stderr[-2000:]
+    lines = [x for x in r.stderr.splitlines() if x.startswith("memsweep:")]
+    assert f"memsweep: rank {rank} of 2 was killed by SIGKILL; the other ranks stopped" in lines, r.stderr[-3000:]
+    assert any(x.startswith("memsweep: error: another of the run's 2 processes ended or stopped answering")
+               for x in lines), r.stderr[-3000:]
+    assert "Traceback" not in r.stderr
+    store = RunStore(tmp_path / "runs" / one_process.name)
+    status = store.status()
+    assert store.checkpoint_steps()[-1] == 20 and not list(store.ckpt_dir.glob(".*.tmp"))
+    if rank == 1:
+        assert status["state"] == "failed" and status["error"].startswith("RankLost: another of the run's 2"), status
+    else:
+        assert live_state(status) == "stopped" and status["step"] <= 20, status
+    assert [row["step"] for row in store.read_metrics()] == [10, 18]
+    again = run_cli("train", *ARGS, "runtime.processes=2", env={"MEMSWEEP_OUTPUT_ROOT": str(tmp_path)})
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert_same_run(store.dir, one_process, 60)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("rank", [1, 0])
+def test_a_signal_that_reaches_one_rank_stops_both_at_one_step(tmp_path, one_process, rank):
+    """SIGTERM to one rank only (a signal reaching the ranks at different steps): the ranks agree on the step
+    (distributed.agree), rank 0 checkpoints it, status stopped by SIGTERM at that step, exit 143, no torn file;
+    resumed on one process the run ends as the uninterrupted one-process run."""
+    env = {**os.environ, "MEMSWEEP_OUTPUT_ROOT": str(tmp_path)}
+    proc = subprocess.Popen([sys.executable, "-m", "memsweep.cli", "train", *ARGS, "runtime.processes=2"], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    pids = rank_pids(proc.pid, 2)
+    store = RunStore(tmp_path / "runs" / one_process.name)
+    deadline = time.monotonic() + 300
+    while not store.checkpoint_steps() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.1)
+    os.kill(pids[rank], signal.SIGTERM)
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 143, err[-2000:]
+    status = store.status()
+    assert status["state"] == "stopped" and status["stopped_by"] == "SIGTERM" and 10 <= status["step"] < 60, status
+    assert store.checkpoint_steps()[-1] == status["step"] and not list(store.ckpt_dir.glob(".*.tmp"))
+    assert f"checkpointed at step {status['step']} of 60" in err and "Traceback" not in err
+    r = run_cli("train", *ARGS, env={"MEMSWEEP_OUTPUT_ROOT": str(tmp_path)})
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert_same_run(store.dir, one_process, 60)
 
 
 # an evaluation whose counts do not divide by 2: 33 samples, 63 loss triples, 5 x 3 probe points

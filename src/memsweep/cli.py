@@ -15,7 +15,7 @@ from omegaconf import OmegaConf
 from rich.console import Console
 
 from memsweep import config
-from memsweep.errors import ConfigError, StorageError, storage_error
+from memsweep.errors import ConfigError, RankLost, StorageError, storage_error
 from memsweep.eval import posthoc
 from memsweep.metrics.probes import CALIBRATED, parse_patch
 from memsweep.science.els import BANKS, PADDINGS
@@ -428,6 +428,11 @@ def main(argv=None) -> int:
     except RunLocked as e:
         print(f"memsweep: {e}; not starting it twice", file=sys.stderr)
         return 3
+    except RankLost as e:  # a run on several processes: this rank's line (the launcher names the rank that ended)
+        notes = "".join(f"; {n}" for n in getattr(e, "__notes__", ()))
+        print(f"memsweep: error: {e}{notes}; run the same command again to resume from the last checkpoint",
+              file=sys.stderr)
+        return 1
     except Interrupted as e:
         print(f"memsweep: {_interrupted(e)}", file=sys.stderr)
         return e.exit_status

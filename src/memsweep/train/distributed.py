@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import datetime
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -25,14 +26,15 @@ import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 
-from memsweep.errors import ConfigError
+from memsweep.errors import ConfigError, RankLost
 from memsweep.eval.shares import rank_and_size
 from memsweep.store.run import RunStore
 
 # a rank waits at most this long for the others (rank 0's evaluation included); a rank that dies ends the
 # others sooner: gloo and nccl raise when a peer's connection closes, and the launcher ends the rest
 TIMEOUT = datetime.timedelta(hours=2)
-GRACE_S = 60  # after one rank failed: how long the others get to stop on SIGTERM before SIGKILL
+EXIT_S = 10   # after one rank failed: how long the others get to end on their own before SIGTERM
+GRACE_S = 60  # then how long they get to stop on SIGTERM before SIGKILL
 
 
 def world() -> tuple[int, int, int]:
@@ -75,6 +77,20 @@ def setup(cfg) -> torch.device:
         dist.init_process_group("nccl" if cuda else "gloo", rank=rank, world_size=size, timeout=TIMEOUT,
                                 **({"device_id": device} if cuda else {}))
     return device
+
+
+def lost(e: BaseException) -> RankLost | None:
+    """The error a collective raised because another rank is gone (its connection closed, a timeout), in one
+    line; None for any other error."""
+    if isinstance(e, RankLost):
+        return e
+    text = re.sub(r"^\[[^\]]*\]\s*", "", " ".join(str(e).split())).split(" This is typically")[0]  # gloo's source path
+    words = ("gloo", "nccl", "c10d", "connection closed by peer", "connection reset by peer", "timed out")
+    if not dist.is_initialized() or not (isinstance(e, dist.DistError) or isinstance(e, RuntimeError) and any(
+            w in text.lower() for w in words)):
+        return None
+    return RankLost(f"another of the run's {dist.get_world_size()} processes ended or stopped answering "
+                    f"({type(e).__name__}: {text[:200]})")
 
 
 def teardown() -> None:
@@ -159,7 +175,7 @@ def _free_port() -> int:
 def launch(argv: list[str], processes: int) -> int:
     """Run `memsweep <argv>` as `processes` ranks on this machine (torchrun's environment), pass SIGTERM and
     SIGINT on to them, and end the others when one fails (no rank is left waiting for a dead one). The exit
-    status: the first failure's, else rank 0's."""
+    status: the failed rank's (one killed by a signal first: the others then fail for want of it), else 0."""
     port = _free_port()
     procs = []
     for rank in range(processes):
@@ -174,19 +190,19 @@ def launch(argv: list[str], processes: int) -> int:
 
     previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
-        failed = None
-        while any(p.poll() is None for p in procs):
-            failed = failed or next((p for p in procs if p.returncode not in (None, 0)), None)
-            if failed is not None:
-                code = failed.returncode
-                print(f"memsweep: rank {procs.index(failed)} ended with exit status "
-                      f"{128 - code if code < 0 else code}; stopping the other ranks", file=sys.stderr)
-                _end([p for p in procs if p.poll() is None])
-                break
+        while any(p.poll() is None for p in procs) and not any(p.returncode for p in procs):
             time.sleep(0.2)
+        if any(p.returncode for p in procs):
+            _end(procs)
         codes = [p.wait() for p in procs]
-        failed = failed or next((p for p in procs if p.returncode), None)
-        code = failed.returncode if failed is not None else codes[0]
+        if not any(codes):
+            return 0
+        culprit = min(range(processes), key=lambda r: (codes[r] >= 0, codes[r] == 0, r))
+        code = codes[culprit]
+        if code in (-signal.SIGTERM, -signal.SIGINT, 128 + signal.SIGTERM, 128 + signal.SIGINT):
+            return 128 + abs(code) % 128  # stopped by a signal passed on (each rank printed where it stopped)
+        how = f"was killed by {signal.Signals(-code).name}" if code < 0 else f"ended with exit status {code}"
+        print(f"memsweep: rank {culprit} of {processes} {how}; the other ranks stopped", file=sys.stderr)
         return 128 - code if code < 0 else code  # killed by a signal: the shell's 128 + signal
     finally:
         for sig, handler in previous.items():
@@ -194,9 +210,14 @@ def launch(argv: list[str], processes: int) -> int:
 
 
 def _end(procs) -> None:
-    """SIGTERM (each rank checkpoints if it can), then SIGKILL after GRACE_S."""
+    """After one rank failed: the others a moment to end on their own (gloo fails their collectives at once),
+    then SIGTERM (each checkpoints if it can), then SIGKILL after GRACE_S (one stuck in a collective)."""
+    deadline = time.monotonic() + EXIT_S
+    while any(p.poll() is None for p in procs) and time.monotonic() < deadline:
+        time.sleep(0.2)
     for p in procs:
-        p.send_signal(signal.SIGTERM)
+        if p.poll() is None:
+            p.send_signal(signal.SIGTERM)
     deadline = time.monotonic() + GRACE_S
     for p in procs:
         try:
