@@ -100,6 +100,24 @@ def test_impossible_runs_are_one_line_and_nothing_written(tmp_path, overrides, m
     assert not (tmp_path / "out").exists()
 
 
+def test_a_missing_backend_is_one_line(monkeypatch):
+    from memsweep.errors import ConfigError
+    monkeypatch.setattr(torch.distributed, "is_gloo_available", lambda: False)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(ConfigError, match=r"^runtime.processes=2: this torch build has no torch.distributed gloo "):
+        distributed.check(config.compose_run([*FAST, "runtime.processes=2", "runtime.device=cpu"]), 2)
+    distributed.check(config.compose_run([*FAST, "runtime.processes=1"]), 1)  # one process needs no backend
+
+
+def test_more_processes_than_gpus_is_one_line(monkeypatch):
+    from memsweep.errors import ConfigError
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    monkeypatch.setattr(torch.distributed, "is_nccl_available", lambda: True)
+    with pytest.raises(ConfigError, match=r"^runtime.processes=4: \S+ has 2 CUDA devices"):
+        distributed.check(config.compose_run([*FAST, "runtime.processes=4", "runtime.device=cuda"]), 4)
+
+
 def test_the_run_id_does_not_hold_the_number_of_processes():
     assert identity.run_id(config.compose_run(ARGS)) == identity.run_id(config.compose_run([*ARGS, "runtime.processes=4"]))
 
@@ -125,8 +143,10 @@ def test_a_dry_run_counts_the_gpus_of_each_run_and_a_sweep_of_them_is_refused(ou
     c1 = cost.run_cost(config.compose_run(FAST))
     c4 = cost.run_cost(config.compose_run([*FAST, "runtime.processes=4"]))
     assert c4.processes == 4 and c1.processes == 1
-    # training and sampling split over the 4 GPUs; the rest of each evaluation on one while 3 wait
-    alone = cost.hours(0.0, c1.eval - c1.parts["sampling"], "float32", "h100")
+    # training, sampling, the losses and the field probe split over the 4 GPUs; the rest of each evaluation on one
+    # while 3 wait
+    alone = cost.hours(0.0, c1.eval - c1.parts["sampling"] - c1.parts["losses"] - c1.parts["field_dist"],
+                       "float32", "h100")
     assert c4.gpu_hours("h100") == pytest.approx(c1.gpu_hours("h100") + 3 * alone)
     assert c4.wall_hours("h100") == pytest.approx((c1.gpu_hours("h100") - alone) / 4 + alone)
     assert c1.wall_hours("h100") == pytest.approx(c1.gpu_hours("h100"))

@@ -47,15 +47,22 @@ def check(cfg, processes: int) -> None:
     """What makes a K-process run impossible, as one line before anything is written."""
     if processes < 1:
         raise ConfigError(f"runtime.processes={processes}: must be an integer >= 1")
+    if processes == 1:
+        return  # today's path: no process group
     if cfg.train.batch_size % processes:
         raise ConfigError(f"train.batch_size={cfg.train.batch_size} is not divisible by runtime.processes="
                           f"{processes}: each process trains an equal slice of the global batch")
     name = cfg.runtime.device
+    backend = "nccl" if name != "cpu" and torch.cuda.is_available() else "gloo"
+    if not dist.is_available() or not (dist.is_nccl_available() if backend == "nccl" else dist.is_gloo_available()):
+        raise ConfigError(f"runtime.processes={processes}: this torch build has no torch.distributed {backend} "
+                          f"backend (a run on several {'GPUs' if backend == 'nccl' else 'CPU processes'} needs it)")
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise ConfigError(f"runtime.device={name}: CUDA is not available on {socket.gethostname()} (nccl needs it; "
                           "runtime.device=cpu trains the processes with gloo)")
-    if name != "cpu" and torch.cuda.is_available() and processes > torch.cuda.device_count():
-        raise ConfigError(f"runtime.processes={processes}: {socket.gethostname()} has {torch.cuda.device_count()} "
+    here = min(processes, int(os.environ.get("LOCAL_WORLD_SIZE", processes)))  # this node's ranks (Slurm: nodes)
+    if name != "cpu" and torch.cuda.is_available() and here > torch.cuda.device_count():
+        raise ConfigError(f"runtime.processes={here}: {socket.gethostname()} has {torch.cuda.device_count()} "
                           "CUDA devices (one process per device)")
     if name.startswith("cuda:") and processes > 1:
         raise ConfigError(f"runtime.device={name}: a run on {processes} processes uses devices 0..{processes - 1}; "
@@ -166,7 +173,8 @@ class _no_lock:
     def __exit__(self, *exc): return False
 
 
-def _free_port() -> int:
+def free_port() -> int:
+    """A TCP port free on this machine now (MASTER_PORT of a run's ranks)."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
@@ -176,7 +184,7 @@ def launch(argv: list[str], processes: int) -> int:
     """Run `memsweep <argv>` as `processes` ranks on this machine (torchrun's environment), pass SIGTERM and
     SIGINT on to them, and end the others when one fails (no rank is left waiting for a dead one). The exit
     status: the failed rank's (one killed by a signal first: the others then fail for want of it), else 0."""
-    port = _free_port()
+    port = free_port()
     procs = []
     for rank in range(processes):
         env = {**os.environ, "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port), "RANK": str(rank),
