@@ -129,7 +129,7 @@ def test_several_processes_are_refused_in_one_process_and_in_a_pack(out):
     assert not out.exists()
 
 
-def test_a_dry_run_counts_the_gpus_of_each_run_and_a_sweep_of_them_is_refused(out, capsys):
+def test_a_dry_run_counts_the_gpus_of_each_run_and_too_many_processes_are_refused(out, capsys):
     from memsweep.cli import main
     from memsweep.sweeps import cost
 
@@ -151,9 +151,52 @@ def test_a_dry_run_counts_the_gpus_of_each_run_and_a_sweep_of_them_is_refused(ou
     assert c4.wall_hours("h100") == pytest.approx((c1.gpu_hours("h100") - alone) / 4 + alone)
     assert c1.wall_hours("h100") == pytest.approx(c1.gpu_hours("h100"))
     assert four > one
-    assert main([*sweep, "runtime.processes=2", "--quiet"]) == 2   # not launched yet (README)
-    assert "the local launcher does not start runs on several processes yet" in capsys.readouterr().err
+    # more processes than the machine's devices (here CPU slots: launcher.workers): one line, nothing written
+    assert main([*sweep, "runtime.processes=4", "launcher.workers=2", "--quiet"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["memsweep: error: runtime.processes=4: this machine has 2 CPU slots (launcher.workers, default the "
+                   "cores); a local sweep gives each run that many (launcher=slurm spreads them over nodes)"]
     assert not out.exists()
+    assert main([*sweep, "runtime.processes=2", "launcher.workers=2", "--dry-run"]) == 0
+    assert "would train them one run per 2 CPU processes (1 at a time on 2 CPU slots)" in capsys.readouterr().out
+
+
+def test_a_local_sweep_gives_each_run_a_group_of_k_gpus(monkeypatch):
+    """On a machine with GPUs each run gets K of the visible ones (CUDA_VISIBLE_DEVICES for its ranks), runs
+    starting as groups free up; K beyond them is refused (checked here with CUDA's answers mocked)."""
+    from types import SimpleNamespace
+
+    from memsweep.errors import ConfigError
+    from memsweep.sweeps import groups
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 4)
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    assert groups.devices("auto", None) == (["0", "1", "2", "3"], True)
+    assert groups.devices("cpu", 3) == (["0", "1", "2"], False)
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "2,5,6")
+    assert groups.devices("cuda", None) == (["2", "5", "6"], True)
+    run = lambda k: SimpleNamespace(cfg=SimpleNamespace(runtime=SimpleNamespace(processes=k, device="cuda")))  # noqa: E731
+    pending, free = [run(2), run(2), run(1)], ["0", "1", "2", "3"]
+    first, second = groups.take(pending, free), groups.take(pending, free)
+    assert (first[1], second[1]) == (["0", "1"], ["2", "3"]) and free == []
+    assert groups.take(pending, free) is None and len(pending) == 1
+    free += first[1]  # the first run ended: its GPUs go to the next
+    assert groups.take(pending, free)[1] == ["0"] and free == ["1"]
+    with pytest.raises(ConfigError, match=r"^runtime.processes=4: this machine has 3 CUDA devices; a local sweep "):
+        groups.check_devices([run(4)], None)
+
+
+@pytest.mark.slow
+def test_a_local_sweep_of_runs_on_two_processes(tmp_path, out, one_process):
+    """launcher=local with runtime.processes=2 on 2 CPU slots: one run at a time on its 2 gloo processes; each
+    run is the one-process run."""
+    from memsweep.cli import main
+
+    assert main(["sweep", "seed=0,1", *ARGS, "runtime.processes=2", "launcher.workers=2", "--name", "k2",
+                 "--quiet"]) == 0
+    assert_same_run(out / "runs" / one_process.name, one_process, 60)
+    assert {RunStore(p).status()["state"] for p in (out / "runs").iterdir()} == {"finished"}
 
 
 @pytest.mark.slurm

@@ -27,6 +27,7 @@ from memsweep.data.datasets import is_read
 from memsweep.sweeps import cost as cost_mod
 from memsweep.sweeps import spec as sweep_mod
 from memsweep.sweeps.gpus import GPUS
+from memsweep.sweeps.groups import check_devices, describe_devices
 from memsweep.sweeps.local import run_local
 from memsweep.sweeps.slurm import check_slurm, slurm_jobs, submit_slurm, task_layout
 from memsweep.sweeps.status import print_status, print_table, sizes, write_table
@@ -111,9 +112,8 @@ def cmd_sweep(args) -> int:
     if not 0 < args.utilization <= 1:
         raise ConfigError(f"--utilization {args.utilization}: must be in (0, 1]")
     multi = max(r.cfg.runtime.processes for r in sweep.runs)
-    if multi > 1 and not args.dry_run and launcher != "slurm":  # refused before anything is written
-        raise ConfigError(f"runtime.processes={multi}: the local launcher does not start runs on several processes "
-                          "yet; train each with `memsweep train ... runtime.processes=K`, or use launcher=slurm")
+    if multi > 1 and not args.dry_run and launcher == "local":  # more than the devices here: refused before any write
+        check_devices(sweep.runs, sweep.runs[0].cfg.launcher.workers)
     unread_files = next((m for m in sweep.unread if any(not is_read(r.cfg.data) for r in sweep.runs)), None)
     if unread_files and not args.dry_run:  # the run ids hold the files' fingerprint
         raise ConfigError(f"{unread_files}; launching needs the files on this machine (the run ids hold their "
@@ -198,6 +198,8 @@ def _print_would_launch(console, sweep, todo, launcher: str) -> None:
                           f"(launcher.pack={res.get('pack', 1)}) as arrays of at most "
                           f"{res.get('max_array_size', 1000)} (partition={res.get('partition')}, "
                           f"timeout_min={res.get('timeout_min')}{each})")
+    elif todo and max(r.cfg.runtime.processes for r in todo) > 1:
+        console.print(describe_devices(todo, sweep.runs[0].cfg.launcher.workers))
     elif todo:
         lcfg = sweep.runs[0].cfg.launcher
         packs = make_packs([r.cfg for r in todo], lcfg.pack, lcfg.workers or os.cpu_count() or 1)

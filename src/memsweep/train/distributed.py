@@ -180,16 +180,21 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def start(command: list[str], processes: int, env: dict | None = None) -> list[subprocess.Popen]:
+    """Start `command` as `processes` ranks on this machine, in torchrun's environment (plus `env`)."""
+    port, procs = free_port(), []
+    for rank in range(processes):
+        ranks = {"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port), "RANK": str(rank),
+                 "WORLD_SIZE": str(processes), "LOCAL_RANK": str(rank), "LOCAL_WORLD_SIZE": str(processes)}
+        procs.append(subprocess.Popen(command, env={**os.environ, **(env or {}), **ranks}))
+    return procs
+
+
 def launch(argv: list[str], processes: int) -> int:
     """Run `memsweep <argv>` as `processes` ranks on this machine (torchrun's environment), pass SIGTERM and
     SIGINT on to them, and end the others when one fails (no rank is left waiting for a dead one). The exit
     status: the failed rank's (one killed by a signal first: the others then fail for want of it), else 0."""
-    port = free_port()
-    procs = []
-    for rank in range(processes):
-        env = {**os.environ, "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port), "RANK": str(rank),
-               "WORLD_SIZE": str(processes), "LOCAL_RANK": str(rank), "LOCAL_WORLD_SIZE": str(processes)}
-        procs.append(subprocess.Popen([sys.executable, "-m", "memsweep.cli", *argv], env=env))
+    procs = start([sys.executable, "-m", "memsweep.cli", *argv], processes)
 
     def forward(signum, frame):
         for p in procs:
@@ -200,21 +205,29 @@ def launch(argv: list[str], processes: int) -> int:
     try:
         while any(p.poll() is None for p in procs) and not any(p.returncode for p in procs):
             time.sleep(0.2)
-        if any(p.returncode for p in procs):
-            _end(procs)
-        codes = [p.wait() for p in procs]
-        if not any(codes):
-            return 0
-        culprit = min(range(processes), key=lambda r: (codes[r] >= 0, codes[r] == 0, r))
-        code = codes[culprit]
-        if code in (-signal.SIGTERM, -signal.SIGINT, 128 + signal.SIGTERM, 128 + signal.SIGINT):
-            return 128 + abs(code) % 128  # stopped by a signal passed on (each rank printed where it stopped)
-        how = f"was killed by {signal.Signals(-code).name}" if code < 0 else f"ended with exit status {code}"
-        print(f"memsweep: rank {culprit} of {processes} {how}; the other ranks stopped", file=sys.stderr)
-        return 128 - code if code < 0 else code  # killed by a signal: the shell's 128 + signal
+        code, message = ended(procs)
+        if message:
+            print(f"memsweep: {message}", file=sys.stderr)
+        return code
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+
+
+def ended(procs) -> tuple[int, str | None]:
+    """Once a rank has ended (or all have): end the others if one failed, wait for all; the exit status (the
+    shell's, 128 + signal for one killed) and a line naming the rank that failed first, if one did."""
+    if any(p.returncode for p in procs):
+        _end(procs)
+    codes = [p.wait() for p in procs]
+    if not any(codes):
+        return 0, None
+    culprit = min(range(len(procs)), key=lambda r: (codes[r] >= 0, codes[r] == 0, r))  # killed by a signal first
+    code = codes[culprit]
+    if code in (-signal.SIGTERM, -signal.SIGINT, 128 + signal.SIGTERM, 128 + signal.SIGINT):
+        return 128 + abs(code) % 128, None  # stopped by a signal passed on (each rank said where it stopped)
+    how = f"was killed by {signal.Signals(-code).name}" if code < 0 else f"ended with exit status {code}"
+    return (128 - code if code < 0 else code), f"rank {culprit} of {len(procs)} {how}; the other ranks stopped"
 
 
 def _end(procs) -> None:
