@@ -118,6 +118,25 @@ def test_more_processes_than_gpus_is_one_line(monkeypatch):
         distributed.check(config.compose_run([*FAST, "runtime.processes=4", "runtime.device=cuda"]), 4)
 
 
+def test_a_lost_rank_is_told_apart_from_other_errors(tmp_path):
+    """What a collective raises when a peer is gone becomes one line (errors.RankLost); other errors stay."""
+    from memsweep.errors import RankLost
+
+    gone = RuntimeError("[/__w/pytorch/third_party/gloo/gloo/transport/tcp/pair.cc:561] Connection closed by peer "
+                        "[127.0.0.1]:3. This is typically caused by a remote worker crashing.")
+    torch.distributed.init_process_group("gloo", init_method=f"file://{tmp_path / 'group'}", rank=0, world_size=1)
+    try:
+        error = distributed.lost(gone)
+        assert isinstance(error, RankLost) and str(error) == (
+            "another of the run's 1 processes ended or stopped answering (RuntimeError: Connection closed by peer "
+            "[127.0.0.1]:3.)")
+        assert distributed.lost(RuntimeError("mat1 and mat2 shapes cannot be multiplied")) is None
+        assert distributed.lost(KeyboardInterrupt()) is None
+    finally:
+        torch.distributed.destroy_process_group()
+    assert distributed.lost(gone) is None  # one process: no peer to lose
+
+
 def test_the_run_id_does_not_hold_the_number_of_processes():
     assert identity.run_id(config.compose_run(ARGS)) == identity.run_id(config.compose_run([*ARGS, "runtime.processes=4"]))
 

@@ -94,7 +94,7 @@ def lost(e: BaseException) -> RankLost | None:
     text = re.sub(r"^\[[^\]]*\]\s*", "", " ".join(str(e).split())).split(" This is typically")[0]  # gloo's source path
     words = ("gloo", "nccl", "c10d", "connection closed by peer", "connection reset by peer", "timed out")
     if not dist.is_initialized() or not (isinstance(e, dist.DistError) or isinstance(e, RuntimeError) and any(
-            w in text.lower() for w in words)):
+            w in str(e).lower() for w in words)):
         return None
     return RankLost(f"another of the run's {dist.get_world_size()} processes ended or stopped answering "
                     f"({type(e).__name__}: {text[:200]})")
