@@ -46,7 +46,7 @@ from memsweep.metrics.field import FieldProbe
 from memsweep.metrics.fixed_inputs import fixed_inputs, sample_labels
 from memsweep.metrics.fid import frechet_distance, gaussian_stats
 from memsweep.metrics.kid import kid
-from memsweep.metrics.loss import FixedLossBatch, fixed_loss, loss_by_t, per_sample_loss
+from memsweep.metrics.loss import FixedLossBatch, loss_by_t, per_sample_loss
 from memsweep.metrics.memorization import is_copy, nearest_neighbours
 from memsweep.metrics.mifid import EPSILON, mifid
 from memsweep.metrics.sliced_wasserstein import projections, sliced_wasserstein
@@ -237,9 +237,8 @@ class Evaluator:
         return gathered(count, lambda lo, hi: self._generate(model, hi - lo, start + lo), self.sample_noise)
 
     def fixed_loss(self, model, batch: FixedLossBatch) -> tuple[float, list[float]]:
-        """The loss on the fixed triples, and by bin of t; on K processes each rank computes 1/K of the triples."""
-        if rank_and_size()[1] == 1:
-            return fixed_loss(self.formulation, model, batch, self.cfg.t_bins)
+        """The loss on the fixed triples, and by bin of t (metrics.loss.fixed_loss); on K processes each rank
+        computes 1/K of the triples."""
         losses = gathered(len(batch.t), lambda lo, hi: per_sample_loss(self.formulation, model, batch.rows(lo, hi)),
                           batch.t)
         return loss_by_t(losses, batch.t, self.cfg.t_bins)
@@ -247,8 +246,6 @@ class Evaluator:
     def field_distance(self, model) -> tuple[float, list[float]]:
         """The field probe's distance; on K processes each rank predicts at 1/K of the probe points."""
         probe = self.field_probe
-        if rank_and_size()[1] == 1:
-            return probe.distance(model)
         return probe.distance_of(gathered(len(probe.t), lambda lo, hi: probe.errors(model, lo, hi),
                                           probe.t.new_zeros((0, 2))))
 

@@ -63,6 +63,10 @@ def describe_devices(runs, workers: int | None) -> str:
     slots, gpus = devices(runs[0].cfg.runtime.device, workers)
     need = max(r.cfg.runtime.processes for r in runs)
     at_once = len(slots) // need
+    if not at_once:
+        return (f"would not train them here: runtime.processes={need} needs {need} "
+                f"{'CUDA devices' if gpus else 'CPU slots'} per run, this machine has {len(slots)} (launcher=slurm "
+                "spreads them over nodes)")
     return (f"would train them one run per {need} {'GPUs' if gpus else 'CPU processes'} ({at_once} at a time on "
             f"{len(slots)} {'CUDA devices' if gpus else 'CPU slots'})")
 
