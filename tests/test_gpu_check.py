@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-PARTS = ("correctness", "speed", "evaluation", "pack", "sweeps")
+PARTS = ("scaling", "correctness", "speed", "evaluation", "pack", "sweeps")
 
 
 def numbers_in(value) -> bool:
@@ -51,3 +51,25 @@ def test_cpu_smoke_measures_every_part_and_the_options_are_correct(tmp_path):
     assert set(sweeps) == {"dataset_size", "model_size", "batch_size", "learning_rate"}
     assert all(s["total_h_defaults"] > 0 for s in sweeps.values())
     assert "correctness" in proc.stdout and "sweep dataset_size" in proc.stdout  # the table
+    # K = 1, 2 CPU processes (gloo): the code path of the K-GPU step rate, every rank stepping memsweep's loop
+    scaling = result["parts"]["scaling"]["processes"]
+    assert scaling["1"]["efficiency"] == 1.0 and scaling["2"]["steps_per_s"] > 0 and scaling["2"]["efficiency"] > 0
+    assert "K=2 processes (gloo, B=8 global)" in proc.stdout
+
+
+def test_the_scaling_part_skips_in_one_line_without_two_gpus(monkeypatch):
+    from types import SimpleNamespace
+
+    import torch
+
+    monkeypatch.syspath_prepend(str(ROOT / "scripts"))
+    from gpucheck import scaling
+
+    cpu = SimpleNamespace(cuda=False, smoke=False)
+    assert scaling.part_scaling(cpu, {}) == {"skipped": "skipped: no CUDA device here"}
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    gpu = SimpleNamespace(cuda=True, smoke=False)
+    assert scaling.part_scaling(gpu, {}) == {
+        "skipped": "skipped: 1 CUDA device here: the K-GPU step rate needs 2 or more"}
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 8)
+    assert scaling.processes_here(gpu) == ([1, 2, 4, 8], None)

@@ -11,7 +11,7 @@ from memsweep import config
 from memsweep.cli import main
 from memsweep.science import objective, unet
 from memsweep.science.unet import Attention
-from memsweep.sweeps import cost, spec
+from memsweep.sweeps import cost, flops, gpus, spec
 
 from conftest import FAST
 
@@ -61,7 +61,7 @@ def test_conv_flops_match_the_hand_count():
     cin, cout, k, h = 3, 8, 3, 16
     with torch.device("meta"):
         conv, x = nn.Conv2d(cin, cout, k, padding=1), torch.empty(2, cin, h, h)
-    assert cost._count(conv, x) == 2 * 2 * cin * cout * k * k * h * h
+    assert flops.count(conv, x) == 2 * 2 * cin * cout * k * k * h * h
 
 
 def _hand_count(model: unet.UNet, size: int, channels: int) -> int:
@@ -113,7 +113,7 @@ def test_run_cost_by_part(out):
     n, d = cfg.data.n, 64
     assert c.parts["mem_ratio"] == 4 * 2 * cfg.eval.num_samples * n * d
     # the GPU table: hours = FLOPs / (peak x utilization)
-    bf16, tf32, _ = cost.GPUS["a100"]
+    bf16, tf32, _ = gpus.GPUS["a100"]
     assert math.isclose(cost.hours(1e15, 0.0, "bfloat16", "a100", 0.5), 1e15 / (bf16 * 1e12 * 0.5) / 3600)
     assert math.isclose(cost.hours(0.0, 1e15, "float32", "a100", 0.5), 1e15 / (tf32 * 1e12 * 0.5) / 3600)
 
@@ -123,11 +123,11 @@ def test_inception_features_and_references_counted_once_per_sweep(tmp_path, out)
     path = tmp_path / "s.yaml"
     path.write_text(yaml.safe_dump({"axes": {"data.n": [16, 32], "model": ["tiny", "c32"]},
                                     "overrides": [*FAST, "eval.fid_features=inception"]}))
-    cost._forward_flops.cache_clear()
+    flops._forward_flops.cache_clear()
     sweep = spec.expand(str(path), data_here=False)
     costs = [cost.run_cost(r.cfg) for r in sweep.runs]
-    assert cost._forward_flops.cache_info().misses == 2  # one count per architecture, 4 runs
-    inception = cost.feature_flops("inception")
+    assert flops._forward_flops.cache_info().misses == 2  # one count per architecture, 4 runs
+    inception = flops.feature_flops("inception")
     assert 10e9 < inception < 13e9  # InceptionV3 at 299x299: ~5.7 G multiply-adds
     per_run = costs[0].parts["features"] / costs[0].evaluations
     assert per_run == sweep.runs[0].cfg.eval.num_samples * inception

@@ -15,7 +15,7 @@ from omegaconf import OmegaConf
 from rich.console import Console
 
 from memsweep import config
-from memsweep.errors import ConfigError, StorageError, storage_error
+from memsweep.errors import ConfigError, RankLost, StorageError, storage_error
 from memsweep.eval import posthoc
 from memsweep.metrics.probes import CALIBRATED, parse_patch
 from memsweep.science.els import BANKS, PADDINGS
@@ -26,8 +26,10 @@ from memsweep.store.run import ELSEWHERE, RunLocked
 from memsweep.data.datasets import is_read
 from memsweep.sweeps import cost as cost_mod
 from memsweep.sweeps import spec as sweep_mod
+from memsweep.sweeps.gpus import GPUS
+from memsweep.sweeps.groups import check_devices, describe_devices
 from memsweep.sweeps.local import run_local
-from memsweep.sweeps.slurm import check_slurm, slurm_jobs, submit_slurm
+from memsweep.sweeps.slurm import check_slurm, slurm_jobs, submit_slurm, task_layout
 from memsweep.sweeps.status import print_status, print_table, sizes, write_table
 from memsweep.train import distributed
 from memsweep.train.loop import prepare_data, train
@@ -110,9 +112,8 @@ def cmd_sweep(args) -> int:
     if not 0 < args.utilization <= 1:
         raise ConfigError(f"--utilization {args.utilization}: must be in (0, 1]")
     multi = max(r.cfg.runtime.processes for r in sweep.runs)
-    if multi > 1 and not args.dry_run and launcher != "slurm":  # refused before anything is written
-        raise ConfigError(f"runtime.processes={multi}: the local launcher does not start runs on several processes "
-                          "yet; train each with `memsweep train ... runtime.processes=K`, or use launcher=slurm")
+    if multi > 1 and not args.dry_run and launcher == "local":  # more than the devices here: refused before any write
+        check_devices(sweep.runs, sweep.runs[0].cfg.launcher.workers)
     unread_files = next((m for m in sweep.unread if any(not is_read(r.cfg.data) for r in sweep.runs)), None)
     if unread_files and not args.dry_run:  # the run ids hold the files' fingerprint
         raise ConfigError(f"{unread_files}; launching needs the files on this machine (the run ids hold their "
@@ -189,10 +190,16 @@ def _job_sizes(packs) -> str:
 def _print_would_launch(console, sweep, todo, launcher: str) -> None:
     if launcher == "slurm":
         for res, packs in slurm_jobs(todo):
+            k = int(res.get("processes") or 1)   # a run on K processes: one job of K tasks
+            shape = task_layout(k, int(res.get("gpus_per_node") or 0))
+            each = (f", each {k} tasks: {shape['tasks_per_node']} per node on {shape['nodes']} node(s) of "
+                    f"{res.get('gpus_per_node') or 0} GPUs") if k > 1 else ""
             console.print(f"would submit {len(packs)} Slurm jobs{_job_sizes(packs)} "
                           f"(launcher.pack={res.get('pack', 1)}) as arrays of at most "
                           f"{res.get('max_array_size', 1000)} (partition={res.get('partition')}, "
-                          f"timeout_min={res.get('timeout_min')})")
+                          f"timeout_min={res.get('timeout_min')}{each})")
+    elif todo and max(r.cfg.runtime.processes for r in todo) > 1:
+        console.print(describe_devices(todo, sweep.runs[0].cfg.launcher.workers))
     elif todo:
         lcfg = sweep.runs[0].cfg.launcher
         packs = make_packs([r.cfg for r in todo], lcfg.pack, lcfg.workers or os.cpu_count() or 1)
@@ -216,7 +223,7 @@ def _print_cost(console, costs, gpu: str | None, utilization: float, todo) -> No
     for note in dict.fromkeys(n for c in known for n in c.notes):
         console.print(f"cost: {note}", markup=False)
     if gpu is None:
-        console.print(f"GPU-hours: add --gpu ({', '.join(cost_mod.GPUS)})")
+        console.print(f"GPU-hours: add --gpu ({', '.join(GPUS)})")
         return
     train_h = sum(cost_mod.hours(v, 0.0, dtype, gpu, utilization) for dtype, v in train.items())
     eval_h = cost_mod.hours(0.0, evaluation, "float32", gpu, utilization)
@@ -379,7 +386,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dry-run", action="store_true", help="print the runs and what would be launched, launch nothing")
     p.add_argument("--retry", action="store_true", help="also relaunch failed runs")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
-    p.add_argument("--gpu", default=None, help=f"with --dry-run: GPU-hours on this GPU ({', '.join(cost_mod.GPUS)})")
+    p.add_argument("--gpu", default=None, help=f"with --dry-run: GPU-hours on this GPU ({', '.join(GPUS)})")
     p.add_argument("--utilization", type=float, default=cost_mod.UTILIZATION,
                    help=f"with --gpu: the assumed fraction of the GPU's dense peak (default {cost_mod.UTILIZATION})")
     _table_arguments(p)
@@ -428,6 +435,11 @@ def main(argv=None) -> int:
     except RunLocked as e:
         print(f"memsweep: {e}; not starting it twice", file=sys.stderr)
         return 3
+    except RankLost as e:  # a run on several processes: this rank's line (the launcher names the rank that ended)
+        notes = "".join(f"; {n}" for n in getattr(e, "__notes__", ()))
+        print(f"memsweep: error: {e}{notes}; run the same command again to resume from the last checkpoint",
+              file=sys.stderr)
+        return 1
     except Interrupted as e:
         print(f"memsweep: {_interrupted(e)}", file=sys.stderr)
         return e.exit_status

@@ -1,5 +1,5 @@
-"""The error types a user should see, each reported in one line: a bad setting (before any work starts), and a
-write the file system refused (a full disk, a quota, a read-only mount); and the words for a file the user named
+"""The error types a user should see, each reported in one line: a bad setting (before any work starts), a
+process of a run on several lost, a write the file system refused (a full disk, a quota, a read-only mount); and the words for a file the user named
 that cannot be read (a path, a YAML syntax error)."""
 from __future__ import annotations
 
@@ -10,6 +10,11 @@ from pathlib import Path
 
 class ConfigError(ValueError):
     """A setting is wrong; the message names it (e.g. "data.n=0: must be positive")."""
+
+
+class RankLost(RuntimeError):
+    """A run on several processes lost one of them (it died, was killed, or timed out in a collective); the
+    run's last checkpoint stands and the same command resumes from it."""
 
 
 # the errno values that mean "this storage takes no more writes": freeing space (or remounting) and running

@@ -35,17 +35,18 @@ import time
 from pathlib import Path
 
 import torch
-import torch.distributed as dist
 import torch.nn.functional as F
 
 from memsweep.eval import features as feat
+from memsweep.eval.references import References
+from memsweep.eval.shares import gathered, rank_and_size
 from memsweep.metrics.bootstrap import bootstrap_ci
 from memsweep.metrics.copy_detection import max_cosine
 from memsweep.metrics.field import FieldProbe
 from memsweep.metrics.fixed_inputs import fixed_inputs, sample_labels
-from memsweep.metrics.fid import GaussianStats, frechet_distance, gaussian_stats
+from memsweep.metrics.fid import frechet_distance, gaussian_stats
 from memsweep.metrics.kid import kid
-from memsweep.metrics.loss import fixed_loss
+from memsweep.metrics.loss import FixedLossBatch, loss_by_t, per_sample_loss
 from memsweep.metrics.memorization import is_copy, nearest_neighbours
 from memsweep.metrics.mifid import mifid
 from memsweep.metrics.sliced_wasserstein import projections, sliced_wasserstein
@@ -119,63 +120,6 @@ def keys_of(ev_cfg, kind: str, spec: str, threshold: float | None = None, count=
     if kind == "fd" and train_test:
         keys.append(metric_key("fd", name, "train_test"))
     return keys
-
-
-class References:
-    """Features and Gaussian statistics of the training subset and the test subset in each feature space,
-    from the cache on disk (computed once per dataset, subset and space, shared by the runs of a sweep)."""
-
-    def __init__(self, data, data_cfg, cache: cache_mod.Cache, device):
-        self.images = {"train": data.train_x, "test": data.test_x}
-        self.data_cfg, self.cache, self.device = data_cfg, cache, device
-        self._hashes: dict[str, str] = {}
-
-    def describe(self, split: str) -> dict:
-        if split not in self._hashes:
-            self._hashes[split] = cache_mod.tensor_hash(self.images[split])
-        c = self.data_cfg
-        d = {"dataset": str(c.get("name")), "split": split, "count": len(self.images[split]),
-             "test_size": c.get("test_size"), "images": self._hashes[split]}
-        if split == "train":
-            d.update(n=c.get("n"), offset=c.get("offset"))
-        return d
-
-    def entry(self, space: feat.FeatureSpace, split: str) -> dict:
-        """{"mean", "cov"[, "features"]} of a split in a space."""
-        parts = {**self.describe(split), "space": space.identity()}
-        images = self.images[split]
-
-        def compute():
-            f = space(images).float()
-            stats = gaussian_stats(f)  # on the features' device
-            out = {"mean": stats[0].cpu(), "cov": stats[1].cpu(), "count": len(f)}
-            # fewer images than dimensions: the factor of the cheaper exact route (entries cached without
-            # one, before it was kept, take the full route to the same value)
-            if stats.factor is not None:
-                out["factor"] = stats.factor.cpu()
-            if space.cache_features:
-                out["features"] = f.cpu()
-            return out
-        return self.cache.get("features", parts, compute,
-                              what=f"{space.name} {parts['dataset']} {split} ({len(images)} images)")
-
-    def features(self, space: feat.FeatureSpace, split: str) -> torch.Tensor:
-        if not space.cache_features:
-            return space(self.images[split])
-        return self.entry(space, split)["features"].to(self.device)
-
-    def stats(self, space: feat.FeatureSpace, split: str) -> GaussianStats:
-        e = self.entry(space, split)
-        return GaussianStats(e["mean"], e["cov"], e.get("factor"))
-
-    def fd_train_test(self, space: feat.FeatureSpace) -> float:
-        """The Frechet distance between the training subset and the test subset: what a model that generates
-        exactly its training set would score against the test set (the floor of FID at small n)."""
-        parts = {"train": {**self.describe("train"), "space": space.identity()},
-                 "test": {**self.describe("test"), "space": space.identity()}}
-        value = self.cache.get("values", parts, lambda: {"fd_train_test": frechet_distance(
-            self.stats(space, "train"), self.stats(space, "test"))}, what=f"fd {space.name} train-test")
-        return float(value["fd_train_test"])
 
 
 class Evaluator:
@@ -288,33 +232,24 @@ class Evaluator:
     @torch.inference_mode()  # lighter than no_grad: sampling is most of an evaluation's time
     def generate(self, model, count: int | None = None, start: int = 0) -> torch.Tensor:
         """Samples start..start+count-1 (default: the eval.num_samples samples of every evaluation), with the
-        fixed noise and labels above, in batches of at least eval.num_samples. A run on K processes (issue 31):
-        each rank samples a contiguous 1/K of them, gathered in order on every rank (sample i has noise i
-        either way, so the samples are one process's up to the order of float sums)."""
+        fixed noise and labels above, in batches of at least eval.num_samples. On K processes each rank samples
+        a contiguous 1/K of them, gathered in order on every rank (eval.shares: sample i has noise i either
+        way, so the samples are one process's up to the order of float sums)."""
         count = int(self.cfg.num_samples) if count is None else int(count)
-        if not dist.is_initialized() or dist.get_world_size() == 1:
-            return self._generate(model, count, start)
-        rank, size = dist.get_rank(), dist.get_world_size()
-        share = -(-count // size)
-        lo = min(start + rank * share, start + count)
-        mine = self._generate(model, min(share, start + count - lo), lo)
-        padded = torch.zeros((share, *self.sample_noise.shape[1:]), dtype=self.sample_noise.dtype, device=self.device)
-        padded[:len(mine)] = mine    # only the last shares are short: the padding is cut after the gather
-        parts = [torch.empty_like(padded) for _ in range(size)]
-        dist.all_gather(parts, padded)
-        return torch.cat(parts)[:count]
+        return gathered(count, lambda lo, hi: self._generate(model, hi - lo, start + lo), self.sample_noise)
 
-    def sample_shares(self, model) -> None:
-        """On ranks other than 0 of a run on K processes: their shares of the samples that the evaluation
-        rank 0 runs (__call__, fid_row) generates; rank 0 alone computes the metrics."""
-        was_training = model.training
-        model.eval()
-        num = int(self.cfg.num_samples)
-        self.generate(model)
-        need = self.samples_needed("fd", self.cfg.fid_samples) if self.fid_space is not None else 0
-        if need > num:
-            self.generate(model, need - num, start=num)
-        model.train(was_training)
+    def fixed_loss(self, model, batch: FixedLossBatch) -> tuple[float, list[float]]:
+        """The loss on the fixed triples, and by bin of t (metrics.loss.fixed_loss); on K processes each rank
+        computes 1/K of the triples."""
+        losses = gathered(len(batch.t), lambda lo, hi: per_sample_loss(self.formulation, model, batch.rows(lo, hi)),
+                          batch.t)
+        return loss_by_t(losses, batch.t, self.cfg.t_bins)
+
+    def field_distance(self, model) -> tuple[float, list[float]]:
+        """The field probe's distance; on K processes each rank predicts at 1/K of the probe points."""
+        probe = self.field_probe
+        return probe.distance_of(gathered(len(probe.t), lambda lo, hi: probe.errors(model, lo, hi),
+                                          probe.t.new_zeros((0, 2))))
 
     def _generate(self, model, count: int, start: int) -> torch.Tensor:
         batch = max(int(self.cfg.num_samples), 1024)
@@ -443,22 +378,27 @@ class Evaluator:
             self.seconds[part] = self.seconds.get(part, 0.0) + time.perf_counter() - started
 
     @torch.no_grad()
-    def __call__(self, model, step: int) -> tuple[dict, torch.Tensor, torch.Tensor]:
-        """The metrics row, the generated samples, and the index of each sample's nearest training image."""
+    def __call__(self, model, step: int) -> tuple[dict, torch.Tensor, torch.Tensor] | None:
+        """The metrics row, the generated samples, and the index of each sample's nearest training image. On K
+        processes every rank calls it: the losses, the probe and the samples are split over the ranks and
+        gathered (eval.shares), then rank 0 alone computes the metrics; the other ranks get None."""
         was_training = model.training
         model.eval()
         ev = self.cfg
         row = {"step": step}
         with self.timed("losses"):
-            row["train_loss"], row["train_loss_by_t"] = fixed_loss(self.formulation, model, self.train_batch,
-                                                                   ev.t_bins)
-            row["test_loss"], row["test_loss_by_t"] = fixed_loss(self.formulation, model, self.test_batch, ev.t_bins)
+            row["train_loss"], row["train_loss_by_t"] = self.fixed_loss(model, self.train_batch)
+            row["test_loss"], row["test_loss_by_t"] = self.fixed_loss(model, self.test_batch)
             row["loss_gap"] = row["test_loss"] - row["train_loss"]
         if self.field_probe is not None:
             with self.timed("field_dist"):
-                row["field_dist"], row["field_dist_by_t"] = self.field_probe.distance(model)
+                row["field_dist"], row["field_dist_by_t"] = self.field_distance(model)
         with self.timed("sampling"):
             samples = self.generate(model)
+            more = self.fid_samples(model, samples) if self.fid_space is not None else samples
+        if rank_and_size()[0] > 0:
+            model.train(was_training)
+            return None
         with self.timed("mem_ratio"):
             mem, dist, nn_idx = self.mem_metrics(samples)
             row.update(mem)
@@ -473,7 +413,7 @@ class Evaluator:
             for split in SPLITS:
                 row[f"sw_{split}"] = sw[metric_key("sw", self.sw_space.name, split)]
         if self.fid_space is not None:
-            row.update(self.fid_row(model, samples))
+            row.update(self.fid_row(more))
         if self.kid_space is not None:  # on the evaluation's samples: KID is unbiased at any count
             with self.timed("kid"):
                 row.update(self.kid_metrics(samples, ev.kid_features))
@@ -483,16 +423,19 @@ class Evaluator:
         model.train(was_training)
         return row, samples, nn_idx
 
-    def fid_row(self, model, samples) -> dict:
-        """Fréchet distances with eval.fid_samples samples (generating those beyond the evaluation's own), and
-        the fid_* aliases the report reads."""
+    def fid_samples(self, model, samples) -> torch.Tensor:
+        """The samples of the Fréchet distances (eval.fid_samples): the evaluation's, and those beyond them."""
+        need = self.samples_needed("fd", self.cfg.fid_samples)
+        if need <= len(samples):
+            return samples
+        return torch.cat([samples, self.generate(model, need - len(samples), start=len(samples))])
+
+    def fid_row(self, samples) -> dict:
+        """Fréchet distances of `samples` (fid_samples), and the fid_* aliases the report reads."""
         count = self.cfg.fid_samples
-        need = self.samples_needed("fd", count)
-        with self.timed("sampling"):
-            more = samples if need <= len(samples) else torch.cat(
-                [samples, self.generate(model, need - len(samples), start=len(samples))])
         with self.timed("fd"):
-            fd = self.fd_metrics(more, self.cfg.fid_features, count, train_test=self.cfg.fd_train_test)
+            fd = self.fd_metrics(samples, self.cfg.fid_features, count,
+                                 train_test=self.cfg.fd_train_test)
         row = dict(fd)
         for split in (*SPLITS, "train_test"):
             key = metric_key("fd", self.fid_space.name, split, samples=self.sample_tag(count))

@@ -41,12 +41,22 @@ class FieldProbe:
         return cls(formulation, ts, x, t, lab, target)
 
     @torch.no_grad()
-    def distance(self, model) -> tuple[float, list[float]]:
+    def errors(self, model, lo: int = 0, hi: int | None = None) -> torch.Tensor:
+        """(points, 2): the squared error ||u_theta - u*||^2 and ||u*||^2 at probe points lo..hi-1 (a rank's
+        share of an evaluation on several processes)."""
+        sl = slice(lo, len(self.t) if hi is None else hi)
+        u = self.formulation.predict(model, self.x[sl], self.t[sl], self.labels[sl]).float()
+        target = self.target[sl]
+        return torch.stack([(u - target).pow(2).flatten(1).sum(1), target.pow(2).flatten(1).sum(1)], 1)
+
+    def distance_of(self, errors: torch.Tensor) -> tuple[float, list[float]]:
         """Relative squared distance ||u_theta - u*||^2 / ||u*||^2 (sums over probe points) at each t, and
         its mean over t: 0 for the perfect memorizer, about 1 or more for a field unrelated to it."""
-        u = self.formulation.predict(model, self.x, self.t, self.labels).float()
-        err = (u - self.target).pow(2).flatten(1).sum(1)
-        ref = self.target.pow(2).flatten(1).sum(1)
         k = len(self.ts)
+        err, ref = errors[:, 0], errors[:, 1]
         by_t = (err.view(k, -1).sum(1) / ref.view(k, -1).sum(1).clamp_min(1e-12)).tolist()
         return sum(by_t) / k, by_t
+
+    def distance(self, model) -> tuple[float, list[float]]:
+        """distance_of the errors at every probe point."""
+        return self.distance_of(self.errors(model))

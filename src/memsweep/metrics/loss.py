@@ -29,13 +29,27 @@ class FixedLossBatch:
         return cls(images[idx.to(dev)], labels[idx.to(dev)], x0.to(dev), t.to(dev))
 
 
+    def rows(self, lo: int, hi: int) -> "FixedLossBatch":
+        """Triples lo..hi-1 (a rank's share of an evaluation on several processes)."""
+        return FixedLossBatch(self.x1[lo:hi], self.labels[lo:hi], self.x0[lo:hi], self.t[lo:hi])
+
+
 @torch.no_grad()
-def fixed_loss(formulation: Formulation, model, batch: FixedLossBatch, t_bins: int, chunk: int = 1024):
-    """Mean loss of the formulation, and mean loss in each of `t_bins` equal bins of t over [0, 1]."""
-    losses = torch.cat([formulation.loss_per_sample(model, batch.x1[i:i + chunk], batch.labels[i:i + chunk],
-                                                    batch.x0[i:i + chunk], batch.t[i:i + chunk])
-                        for i in range(0, len(batch.t), chunk)])
-    bins = (batch.t * t_bins).long().clamp_max(t_bins - 1)
+def per_sample_loss(formulation: Formulation, model, batch: FixedLossBatch, chunk: int = 1024) -> torch.Tensor:
+    """The formulation's loss of each triple, in chunks of `chunk`."""
+    return torch.cat([formulation.loss_per_sample(model, batch.x1[i:i + chunk], batch.labels[i:i + chunk],
+                                                  batch.x0[i:i + chunk], batch.t[i:i + chunk])
+                      for i in range(0, len(batch.t), chunk)])
+
+
+def loss_by_t(losses: torch.Tensor, t: torch.Tensor, t_bins: int) -> tuple[float, list[float]]:
+    """Mean loss, and mean loss in each of `t_bins` equal bins of t over [0, 1]."""
+    bins = (t * t_bins).long().clamp_max(t_bins - 1)
     sums = torch.zeros(t_bins, device=losses.device, dtype=losses.dtype).index_add_(0, bins, losses)
     counts = torch.bincount(bins, minlength=t_bins).clamp_min(1)
     return losses.mean().item(), (sums / counts).tolist()
+
+
+def fixed_loss(formulation: Formulation, model, batch: FixedLossBatch, t_bins: int, chunk: int = 1024):
+    """Mean loss of the formulation, and mean loss in each of `t_bins` equal bins of t over [0, 1]."""
+    return loss_by_t(per_sample_loss(formulation, model, batch, chunk), batch.t, t_bins)

@@ -18,9 +18,12 @@ _hits: dict[str, int] = {}
 def failpoint(name: str, path=None) -> None:
     """Fault injection for the fault tests: MEMSWEEP_FAILPOINT=name:k SIGKILLs this process the k-th time
     it reaches the point `name` (checkpoint, metrics, eval, step, status); name:k:enospc raises ENOSPC there
-    instead, as a full disk would (`path`: the file being written). A no-op otherwise."""
+    instead, as a full disk would (`path`: the file being written). A no-op otherwise. On several processes
+    (train.distributed) MEMSWEEP_FAILPOINT_RANK=r limits it to rank r."""
     spec = os.environ.get("MEMSWEEP_FAILPOINT")
     if not spec or spec.partition(":")[0] != name:
+        return
+    if os.environ.get("MEMSWEEP_FAILPOINT_RANK", os.environ.get("RANK", "0")) != os.environ.get("RANK", "0"):
         return
     _, k, action = (spec.split(":") + ["", ""])[:3]
     _hits[name] = _hits.get(name, 0) + 1

@@ -1,8 +1,7 @@
 """What a run costs before it runs: FLOPs of training and of each part of its evaluations, and GPU-hours.
 
-FLOPs are those torch.utils.flop_counter counts (matrix products and convolutions, 2 per multiply-add;
-normalizations and other elementwise work are not counted), of the run's network on the meta device: no
-weights, no data. The network's forward FLOPs per sample F are counted once per architecture and image shape.
+FLOPs are counted by sweeps.flops (matrix products and convolutions, on the meta device); the network's forward
+FLOPs per sample F once per architecture and image shape. The GPUs' peaks: sweeps.gpus.
 
     training      3 F x batch x steps                   (forward + backward ~ 3 forwards)
     losses        2 x eval.loss_points x F               (the train and test loss triples)     } each evaluation
@@ -20,104 +19,31 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from functools import lru_cache
 
 import torch
 from omegaconf import OmegaConf
-from torch.utils.flop_counter import FlopCounterMode
 
 from memsweep.data.datasets import model_classes
-from memsweep.errors import ConfigError
-from memsweep.shipped_configs import complete
-from memsweep.eval import features as feat
 from memsweep.science import objective, networks
+from memsweep.shipped_configs import complete
 from memsweep.store import identity
+from memsweep.sweeps.flops import feature_dim, feature_flops, forward_flops, uncounted
+from memsweep.sweeps.gpus import peaks, rates
 from memsweep.train.active_run import eval_steps
 
-# Dense peak throughputs in TFLOP/s (no sparsity), from NVIDIA's datasheets (SXM parts unless named):
-# (bfloat16 tensor cores, TF32 tensor cores, plain FP32). None: the GPU has no such units (the FP32 rate is used).
-GPUS: dict[str, tuple[float | None, float | None, float]] = {
-    "v100": (None, None, 15.7),
-    "a100": (312.0, 156.0, 19.5),
-    "a10": (125.0, 62.5, 31.2),
-    "a40": (149.7, 74.8, 37.4),
-    "l4": (121.0, 60.0, 30.3),
-    "l40s": (362.1, 183.0, 91.6),
-    "rtx4090": (165.2, 82.6, 82.6),
-    "h100pcie": (756.0, 378.0, 51.2),
-    "h100": (989.4, 494.7, 66.9),
-    "h200": (989.4, 494.7, 66.9),
-}
 UTILIZATION = 0.3  # assumed fraction of the dense peak reached (small U-Nets at batch 128: typically 20-40%)
-INCEPTION_SIZE = 299  # clean-fid resizes every image to 299 x 299 for InceptionV3
 FD_CUBIC = 20  # FLOPs of one Frechet distance ~ 20 d^3 (a symmetric eigendecomposition and a few d x d products)
 PARTS = ("losses", "field_dist", "sampling", "features", "mem_ratio", "copy", "sw", "fd", "kid", "mifid")
-
-
-def _count(module: torch.nn.Module, *inputs) -> int:
-    """FLOPs of module(*inputs), counted on the meta device."""
-    with FlopCounterMode(display=False) as counter:
-        module(*inputs)
-    return int(counter.get_total_flops())
-
-
-_uncounted: dict[str, str] = {}   # model config (JSON) -> why its network's FLOPs cannot be counted here
-
-
-@lru_cache(maxsize=None)
-def _forward_flops(model_json: str, image_size: int, channels: int, num_classes: int) -> int | None:
-    try:
-        with torch.device("meta"):
-            model = networks.build(OmegaConf.create(json.loads(model_json)), image_size, channels, num_classes)
-            x = torch.empty(1, channels, image_size, image_size)
-            t, y = torch.empty(1), torch.zeros(1, dtype=torch.long)
-            return _count(model, x, t, y)
-    except Exception as e:   # a network of the user's (model._target_) that cannot run on the meta device
-        _uncounted[model_json] = f"{type(e).__name__}: {' '.join(str(e).split())}"
-        return None
-
-
-def forward_flops(model_cfg, image_size: int, channels: int, num_classes: int) -> int | None:
-    """FLOPs of one forward pass of the run's network for one sample (cached by model config and image shape:
-    a sweep of 1,000 runs counts each architecture once); None when its network cannot be run on the meta
-    device (`why_unknown` says why)."""
-    model = json.dumps(OmegaConf.to_container(model_cfg, resolve=True), sort_keys=True)
-    return _forward_flops(model, int(image_size), int(channels), int(num_classes))
+SPLIT = ("sampling", "losses", "field_dist")  # the parts a run on K GPUs splits over them (eval.shares)
 
 
 def why_unknown(cfg) -> str:
     """Why run_cost(cfg) is None, in words."""
-    model = json.dumps(OmegaConf.to_container(cfg.model, resolve=True), sort_keys=True)
-    if model in _uncounted:
+    problem = uncounted(cfg.model)
+    if problem:
         return (f"the FLOPs of model {networks.label(cfg.model)} cannot be counted on the meta device: "
-                f"{_uncounted[model]}")
+                f"{problem}")
     return "their image shape is read from data not on this machine"
-
-
-@lru_cache(maxsize=None)
-def feature_flops(spec: str) -> int | None:
-    """FLOPs per image of a feature space's network: 0 for pixels, None when unknown here (a TorchScript file)."""
-    if spec == "pixels":
-        return 0
-    with torch.device("meta"):
-        if spec == "inception":  # clean-fid's network is InceptionV3 up to the pool3 features
-            # imported here, not at the top: torchvision pulls in torch._dynamo (~3 s at every command start)
-            import torchvision
-
-            net = torchvision.models.inception_v3(weights=None, aux_logits=False, init_weights=False).eval()
-            net.fc = torch.nn.Identity()
-            x = torch.empty(1, 3, INCEPTION_SIZE, INCEPTION_SIZE)
-        elif spec == "digitnet":
-            net, x = feat._DigitCNN(), torch.empty(1, 1, 8, 8)  # its architecture; no weights needed
-            return _count(net.embed, x)
-        else:
-            return None
-    return _count(net, x)
-
-
-@lru_cache(maxsize=None)
-def feature_dim(spec: str, pixels: int) -> int | None:
-    return {"pixels": pixels, "inception": 2048, "digitnet": 64}.get(spec)
 
 
 _sampler_calls: dict[tuple, int] = {}
@@ -157,18 +83,19 @@ class Cost:
 
     @property
     def eval_alone(self) -> float:
-        """The evaluation's FLOPs that rank 0 computes alone on K GPUs (all but sampling, which the ranks split)."""
-        return self.eval - self.parts.get("sampling", 0.0)
+        """The evaluation's FLOPs that rank 0 computes alone on K GPUs: all but the parts the ranks split
+        (SPLIT: the samples, the loss triples, the probe points; eval.shares)."""
+        return self.eval - sum(self.parts.get(k, 0.0) for k in SPLIT)
 
     def gpu_hours(self, gpu: str, utilization: float = UTILIZATION) -> float:
-        """GPU-hours of the run on its K GPUs (runtime.processes): training and sampling are split over them
-        (perfect scaling assumed); the rest of an evaluation runs on rank 0 while the other K - 1 GPUs wait
+        """GPU-hours of the run on its K GPUs (runtime.processes): training and the SPLIT parts of each
+        evaluation are split over them (perfect scaling assumed); the rest runs on rank 0 while the other K - 1 wait
         (train.distributed), so it counts K times."""
         one = hours(self.train, self.eval, self.dtype, gpu, utilization)
         return one + (self.processes - 1) * hours(0.0, self.eval_alone, "float32", gpu, utilization)
 
     def wall_hours(self, gpu: str, utilization: float = UTILIZATION) -> float:
-        """The run's wall time on its K GPUs: training and sampling in 1/K of one GPU's time, the rest on one."""
+        """The run's wall time on its K GPUs: training and the SPLIT parts in 1/K of one GPU's time, the rest on one."""
         alone = hours(0.0, self.eval_alone, "float32", gpu, utilization)
         return (hours(self.train, self.eval, self.dtype, gpu, utilization) - alone) / self.processes + alone
 
@@ -254,14 +181,6 @@ def run_cost(cfg) -> Cost | None:
                 list(dict.fromkeys(notes)), int(cfg.runtime.processes))
 
 
-def rates(gpu: str) -> tuple[float, float]:
-    """(training FLOP/s at bfloat16, FLOP/s at float32 via TF32) of a GPU's dense peak, in FLOP/s."""
-    if gpu not in GPUS:
-        raise ConfigError(f"--gpu {gpu}: unknown GPU (known: {', '.join(GPUS)})")
-    bf16, tf32, fp32 = GPUS[gpu]
-    return (bf16 or tf32 or fp32) * 1e12, (tf32 or fp32) * 1e12
-
-
 def hours(train: float, evaluation: float, dtype: str, gpu: str, utilization: float = UTILIZATION) -> float:
     """Hours of one GPU for `train` FLOPs at train.dtype and `evaluation` FLOPs in float32, at `utilization` of
     the dense peak."""
@@ -285,7 +204,7 @@ def total(costs: list[Cost]) -> tuple[dict[str, float], dict[str, float]]:
 
 
 def describe_gpu(gpu: str, utilization: float) -> str:
-    bf16, tf32, fp32 = GPUS[gpu]
-    peaks = ", ".join(f"{name} {v:g}" for name, v in (("bf16", bf16), ("tf32", tf32), ("fp32", fp32)) if v)
-    return (f"{gpu}: dense peak TFLOP/s {peaks}; training at train.dtype's peak (float32 via TF32), evaluations at "
+    bf16, tf32, fp32 = peaks(gpu)
+    shown = ", ".join(f"{name} {v:g}" for name, v in (("bf16", bf16), ("tf32", tf32), ("fp32", fp32)) if v)
+    return (f"{gpu}: dense peak TFLOP/s {shown}; training at train.dtype's peak (float32 via TF32), evaluations at "
             f"TF32's; assumed utilization {utilization:.0%} of the peak")

@@ -41,7 +41,7 @@ def _executor(folder: Path, res: dict) -> submitit.AutoExecutor:
         params["mem_gb"] = float(res["mem_gb"])
     if res.get("gpus_per_node"):
         params["gpus_per_node"] = int(res["gpus_per_node"])
-    params.update(tasks(int(res.get("processes") or 1), int(res.get("gpus_per_node") or 0)))
+    params.update(task_layout(int(res.get("processes") or 1), int(res.get("gpus_per_node") or 0)))
     for key in ("partition", "account", "qos", "constraint"):
         if res.get(key):
             params[f"slurm_{key}"] = res[key]
@@ -49,7 +49,7 @@ def _executor(folder: Path, res: dict) -> submitit.AutoExecutor:
     return ex
 
 
-def tasks(processes: int, gpus_per_node: int) -> dict:
+def task_layout(processes: int, gpus_per_node: int) -> dict:
     """submitit's tasks_per_node and nodes for a run on K processes (issue 31): one task per GPU, on as many
     nodes as K needs; on CPUs, K tasks on one node."""
     if processes == 1:

@@ -152,24 +152,23 @@ class Run:
                 self.result = store.set_status(state=State.DIVERGED, step=step, diverged_step=step)
                 return self.result
             self.running_loss.zero_()
-        if step in self.schedule and self.rank > 0:  # each rank samples its share; rank 0 computes the metrics
-            self.sync()
-            self.evaluator.sample_shares(self.ema if cfg.eval.use_ema else self.model)
-        elif step in self.schedule:  # -- evaluation ----------------------------------------------------
+        if step in self.schedule:  # -- evaluation: every rank takes its share, rank 0 writes the row -----------
             started = time.perf_counter()
             self.sync()
             eval_model = self.ema if cfg.eval.use_ema else self.model
-            row, samples, nn_idx = self.evaluator(eval_model, step)
-            failpoint("eval")
-            with self.evaluator.timed("saving"):
-                self.evaluator.save_grid(store.path("grid", step), samples, nn_idx)
-                if cfg.eval.save_samples:  # for metrics computed after the fact (memsweep eval)
-                    store.save_samples(step, samples, self.evaluator.sample_labels)
-                if cfg.eval.save_weights:
-                    store.save_eval_weights(step, eval_model.state_dict())
-            store.append_metrics(row)
-            self.logger.log(row)
-            self.last_row = row
+            evaluated = self.evaluator(eval_model, step)
+            if evaluated is not None:
+                row, samples, nn_idx = evaluated
+                failpoint("eval")
+                with self.evaluator.timed("saving"):
+                    self.evaluator.save_grid(store.path("grid", step), samples, nn_idx)
+                    if cfg.eval.save_samples:  # for metrics computed after the fact (memsweep eval)
+                        store.save_samples(step, samples, self.evaluator.sample_labels)
+                    if cfg.eval.save_weights:
+                        store.save_eval_weights(step, eval_model.state_dict())
+                store.append_metrics(row)
+                self.logger.log(row)
+                self.last_row = row
             self.seconds["eval"] += time.perf_counter() - started
         if step in self.schedule or step % cfg.runtime.checkpoint_every == 0:
             self.checkpoint()

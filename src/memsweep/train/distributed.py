@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import datetime
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -25,13 +26,15 @@ import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 
-from memsweep.errors import ConfigError
+from memsweep.errors import ConfigError, RankLost
+from memsweep.eval.shares import rank_and_size
 from memsweep.store.run import RunStore
 
 # a rank waits at most this long for the others (rank 0's evaluation included); a rank that dies ends the
 # others sooner: gloo and nccl raise when a peer's connection closes, and the launcher ends the rest
 TIMEOUT = datetime.timedelta(hours=2)
-GRACE_S = 60  # after one rank failed: how long the others get to stop on SIGTERM before SIGKILL
+EXIT_S = 10   # after one rank failed: how long the others get to end on their own before SIGTERM
+GRACE_S = 60  # then how long they get to stop on SIGTERM before SIGKILL
 
 
 def world() -> tuple[int, int, int]:
@@ -40,24 +43,26 @@ def world() -> tuple[int, int, int]:
     return int(env.get("RANK", 0)), int(env.get("WORLD_SIZE", 1)), int(env.get("LOCAL_RANK", env.get("RANK", 0)))
 
 
-def rank_and_size() -> tuple[int, int]:
-    """This process's rank and the world's size once the process group is up; (0, 1) otherwise."""
-    return (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
-
-
 def check(cfg, processes: int) -> None:
     """What makes a K-process run impossible, as one line before anything is written."""
     if processes < 1:
         raise ConfigError(f"runtime.processes={processes}: must be an integer >= 1")
+    if processes == 1:
+        return  # today's path: no process group
     if cfg.train.batch_size % processes:
         raise ConfigError(f"train.batch_size={cfg.train.batch_size} is not divisible by runtime.processes="
                           f"{processes}: each process trains an equal slice of the global batch")
     name = cfg.runtime.device
+    backend = "nccl" if name != "cpu" and torch.cuda.is_available() else "gloo"
+    if not dist.is_available() or not (dist.is_nccl_available() if backend == "nccl" else dist.is_gloo_available()):
+        raise ConfigError(f"runtime.processes={processes}: this torch build has no torch.distributed {backend} "
+                          f"backend (a run on several {'GPUs' if backend == 'nccl' else 'CPU processes'} needs it)")
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise ConfigError(f"runtime.device={name}: CUDA is not available on {socket.gethostname()} (nccl needs it; "
                           "runtime.device=cpu trains the processes with gloo)")
-    if name != "cpu" and torch.cuda.is_available() and processes > torch.cuda.device_count():
-        raise ConfigError(f"runtime.processes={processes}: {socket.gethostname()} has {torch.cuda.device_count()} "
+    here = min(processes, int(os.environ.get("LOCAL_WORLD_SIZE", processes)))  # this node's ranks (Slurm: nodes)
+    if name != "cpu" and torch.cuda.is_available() and here > torch.cuda.device_count():
+        raise ConfigError(f"runtime.processes={here}: {socket.gethostname()} has {torch.cuda.device_count()} "
                           "CUDA devices (one process per device)")
     if name.startswith("cuda:") and processes > 1:
         raise ConfigError(f"runtime.device={name}: a run on {processes} processes uses devices 0..{processes - 1}; "
@@ -79,6 +84,20 @@ def setup(cfg) -> torch.device:
         dist.init_process_group("nccl" if cuda else "gloo", rank=rank, world_size=size, timeout=TIMEOUT,
                                 **({"device_id": device} if cuda else {}))
     return device
+
+
+def lost(e: BaseException) -> RankLost | None:
+    """The error a collective raised because another rank is gone (its connection closed, a timeout), in one
+    line; None for any other error."""
+    if isinstance(e, RankLost):
+        return e
+    text = re.sub(r"^\[[^\]]*\]\s*", "", " ".join(str(e).split())).split(" This is typically")[0]  # gloo's source path
+    words = ("gloo", "nccl", "c10d", "connection closed by peer", "connection reset by peer", "timed out")
+    if not dist.is_initialized() or not (isinstance(e, dist.DistError) or isinstance(e, RuntimeError) and any(
+            w in str(e).lower() for w in words)):
+        return None
+    return RankLost(f"another of the run's {dist.get_world_size()} processes ended or stopped answering "
+                    f"({type(e).__name__}: {text[:200]})")
 
 
 def teardown() -> None:
@@ -154,22 +173,28 @@ class _no_lock:
     def __exit__(self, *exc): return False
 
 
-def _free_port() -> int:
+def free_port() -> int:
+    """A TCP port free on this machine now (MASTER_PORT of a run's ranks)."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
 
 
+def start(command: list[str], processes: int, env: dict | None = None) -> list[subprocess.Popen]:
+    """Start `command` as `processes` ranks on this machine, in torchrun's environment (plus `env`)."""
+    port, procs = free_port(), []
+    for rank in range(processes):
+        ranks = {"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port), "RANK": str(rank),
+                 "WORLD_SIZE": str(processes), "LOCAL_RANK": str(rank), "LOCAL_WORLD_SIZE": str(processes)}
+        procs.append(subprocess.Popen(command, env={**os.environ, **(env or {}), **ranks}))
+    return procs
+
+
 def launch(argv: list[str], processes: int) -> int:
     """Run `memsweep <argv>` as `processes` ranks on this machine (torchrun's environment), pass SIGTERM and
     SIGINT on to them, and end the others when one fails (no rank is left waiting for a dead one). The exit
-    status: the first failure's, else rank 0's."""
-    port = _free_port()
-    procs = []
-    for rank in range(processes):
-        env = {**os.environ, "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port), "RANK": str(rank),
-               "WORLD_SIZE": str(processes), "LOCAL_RANK": str(rank), "LOCAL_WORLD_SIZE": str(processes)}
-        procs.append(subprocess.Popen([sys.executable, "-m", "memsweep.cli", *argv], env=env))
+    status: the failed rank's (one killed by a signal first: the others then fail for want of it), else 0."""
+    procs = start([sys.executable, "-m", "memsweep.cli", *argv], processes)
 
     def forward(signum, frame):
         for p in procs:
@@ -178,29 +203,42 @@ def launch(argv: list[str], processes: int) -> int:
 
     previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
-        failed = None
-        while any(p.poll() is None for p in procs):
-            failed = failed or next((p for p in procs if p.returncode not in (None, 0)), None)
-            if failed is not None:
-                code = failed.returncode
-                print(f"memsweep: rank {procs.index(failed)} ended with exit status "
-                      f"{128 - code if code < 0 else code}; stopping the other ranks", file=sys.stderr)
-                _end([p for p in procs if p.poll() is None])
-                break
+        while any(p.poll() is None for p in procs) and not any(p.returncode for p in procs):
             time.sleep(0.2)
-        codes = [p.wait() for p in procs]
-        failed = failed or next((p for p in procs if p.returncode), None)
-        code = failed.returncode if failed is not None else codes[0]
-        return 128 - code if code < 0 else code  # killed by a signal: the shell's 128 + signal
+        code, message = ended(procs)
+        if message:
+            print(f"memsweep: {message}", file=sys.stderr)
+        return code
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
 
 
+def ended(procs) -> tuple[int, str | None]:
+    """Once a rank has ended (or all have): end the others if one failed, wait for all; the exit status (the
+    shell's, 128 + signal for one killed) and a line naming the rank that failed first, if one did."""
+    if any(p.returncode for p in procs):
+        _end(procs)
+    codes = [p.wait() for p in procs]
+    if not any(codes):
+        return 0, None
+    culprit = min(range(len(procs)), key=lambda r: (codes[r] >= 0, codes[r] == 0, r))  # killed by a signal first
+    code = codes[culprit]
+    if code in (-signal.SIGTERM, -signal.SIGINT, 128 + signal.SIGTERM, 128 + signal.SIGINT):
+        return 128 + abs(code) % 128, None  # stopped by a signal passed on (each rank said where it stopped)
+    how = f"was killed by {signal.Signals(-code).name}" if code < 0 else f"ended with exit status {code}"
+    return (128 - code if code < 0 else code), f"rank {culprit} of {len(procs)} {how}; the other ranks stopped"
+
+
 def _end(procs) -> None:
-    """SIGTERM (each rank checkpoints if it can), then SIGKILL after GRACE_S."""
+    """After one rank failed: the others a moment to end on their own (gloo fails their collectives at once),
+    then SIGTERM (each checkpoints if it can), then SIGKILL after GRACE_S (one stuck in a collective)."""
+    deadline = time.monotonic() + EXIT_S
+    while any(p.poll() is None for p in procs) and time.monotonic() < deadline:
+        time.sleep(0.2)
     for p in procs:
-        p.send_signal(signal.SIGTERM)
+        if p.poll() is None:
+            p.send_signal(signal.SIGTERM)
     deadline = time.monotonic() + GRACE_S
     for p in procs:
         try:

@@ -54,6 +54,11 @@ def train_runs(cfgs, guard: SignalGuard | None = None, on_session=None, job_id: 
     device = distributed.setup(cfgs[0]) if size > 1 else None
     try:
         return _train_runs(cfgs, guard, on_session, job_id, lock_wait_s, rank, device)
+    except RuntimeError as e:  # a rank died or hung (rank 0's status.json says so, _train_runs)
+        error = distributed.lost(e)
+        if error is None or error is e:
+            raise
+        raise error from e
     finally:
         distributed.teardown()
 
@@ -98,10 +103,13 @@ def _train_runs(cfgs, guard, on_session, job_id, lock_wait_s, rank: int, device)
                 runs.append(Run(cfg, store, status, device, job_id))
             _train_loop(runs, guard, on_session)
         except BaseException as e:
+            error = distributed.lost(e) or e  # a rank died or hung: its own one-line error
             if not isinstance(e, (KeyboardInterrupt, SystemExit)):  # setup included: status.json says so
                 for k, (_, _, store, _) in enumerate(todo):
                     if k >= len(runs) or runs[k].result is None:
-                        _mark_failed(store, e)
+                        _mark_failed(store, error)
+            if error is not e:
+                raise error from e
             raise
         for (i, *_), run in zip(todo, runs):
             results[i] = run.result
@@ -127,7 +135,8 @@ def _mark_failed(store: RunStore, e: BaseException) -> None:
     says so (the run shows as stopped once this process is gone, and resumes like one)."""
     try:
         store.set_status(state=State.FAILED, error=f"{type(e).__name__}: {e}")
-        e.add_note(f"run {store.run_id} marked failed")
+        if not isinstance(store, distributed.Replica):  # rank 0 writes it
+            e.add_note(f"run {store.run_id} marked failed")
     except OSError as again:
         e.add_note(f"run {store.run_id} could not be marked failed either ({again.strerror or again})")
 
