@@ -96,7 +96,8 @@ from memsweep.store.identity import run_dir
 from memsweep.store.run import RunStore
 from memsweep.sweeps.spec import expand
 from memsweep.train.packed import PackedStep
-from memsweep.train.active_run import Run, eval_steps
+from memsweep.train.active_run import Run
+from memsweep.train.schedule import eval_steps
 from memsweep.train.solo import SoloStep
 # ---------------------------------------------------------------------------------------------------------------
 

@@ -90,21 +90,6 @@ class Formulation(ABC):
         if method not in self.samplers:
             raise ValueError(f"eval.sampler={method}: objective {self.name} samples with {' or '.join(self.samplers)}")
 
-    # The samplers start from pure noise (N(0, I), or sigma_max N(0, I) for EDM), which is the law of x at t = 0
-    # only when the data are drowned there: at most this SNR (unit-variance data), where the data's amplitude is a
-    # tenth of the noise's. Ho et al.'s schedule has 4e-5 at t = 0, Karras et al.'s 1.6e-4.
-    START_SNR = 1e-2
-
-    def check(self, sampler: str, steps: int) -> None:
-        """Refuse (ValueError, one line naming the setting) what this formulation's math cannot use: a sampler
-        of another objective, and in subclasses settings that contradict each other or a number of sampler steps
-        its sampler cannot take. config.validate calls it when a run is composed."""
-        self.check_sampler(sampler)
-
-    def start_snr(self) -> float:
-        """The SNR of x at t = 0, where sampling starts (from log_snr)."""
-        return float(self.log_snr(torch.zeros(1, dtype=torch.float64)).exp())
-
     # -- the perfect memorizer -----------------------------------------------------------------------
     @abstractmethod
     def closed_form(self, x: torch.Tensor, t: torch.Tensor, train_x: torch.Tensor) -> torch.Tensor:

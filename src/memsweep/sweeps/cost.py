@@ -2,7 +2,9 @@
 
 FLOPs are those torch.utils.flop_counter counts (matrix products and convolutions, 2 per multiply-add;
 normalizations and other elementwise work are not counted), of the run's network on the meta device: no
-weights, no data. The network's forward FLOPs per sample F are counted once per architecture and image shape.
+weights, no data (sweeps.flops). The network's forward FLOPs per sample F are counted once per architecture and
+image shape, and kept with the other counts in <output root>/cache/flops.json (Counts), so a dry run whose counts
+are kept imports no torch.
 
     training      3 F x batch x steps                   (forward + backward ~ 3 forwards)
     losses        2 x eval.loss_points x F               (the train and test loss triples)     } each evaluation
@@ -18,20 +20,26 @@ float32 (the TF32 peak). Real runs of small networks reach a fraction of the pea
 """
 from __future__ import annotations
 
+import hashlib
 import json
+import logging
 from dataclasses import dataclass, field
 from functools import lru_cache
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
 
-import torch
 from omegaconf import OmegaConf
-from torch.utils.flop_counter import FlopCounterMode
 
-from memsweep.data.datasets import model_classes
+from memsweep import lazy
+from memsweep.data.sources import model_classes
 from memsweep.errors import ConfigError
-from memsweep.eval import features as feat
-from memsweep.science import objective, networks
+from memsweep.science import objective_settings
+from memsweep.science.network_spec import is_target, label
 from memsweep.store import identity
-from memsweep.train.active_run import eval_steps
+from memsweep.store.files import atomic_write_text, read_json
+from memsweep.train.schedule import eval_steps
+
+log = logging.getLogger("memsweep")
 
 # Dense peak throughputs in TFLOP/s (no sparsity), from NVIDIA's datasheets (SXM parts unless named):
 # (bfloat16 tensor cores, TF32 tensor cores, plain FP32). None: the GPU has no such units (the FP32 rate is used).
@@ -48,93 +56,93 @@ GPUS: dict[str, tuple[float | None, float | None, float]] = {
     "h200": (989.4, 494.7, 66.9),
 }
 UTILIZATION = 0.3  # assumed fraction of the dense peak reached (small U-Nets at batch 128: typically 20-40%)
-INCEPTION_SIZE = 299  # clean-fid resizes every image to 299 x 299 for InceptionV3
 FD_CUBIC = 20  # FLOPs of one Frechet distance ~ 20 d^3 (a symmetric eigendecomposition and a few d x d products)
 PARTS = ("losses", "field_dist", "sampling", "features", "mem_ratio", "copy", "sw", "fd", "kid", "mifid")
+COUNTS_FILE = "flops.json"  # under <output root>/cache/
+# what the counts depend on besides their arguments: memsweep's networks, formulations and counting code
+COUNTED_BY = ("sweeps/flops.py", "eval/features.py", "science")
 
 
-def _count(module: torch.nn.Module, *inputs) -> int:
-    """FLOPs of module(*inputs), counted on the meta device."""
-    with FlopCounterMode(display=False) as counter:
-        module(*inputs)
-    return int(counter.get_total_flops())
+def code_fingerprint() -> str:
+    """A hash of the code that makes the counts (COUNTED_BY) and of torch's and torchvision's versions: kept
+    counts made by other code are counted again."""
+    package = Path(__file__).resolve().parents[1]
+    h = hashlib.sha256()
+    for name in COUNTED_BY:
+        path = package / name
+        for file in sorted(path.rglob("*.py")) if path.is_dir() else [path]:
+            h.update(file.read_bytes())
+    for dist in ("torch", "torchvision"):
+        try:
+            h.update(f"{dist} {version(dist)}".encode())
+        except PackageNotFoundError:
+            pass
+    return h.hexdigest()[:16]
 
 
-_uncounted: dict[str, str] = {}   # model config (JSON) -> why its network's FLOPs cannot be counted here
+class Counts:
+    """The FLOP counts a cost needs (a network's forward pass per architecture and image shape, a feature space's
+    network, a sampler's network evaluations), kept between commands in <output root>/cache/flops.json with the
+    fingerprint of the code that made them: a dry run whose counts are kept loads no torch. A count not yet kept
+    is made by sweeps.flops (torch, on the meta device) and added to the file when it can be written. A network
+    of the user's (model._target_) is counted afresh in each process: its code is not memsweep's to fingerprint
+    (and composing its run has loaded torch already)."""
+
+    def __init__(self, root: Path):
+        self.path = Path(root) / "cache" / COUNTS_FILE
+        self.fingerprint = code_fingerprint()
+        kept = read_json(self.path, default={}) or {}
+        self.kept: dict[str, list] = kept.get("counts", {}) if kept.get("fingerprint") == self.fingerprint else {}
+        self.fresh: dict[str, list] = {}   # counts not to keep on disk
+        self.made = 0   # counts made by this process (not read from the file)
+
+    def get(self, kind: str, *args, keep: bool = True):
+        """The count `kind` (a function of sweeps.flops) of `args` (plain data): (value, None), or (None, why)
+        when it cannot be counted here."""
+        key = json.dumps([kind, *args], sort_keys=True, default=str)
+        store = self.kept if keep else self.fresh
+        if key not in store:
+            try:
+                store[key] = [getattr(lazy.load("memsweep.sweeps.flops"), kind)(*args), None]
+            except Exception as e:   # a network of the user's (model._target_) that cannot run on the meta device
+                store[key] = [None, f"{type(e).__name__}: {' '.join(str(e).split())}"]
+            self.made += 1
+            if keep:
+                self._write()
+        return tuple(store[key])
+
+    def _write(self) -> None:
+        try:
+            atomic_write_text(self.path, json.dumps({"fingerprint": self.fingerprint, "counts": self.kept}))
+        except OSError as e:   # planning where the output root cannot be written: counted again next time
+            log.debug("FLOP counts not kept in %s: %s", self.path, e)
 
 
 @lru_cache(maxsize=None)
-def _forward_flops(model_json: str, image_size: int, channels: int, num_classes: int) -> int | None:
-    try:
-        with torch.device("meta"):
-            model = networks.build(OmegaConf.create(json.loads(model_json)), image_size, channels, num_classes)
-            x = torch.empty(1, channels, image_size, image_size)
-            t, y = torch.empty(1), torch.zeros(1, dtype=torch.long)
-            return _count(model, x, t, y)
-    except Exception as e:   # a network of the user's (model._target_) that cannot run on the meta device
-        _uncounted[model_json] = f"{type(e).__name__}: {' '.join(str(e).split())}"
-        return None
+def counts_for(root: Path) -> Counts:
+    """The counts kept under one output root (one instance per process)."""
+    return Counts(root)
 
 
-def forward_flops(model_cfg, image_size: int, channels: int, num_classes: int) -> int | None:
-    """FLOPs of one forward pass of the run's network for one sample (cached by model config and image shape:
-    a sweep of 1,000 runs counts each architecture once); None when its network cannot be run on the meta
-    device (`why_unknown` says why)."""
-    model = json.dumps(OmegaConf.to_container(model_cfg, resolve=True), sort_keys=True)
-    return _forward_flops(model, int(image_size), int(channels), int(num_classes))
+def forward_flops(cfg) -> tuple[int | None, str | None]:
+    """FLOPs of one forward pass of the run's network for one sample, or (None, why) when its network cannot
+    be run on the meta device."""
+    model = OmegaConf.to_container(cfg.model, resolve=True)
+    data = cfg.data
+    return counts_for(identity.output_root(cfg)).get("forward_flops", model, int(data.image_size),
+                                                      int(data.channels), int(model_classes(data) or 0),
+                                                      keep=not is_target(cfg.model))
 
 
 def why_unknown(cfg) -> str:
     """Why run_cost(cfg) is None, in words."""
-    model = json.dumps(OmegaConf.to_container(cfg.model, resolve=True), sort_keys=True)
-    if model in _uncounted:
-        return (f"the FLOPs of model {networks.label(cfg.model)} cannot be counted on the meta device: "
-                f"{_uncounted[model]}")
-    return "their image shape is read from data not on this machine"
+    if cfg.data.get("image_size") is None or cfg.data.get("channels") is None:
+        return "their image shape is read from data not on this machine"
+    return (f"the FLOPs of model {label(cfg.model)} cannot be counted on the meta device: {forward_flops(cfg)[1]}")
 
 
-@lru_cache(maxsize=None)
-def feature_flops(spec: str) -> int | None:
-    """FLOPs per image of a feature space's network: 0 for pixels, None when unknown here (a TorchScript file)."""
-    if spec == "pixels":
-        return 0
-    with torch.device("meta"):
-        if spec == "inception":  # clean-fid's network is InceptionV3 up to the pool3 features
-            # imported here, not at the top: torchvision pulls in torch._dynamo (~3 s at every command start)
-            import torchvision
-
-            net = torchvision.models.inception_v3(weights=None, aux_logits=False, init_weights=False).eval()
-            net.fc = torch.nn.Identity()
-            x = torch.empty(1, 3, INCEPTION_SIZE, INCEPTION_SIZE)
-        elif spec == "digitnet":
-            net, x = feat._DigitCNN(), torch.empty(1, 1, 8, 8)  # its architecture; no weights needed
-            return _count(net.embed, x)
-        else:
-            return None
-    return _count(net, x)
-
-
-@lru_cache(maxsize=None)
 def feature_dim(spec: str, pixels: int) -> int | None:
     return {"pixels": pixels, "inception": 2048, "digitnet": 64}.get(spec)
-
-
-_sampler_calls: dict[tuple, int] = {}
-
-
-def sampler_evaluations(formulation, method: str, steps: int) -> int:
-    """How many times the sampler calls the network per sample: counted by running it on a stand-in field
-    (once per formulation, sampler and number of steps)."""
-    key = (formulation.name, method, steps)
-    if key not in _sampler_calls:
-        calls = []
-
-        def field_(x, t, labels):
-            calls.append(1)
-            return torch.zeros_like(x)
-        formulation.sample_field(field_, torch.zeros(1, 1, 2, 2), torch.zeros(1, dtype=torch.long), steps, method)
-        _sampler_calls[key] = len(calls)
-    return _sampler_calls[key]
 
 
 @dataclass
@@ -183,13 +191,15 @@ def run_cost(cfg) -> Cost | None:
     pixels, n = ch * size * size, int(data["n"])
     test = min(int(data["test_size"]), 10000) if data["name"] == "cifar10" else int(data["test_size"])
     refs = {"train": n, "test": test}
-    F = forward_flops(cfg.model, size, ch, model_classes(cfg.data) or 0)
+    F = forward_flops(cfg)[0]
     if F is None:
         return None
+    counts = counts_for(identity.output_root(cfg))
     steps = int(train["total_steps"])
     evals = len(eval_steps(steps, int(ev["first_step"]), int(ev["num_points"])))
     S, notes = int(ev["num_samples"]), []
-    nfe = sampler_evaluations(objective.of_config(cfg), str(ev["sampler"]), int(ev["sampler_steps"]))
+    nfe = counts.get("sampler_evaluations", objective_settings.block(cfg), str(ev["sampler"]),
+                     int(ev["sampler_steps"]))[0]
     spaces = {k: str(ev.get(f"{k}_features", "none")) for k in ("copy", "sw", "fid", "kid", "mifid")}
     count = ev.get("fid_samples")  # samples of each Frechet distance, per split (Evaluator.sample_count)
     fid = {s: S if count is None else refs[s] if str(count) in ("reference", "ref") else int(count) for s in refs}
@@ -205,7 +215,7 @@ def run_cost(cfg) -> Cost | None:
 
     def features(spec: str, k: int, shared: bool = True) -> int | None:
         """Counts the features of k samples in `spec`; their dimension, None if unknown here."""
-        flops, dim = feature_flops(spec), feature_dim(spec, pixels)
+        flops, dim = counts.get("feature_flops", spec)[0], feature_dim(spec, pixels)
         if flops is None or dim is None:
             notes.append(f"{spec}: its network's FLOPs are unknown here (not counted)")
             return None
@@ -221,7 +231,7 @@ def run_cost(cfg) -> Cost | None:
     def reference(spec: str, splits=("train", "test")) -> None:
         for split in splits:
             key = json.dumps([data_id if split == "train" else test_id, spec, split], sort_keys=True, default=str)
-            references[key] = refs[split] * (feature_flops(spec) or 0)
+            references[key] = refs[split] * (counts.get("feature_flops", spec)[0] or 0)
 
     if spaces["copy"] != "none" and (d := features(spaces["copy"], S)):
         per["copy"] = 2 * S * n * d

@@ -13,11 +13,11 @@ from concurrent.futures.process import BrokenProcessPool
 import torch
 from omegaconf import open_dict
 
-from memsweep.store.run import ELSEWHERE, RunLocked
+from memsweep.store.run_dir import ELSEWHERE, RunLocked
 from memsweep.errors import StorageError
 from memsweep.sweeps.jobs import TrainJob, payload
 from memsweep.sweeps.status import LiveProgress
-from memsweep.train.packed import make_packs
+from memsweep.train.packing import make_packs
 from memsweep.train.signals import STOP_SIGNALS, Interrupted, interruptible
 from memsweep.states import State
 

@@ -14,7 +14,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from memsweep.store.live import live_state
-from memsweep.store.run import RunStore
+from memsweep.store.run_dir import RunDir
 from memsweep.states import State
 
 
@@ -68,7 +68,7 @@ def status_rows(record: dict, runs_root) -> list[dict]:
     """One row per run, from its status.json and the last row of its metrics.jsonl (nothing else is read)."""
     rows = []
     for entry in record["runs"]:
-        store = RunStore(runs_root / entry["run_id"])
+        store = RunDir(runs_root / entry["run_id"])
         status = store.status()
         last = store.last_metrics() or {}
         rows.append({"run_id": entry["run_id"], **entry["axes"], "state": live_state(status),

@@ -16,11 +16,13 @@ import time
 import torch
 from tqdm import tqdm
 
-from memsweep.data.datasets import FILE_SOURCES, decoded, missing
+from memsweep.data.datasets import decoded
+from memsweep.data.sources import FILE_SOURCES, missing
 from memsweep.errors import ConfigError
 from memsweep.store.cache import data_cache
 from memsweep.store.identity import run_dir
-from memsweep.store.run import ELSEWHERE, RunLocked, RunStore
+from memsweep.store.run import RunStore
+from memsweep.store.run_dir import ELSEWHERE, RunLocked
 from memsweep.train import distributed
 from memsweep.train.packed import PackedStep
 from memsweep.train.active_run import Run, pick_device

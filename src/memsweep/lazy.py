@@ -1,0 +1,15 @@
+"""Modules memsweep loads when it needs them rather than when it starts: torch takes seconds to import, and so
+do matplotlib, pandas and wandb, while the commands a researcher runs every few minutes (`--help`, `status`,
+`--cfg job`, a planned dry run) need none of them. The one place memsweep imports a module by name at run time:
+the command table of memsweep.cli, a user's network named by `_target_` (its own import loads torch anyway), a
+FLOP count not yet kept (sweeps.cost), and torchvision for the count of the Inception network (sweeps.flops).
+"""
+from __future__ import annotations
+
+import importlib
+from types import ModuleType
+
+
+def load(module: str) -> ModuleType:
+    """The module `module` (a dotted name), imported on first use."""
+    return importlib.import_module(module)

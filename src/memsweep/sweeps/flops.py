@@ -1,0 +1,64 @@
+"""FLOP counts of a run's parts, by torch.utils.flop_counter on the meta device (no weights, no data): matrix
+products and convolutions, 2 per multiply-add. sweeps.cost keeps each count (in <output root>/cache) and turns
+them into a run's cost; this module is loaded only for a count not yet kept.
+"""
+from __future__ import annotations
+
+import torch
+from omegaconf import OmegaConf
+from torch.utils.flop_counter import FlopCounterMode
+
+from memsweep import lazy
+from memsweep.eval import features as feat
+from memsweep.science import networks, objective
+
+INCEPTION_SIZE = 299  # clean-fid resizes every image to 299 x 299 for InceptionV3
+
+
+def count(module: torch.nn.Module, *inputs) -> int:
+    """FLOPs of module(*inputs), counted on the meta device."""
+    with FlopCounterMode(display=False) as counter:
+        module(*inputs)
+    return int(counter.get_total_flops())
+
+
+def forward_flops(model_cfg, image_size: int, channels: int, num_classes: int) -> int:
+    """FLOPs of one forward pass of the network of `model_cfg` (a model config, or its plain dict) for one sample;
+    raises whatever a network that cannot run on the meta device raises."""
+    with torch.device("meta"):
+        model = networks.build(OmegaConf.create(model_cfg), image_size, channels, num_classes)
+        x = torch.empty(1, channels, image_size, image_size)
+        t, y = torch.empty(1), torch.zeros(1, dtype=torch.long)
+        return count(model, x, t, y)
+
+
+def feature_flops(spec: str) -> int | None:
+    """FLOPs per image of a feature space's network: 0 for pixels, None when unknown here (a TorchScript file)."""
+    if spec == "pixels":
+        return 0
+    with torch.device("meta"):
+        if spec == "inception":  # clean-fid's network is InceptionV3 up to the pool3 features
+            # torchvision pulls in torch._dynamo (~3 s): loaded for this count only
+            torchvision = lazy.load("torchvision")
+            net = torchvision.models.inception_v3(weights=None, aux_logits=False, init_weights=False).eval()
+            net.fc = torch.nn.Identity()
+            x = torch.empty(1, 3, INCEPTION_SIZE, INCEPTION_SIZE)
+        elif spec == "digitnet":
+            net, x = feat._DigitCNN(), torch.empty(1, 1, 8, 8)  # its architecture; no weights needed
+            return count(net.embed, x)
+        else:
+            return None
+    return count(net, x)
+
+
+def sampler_evaluations(objective_block: dict, method: str, steps: int) -> int:
+    """How many times the sampler of the formulation `objective_block` (a run's objective block) calls the
+    network per sample: counted by running it on a stand-in field."""
+    calls = []
+
+    def field_(x, t, labels):
+        calls.append(1)
+        return torch.zeros_like(x)
+    formulation = objective.of_config({"objective": objective_block})
+    formulation.sample_field(field_, torch.zeros(1, 1, 2, 2), torch.zeros(1, dtype=torch.long), steps, method)
+    return len(calls)
