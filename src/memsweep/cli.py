@@ -8,7 +8,9 @@ import os
 import signal
 import sys
 
-from memsweep import config, lazy
+from omegaconf import OmegaConf
+
+from memsweep import config, lazy, schema
 from memsweep.errors import ConfigError, StorageError, storage_error
 from memsweep.eval.metric_names import METRICS
 from memsweep.science.els_settings import BANKS, PADDINGS
@@ -121,7 +123,22 @@ def _print_help(args) -> int:
         print(f"  {'' if default else '+'}{group}: {shown}")
     if args.command == "sweep":
         print(f"sweeps (memsweep sweep NAME): {', '.join(spec.known_sweeps())}")
+    _print_settings(args.overrides if args.command == "train" else [])
     return 0
+
+
+def _print_settings(overrides) -> None:
+    """Every setting of the run composed from `overrides` (none: the default run), with what the schema accepts."""
+    try:
+        cfg = config.compose_run(overrides, data_here=False)
+    except ConfigError as e:
+        print(f"settings: not shown ({e})")
+        return
+    rows = schema.settings(OmegaConf.to_container(cfg, resolve=True))
+    print(f"settings (key=VALUE; the values of {'this' if overrides else 'the default'} run; from memsweep.schema):")
+    width = max(len(key) for key, _, _ in rows)
+    for key, value, accepts in rows:
+        print(f"  {key:<{width}}  {value:<14}  {accepts}")
 
 
 def build_parser() -> argparse.ArgumentParser:

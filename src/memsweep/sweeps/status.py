@@ -106,27 +106,40 @@ def print_status(record: dict, runs_root, console: Console | None = None, show_a
 
 
 class LiveProgress:
-    """One bar per run, fed from each run's status.json while local workers train."""
+    """One bar per run, fed from each run's status.json and its latest evaluation (the last row of its
+    metrics.jsonl) while local workers train."""
 
     def __init__(self, runs, enabled: bool = True):
         self.runs, self.enabled = runs, enabled
         self.progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                                 TextColumn("{task.fields[state]}"), TimeElapsedColumn(),
+                                 TextColumn("{task.fields[state]}"), TextColumn("{task.fields[latest]}"),
+                                 TimeElapsedColumn(),
                                  console=Console(stderr=True), disable=not enabled)
         self.tasks = {}
+        self.steps, self.latest = {}, {}   # per run: the step and latest evaluation last shown
 
     def __enter__(self):
         self.progress.__enter__()
         for run in self.runs:
             label = " ".join(f"{k}={v}" for k, v in run.axes.items())
             self.tasks[run.run_id] = (run, self.progress.add_task(f"{run.run_id} {label}",
-                                                                  total=run.cfg.train.total_steps, state=""))
+                                                                  total=run.cfg.train.total_steps, state="",
+                                                                  latest=""))
         return self
 
     def refresh(self) -> None:
+        if not self.enabled:
+            return
         for run, task in self.tasks.values():
             status = run.store.status()
-            self.progress.update(task, completed=status.get("step", 0), state=status.get("state", State.PENDING))
+            step = status.get("step", 0)
+            if self.steps.get(run.run_id) != step:  # metrics.jsonl is read again only once the run moved on
+                self.steps[run.run_id] = step
+                last = run.store.last_metrics()
+                self.latest[run.run_id] = (f"gap={_fmt(last.get('loss_gap'), 4)} mem={_fmt(last.get('mem_ratio'), 2)}"
+                                           if last else "")
+            self.progress.update(task, completed=step, state=status.get("state", State.PENDING),
+                                 latest=self.latest[run.run_id])
 
     def __exit__(self, *exc):
         self.refresh()

@@ -181,11 +181,12 @@ def _steps(stepper, guard: SignalGuard, bar) -> None:
             losses = stepper.step()  # one training step of every run in training
             seconds = (time.perf_counter() - started) / len(active)
             for run, loss in zip(active, losses):
-                if run.advance(loss, seconds) is not None:
+                done = run.advance(loss, seconds)
+                if run.step in run.schedule and run.last_row is not None:  # rank 0 evaluated: the bar shows it,
+                    bar.set_postfix(gap=f"{run.last_row['loss_gap']:.4f}",  # the final evaluation too (issue 29)
+                                    mem=f"{run.last_row['mem_ratio']:.2f}", refresh=False)
+                if done is not None:
                     stepper.leave(run)
-                elif run.step in run.schedule and run.last_row is not None:  # rank 0 evaluates
-                    bar.set_postfix(gap=f"{run.last_row['loss_gap']:.4f}", mem=f"{run.last_row['mem_ratio']:.2f}",
-                                    refresh=False)
             bar.update(len(active))
             if stepper.runs:
                 distributed.agree(guard, device)
