@@ -15,8 +15,10 @@ HEAVY = ("torch", "matplotlib", "pandas", "wandb")
 CHILD = f"""
 import sys
 from memsweep.cli import main
-code = main(sys.argv[1:])
-print("loaded:", ",".join(m for m in {HEAVY!r} if m in sys.modules), file=sys.stderr)
+try:
+    code = main(sys.argv[1:])
+finally:  # argparse's --help exits from inside main
+    print("loaded:", ",".join(m for m in {HEAVY!r} if m in sys.modules), file=sys.stderr)
 sys.exit(code)
 """
 
@@ -44,19 +46,21 @@ def test_a_dry_run_imports_no_torch_once_its_flop_counts_are_kept(out):
     """The first dry run counts the FLOPs (torch, on the meta device) and keeps the counts in the output root; the
     next one, of other sizes of the same networks, prints the same kind of plan without loading torch."""
     first, done = loaded("sweep", "demo", "--dry-run", "--gpu", "h100")
-    assert "torch" in first and (out / "cache" / "flops.json").is_file()
+    kept = out.parent / "user-cache" / "memsweep" / "flops.json"   # the out fixture's user cache folder
+    assert "torch" in first and kept.is_file() and not out.exists()   # a dry run writes nothing in the output root
     again, second = loaded("sweep", "demo", "--dry-run", "--gpu", "h100")
     assert again == []
     assert second.stdout == done.stdout   # the same plan, cost and GPU-hours from the kept counts
-    other, _ = loaded("sweep", "demo", "data.n=40", "--name", "other", "--dry-run")   # the same network and shape
+    other, _ = loaded("sweep", "demo", "seed=1", "--name", "other", "--dry-run")   # other runs, the same networks
     assert other == []
 
 
 def test_kept_counts_of_other_code_are_counted_again(out):
     loaded("sweep", "demo", "--dry-run")
-    kept = json.loads((out / "cache" / "flops.json").read_text())
+    path = out.parent / "user-cache" / "memsweep" / "flops.json"
+    kept = json.loads(path.read_text())
     kept["fingerprint"] = "another version of memsweep"
-    (out / "cache" / "flops.json").write_text(json.dumps(kept))
+    path.write_text(json.dumps(kept))
     heavy, _ = loaded("sweep", "demo", "--dry-run")
     assert "torch" in heavy
 

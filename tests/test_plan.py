@@ -11,7 +11,6 @@ from memsweep import config
 from memsweep.cli import main
 from memsweep.science import unet
 from memsweep.science.unet import Attention
-from memsweep.store import identity
 from memsweep.sweeps import cost, flops, spec
 
 from conftest import FAST
@@ -125,10 +124,10 @@ def test_inception_features_and_references_counted_once_per_sweep(tmp_path, out)
     path.write_text(yaml.safe_dump({"axes": {"data.n": [16, 32], "model": ["tiny", "c32"]},
                                     "overrides": [*FAST, "eval.fid_features=inception"]}))
     sweep = spec.expand(str(path), data_here=False)
-    counts = cost.counts_for(identity.output_root(sweep.runs[0].cfg))
+    counts = cost.counts_for(cost.counts_file())
     costs = [cost.run_cost(r.cfg) for r in sweep.runs]
-    # one forward count per architecture (4 runs), the inception network's, one sampler's
-    assert counts.made == 4
+    # one forward count per architecture (4 runs), one per feature space (pixels, inception), one sampler's
+    assert counts.made == 5
     inception = flops.feature_flops("inception")
     assert 10e9 < inception < 13e9  # InceptionV3 at 299x299: ~5.7 G multiply-adds
     per_run = costs[0].parts["features"] / costs[0].evaluations

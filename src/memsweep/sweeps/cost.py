@@ -3,8 +3,8 @@
 FLOPs are those torch.utils.flop_counter counts (matrix products and convolutions, 2 per multiply-add;
 normalizations and other elementwise work are not counted), of the run's network on the meta device: no
 weights, no data (sweeps.flops). The network's forward FLOPs per sample F are counted once per architecture and
-image shape, and kept with the other counts in <output root>/cache/flops.json (Counts), so a dry run whose counts
-are kept imports no torch.
+image shape, and kept with the other counts in the user's cache folder (Counts), so a dry run whose counts are
+kept imports no torch.
 
     training      3 F x batch x steps                   (forward + backward ~ 3 forwards)
     losses        2 x eval.loss_points x F               (the train and test loss triples)     } each evaluation
@@ -23,6 +23,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 from dataclasses import dataclass, field
 from functools import lru_cache
 from importlib.metadata import PackageNotFoundError, version
@@ -58,7 +59,6 @@ GPUS: dict[str, tuple[float | None, float | None, float]] = {
 UTILIZATION = 0.3  # assumed fraction of the dense peak reached (small U-Nets at batch 128: typically 20-40%)
 FD_CUBIC = 20  # FLOPs of one Frechet distance ~ 20 d^3 (a symmetric eigendecomposition and a few d x d products)
 PARTS = ("losses", "field_dist", "sampling", "features", "mem_ratio", "copy", "sw", "fd", "kid", "mifid")
-COUNTS_FILE = "flops.json"  # under <output root>/cache/
 # what the counts depend on besides their arguments: memsweep's networks, formulations and counting code
 COUNTED_BY = ("sweeps/flops.py", "eval/features.py", "science")
 
@@ -80,16 +80,24 @@ def code_fingerprint() -> str:
     return h.hexdigest()[:16]
 
 
+def counts_file() -> Path:
+    """Where the FLOP counts are kept: memsweep/flops.json in the user's cache folder ($XDG_CACHE_HOME, else
+    ~/.cache). Not in the output root: the counts depend on the code, not on the runs, and a dry run writes nothing
+    there."""
+    home = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(home).expanduser() / "memsweep" / "flops.json"
+
+
 class Counts:
     """The FLOP counts a cost needs (a network's forward pass per architecture and image shape, a feature space's
-    network, a sampler's network evaluations), kept between commands in <output root>/cache/flops.json with the
-    fingerprint of the code that made them: a dry run whose counts are kept loads no torch. A count not yet kept
-    is made by sweeps.flops (torch, on the meta device) and added to the file when it can be written. A network
-    of the user's (model._target_) is counted afresh in each process: its code is not memsweep's to fingerprint
-    (and composing its run has loaded torch already)."""
+    network, a sampler's network evaluations), kept between commands (counts_file) with the fingerprint of the
+    code that made them: a dry run whose counts are kept loads no torch. A count not yet kept is made by
+    sweeps.flops (torch, on the meta device) and added to the file when it can be written. A network of the
+    user's (model._target_) is counted afresh in each process: its code is not memsweep's to fingerprint (and
+    composing its run has loaded torch already)."""
 
-    def __init__(self, root: Path):
-        self.path = Path(root) / "cache" / COUNTS_FILE
+    def __init__(self, path: Path):
+        self.path = Path(path)
         self.fingerprint = code_fingerprint()
         kept = read_json(self.path, default={}) or {}
         self.kept: dict[str, list] = kept.get("counts", {}) if kept.get("fingerprint") == self.fingerprint else {}
@@ -113,15 +121,16 @@ class Counts:
 
     def _write(self) -> None:
         try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
             atomic_write_text(self.path, json.dumps({"fingerprint": self.fingerprint, "counts": self.kept}))
         except OSError as e:   # planning where the output root cannot be written: counted again next time
             log.debug("FLOP counts not kept in %s: %s", self.path, e)
 
 
 @lru_cache(maxsize=None)
-def counts_for(root: Path) -> Counts:
-    """The counts kept under one output root (one instance per process)."""
-    return Counts(root)
+def counts_for(path: Path) -> Counts:
+    """The counts kept in the file `path` (one instance per file and process)."""
+    return Counts(path)
 
 
 def forward_flops(cfg) -> tuple[int | None, str | None]:
@@ -129,7 +138,7 @@ def forward_flops(cfg) -> tuple[int | None, str | None]:
     be run on the meta device."""
     model = OmegaConf.to_container(cfg.model, resolve=True)
     data = cfg.data
-    return counts_for(identity.output_root(cfg)).get("forward_flops", model, int(data.image_size),
+    return counts_for(counts_file()).get("forward_flops", model, int(data.image_size),
                                                       int(data.channels), int(model_classes(data) or 0),
                                                       keep=not is_target(cfg.model))
 
@@ -194,7 +203,7 @@ def run_cost(cfg) -> Cost | None:
     F = forward_flops(cfg)[0]
     if F is None:
         return None
-    counts = counts_for(identity.output_root(cfg))
+    counts = counts_for(counts_file())
     steps = int(train["total_steps"])
     evals = len(eval_steps(steps, int(ev["first_step"]), int(ev["num_points"])))
     S, notes = int(ev["num_samples"]), []

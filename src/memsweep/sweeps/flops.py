@@ -1,5 +1,5 @@
 """FLOP counts of a run's parts, by torch.utils.flop_counter on the meta device (no weights, no data): matrix
-products and convolutions, 2 per multiply-add. sweeps.cost keeps each count (in <output root>/cache) and turns
+products and convolutions, 2 per multiply-add. sweeps.cost keeps each count (in the user's cache folder) and turns
 them into a run's cost; this module is loaded only for a count not yet kept.
 """
 from __future__ import annotations
