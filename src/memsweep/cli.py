@@ -31,6 +31,7 @@ USAGE_EXAMPLES = """examples:
   memsweep sweep demo seed=range(3) --config-dir /lab/configs   # more axes on a file's; a lab's config folder
   memsweep sweep dataset_size launcher=slurm launcher.partition=gpu data.root=/data
   memsweep status demo
+  memsweep status 24eae09f8ad2                       # one run (an id, a prefix, a run directory): its files too
   memsweep report demo
   memsweep eval demo copy --features digitnet        # a metric after the fact, from the saved samples
   memsweep eval demo fid --inception-path /models/   # FID, once the Inception weights are at hand

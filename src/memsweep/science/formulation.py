@@ -17,6 +17,8 @@ from abc import ABC, abstractmethod
 
 import torch
 
+from memsweep.science.objective_settings import sampler_problem
+
 
 class Formulation(ABC):
     name: str = ""
@@ -87,8 +89,9 @@ class Formulation(ABC):
         return self.noise(one, zero, t), self.noise(zero, one, t)
 
     def check_sampler(self, method: str) -> None:
-        if method not in self.samplers:
-            raise ValueError(f"eval.sampler={method}: objective {self.name} samples with {' or '.join(self.samplers)}")
+        problem = sampler_problem(self.name, method)
+        if problem:
+            raise ValueError(problem)
 
     # -- the perfect memorizer -----------------------------------------------------------------------
     @abstractmethod

@@ -56,12 +56,17 @@ def check(cfg) -> None:
     if name != DEFAULT and target != "velocity":
         raise ConfigError(f"objective.target={target}: only rectified flow has another target")
     sampler, steps = str(cfg.eval.sampler), int(cfg.eval.sampler_steps)
-    if sampler not in SAMPLERS[name]:
-        raise ConfigError(f"eval.sampler={sampler}: objective {name} samples with {' or '.join(SAMPLERS[name])}")
-    problem = {"vp": _vp_problem, "edm": _edm_problem}.get(name, lambda s, sampler, steps: None)(
-        settings, sampler, steps)
+    problem = sampler_problem(name, sampler) or {"vp": _vp_problem, "edm": _edm_problem}.get(
+        name, lambda s, sampler, steps: None)(settings, sampler, steps)
     if problem:
         raise ConfigError(problem)
+
+
+def sampler_problem(name: str, sampler: str) -> str | None:
+    """Why objective `name` cannot sample with `sampler` (None: it can)."""
+    if sampler in SAMPLERS[name]:
+        return None
+    return f"eval.sampler={sampler}: objective {name} samples with {' or '.join(SAMPLERS[name])}"
 
 
 def _vp_problem(s: dict, sampler: str, steps: int) -> str | None:

@@ -92,7 +92,7 @@ def _collect(done, futures, results, stopping: bool = False) -> set:
 
 def run_local(runs, workers: int | None = None, show_progress: bool = True, pack: int = 1) -> dict:
     """Train runs in parallel worker processes, one thread each; wait for all and show progress.
-    `pack` > 1: runs that can share a pack (memsweep.train.packed.pack_key) are trained up to `pack` per process."""
+    `pack` > 1: runs that can share a pack (memsweep.train.packing.pack_key) are trained up to `pack` per process."""
     workers = workers or os.cpu_count() or 1
     by_id = {}
     for run in runs:

@@ -31,7 +31,7 @@ def tasks(processes: int, gpus_per_node: int) -> dict:
 
 def slurm_jobs(runs) -> list[tuple[dict, list[list]]]:
     """The Slurm jobs that train `runs`, by resources: [(resources, [the runs of each job])]. A job trains one
-    run, or up to launcher.pack runs that share a pack (memsweep.train.packed.pack_key) and their resources."""
+    run, or up to launcher.pack runs that share a pack (memsweep.train.packing.pack_key) and their resources."""
     groups: dict[str, list] = {}
     for run in runs:
         res = {**OmegaConf.to_container(run.cfg.launcher, resolve=True), **run.resources}

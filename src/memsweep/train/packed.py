@@ -46,7 +46,7 @@ class PackedStep:
         cfg = runs[0].cfg
         if pack_key(cfg) is None or len({pack_key(r.cfg) for r in runs}) > 1:
             raise ValueError("these runs cannot share a pack (architecture, batch size, precision, device or "
-                             "runtime options differ, or dropout > 0); see memsweep.train.packed.pack_key")
+                             "runtime options differ, or dropout > 0); see memsweep.train.packing.pack_key")
         self.autocast = torch.autocast(runs[0].device.type, dtype=torch.bfloat16, enabled=cfg.train.dtype == "bfloat16")
         self.fused = bool(cfg.runtime.fused_adam)
         self.formulation = runs[0].formulation  # one per pack (pack_key)
