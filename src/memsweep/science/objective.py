@@ -8,7 +8,7 @@ from __future__ import annotations
 from memsweep.errors import ConfigError
 from memsweep.science.edm import EDM
 from memsweep.science.formulation import Formulation
-from memsweep.science.objective_settings import DEFAULT, block
+from memsweep.science.objective_settings import DEFAULT, block  # noqa: F401  report.figures reads DEFAULT here
 from memsweep.science.rectified_flow import EmpiricalTargetFlow, RectifiedFlow
 from memsweep.science.vp import VP
 
