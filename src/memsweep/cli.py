@@ -8,14 +8,12 @@ import os
 import signal
 import sys
 
-from omegaconf import OmegaConf
-
-from memsweep import config, lazy, schema
+from memsweep import config, lazy
 from memsweep.errors import ConfigError, StorageError, storage_error
 from memsweep.eval.metric_names import METRICS
 from memsweep.science.els_settings import BANKS, PADDINGS
 from memsweep.store.run_dir import RunLocked
-from memsweep.sweeps import cost, spec
+from memsweep.sweeps import cost
 from memsweep.train.signals import Interrupted
 
 USAGE_EXAMPLES = """examples:
@@ -61,7 +59,9 @@ COMMANDS = {"train": "memsweep.commands.train", "sweep": "memsweep.commands.swee
 
 
 def command_module(args) -> str:
-    """The module that runs the parsed command: --cfg job and sweep --dry-run have their own (no torch)."""
+    """The module that runs the parsed command: --help, --cfg job and sweep --dry-run have their own (no torch)."""
+    if getattr(args, "help", False):
+        return "memsweep.commands.show_help"
     if getattr(args, "cfg", None):
         return "memsweep.commands.show_config"
     if args.command == "sweep" and args.dry_run:
@@ -112,34 +112,6 @@ def _config_arguments(p, composed: str) -> None:
     p.add_argument("--config-dir", action="append", default=[], metavar="DIR",
                    help=f"also look for configs (data/, model/, experiment/, sweep/, ...) in DIR, after memsweep's "
                         f"own (repeatable; {config.CONFIG_PATH_ENV}=DIR{os.pathsep}DIR does the same)")
-
-
-def _print_help(args) -> int:
-    """--help: argparse's, then the config groups and options found on the config search path (as Hydra's)."""
-    print(args.parser.format_help())
-    dirs = config.search_dirs()
-    print(f"config groups (group=option; +group=option for one train.yaml leaves out), from {', '.join(map(str, dirs))}:")
-    for group, (options, default) in config.config_groups().items():
-        shown = ", ".join(f"{o} (default)" if o == default else o for o in options)
-        print(f"  {'' if default else '+'}{group}: {shown}")
-    if args.command == "sweep":
-        print(f"sweeps (memsweep sweep NAME): {', '.join(spec.known_sweeps())}")
-    _print_settings(args.overrides if args.command == "train" else [])
-    return 0
-
-
-def _print_settings(overrides) -> None:
-    """Every setting of the run composed from `overrides` (none: the default run), with what the schema accepts."""
-    try:
-        cfg = config.compose_run(overrides, data_here=False)
-    except ConfigError as e:
-        print(f"settings: not shown ({e})")
-        return
-    rows = schema.settings(OmegaConf.to_container(cfg, resolve=True))
-    print(f"settings (key=VALUE; the values of {'this' if overrides else 'the default'} run; from memsweep.schema):")
-    width = max(len(key) for key, _, _ in rows)
-    for key, value, accepts in rows:
-        print(f"  {key:<{width}}  {value:<14}  {accepts}")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -206,7 +178,7 @@ def main(argv=None) -> int:
     args.argv = list(sys.argv[1:] if argv is None else argv)  # `memsweep train runtime.processes=K` reruns it K times
     try:
         config.use_config_dirs(getattr(args, "config_dir", ()))
-        return _print_help(args) if getattr(args, "help", False) else lazy.load(command_module(args)).run(args)
+        return lazy.load(command_module(args)).run(args)
     except ConfigError as e:
         print(f"memsweep: error: {e}", file=sys.stderr)
         return 2

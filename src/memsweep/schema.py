@@ -343,39 +343,14 @@ def _message(schema: type[BaseModel], value: dict, error: dict, prefix: str) -> 
         return f"{name}: unknown setting ({prefix or 'the config'} has: {known})"
     if field is None:
         return f"{name}: {error['msg']}"
-    accepts = _accepts(field)
     if error["type"] == "missing":
-        return f"{name}: missing ({accepts})"
-    return f"{name}={_show(given)}: must be {accepts}"
+        return f"{name}: missing ({accepts(field)})"
+    return f"{name}={_show(given)}: must be {accepts(field)}"
 
 
-def _accepts(field) -> str:
-    """What a field accepts, in words (its description, else its type and range)."""
+def accepts(field) -> str:
+    """What a setting (a pydantic field) accepts, in words: its description, else its type and range."""
     return field.description or _describe(field.annotation, field.metadata)
-
-
-def settings(config: dict) -> list[tuple[str, str, str]]:
-    """(key, value as written on the command line, what it accepts) of every setting the schema knows in a
-    composed config (a plain dict): the table `memsweep train --help` prints of the default run."""
-    out = []
-    for group, schema in [*GROUPS.items(), ("", Top)]:
-        value = config.get(group) if group else config
-        if not isinstance(value, dict):
-            continue
-        if group == "model" and "_target_" in value:
-            schema = TargetModel
-        elif isinstance(schema, dict):
-            schema = schema.get(value.get("name"))
-            if schema is None:
-                continue
-        options = GROUPS.get(group)
-        for name, field in schema.model_fields.items():
-            key = field.alias or name
-            given = _show(value[key]) if key in value else "unset"
-            option = name == "name" and isinstance(options, dict)   # the group's option, chosen by group=OPTION
-            accepts = f"the option: {', '.join(options)} ({group}=OPTION)" if option else _accepts(field)
-            out.append((f"{group}.{key}" if group else key, given, accepts))
-    return out
 
 
 def _show(value) -> str:
