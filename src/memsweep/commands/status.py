@@ -58,7 +58,10 @@ def _when(seconds) -> str:
 
 
 def _steps(steps: list[int]) -> str:
-    return "" if not steps else f"step {steps[0]}" if len(steps) == 1 else f"steps {steps[0]} .. {steps[-1]}"
+    """'step 5', 'steps 5, 9', 'steps 5 .. 90'."""
+    if len(steps) <= 2:
+        return f"step {steps[0]}" if len(steps) == 1 else f"steps {steps[0]}, {steps[1]}" if steps else ""
+    return f"steps {steps[0]} .. {steps[-1]}"
 
 
 def describe_run(store: RunDir) -> list[str]:
