@@ -106,14 +106,13 @@ class Counts:
 
     def get(self, kind: str, *args, keep: bool = True):
         """The count `kind` (a function of sweeps.flops) of `args` (plain data): (value, None), or (None, why)
-        when it cannot be counted here."""
+        when it cannot be counted here (a network of the user's that cannot run on the meta device)."""
         key = json.dumps([kind, *args], sort_keys=True, default=str)
         store = self.kept if keep else self.fresh
         if key not in store:
-            try:
-                store[key] = [getattr(lazy.load("memsweep.sweeps.flops"), kind)(*args), None]
-            except Exception as e:   # a network of the user's (model._target_) that cannot run on the meta device
-                store[key] = [None, f"{type(e).__name__}: {' '.join(str(e).split())}"]
+            flops = lazy.load("memsweep.sweeps.flops")
+            value = getattr(flops, kind)(*args)
+            store[key] = [value, flops.uncounted(args[0]) if value is None and kind == "forward_flops" else None]
             self.made += 1
             if keep:
                 self._write()

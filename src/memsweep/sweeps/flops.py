@@ -4,6 +4,9 @@ them into a run's cost; this module is loaded only for a count not yet kept.
 """
 from __future__ import annotations
 
+import json
+from functools import lru_cache
+
 import torch
 from omegaconf import OmegaConf
 from torch.utils.flop_counter import FlopCounterMode
@@ -22,14 +25,34 @@ def count(module: torch.nn.Module, *inputs) -> int:
     return int(counter.get_total_flops())
 
 
-def forward_flops(model_cfg, image_size: int, channels: int, num_classes: int) -> int:
-    """FLOPs of one forward pass of the network of `model_cfg` (a model config, or its plain dict) for one sample;
-    raises whatever a network that cannot run on the meta device raises."""
-    with torch.device("meta"):
-        model = networks.build(OmegaConf.create(model_cfg), image_size, channels, num_classes)
-        x = torch.empty(1, channels, image_size, image_size)
-        t, y = torch.empty(1), torch.zeros(1, dtype=torch.long)
-        return count(model, x, t, y)
+_uncounted: dict[str, str] = {}   # model config (JSON) -> why its network's FLOPs cannot be counted here
+
+
+@lru_cache(maxsize=None)
+def _forward_flops(model_json: str, image_size: int, channels: int, num_classes: int) -> int | None:
+    try:
+        with torch.device("meta"):
+            model = networks.build(OmegaConf.create(json.loads(model_json)), image_size, channels, num_classes)
+            x = torch.empty(1, channels, image_size, image_size)
+            t, y = torch.empty(1), torch.zeros(1, dtype=torch.long)
+            return count(model, x, t, y)
+    except Exception as e:   # a network of the user's (model._target_) that cannot run on the meta device
+        _uncounted[model_json] = f"{type(e).__name__}: {' '.join(str(e).split())}"
+        return None
+
+
+def forward_flops(model_cfg, image_size: int, channels: int, num_classes: int) -> int | None:
+    """FLOPs of one forward pass of the run's network for one sample (cached by model config and image shape:
+    a sweep of 1,000 runs counts each architecture once); None when its network cannot be run on the meta
+    device (`uncounted` says why)."""
+    model = json.dumps(OmegaConf.to_container(OmegaConf.create(model_cfg), resolve=True), sort_keys=True)
+    return _forward_flops(model, int(image_size), int(channels), int(num_classes))
+
+
+def uncounted(model_cfg) -> str | None:
+    """Why the FLOPs of this model config could not be counted (forward_flops returned None), else None."""
+    return _uncounted.get(json.dumps(OmegaConf.to_container(OmegaConf.create(model_cfg), resolve=True),
+                                     sort_keys=True))
 
 
 def feature_flops(spec: str) -> int | None:
