@@ -11,7 +11,7 @@ from memsweep import config
 from memsweep.cli import main
 from memsweep.science import unet
 from memsweep.science.unet import Attention
-from memsweep.sweeps import cost, flops, spec
+from memsweep.sweeps import cost, flops, gpus, spec
 
 from conftest import FAST
 
@@ -113,7 +113,7 @@ def test_run_cost_by_part(out):
     n, d = cfg.data.n, 64
     assert c.parts["mem_ratio"] == 4 * 2 * cfg.eval.num_samples * n * d
     # the GPU table: hours = FLOPs / (peak x utilization)
-    bf16, tf32, _ = cost.GPUS["a100"]
+    bf16, tf32, _ = gpus.GPUS["a100"]
     assert math.isclose(cost.hours(1e15, 0.0, "bfloat16", "a100", 0.5), 1e15 / (bf16 * 1e12 * 0.5) / 3600)
     assert math.isclose(cost.hours(0.0, 1e15, "float32", "a100", 0.5), 1e15 / (tf32 * 1e12 * 0.5) / 3600)
 

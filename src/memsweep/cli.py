@@ -13,7 +13,7 @@ from memsweep.errors import ConfigError, StorageError, storage_error
 from memsweep.eval.metric_names import METRICS
 from memsweep.science.els_settings import BANKS, PADDINGS
 from memsweep.store.run_dir import RunLocked
-from memsweep.sweeps import cost
+from memsweep.sweeps import gpus
 from memsweep.train.signals import Interrupted
 
 USAGE_EXAMPLES = """examples:
@@ -136,9 +136,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dry-run", action="store_true", help="print the runs and what would be launched, launch nothing")
     p.add_argument("--retry", action="store_true", help="also relaunch failed runs")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
-    p.add_argument("--gpu", default=None, help=f"with --dry-run: GPU-hours on this GPU ({', '.join(cost.GPUS)})")
-    p.add_argument("--utilization", type=float, default=cost.UTILIZATION,
-                   help=f"with --gpu: the assumed fraction of the GPU's dense peak (default {cost.UTILIZATION})")
+    p.add_argument("--gpu", default=None, help=f"with --dry-run: GPU-hours on this GPU ({', '.join(gpus.GPUS)})")
+    p.add_argument("--utilization", type=float, default=None,
+                   help="with --gpu: the assumed fraction of the GPU's dense peak (default: sweeps.cost.UTILIZATION, "
+                        "which the estimate states)")
     _table_arguments(p)
     p.set_defaults(parser=p)
     for name, helptext, target in (

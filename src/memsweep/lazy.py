@@ -2,7 +2,8 @@
 do matplotlib, pandas and wandb, while the commands a researcher runs every few minutes (`--help`, `status`,
 `--cfg job`, a planned dry run) need none of them. The one place memsweep imports a module by name at run time:
 the command table of memsweep.cli, a user's network named by `_target_` (its own import loads torch anyway), a
-FLOP count not yet kept (sweeps.cost), and torchvision for the count of the Inception network (sweeps.flops).
+FLOP count not yet kept (sweeps.cost), torchvision for the count of the Inception network (sweeps.flops), and
+the modules of data sources read from files (data.sources: PIL and numpy, for data=folder or npz only).
 """
 from __future__ import annotations
 

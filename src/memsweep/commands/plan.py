@@ -13,7 +13,7 @@ from rich.console import Console
 from memsweep import config
 from memsweep.data.sources import is_read
 from memsweep.errors import ConfigError
-from memsweep.sweeps import cost, spec
+from memsweep.sweeps import cost, gpus, spec
 from memsweep.sweeps.slurm_jobs import slurm_jobs
 from memsweep.sweeps.status import print_table, sizes, write_table
 from memsweep.train.packing import make_packs
@@ -48,7 +48,9 @@ def prepare(args) -> Plan:
     if launcher not in ("local", "slurm"):
         raise ConfigError(f"launcher={launcher}: unknown launcher (choose from: local, slurm)")
     if args.gpu is not None:
-        cost.rates(args.gpu)  # an unknown GPU is refused before anything else
+        gpus.rates(args.gpu)  # an unknown GPU is refused before anything else
+    if args.utilization is None:
+        args.utilization = cost.UTILIZATION
     if not 0 < args.utilization <= 1:
         raise ConfigError(f"--utilization {args.utilization}: must be in (0, 1]")
     multi = max(r.cfg.runtime.processes for r in sweep.runs)
@@ -145,7 +147,7 @@ def _print_cost(console, costs, gpu: str | None, utilization: float, todo) -> No
     for note in dict.fromkeys(n for c in known for n in c.notes):
         console.print(f"cost: {note}", markup=False)
     if gpu is None:
-        console.print(f"GPU-hours: add --gpu ({', '.join(cost.GPUS)})")
+        console.print(f"GPU-hours: add --gpu ({', '.join(gpus.GPUS)})")
         return
     train_h = sum(cost.hours(v, 0.0, dtype, gpu, utilization) for dtype, v in train.items())
     eval_h = cost.hours(0.0, evaluation, "float32", gpu, utilization)

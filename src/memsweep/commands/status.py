@@ -11,8 +11,7 @@ from memsweep import config
 from memsweep.errors import ConfigError
 from memsweep.store.live import live_state
 from memsweep.store.run_dir import RunDir
-from memsweep.sweeps import spec
-from memsweep.sweeps.status import print_status
+from memsweep.sweeps.status import load_record, print_status
 
 # the last evaluation's values shown for a run, in this order (those its metrics row holds): the losses and their
 # gap, the 1/3-rule memorization ratio and its interval, the sliced Wasserstein and Frechet distances
@@ -25,7 +24,7 @@ def run(args) -> int:
     root = config.given_output_root(args.output_root)
     run_dir = None if (root / "sweeps" / args.name / "sweep.json").is_file() else find_run(root, args.name)
     if run_dir is None:  # a sweep's name (or neither: the sweep's message says so)
-        print_status(spec.load_record(root, args.name), root / "runs", show_all=args.all, table_path=args.table)
+        print_status(load_record(root, args.name), root / "runs", show_all=args.all, table_path=args.table)
     else:
         print("\n".join(describe_run(RunDir(run_dir))))
     return 0

@@ -11,7 +11,7 @@ from memsweep.store.run_dir import ELSEWHERE
 from memsweep.sweeps import spec
 from memsweep.sweeps.local import run_local
 from memsweep.sweeps.slurm import check_slurm, submit_slurm
-from memsweep.sweeps.status import print_status
+from memsweep.sweeps.status import load_record, print_status
 from memsweep.train.loop import prepare_data
 from memsweep.train.signals import STOP_SIGNALS, interruptible
 
@@ -41,7 +41,7 @@ def run(args) -> int:
     lcfg = sweep.runs[0].cfg.launcher
     with interruptible(STOP_SIGNALS):  # the launcher passes SIGTERM on to its workers, which checkpoint
         results = run_local(todo, workers=lcfg.workers, show_progress=not args.quiet, pack=lcfg.get("pack", 1))
-    print_status(spec.load_record(root, sweep.name), root / "runs", console, show_all=args.all)
+    print_status(load_record(root, sweep.name), root / "runs", console, show_all=args.all)
     tally = Counter(str(state) for state in results.values())  # the reason of each failure is logged above
     console.print(f"sweep {sweep.name}: " + ", ".join(f"{n} {state}" for state, n in tally.items()))
     return 0 if all(v in (*DONE, ELSEWHERE) for v in results.values()) else 1

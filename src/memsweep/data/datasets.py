@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from memsweep.data.sources import FILE_SOURCES, conditional
+from memsweep.data.sources import FILE_SOURCES, conditional, file_source
 from memsweep.data.sources import model_classes  # noqa: F401  report.disjoint reads it here (until report/ moves)
 from memsweep.data.splits import subset_problem
 from memsweep.errors import ConfigError
@@ -41,7 +41,7 @@ class Dataset:
 def decoded(cfg, cache=None) -> dict:
     """A file source's images decoded (uint8 NHWC arrays), through `cache` (store.cache.Cache: decoded once for
     all the runs of a sweep) when given. Bad files raise a ConfigError naming them."""
-    source = FILE_SOURCES[cfg.name]
+    source = file_source(cfg.name)
     compute = lambda: {k: torch.from_numpy(v) for k, v in source.decode(cfg).items()}  # noqa: E731
     raw = cache.get("data", source.cache_parts(cfg), compute, what=f"data={cfg.name} {cfg.path}") if cache else compute()
     return {k: v.numpy() for k, v in raw.items()}
@@ -58,7 +58,7 @@ def load(cfg, cache=None) -> Dataset:
     (`cache`: see `decoded`)."""
     loaders = {"digits": _digits, "cifar10": _cifar10, "synthetic": _synthetic}
     if cfg.name in FILE_SOURCES:
-        pool_x, pool_y, test_x, test_y, num_classes = FILE_SOURCES[cfg.name].assemble(cfg, decoded(cfg, cache))
+        pool_x, pool_y, test_x, test_y, num_classes = file_source(cfg.name).assemble(cfg, decoded(cfg, cache))
     elif cfg.name in loaders:
         pool_x, pool_y, test_x, test_y, num_classes = loaders[cfg.name](cfg)
     else:

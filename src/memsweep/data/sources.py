@@ -5,8 +5,9 @@ composed; data.datasets loads the tensors.
 from __future__ import annotations
 
 from pathlib import Path
+from types import ModuleType
 
-from memsweep.data import folder, npz
+from memsweep import lazy
 
 
 def conditional(cfg) -> bool:
@@ -22,15 +23,21 @@ def model_classes(cfg) -> int | None:
     return None if cfg.num_classes is None else int(cfg.num_classes)
 
 
-# datasets read from the user's files: checked when the config is composed, decoded once into the reference cache
-FILE_SOURCES = {"folder": folder, "npz": npz}
+# datasets read from the user's files: checked when the config is composed, decoded once into the reference cache;
+# their modules (PIL, numpy) are loaded only for a run that reads such files (memsweep.lazy)
+FILE_SOURCES = {"folder": "memsweep.data.folder", "npz": "memsweep.data.npz"}
 DIGITS_COUNT = 1797  # scikit-learn's digits (digits.npz)
+
+
+def file_source(name: str) -> ModuleType:
+    """The module that reads data=`name`'s files (a key of FILE_SOURCES)."""
+    return lazy.load(FILE_SOURCES[name])
 
 
 def pool_size(cfg) -> int:
     """Images available for training subsets (the test subset is excluded)."""
     if cfg.name in FILE_SOURCES:
-        return FILE_SOURCES[cfg.name].derive(cfg)["pool_size"]
+        return file_source(cfg.name).derive(cfg)["pool_size"]
     return {"digits": DIGITS_COUNT - cfg.test_size, "cifar10": 50000,
             "synthetic": cfg.get("pool_size", 0)}.get(cfg.name, 0)
 
@@ -54,7 +61,7 @@ def missing(cfg) -> str | None:
 def class_mismatch(cfg) -> str | None:
     """A file source whose training subset and test subset hold different classes though they could hold the
     same (data.splits.class_problem), in words; None for the built-in datasets, whose orders mix the classes."""
-    return FILE_SOURCES[cfg.name].class_mismatch(cfg) if cfg.name in FILE_SOURCES else None
+    return file_source(cfg.name).class_mismatch(cfg) if cfg.name in FILE_SOURCES else None
 
 
 def is_unreadable(cfg) -> bool:
@@ -81,4 +88,4 @@ def derive(cfg) -> dict:
     channels, num_classes and a fingerprint of the data (in the run id; the path is not). {} for the others."""
     if cfg.name not in FILE_SOURCES:
         return {}
-    return {k: v for k, v in FILE_SOURCES[cfg.name].derive(cfg).items() if k != "pool_size"}
+    return {k: v for k, v in file_source(cfg.name).derive(cfg).items() if k != "pool_size"}

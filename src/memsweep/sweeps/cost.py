@@ -14,7 +14,7 @@ kept imports no torch.
     mem_ratio, copy, sw, fd, kid, mifid: their distances (nearest neighbours 2 S n d, projections, covariances)
     reference features: the training and test subsets in each space, once per subset (cached, shared by a sweep)
 
-GPU-hours: FLOPs / (the GPU's dense peak x an assumed utilization). Training runs at train.dtype's peak (bfloat16,
+GPU-hours: FLOPs / (the GPU's dense peak, sweeps.gpus, x an assumed utilization). Training runs at train.dtype's peak (bfloat16,
 or TF32 for float32: PyTorch lets cuDNN's convolutions, most of a U-Net, use TF32 by default); evaluations run in
 float32 (the TF32 peak). Real runs of small networks reach a fraction of the peak, hence the utilization.
 """
@@ -33,29 +33,15 @@ from omegaconf import OmegaConf
 
 from memsweep import lazy
 from memsweep.data.sources import model_classes
-from memsweep.errors import ConfigError
 from memsweep.science import objective_settings
 from memsweep.science.network_spec import is_target, label
 from memsweep.store import identity
 from memsweep.store.files import atomic_write_text, read_json
+from memsweep.sweeps.gpus import peaks, rates
 from memsweep.train.schedule import eval_steps
 
 log = logging.getLogger("memsweep")
 
-# Dense peak throughputs in TFLOP/s (no sparsity), from NVIDIA's datasheets (SXM parts unless named):
-# (bfloat16 tensor cores, TF32 tensor cores, plain FP32). None: the GPU has no such units (the FP32 rate is used).
-GPUS: dict[str, tuple[float | None, float | None, float]] = {
-    "v100": (None, None, 15.7),
-    "a100": (312.0, 156.0, 19.5),
-    "a10": (125.0, 62.5, 31.2),
-    "a40": (149.7, 74.8, 37.4),
-    "l4": (121.0, 60.0, 30.3),
-    "l40s": (362.1, 183.0, 91.6),
-    "rtx4090": (165.2, 82.6, 82.6),
-    "h100pcie": (756.0, 378.0, 51.2),
-    "h100": (989.4, 494.7, 66.9),
-    "h200": (989.4, 494.7, 66.9),
-}
 UTILIZATION = 0.3  # assumed fraction of the dense peak reached (small U-Nets at batch 128: typically 20-40%)
 FD_CUBIC = 20  # FLOPs of one Frechet distance ~ 20 d^3 (a symmetric eigendecomposition and a few d x d products)
 PARTS = ("losses", "field_dist", "sampling", "features", "mem_ratio", "copy", "sw", "fd", "kid", "mifid")
@@ -271,14 +257,6 @@ def run_cost(cfg) -> Cost | None:
                 list(dict.fromkeys(notes)), int(runtime.get("processes", 1)) if runtime is not None else 1)
 
 
-def rates(gpu: str) -> tuple[float, float]:
-    """(training FLOP/s at bfloat16, FLOP/s at float32 via TF32) of a GPU's dense peak, in FLOP/s."""
-    if gpu not in GPUS:
-        raise ConfigError(f"--gpu {gpu}: unknown GPU (known: {', '.join(GPUS)})")
-    bf16, tf32, fp32 = GPUS[gpu]
-    return (bf16 or tf32 or fp32) * 1e12, (tf32 or fp32) * 1e12
-
-
 def hours(train: float, evaluation: float, dtype: str, gpu: str, utilization: float = UTILIZATION) -> float:
     """Hours of one GPU for `train` FLOPs at train.dtype and `evaluation` FLOPs in float32, at `utilization` of
     the dense peak."""
@@ -302,7 +280,7 @@ def total(costs: list[Cost]) -> tuple[dict[str, float], dict[str, float]]:
 
 
 def describe_gpu(gpu: str, utilization: float) -> str:
-    bf16, tf32, fp32 = GPUS[gpu]
-    peaks = ", ".join(f"{name} {v:g}" for name, v in (("bf16", bf16), ("tf32", tf32), ("fp32", fp32)) if v)
-    return (f"{gpu}: dense peak TFLOP/s {peaks}; training at train.dtype's peak (float32 via TF32), evaluations at "
+    bf16, tf32, fp32 = peaks(gpu)
+    shown = ", ".join(f"{name} {v:g}" for name, v in (("bf16", bf16), ("tf32", tf32), ("fp32", fp32)) if v)
+    return (f"{gpu}: dense peak TFLOP/s {shown}; training at train.dtype's peak (float32 via TF32), evaluations at "
             f"TF32's; assumed utilization {utilization:.0%} of the peak")

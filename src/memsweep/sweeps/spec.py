@@ -367,14 +367,6 @@ def record(sweep: Sweep, output_root: Path) -> Path:
     return path
 
 
-def load_record(output_root: Path, name: str) -> dict:
-    path = Path(output_root) / "sweeps" / name / "sweep.json"
-    body = read_json(path)
-    if body is None:
-        raise ConfigError(f"sweep {name}: not launched yet under {Path(output_root)} (no {path.name})")
-    return body
-
-
 def plan(sweep: Sweep, retry: bool = False) -> tuple[list[PlannedRun], dict]:
     """Which runs to launch: unfinished ones (resumed), never finished or diverged ones, failed ones only
     with `retry`. Returns the runs to launch and the count of each decision; each run's state and action are

@@ -13,6 +13,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from memsweep.errors import ConfigError
+from memsweep.store.files import read_json
 from memsweep.store.live import live_state
 from memsweep.store.run_dir import RunDir
 from memsweep.states import State
@@ -62,6 +64,15 @@ def sizes(groups) -> str:
     """How many groups (packs, jobs) of each size: '96 x 4 runs' or '2 x 4, 1 x 3 runs'."""
     counts = Counter(len(g) for g in groups)
     return ", ".join(f"{counts[k]} x {k}" for k in sorted(counts, reverse=True)) + " runs"
+
+
+def load_record(output_root: Path, name: str) -> dict:
+    """outputs/sweeps/<name>/sweep.json, as spec.record wrote it."""
+    path = Path(output_root) / "sweeps" / name / "sweep.json"
+    body = read_json(path)
+    if body is None:
+        raise ConfigError(f"sweep {name}: not launched yet under {Path(output_root)} (no {path.name})")
+    return body
 
 
 def status_rows(record: dict, runs_root) -> list[dict]:
