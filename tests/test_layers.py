@@ -23,12 +23,14 @@ ALLOWED = {
     "train": {*BOTTOM, "science", "metrics", "data", "store", "eval"},
     "report": {*BOTTOM, "science", "metrics", "data", "store"},
     "schema": BOTTOM,         # the settings' types and ranges (pydantic), read by config
-    "config": {*BOTTOM, "science", "metrics", "data", "store", "eval", "schema"},
-    "sweeps": {*BOTTOM, "science", "metrics", "data", "store", "eval", "train", "config", "schema"},
-    "cli": {*BOTTOM, "science", "metrics", "data", "store", "eval", "train", "config", "schema", "sweeps", "report"},
+    "config_paths": BOTTOM,   # where the configs and outputs are, without composing (read by status)
+    "config": {*BOTTOM, "science", "metrics", "data", "store", "eval", "schema", "config_paths"},
+    "sweeps": {*BOTTOM, "science", "metrics", "data", "store", "eval", "train", "config", "schema", "config_paths"},
+    "cli": {*BOTTOM, "science", "metrics", "data", "store", "eval", "train", "config", "schema", "sweeps", "report",
+            "config_paths"},
     # the subcommands (cli loads the one it runs by name: memsweep.lazy)
     "commands": {*BOTTOM, "science", "metrics", "data", "store", "eval", "train", "config", "schema", "sweeps",
-                 "report"},
+                 "report", "config_paths"},
     "launch": {"sweeps"},     # the import path of queued Slurm jobs (an alias)
     "__init__": set(),
 }

@@ -8,7 +8,8 @@ import os
 import signal
 import sys
 
-from memsweep import config, lazy
+from memsweep import lazy
+from memsweep.config_paths import CONFIG_PATH_ENV
 from memsweep.errors import ConfigError, StorageError, storage_error
 from memsweep.eval.metric_names import METRICS
 from memsweep.science.els_settings import BANKS, PADDINGS
@@ -111,7 +112,7 @@ def _config_arguments(p, composed: str) -> None:
                    help=f"job: print {composed} (resolved and checked, as it would train) and exit, writing nothing")
     p.add_argument("--config-dir", action="append", default=[], metavar="DIR",
                    help=f"also look for configs (data/, model/, experiment/, sweep/, ...) in DIR, after memsweep's "
-                        f"own (repeatable; {config.CONFIG_PATH_ENV}=DIR{os.pathsep}DIR does the same)")
+                        f"own (repeatable; {CONFIG_PATH_ENV}=DIR{os.pathsep}DIR does the same)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -178,7 +179,6 @@ def main(argv=None) -> int:
         args.overrides = [*args.overrides, *extra]
     args.argv = list(sys.argv[1:] if argv is None else argv)  # `memsweep train runtime.processes=K` reruns it K times
     try:
-        config.use_config_dirs(getattr(args, "config_dir", ()))
         return lazy.load(command_module(args)).run(args)
     except ConfigError as e:
         print(f"memsweep: error: {e}", file=sys.stderr)

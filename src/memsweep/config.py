@@ -25,6 +25,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from omegaconf.errors import OmegaConfBaseException
 
 from memsweep import lazy, schema
+from memsweep.config_paths import CONFIG_PATH_ENV, config_dir
 from memsweep.data import sources
 from memsweep.data.splits import subset_problem, tail_problem
 from memsweep.errors import ConfigError, path_problem, yaml_problem
@@ -39,21 +40,8 @@ if not OmegaConf.has_resolver("min"):
     OmegaConf.register_new_resolver("min", lambda *values: min(values))
 
 log = logging.getLogger(__name__)
-CONFIG_PATH_ENV = "MEMSWEEP_CONFIG_PATH"  # a cluster's config folders, os.pathsep-separated, like --config-dir
 _config_dirs: list[Path] = []  # this command's --config-dir folders (use_config_dirs)
 _warned: set = set()  # the clashes already named in this process
-
-
-def config_dir() -> Path:
-    """memsweep's own configs: MEMSWEEP_CONFIG_DIR, else memsweep/configs in an installed package (setup.py
-    copies configs/ there), else configs/ at the top of the checkout (an editable install)."""
-    env = os.environ.get("MEMSWEEP_CONFIG_DIR")
-    packaged = Path(__file__).resolve().parent / "configs"
-    path = Path(env) if env else packaged if packaged.is_dir() else Path(__file__).resolve().parents[2] / "configs"
-    if not (path / "train.yaml").is_file():
-        raise ConfigError(f"MEMSWEEP_CONFIG_DIR={path}: no train.yaml there (reinstall memsweep, "
-                          "or point MEMSWEEP_CONFIG_DIR at its configs/)")
-    return path
 
 
 def use_config_dirs(dirs=()) -> None:
@@ -118,18 +106,6 @@ def config_groups() -> dict[str, tuple[list[str], str | None]]:
         raise ConfigError(_one_line(e)) from None
     finally:
         GlobalHydra.instance().clear()
-
-
-def default_output_root() -> Path:
-    """paths.output_root as configs/paths/default.yaml sets it (MEMSWEEP_OUTPUT_ROOT, else outputs/ in the
-    working directory), read without composing a run: for commands that only read the store."""
-    paths = OmegaConf.load(config_dir() / "paths" / "default.yaml")
-    return Path(str(paths.output_root)).expanduser().resolve()
-
-
-def given_output_root(given: str | None) -> Path:
-    """A command's --output-root, else paths.output_root's default (default_output_root)."""
-    return Path(given).expanduser().resolve() if given else default_output_root()
 
 
 def compose_run(overrides=(), data_here: bool = True) -> DictConfig:

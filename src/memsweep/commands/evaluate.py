@@ -2,7 +2,7 @@
 sweep's runs, added to their metrics.jsonl."""
 from __future__ import annotations
 
-from memsweep import config
+from memsweep.config_paths import given_output_root
 from memsweep.commands.device import checked_device
 from memsweep.errors import ConfigError
 from memsweep.eval import posthoc
@@ -15,7 +15,7 @@ def run(args) -> int:
         raise ConfigError(f"--threshold {args.threshold}: must be in (0, 1]")
     probes = {"els_bank": args.els_bank, "els_padding": args.els_padding,
               "els_patch": _els_patch(args.els_patch) if args.els_patch is not None else None}
-    results = posthoc.evaluate_after(args.target, args.metrics, config.given_output_root(args.output_root),
+    results = posthoc.evaluate_after(args.target, args.metrics, given_output_root(args.output_root),
                                      features=args.features, num_samples=args.num_samples,
                                      threshold=args.threshold, force=args.force, device=args.device,
                                      steps=args.steps, data_root=args.data_root,

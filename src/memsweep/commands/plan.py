@@ -42,6 +42,7 @@ def sweep_file_and_overrides(args) -> tuple[str | None, list[str]]:
 def prepare(args) -> Plan:
     """Every run composed and validated (data not on this machine is checked where it is read), the options
     checked, and the plan; refused before anything is written."""
+    config.use_config_dirs(args.config_dir)
     file, overrides = sweep_file_and_overrides(args)
     sweep = spec.expand(file, overrides, args.sweep_name, data_here=False)
     launcher = sweep.runs[0].cfg.launcher.name

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from memsweep import config
+from memsweep.config_paths import given_output_root
 from memsweep.commands.device import checked_device
 from memsweep.errors import ConfigError
 from memsweep.report import wandb_report
@@ -16,7 +16,7 @@ def run(args) -> int:
         raise ConfigError(f"--max-samples {args.max_samples}: must be at least 4 (precision/recall's k = 3)")
     if args.wandb_mode is not None and args.wandb_mode not in wandb_report.MODES:
         raise ConfigError(f"--wandb-mode {args.wandb_mode}: choose from {', '.join(wandb_report.MODES)}")
-    root = config.given_output_root(args.output_root)
+    root = given_output_root(args.output_root)
     path = make_report(root, args.name, device=checked_device(args.device), max_samples=args.max_samples,
                        probes=not args.no_probes)
     print(f"report: {path}")

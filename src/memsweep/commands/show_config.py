@@ -11,6 +11,7 @@ from memsweep.sweeps import spec
 
 
 def run(args) -> int:
+    config.use_config_dirs(args.config_dir)
     if args.command == "train":
         cfg = config.compose_run(args.overrides)
     else:

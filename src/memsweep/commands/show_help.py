@@ -11,6 +11,7 @@ from memsweep.sweeps import spec
 
 
 def run(args) -> int:
+    config.use_config_dirs(args.config_dir)
     print(args.parser.format_help())
     dirs = config.search_dirs()
     print(f"config groups (group=option; +group=option for one train.yaml leaves out), from {', '.join(map(str, dirs))}:")

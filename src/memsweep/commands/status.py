@@ -7,7 +7,7 @@ import datetime
 import re
 from pathlib import Path
 
-from memsweep import config
+from memsweep.config_paths import given_output_root
 from memsweep.errors import ConfigError
 from memsweep.store.live import live_state
 from memsweep.store.run_dir import RunDir
@@ -21,7 +21,7 @@ PREFIX = re.compile(r"[0-9a-f]{4,}")   # a run id's prefix (ids are 12 hex digit
 
 
 def run(args) -> int:
-    root = config.given_output_root(args.output_root)
+    root = given_output_root(args.output_root)
     run_dir = None if (root / "sweeps" / args.name / "sweep.json").is_file() else find_run(root, args.name)
     if run_dir is None:  # a sweep's name (or neither: the sweep's message says so)
         print_status(load_record(root, args.name), root / "runs", show_all=args.all, table_path=args.table)

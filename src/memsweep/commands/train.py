@@ -21,6 +21,7 @@ def last_evaluation(row: dict | None) -> str:
 
 
 def run(args) -> int:
+    config.use_config_dirs(args.config_dir)
     cfg = config.compose_run(args.overrides)
     rank, size, _ = distributed.world()
     if max(cfg.runtime.processes, size) > 1:  # before anything is written
