@@ -41,7 +41,8 @@ from memsweep.eval.evaluator import Evaluator
 from memsweep.metrics.loss import fixed_loss
 from memsweep.train.packed import PackedStep
 from memsweep.store.run import RunStore
-from memsweep.train.active_run import Run, eval_steps
+from memsweep.train.active_run import Run
+from memsweep.train.schedule import eval_steps
 from memsweep.train.solo import SoloStep
 from memsweep.store import identity
 

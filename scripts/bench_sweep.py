@@ -28,7 +28,6 @@ from pathlib import Path
 
 import yaml
 
-from memsweep.store.run import RunStore
 from memsweep.sweeps import spec as sweep_mod
 
 N_VALUES = [16 * (i + 1) for i in range(10)]

@@ -11,7 +11,7 @@ from PIL import Image
 
 from memsweep import config
 from memsweep.cli import main
-from memsweep.data import datasets
+from memsweep.data import datasets, sources
 from memsweep.data.datasets import make_synthetic_cifar
 from memsweep.errors import ConfigError
 from memsweep.store import identity
@@ -60,7 +60,7 @@ def test_flat_grayscale_folder_in_sorted_order_with_a_held_out_tail(tmp_path, ou
     assert pixel_values(d.train_x) == values[4:12]          # the first n after the offset, in name order
     assert pixel_values(d.test_x) == values[20:]            # the last test_size images
     assert d.train_y.tolist() == [0] * 8
-    assert datasets.pool_size(cfg.data) == 20
+    assert sources.pool_size(cfg.data) == 20
     compose("data=folder", f"data.path={folder}", "data.test_size=10", "data.n=12", "data.offset=8")  # ends at the tail
     with pytest.raises(ConfigError, match="exceeds the 20 training images"):  # one more would reach the tail
         compose("data=folder", f"data.path={folder}", "data.test_size=10", "data.n=13", "data.offset=8")

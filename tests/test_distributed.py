@@ -54,7 +54,9 @@ def test_two_processes_train_the_run_one_process_trains(tmp_path, one_process, l
         r = run_cli("train", *ARGS, "runtime.processes=2", env=env)
     assert r.returncode == 0, r.stderr[-2000:]
     got = tmp_path / "runs" / one_process.name
-    assert r.stdout.strip().splitlines() == [f"run {one_process.name}: finished at step 60 -> {got}"]  # rank 0 only
+    lines = r.stdout.strip().splitlines()  # rank 0 only, with the last evaluation's gap and mem_ratio
+    assert len(lines) == 1 and lines[0].startswith(f"run {one_process.name}: finished at step 60 -> {got}; "
+                                                   "last evaluation (step 60): loss_gap "), lines
     assert_same_run(got, one_process, 60)
 
 

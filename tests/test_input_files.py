@@ -14,13 +14,12 @@ import numpy as np
 import pytest
 import torch
 import yaml
-from omegaconf import OmegaConf, open_dict
+from omegaconf import OmegaConf
 from PIL import Image
 
 from memsweep import config, schema
 from memsweep.cli import main
 from memsweep.data import datasets, folder as folder_mod
-from memsweep.errors import ConfigError
 from memsweep.eval.features import INCEPTION_FILE
 from memsweep.store import identity
 

@@ -13,14 +13,14 @@ import torch
 from memsweep import config
 from memsweep.cli import main
 from memsweep.data.datasets import make_synthetic_cifar
-from memsweep.science import networks
+from memsweep.science import network_spec, networks
 from memsweep.science.local_cnn import LocalCNN
 from memsweep.store import identity
 from memsweep.store.run import RunStore
 from memsweep.sweeps import cost
 from memsweep.train.loop import train
-from memsweep.train.packed import make_packs, pack_key
-from memsweep.train.active_run import eval_steps
+from memsweep.train.packing import make_packs, pack_key
+from memsweep.train.schedule import eval_steps
 
 from conftest import FAST, run_cli
 
@@ -112,7 +112,7 @@ def test_the_id_holds_the_target_and_its_arguments(out):
     b = config.compose_run(["model=local_cnn", "model.receptive_field=7"])
     assert identity.identity(a)["model"]["_target_"] == "memsweep.science.local_cnn.LocalCNN"
     assert identity.run_id(a) != identity.run_id(b)
-    assert networks.label(a.model) == "local_cnn"
+    assert network_spec.label(a.model) == "local_cnn"
 
 
 @pytest.mark.parametrize("receptive_field", [3, 5, 9])

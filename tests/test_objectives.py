@@ -24,7 +24,7 @@ from memsweep.science.vp import VP
 from memsweep.store import identity
 from memsweep.store.run import RunStore
 from memsweep.train.loop import train
-from memsweep.train.packed import pack_key
+from memsweep.train.packing import pack_key
 
 from conftest import FAST, run_cli
 from test_config import OLD_DEMO, OLD_DEMO_IDS

@@ -11,8 +11,9 @@ from omegaconf import OmegaConf, open_dict
 
 from memsweep import config
 from memsweep.science import unet
-from memsweep.train.packed import make_packs, pack_key
-from memsweep.store.run import ELSEWHERE, RunStore
+from memsweep.train.packing import make_packs, pack_key
+from memsweep.store.run import RunStore
+from memsweep.store.run_dir import ELSEWHERE
 from memsweep.train.loop import train, train_runs
 from memsweep.store import identity
 

@@ -12,7 +12,7 @@ import yaml
 from memsweep import config
 from memsweep.store.run import RunStore
 from memsweep.train.loop import train
-from memsweep.train.active_run import eval_steps
+from memsweep.train.schedule import eval_steps
 from memsweep.store import identity
 
 from conftest import FAST, run_cli
@@ -77,7 +77,8 @@ def lock_held_elsewhere(store, seconds):
 
 
 def test_a_run_is_never_trained_by_two_processes_at_once(out):
-    from memsweep.store.run import RunLocked, RunStore
+    from memsweep.store.run import RunStore
+    from memsweep.store.run_dir import RunLocked
     cfg = config.compose_run(FAST)
     with lock_held_elsewhere(RunStore(identity.run_dir(cfg)), 60):
         with pytest.raises(RunLocked, match="another process"):

@@ -25,14 +25,15 @@ from hydra.errors import HydraException
 from omegaconf import DictConfig, OmegaConf, open_dict
 from omegaconf.errors import OmegaConfBaseException
 
-from memsweep.data import datasets as data_mod
+from memsweep import lazy, schema
+from memsweep.shipped_configs import CONFIG_PATH_ENV, config_dir
+from memsweep.data import sources
 from memsweep.data.splits import subset_problem, tail_problem
-from memsweep import schema
 from memsweep.errors import ConfigError, path_problem, yaml_problem
-from memsweep.eval.features import check_spec, inception_problem
-from memsweep.metrics.probes import ProbeSettings, settings_problem
-from memsweep.science import objective, networks
-from memsweep.shipped_configs import config_dir
+from memsweep.eval.feature_specs import check_spec, inception_problem
+from memsweep.metrics.probe_settings import ProbeSettings, settings_problem
+from memsweep.science import objective_settings
+from memsweep.science.network_spec import TARGET, is_target
 from memsweep.store.identity import output_root
 
 # ${min:512,${data.n}}: Bonnaire et al. 2025's batch size B = min(512, n) (configs/experiment/bonnaire_celeba.yaml)
@@ -40,7 +41,6 @@ if not OmegaConf.has_resolver("min"):
     OmegaConf.register_new_resolver("min", lambda *values: min(values))
 
 log = logging.getLogger(__name__)
-CONFIG_PATH_ENV = "MEMSWEEP_CONFIG_PATH"  # a cluster's config folders, os.pathsep-separated, like --config-dir
 _config_dirs: list[Path] = []  # this command's --config-dir folders (use_config_dirs)
 _warned: set = set()  # the clashes already named in this process
 
@@ -170,13 +170,6 @@ def _notes(text: str) -> dict[str, str]:
     return notes
 
 
-def default_output_root() -> Path:
-    """paths.output_root as configs/paths/default.yaml sets it (MEMSWEEP_OUTPUT_ROOT, else outputs/ in the
-    working directory), read without composing a run: for commands that only read the store."""
-    paths = OmegaConf.load(config_dir() / "paths" / "default.yaml")
-    return Path(str(paths.output_root)).expanduser().resolve()
-
-
 def compose_run(overrides=(), data_here: bool = True) -> DictConfig:
     """The resolved config of one run, from configs/train.yaml and command-line style overrides.
     `data_here=False` (planning: a dry run, a Slurm submission): data not readable on this machine is a warning
@@ -200,12 +193,12 @@ def _checked(cfg, unread: dict | None = None) -> DictConfig:
     schema.check(OmegaConf.to_container(cfg, resolve=True))  # types and ranges, before anything reads a value
     with open_dict(cfg.data):  # data=folder / data=npz: image size, channels, classes, fingerprint from the files
         try:
-            cfg.data.update(data_mod.derive(cfg.data))
+            cfg.data.update(sources.derive(cfg.data))
         except ConfigError as e:
-            if unread is None or not data_mod.is_unreadable(cfg.data):
+            if unread is None or not sources.is_unreadable(cfg.data):
                 raise
             unread[str(e)] = unread.get(str(e), 0) + 1
-            cfg.data.update(data_mod.known_shape(cfg.data))
+            cfg.data.update(sources.known_shape(cfg.data))
     with open_dict(cfg.train):
         cfg.train.total_steps = total_steps(cfg)
     # absolute, so a Slurm job or worker started elsewhere writes to the same place
@@ -355,40 +348,38 @@ def validate(cfg, unread: dict | None = None) -> None:
     """The checks across settings that can fail before work starts (each setting's type and range: schema.py);
     the message names the setting. `unread`: see _checked."""
     if cfg.data.name == "digits":
-        problem = tail_problem(cfg.data.test_size, data_mod.DIGITS_COUNT, "digits")
+        problem = tail_problem(cfg.data.test_size, sources.DIGITS_COUNT, "digits")
         if problem:
             raise ConfigError(problem)
-    available = data_mod.pool_size(cfg.data) if data_mod.is_read(cfg.data) else None
+    available = sources.pool_size(cfg.data) if sources.is_read(cfg.data) else None
     if available is not None and cfg.data.name != "cifar10":
         problem = subset_problem(cfg.data.n, cfg.data.offset, available, cfg.data.name)
         if problem:
             raise ConfigError(problem)
-        problem = data_mod.class_mismatch(cfg.data)
+        problem = sources.class_mismatch(cfg.data)
         if problem and problem not in _warned:  # once per process: a sweep composes many runs of one folder
             _warned.add(problem)
             log.warning(problem)
     if cfg.data.name == "cifar10":
         if cfg.data.n + cfg.data.offset > 50000:
             raise ConfigError(f"data.n={cfg.data.n}: CIFAR-10 has 50000 training images")
-        problem = data_mod.missing(cfg.data)
+        problem = sources.missing(cfg.data)
         if problem and unread is None:
             raise ConfigError(problem)
         if problem:
             unread[problem] = unread.get(problem, 0) + 1
-    # a network named by _target_ keeps the contract (science.networks): imported, built and run once here
-    problem = networks.check(cfg.model, cfg.data.get("image_size"), cfg.data.get("channels"),
-                             data_mod.model_classes(cfg.data))
-    if problem:
-        raise ConfigError(f"model._target_={cfg.model[networks.TARGET]}: {problem}")
+    # a network named by _target_ keeps the contract (science.networks): imported, built and run once here; the
+    # user's module imports torch itself, so only such a run loads science.networks (memsweep's U-Net: the schema)
+    if is_target(cfg.model):
+        problem = lazy.load("memsweep.science.networks").check(
+            cfg.model, cfg.data.get("image_size"), cfg.data.get("channels"), sources.model_classes(cfg.data))
+        if problem:
+            raise ConfigError(f"model.{TARGET}={cfg.model[TARGET]}: {problem}")
     problem = settings_problem(ProbeSettings.of_config(cfg), cfg.data.get("image_size")) if cfg.get("probes") else None
     if problem:
         raise ConfigError(problem)
-    formulation = objective.of_config(cfg)   # the objective group: a ConfigError names a bad setting
-    try:  # the formulation's own rules: its settings together, its sampler and steps
-        formulation.check(cfg.eval.sampler, cfg.eval.sampler_steps)
-    except ValueError as e:
-        raise ConfigError(str(e)) from None
-    if cfg.eval.cfg_weight and not (cfg.train.label_dropout and data_mod.conditional(cfg.data)):
+    objective_settings.check(cfg)   # the formulation's own rules: its settings together, its sampler and steps
+    if cfg.eval.cfg_weight and not (cfg.train.label_dropout and sources.conditional(cfg.data)):
         raise ConfigError(f"eval.cfg_weight={cfg.eval.cfg_weight}: guidance needs a conditional run "
                           "(data.conditional=true) with train.label_dropout > 0")
     for key in ("sw_features", "fid_features", "copy_features", "kid_features", "mifid_features"):

@@ -180,12 +180,12 @@ class RectifiedFlow(Group):
 
 class VP(Group):
     name: Literal["vp"]
-    beta_start: OpenUnit                   # the rules across settings: VP.check
+    beta_start: OpenUnit                   # the rules across settings: objective_settings.check
     beta_end: OpenUnit
     timesteps: PosInt
 
 
-class EDM(Group):                          # the rules across settings: EDM.check
+class EDM(Group):                          # the rules across settings: objective_settings.check
     name: Literal["edm"]
     sigma_data: Positive
     p_mean: Number

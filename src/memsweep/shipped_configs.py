@@ -1,4 +1,6 @@
-"""memsweep's own config folder, and the defaults it ships for settings a stored config may lack.
+"""memsweep's own config folder and what it ships, read without composing a run (no Hydra, no schema): where the
+configs are (and the variable naming a cluster's), the output root paths.output_root's default gives, and the
+defaults of settings a stored config may lack. memsweep.config composes runs from them.
 
 A run's config.yaml holds the settings that existed when it was written; a setting added later is absent there
 (and from a lab's own eval config). Its default is the one in memsweep's YAML (configs/<group>/default.yaml), the
@@ -15,6 +17,8 @@ from omegaconf import DictConfig, OmegaConf
 
 from memsweep.errors import ConfigError
 
+CONFIG_PATH_ENV = "MEMSWEEP_CONFIG_PATH"  # a cluster's config folders, os.pathsep-separated, like --config-dir
+
 
 def config_dir() -> Path:
     """memsweep's own configs: MEMSWEEP_CONFIG_DIR, else memsweep/configs in an installed package (setup.py
@@ -26,6 +30,18 @@ def config_dir() -> Path:
         raise ConfigError(f"MEMSWEEP_CONFIG_DIR={path}: no train.yaml there (reinstall memsweep, "
                           "or point MEMSWEEP_CONFIG_DIR at its configs/)")
     return path
+
+
+def default_output_root() -> Path:
+    """paths.output_root as configs/paths/default.yaml sets it (MEMSWEEP_OUTPUT_ROOT, else outputs/ in the
+    working directory), read without composing a run: for commands that only read the store."""
+    paths = OmegaConf.load(config_dir() / "paths" / "default.yaml")
+    return Path(str(paths.output_root)).expanduser().resolve()
+
+
+def given_output_root(given: str | None) -> Path:
+    """A command's --output-root, else paths.output_root's default (default_output_root)."""
+    return Path(given).expanduser().resolve() if given else default_output_root()
 
 
 @functools.cache

@@ -40,6 +40,7 @@ import torch.nn.functional as F
 from memsweep.eval import features as feat
 from memsweep.eval.references import References
 from memsweep.eval.shares import gathered, rank_and_size
+from memsweep.eval.feature_specs import space_name
 from memsweep.metrics.bootstrap import bootstrap_ci
 from memsweep.metrics.copy_detection import max_cosine
 from memsweep.metrics.field import FieldProbe
@@ -102,7 +103,7 @@ def threshold_tag(configured: float, threshold: float | None):
 def keys_of(ev_cfg, kind: str, spec: str, threshold: float | None = None, count=None,
             train_test: bool = True) -> list[str]:
     """The keys a metric writes (the Evaluator's *_metrics methods write exactly these)."""
-    name, tag = feat.space_name(spec), sample_tag(ev_cfg.num_samples, count)
+    name, tag = space_name(spec), sample_tag(ev_cfg.num_samples, count)
     boot = ["lo", "hi"] if int(ev_cfg.bootstrap) else []
     if kind == "mem":
         key = metric_key("mem", name, threshold=threshold_tag(ev_cfg.mem_threshold, threshold), samples=tag)

@@ -23,8 +23,6 @@ determines its features, including a hash of its weights: part of the reference-
 """
 from __future__ import annotations
 
-import re
-import zipfile
 from importlib.metadata import version
 from pathlib import Path
 
@@ -34,15 +32,14 @@ import torch.nn as nn
 import torch.nn.functional as F
 from omegaconf import OmegaConf
 
-from memsweep.data import datasets as data_mod
-from memsweep.errors import path_problem
+from memsweep.data import sources
+from memsweep.data.datasets import load
+from memsweep.eval.feature_specs import INCEPTION_FILE, SPACES, find_inception_weights, torchscript_name_and_path
 from memsweep.hashing import file_hash
 from memsweep.store.cache import Cache, digest, tensor_hash
 
-INCEPTION_FILE = "inception-2015-12-05.pt"
 INCEPTION_URL = ("https://nvlabs-fi-cdn.nvidia.com/stylegan2-ada-pytorch/pretrained/metrics/"
                  "inception-2015-12-05.pt")
-SPACES = ("pixels", "inception", "digitnet", "torchscript:<path>")
 
 
 class FeatureUnavailable(RuntimeError):
@@ -69,49 +66,6 @@ class Pixels(FeatureSpace):
 
     def identity(self):
         return {"space": "pixels"}
-
-
-def torchscript_problem(path) -> str | None:
-    """What keeps `path` from being a TorchScript file (None: nothing), read from its zip directory, without
-    torch: torch.jit.load needs its constants.pkl, which torch.save's files (a model, a state dict) lack."""
-    p = Path(str(path)).expanduser()
-    problem = path_problem(p)
-    if problem:
-        return problem
-    try:
-        with zipfile.ZipFile(p) as z:
-            names = z.namelist()
-    except (zipfile.BadZipFile, OSError):
-        return "not a TorchScript file (not a zip archive)"
-    if not any(n == "constants.pkl" or n.endswith("/constants.pkl") for n in names):
-        return ("not a TorchScript file (one of torch.save's, a model or its weights?); export one with "
-                "torch.jit.script(model).save(path) or torch.jit.trace")
-    return None
-
-
-def inception_problem(configured) -> str | None:
-    """What is wrong with eval.inception_path as given (None: unset, or fine): it must name the weights file or a
-    folder holding it. Unset, clean-fid's cache /tmp is looked at when the space is built, and its absence is a
-    warning there (Evaluator.space): a default location, not a path the user typed."""
-    if configured in (None, "", "None"):
-        return None
-    p = Path(str(configured)).expanduser()
-    if p.is_dir():
-        p = p / INCEPTION_FILE
-        if not p.exists():
-            return f"no {INCEPTION_FILE} in that folder"
-    elif p.exists() and p.name != INCEPTION_FILE:
-        return f"the file must be named {INCEPTION_FILE} (clean-fid loads it by its folder and that name)"
-    return torchscript_problem(p)
-
-
-def find_inception_weights(configured: str | None) -> Path | None:
-    candidates = []
-    if configured:
-        p = Path(str(configured)).expanduser()
-        candidates.append(p / INCEPTION_FILE if p.is_dir() else p)
-    candidates.append(Path("/tmp") / INCEPTION_FILE)  # where clean-fid caches it
-    return next((c for c in candidates if c.is_file()), None)
 
 
 class Inception(FeatureSpace):
@@ -154,17 +108,9 @@ class Inception(FeatureSpace):
         return torch.cat(out)
 
 
-def _torchscript_name_and_path(spec_rest: str) -> tuple[str, str]:
-    match = re.fullmatch(r"([A-Za-z0-9_]+)=(.+)", spec_rest)
-    if match:
-        return match.group(1).lower(), match.group(2)
-    stem = Path(spec_rest).name.split(".")[0]
-    return re.sub(r"[^a-z0-9]+", "_", stem.lower()).strip("_") or "torchscript", spec_rest
-
-
 class TorchScript(FeatureSpace):
     def __init__(self, spec_rest: str, device, batch_size: int = 256):
-        self.name, path = _torchscript_name_and_path(spec_rest)
+        self.name, path = torchscript_name_and_path(spec_rest)
         p = Path(path).expanduser()
         if not p.is_file():
             raise FeatureUnavailable(f"feature model {p} not found (a TorchScript file is expected)")
@@ -244,8 +190,8 @@ class DigitNet(FeatureSpace):
         if data_cfg is None or data_cfg.get("name") != "digits":
             raise FeatureUnavailable("the digitnet feature space is for data=digits (8x8 grayscale digits)")
         pool_cfg = {"name": "digits", "test_size": int(data_cfg.test_size), "offset": 0}
-        pool_cfg["n"] = data_mod.pool_size(OmegaConf.create(pool_cfg))
-        pool = data_mod.load(OmegaConf.create(pool_cfg))  # the whole training pool, and the test subset
+        pool_cfg["n"] = sources.pool_size(OmegaConf.create(pool_cfg))
+        pool = load(OmegaConf.create(pool_cfg))  # the whole training pool, and the test subset
         parts = {"recipe": DIGITNET_RECIPE, "pool": pool_cfg, "images": tensor_hash(pool.train_x),
                  "labels": tensor_hash(pool.train_y), "torch": torch.__version__.split("+")[0]}
         trained = (cache or Cache(None)).get("models", parts, lambda: train_digitnet(
@@ -269,38 +215,6 @@ class DigitNet(FeatureSpace):
 
 
 # -- building a space from its spec ---------------------------------------------------------------------
-def space_name(spec: str) -> str:
-    """The name of a space in metric keys, without building it."""
-    spec = str(spec)
-    if spec.startswith("torchscript:"):
-        return _torchscript_name_and_path(spec.split(":", 1)[1])[0]
-    if spec in ("pixels", "inception", "digitnet"):
-        return spec
-    raise ValueError(f"unknown feature space {spec!r} (use {', '.join(SPACES)})")
-
-
-def file_problem(spec: str) -> str | None:
-    """What is wrong with the file a spec names (torchscript:[<name>=]<path>); None for the other spaces."""
-    spec = str(spec)
-    if not spec.startswith("torchscript:"):
-        return None
-    return torchscript_problem(_torchscript_name_and_path(spec.split(":", 1)[1])[1])
-
-
-def check_spec(spec: str, dataset: str) -> str | None:
-    """What is wrong with a feature-space spec for this dataset (None if nothing). Inception weights missing from
-    their default location are not an error: metrics in that space are then skipped with a warning (see
-    Evaluator.space); a path the user gave is checked by inception_problem."""
-    spec = str(spec)
-    if spec in ("none", "pixels", "inception"):
-        return None
-    if spec == "digitnet":
-        return None if dataset == "digits" else "the digitnet space is for data=digits"
-    if spec.startswith("torchscript:"):
-        return file_problem(spec)
-    return f"unknown feature space (use {', '.join(SPACES)} or none)"
-
-
 def build(spec: str, device="cpu", inception_path: str | None = None, data_cfg=None, cache=None) -> FeatureSpace:
     """`spec` is `pixels`, `inception`, `digitnet` or `torchscript:[<name>=]<path>`."""
     spec = str(spec)

@@ -42,20 +42,19 @@ from omegaconf import open_dict
 from memsweep.data import datasets as data_mod
 from memsweep.errors import ConfigError, path_problem, yaml_problem
 from memsweep.eval.evaluator import Evaluator, keys_of, metric_key, sample_tag
-from memsweep.eval.features import SPACES, FeatureUnavailable, file_problem, inception_problem, space_name
+from memsweep.eval.feature_specs import SPACES, file_problem, inception_problem, space_name
+from memsweep.eval.features import FeatureUnavailable
 from memsweep.eval.probe_checkpoints import probe_step
-from memsweep.metrics.probes import PROBES, ProbeSettings, probe_keys, settings_problem
+from memsweep.eval.metric_names import METRICS, SPACE_KEYS
+from memsweep.metrics.probe_settings import PROBES, ProbeSettings, probe_keys, settings_problem
 from memsweep.science import networks
 from memsweep.store.cache import data_cache
 from memsweep.store.files import atomic_write_text, read_json
-from memsweep.store.run import RunLocked, RunStore
+from memsweep.store.run import RunStore
+from memsweep.store.run_dir import RunLocked
 
 log = logging.getLogger("memsweep")
 
-METRICS = ("mem", "copy", "fd", "fid", "sw", "kid", "mifid", *PROBES)
-# the config key of each metric's feature space (mem: always pixels unless --features)
-SPACE_KEYS = {"sw": "sw_features", "fd": "fid_features", "copy": "copy_features", "kid": "kid_features",
-              "mifid": "mifid_features"}
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from memsweep.data import datasets
+from memsweep.data import datasets, sources
 from memsweep.metrics.memorization import MEM_THRESHOLD, is_copy, nearest_neighbours
 from memsweep.report.markdown import fmt, markdown_table
 from memsweep.report.style import axis_label, image_array, save
@@ -77,7 +77,7 @@ def shared_samples(run_dir, num: int | None = None) -> tuple[torch.Tensor, dict]
     cfg = store.read_config()
     ev = cfg.eval
     num = num or int(ev.num_samples)
-    classes = datasets.model_classes(cfg.data)   # 0: unconditional, every label is the null label 0
+    classes = sources.model_classes(cfg.data)   # 0: unconditional, every label is the null label 0
     model = networks.build(cfg.model, cfg.data.image_size, cfg.data.channels, classes)
     model.load_state_dict(store.load_eval_weights(steps[-1]))
     model.eval()

@@ -16,7 +16,7 @@ from memsweep.report.markdown import fmt
 from memsweep.report.style import (NORM_XLABEL, SHORT, axis_runs, fixed_text, log_edges, ordered_values,
                                    pick_evenly, plain_log_ticks, save)
 from memsweep.report.summary import axis_column
-from memsweep.science import objective
+from memsweep.science import objective, objective_settings
 from memsweep.states import State
 from memsweep.store.run import RunStore
 
@@ -43,7 +43,7 @@ def run_formulation(run):
         cfg = RunStore(run.dir).read_config()
     except Exception:
         cfg = None
-    return objective.of_config(cfg) if cfg is not None else objective.build(objective.DEFAULT)
+    return objective.of_config(cfg) if cfg is not None else objective.build(objective_settings.DEFAULT)
 
 
 def snr_edges(formulation, bins: int) -> np.ndarray:

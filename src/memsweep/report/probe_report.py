@@ -23,7 +23,8 @@ import torch
 
 from memsweep.data import datasets
 from memsweep.metrics.fixed_inputs import fixed_inputs, sample_labels
-from memsweep.metrics.probes import PROBES, ProbeInputs, ProbeSettings, els_suffix, probe_keys, run_probes
+from memsweep.metrics.probe_settings import PROBES, ProbeSettings, els_suffix, probe_keys
+from memsweep.metrics.probes import ProbeInputs, run_probes
 from memsweep.report.markdown import fmt, markdown_table
 from memsweep.report.style import legend_handles, plain_log_ticks, save, value_colors
 from memsweep.science import objective, networks

@@ -13,40 +13,20 @@ steps are t = i / (N - 1). Training sigmas are clamped to [sigma_min, sigma_max]
 """
 from __future__ import annotations
 
-import math
-
 import torch
 
 from memsweep.science.formulation import Formulation, expand, softmax_mean
+from memsweep.science.objective_settings import SAMPLERS
 
 
 class EDM(Formulation):
     name = "edm"
-    samplers = ("heun",)
+    samplers = SAMPLERS[name]
 
     def __init__(self, sigma_data: float = 0.5, p_mean: float = -1.2, p_std: float = 1.2,
                  sigma_min: float = 0.002, sigma_max: float = 80.0, rho: float = 7.0):
         self.sd, self.p_mean, self.p_std = float(sigma_data), float(p_mean), float(p_std)
         self.sigma_min, self.sigma_max, self.rho = float(sigma_min), float(sigma_max), float(rho)
-
-    def check(self, sampler, steps):
-        """The noise range runs down from sigma_max to sigma_min (t_of divides by their difference), sampling
-        starts from noise that drowns the data (sigma_max, Formulation.START_SNR), and the training noise
-        levels' median exp(P_mean) lies in the range (training sigmas are clamped to it: outside, most would sit
-        at one end)."""
-        super().check(sampler, steps)
-        if not self.sigma_min < self.sigma_max:
-            raise ValueError(f"objective.sigma_min={self.sigma_min:g}: must be below objective.sigma_max="
-                             f"{self.sigma_max:g} (the sampler's schedule runs from sigma_max down to sigma_min)")
-        if self.start_snr() > self.START_SNR:
-            raise ValueError(f"objective.sigma_max={self.sigma_max:g}: sampling starts from pure noise at sigma_max, "
-                             f"SNR 1/sigma_max^2 = {self.start_snr():.3g} (needs <= {self.START_SNR:g}: "
-                             f"sigma_max >= {self.START_SNR ** -0.5:g})")
-        median = math.exp(self.p_mean)
-        if not self.sigma_min <= median <= self.sigma_max:
-            raise ValueError(f"objective.p_mean={self.p_mean:g}: the median training noise level exp(p_mean) = "
-                             f"{median:.3g} is outside [objective.sigma_min, objective.sigma_max] = "
-                             f"[{self.sigma_min:g}, {self.sigma_max:g}], to which training sigmas are clamped")
 
     # -- t <-> sigma -----------------------------------------------------------------------------------
     def sigma(self, t: torch.Tensor) -> torch.Tensor:

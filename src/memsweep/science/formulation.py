@@ -17,6 +17,8 @@ from abc import ABC, abstractmethod
 
 import torch
 
+from memsweep.science.objective_settings import sampler_problem
+
 
 class Formulation(ABC):
     name: str = ""
@@ -87,23 +89,9 @@ class Formulation(ABC):
         return self.noise(one, zero, t), self.noise(zero, one, t)
 
     def check_sampler(self, method: str) -> None:
-        if method not in self.samplers:
-            raise ValueError(f"eval.sampler={method}: objective {self.name} samples with {' or '.join(self.samplers)}")
-
-    # The samplers start from pure noise (N(0, I), or sigma_max N(0, I) for EDM), which is the law of x at t = 0
-    # only when the data are drowned there: at most this SNR (unit-variance data), where the data's amplitude is a
-    # tenth of the noise's. Ho et al.'s schedule has 4e-5 at t = 0, Karras et al.'s 1.6e-4.
-    START_SNR = 1e-2
-
-    def check(self, sampler: str, steps: int) -> None:
-        """Refuse (ValueError, one line naming the setting) what this formulation's math cannot use: a sampler
-        of another objective, and in subclasses settings that contradict each other or a number of sampler steps
-        its sampler cannot take. config.validate calls it when a run is composed."""
-        self.check_sampler(sampler)
-
-    def start_snr(self) -> float:
-        """The SNR of x at t = 0, where sampling starts (from log_snr)."""
-        return float(self.log_snr(torch.zeros(1, dtype=torch.float64)).exp())
+        problem = sampler_problem(self.name, method)
+        if problem:
+            raise ValueError(problem)
 
     # -- the perfect memorizer -----------------------------------------------------------------------
     @abstractmethod

@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import torch
 
-HYBRID_TAU = tuple(i / 10 for i in range(11))   # the default grid of switching times
-
 
 def switch_at(tau: float, early, late):
     """The field early(x, t, labels) on rows with t < tau and late(x, t, labels) on the others (a batch of one

@@ -32,29 +32,11 @@ from hydra.utils import get_object, instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from memsweep.science import unet
-
-TARGET = "_target_"
-LABEL = "name"                                           # memsweep's label for a network; not passed to it
-SHAPE_ARGS = ("image_size", "in_channels", "num_classes")  # what memsweep passes from the data
+from memsweep.science.network_spec import LABEL, SHAPE_ARGS, TARGET, is_target
 
 
 def _plain(model_cfg) -> dict:
     return OmegaConf.to_container(model_cfg, resolve=True) if isinstance(model_cfg, DictConfig) else dict(model_cfg)
-
-
-def is_target(model_cfg) -> bool:
-    """Whether the model config names its network by `_target_` (else: memsweep's U-Net)."""
-    return model_cfg is not None and TARGET in model_cfg
-
-
-def label(model_cfg) -> str | None:
-    """The network's name for tables: model.name, else the last part of its `_target_`."""
-    if model_cfg is None:
-        return None
-    name = model_cfg.get(LABEL)
-    if name is None and is_target(model_cfg):
-        return str(model_cfg[TARGET]).rsplit(".", 1)[-1]
-    return None if name is None else str(name)
 
 
 def build(model_cfg, image_size: int, in_channels: int, num_classes: int | None, copies: int = 1) -> torch.nn.Module:

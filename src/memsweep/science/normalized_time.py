@@ -2,8 +2,9 @@
 the smallest values in the sweep. Under it, curves collapse across n and batch size (not across lr)."""
 from __future__ import annotations
 
+import math
+
 import numpy as np
-import pandas as pd
 
 
 # The exponent of the onset in each variable of the normalized step when the curves collapse under it:
@@ -24,10 +25,18 @@ def reference_values(n, batch_size, lr) -> dict:
     an int)."""
     def smallest(values):
         values = list(values)
-        v = pd.to_numeric(pd.Series(values, dtype=object), errors="coerce").to_numpy(float)
+        v = np.array([_number(x) for x in values], dtype=float)
         if not np.isfinite(v).any():
             return float("nan")
         i = int(np.nanargmin(np.where(np.isfinite(v), v, np.nan)))
         given = values[i]
         return given if isinstance(given, (int, float)) and not isinstance(given, bool) else float(v[i])
     return {"n0": smallest(n), "b0": smallest(batch_size), "lr0": smallest(lr)}
+
+
+def _number(value) -> float:
+    """A value as a number (a numeric string too), NaN when it is none."""
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return math.nan

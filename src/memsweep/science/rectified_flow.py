@@ -9,6 +9,7 @@ from __future__ import annotations
 import torch
 
 from memsweep.science.formulation import Formulation, expand, softmax_mean
+from memsweep.science.objective_settings import SAMPLERS
 
 
 def integrate(field, x0: torch.Tensor, steps: int, method: str, record=None) -> torch.Tensor:
@@ -32,7 +33,7 @@ def integrate(field, x0: torch.Tensor, steps: int, method: str, record=None) -> 
 
 class RectifiedFlow(Formulation):
     name = "rectified_flow"
-    samplers = ("euler", "heun")
+    samplers = SAMPLERS[name]
 
     def draw_t(self, count, device, generator):
         """t ~ U[0, 1] (Liu et al. 2023, eq. 1: the expectation over t is uniform)."""

@@ -12,41 +12,20 @@ import numpy as np
 import torch
 
 from memsweep.science.formulation import Formulation, expand, softmax_mean
+from memsweep.science.objective_settings import SAMPLERS, linear_betas
 
 SAMPLER_SEED = 0  # the ancestral sampler's fresh noise: fixed, so every evaluation samples alike
 
 
 class VP(Formulation):
     name = "vp"
-    samplers = ("ddpm", "ddim", "ddim_bonnaire")
+    samplers = SAMPLERS[name]
 
     def __init__(self, beta_start: float = 1e-4, beta_end: float = 0.02, timesteps: int = 1000):
         self.T = int(timesteps)
         self.beta_start, self.beta_end = float(beta_start), float(beta_end)
-        betas = torch.linspace(beta_start, beta_end, self.T, dtype=torch.float64)
+        betas = torch.tensor(linear_betas(beta_start, beta_end, self.T), dtype=torch.float64)
         self.alpha_bar = torch.cat([torch.ones(1, dtype=torch.float64), torch.cumprod(1 - betas, 0)])  # [0] = data
-
-    def check(self, sampler, steps):
-        """Each beta_k is in (0, 1) (the schema: 1 - beta_k is the signal kept at step k), and here: the betas
-        increase (the linear schedule of Ho et al. 2020, section 4, from beta_start to beta_end; a constant one
-        is allowed), the chain ends in noise (alpha_bar_T small enough that sampling may start from N(0, I)),
-        and the sampler's steps are steps of the chain (at most T; ddim_bonnaire's last state costs no network
-        evaluation, so it needs 2)."""
-        super().check(sampler, steps)
-        if self.beta_start > self.beta_end:
-            raise ValueError(f"objective.beta_start={self.beta_start:g}: above objective.beta_end={self.beta_end:g} "
-                             "(the betas increase linearly from beta_start to beta_end, Ho et al. 2020)")
-        if self.start_snr() > self.START_SNR:
-            a = float(self.alpha_bar[self.T])
-            raise ValueError(f"objective.beta_end={self.beta_end:g} with objective.timesteps={self.T}: the chain ends "
-                             f"at alpha_bar_T = {a:.3g}, SNR {a / (1 - a):.3g}, but sampling starts from pure noise "
-                             f"(needs SNR <= {self.START_SNR:g}: raise beta_end or timesteps)")
-        if steps > self.T:
-            raise ValueError(f"eval.sampler_steps={steps}: more than objective.timesteps={self.T} (the sampler "
-                             "visits steps of the T-step chain)")
-        if sampler == "ddim_bonnaire" and steps < 2:
-            raise ValueError(f"eval.sampler_steps={steps}: ddim_bonnaire needs at least 2 (its last state, k = 1, "
-                             "is not denoised: 1 step would return the noise)")
 
     # -- the schedule ----------------------------------------------------------------------------------
     def step_of(self, t: torch.Tensor) -> torch.Tensor:

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from memsweep.store.run import atomic_write_bytes
+from memsweep.store.files import atomic_write_bytes
 
 log = logging.getLogger("memsweep")
 

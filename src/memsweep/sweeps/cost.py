@@ -1,7 +1,10 @@
 """What a run costs before it runs: FLOPs of training and of each part of its evaluations, and GPU-hours.
 
-FLOPs are counted by sweeps.flops (matrix products and convolutions, on the meta device); the network's forward
-FLOPs per sample F once per architecture and image shape. The GPUs' peaks: sweeps.gpus.
+FLOPs are those torch.utils.flop_counter counts (matrix products and convolutions, 2 per multiply-add;
+normalizations and other elementwise work are not counted), of the run's network on the meta device: no
+weights, no data (sweeps.flops). The network's forward FLOPs per sample F are counted once per architecture and
+image shape, and kept with the other counts in the user's cache folder (Counts), so a dry run whose counts are
+kept imports no torch. The GPUs' peaks: sweeps.gpus.
 
     training      3 F x batch x steps                   (forward + backward ~ 3 forwards)
     losses        2 x eval.loss_points x F               (the train and test loss triples)     } each evaluation
@@ -11,57 +14,131 @@ FLOPs per sample F once per architecture and image shape. The GPUs' peaks: sweep
     mem_ratio, copy, sw, fd, kid, mifid: their distances (nearest neighbours 2 S n d, projections, covariances)
     reference features: the training and test subsets in each space, once per subset (cached, shared by a sweep)
 
-GPU-hours: FLOPs / (the GPU's dense peak x an assumed utilization). Training runs at train.dtype's peak (bfloat16,
+GPU-hours: FLOPs / (the GPU's dense peak, sweeps.gpus, x an assumed utilization). Training runs at train.dtype's peak (bfloat16,
 or TF32 for float32: PyTorch lets cuDNN's convolutions, most of a U-Net, use TF32 by default); evaluations run in
 float32 (the TF32 peak). Real runs of small networks reach a fraction of the peak, hence the utilization.
 """
 from __future__ import annotations
 
+import hashlib
 import json
+import logging
+import os
 from dataclasses import dataclass, field
+from functools import lru_cache
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
 
-import torch
 from omegaconf import OmegaConf
 
-from memsweep.data.datasets import model_classes
-from memsweep.science import objective, networks
+from memsweep import lazy
+from memsweep.data.sources import model_classes
+from memsweep.science import objective_settings
+from memsweep.science.network_spec import is_target, label
 from memsweep.shipped_configs import complete
 from memsweep.store import identity
-from memsweep.sweeps.flops import feature_dim, feature_flops, forward_flops, uncounted
+from memsweep.store.files import atomic_write_text, read_json
 from memsweep.sweeps.gpus import peaks, rates
-from memsweep.train.active_run import eval_steps
+from memsweep.train.schedule import eval_steps
+
+log = logging.getLogger("memsweep")
 
 UTILIZATION = 0.3  # assumed fraction of the dense peak reached (small U-Nets at batch 128: typically 20-40%)
 FD_CUBIC = 20  # FLOPs of one Frechet distance ~ 20 d^3 (a symmetric eigendecomposition and a few d x d products)
 PARTS = ("losses", "field_dist", "sampling", "features", "mem_ratio", "copy", "sw", "fd", "kid", "mifid")
 SPLIT = ("sampling", "losses", "field_dist")  # the parts a run on K GPUs splits over them (eval.shares)
+# what the counts depend on besides their arguments: memsweep's networks, formulations and counting code
+COUNTED_BY = ("sweeps/flops.py", "eval/features.py", "science")
+
+
+def code_fingerprint() -> str:
+    """A hash of the code that makes the counts (COUNTED_BY) and of torch's and torchvision's versions: kept
+    counts made by other code are counted again."""
+    package = Path(__file__).resolve().parents[1]
+    h = hashlib.sha256()
+    for name in COUNTED_BY:
+        path = package / name
+        for file in sorted(path.rglob("*.py")) if path.is_dir() else [path]:
+            h.update(file.read_bytes())
+    for dist in ("torch", "torchvision"):
+        try:
+            h.update(f"{dist} {version(dist)}".encode())
+        except PackageNotFoundError:
+            pass
+    return h.hexdigest()[:16]
+
+
+def counts_file() -> Path:
+    """Where the FLOP counts are kept: memsweep/flops.json in the user's cache folder ($XDG_CACHE_HOME, else
+    ~/.cache). Not in the output root: the counts depend on the code, not on the runs, and a dry run writes nothing
+    there."""
+    home = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(home).expanduser() / "memsweep" / "flops.json"
+
+
+class Counts:
+    """The FLOP counts a cost needs (a network's forward pass per architecture and image shape, a feature space's
+    network, a sampler's network evaluations), kept between commands (counts_file) with the fingerprint of the
+    code that made them: a dry run whose counts are kept loads no torch. A count not yet kept is made by
+    sweeps.flops (torch, on the meta device) and added to the file when it can be written. A network of the
+    user's (model._target_) is counted afresh in each process: its code is not memsweep's to fingerprint (and
+    composing its run has loaded torch already)."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self.fingerprint = code_fingerprint()
+        kept = read_json(self.path, default={}) or {}
+        self.kept: dict[str, list] = kept.get("counts", {}) if kept.get("fingerprint") == self.fingerprint else {}
+        self.fresh: dict[str, list] = {}   # counts not to keep on disk
+        self.made = 0   # counts made by this process (not read from the file)
+
+    def get(self, kind: str, *args, keep: bool = True):
+        """The count `kind` (a function of sweeps.flops) of `args` (plain data): (value, None), or (None, why)
+        when it cannot be counted here (a network of the user's that cannot run on the meta device)."""
+        key = json.dumps([kind, *args], sort_keys=True, default=str)
+        store = self.kept if keep else self.fresh
+        if key not in store:
+            flops = lazy.load("memsweep.sweeps.flops")
+            value = getattr(flops, kind)(*args)
+            store[key] = [value, flops.uncounted(args[0]) if value is None and kind == "forward_flops" else None]
+            self.made += 1
+            if keep:
+                self._write()
+        return tuple(store[key])
+
+    def _write(self) -> None:
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write_text(self.path, json.dumps({"fingerprint": self.fingerprint, "counts": self.kept}))
+        except OSError as e:   # planning where the output root cannot be written: counted again next time
+            log.debug("FLOP counts not kept in %s: %s", self.path, e)
+
+
+@lru_cache(maxsize=None)
+def counts_for(path: Path) -> Counts:
+    """The counts kept in the file `path` (one instance per file and process)."""
+    return Counts(path)
+
+
+def forward_flops(cfg) -> tuple[int | None, str | None]:
+    """FLOPs of one forward pass of the run's network for one sample, or (None, why) when its network cannot
+    be run on the meta device."""
+    model = OmegaConf.to_container(cfg.model, resolve=True)
+    data = cfg.data
+    return counts_for(counts_file()).get("forward_flops", model, int(data.image_size),
+                                                      int(data.channels), int(model_classes(data) or 0),
+                                                      keep=not is_target(cfg.model))
 
 
 def why_unknown(cfg) -> str:
     """Why run_cost(cfg) is None, in words."""
-    problem = uncounted(cfg.model)
-    if problem:
-        return (f"the FLOPs of model {networks.label(cfg.model)} cannot be counted on the meta device: "
-                f"{problem}")
-    return "their image shape is read from data not on this machine"
+    if cfg.data.get("image_size") is None or cfg.data.get("channels") is None:
+        return "their image shape is read from data not on this machine"
+    return (f"the FLOPs of model {label(cfg.model)} cannot be counted on the meta device: {forward_flops(cfg)[1]}")
 
 
-_sampler_calls: dict[tuple, int] = {}
-
-
-def sampler_evaluations(formulation, method: str, steps: int) -> int:
-    """How many times the sampler calls the network per sample: counted by running it on a stand-in field
-    (once per formulation, sampler and number of steps)."""
-    key = (formulation.name, method, steps)
-    if key not in _sampler_calls:
-        calls = []
-
-        def field_(x, t, labels):
-            calls.append(1)
-            return torch.zeros_like(x)
-        formulation.sample_field(field_, torch.zeros(1, 1, 2, 2), torch.zeros(1, dtype=torch.long), steps, method)
-        _sampler_calls[key] = len(calls)
-    return _sampler_calls[key]
+def feature_dim(spec: str, pixels: int) -> int | None:
+    return {"pixels": pixels, "inception": 2048, "digitnet": 64}.get(spec)
 
 
 @dataclass
@@ -112,13 +189,15 @@ def run_cost(cfg) -> Cost | None:
     pixels, n = ch * size * size, int(data["n"])
     test = min(int(data["test_size"]), 10000) if data["name"] == "cifar10" else int(data["test_size"])
     refs = {"train": n, "test": test}
-    F = forward_flops(cfg.model, size, ch, model_classes(cfg.data) or 0)
+    F = forward_flops(cfg)[0]
     if F is None:
         return None
+    counts = counts_for(counts_file())
     steps = int(train["total_steps"])
     evals = len(eval_steps(steps, int(ev["first_step"]), int(ev["num_points"])))
     S, notes = int(ev["num_samples"]), []
-    nfe = sampler_evaluations(objective.of_config(cfg), str(ev["sampler"]), int(ev["sampler_steps"]))
+    nfe = counts.get("sampler_evaluations", objective_settings.block(cfg), str(ev["sampler"]),
+                     int(ev["sampler_steps"]))[0]
     spaces = {k: str(ev[f"{k}_features"]) for k in ("copy", "sw", "fid", "kid", "mifid")}
     count = ev["fid_samples"]  # samples of each Frechet distance, per split (Evaluator.sample_count)
     fid = {s: S if count is None else refs[s] if str(count) in ("reference", "ref") else int(count) for s in refs}
@@ -134,7 +213,7 @@ def run_cost(cfg) -> Cost | None:
 
     def features(spec: str, k: int, shared: bool = True) -> int | None:
         """Counts the features of k samples in `spec`; their dimension, None if unknown here."""
-        flops, dim = feature_flops(spec), feature_dim(spec, pixels)
+        flops, dim = counts.get("feature_flops", spec)[0], feature_dim(spec, pixels)
         if flops is None or dim is None:
             notes.append(f"{spec}: its network's FLOPs are unknown here (not counted)")
             return None
@@ -150,7 +229,7 @@ def run_cost(cfg) -> Cost | None:
     def reference(spec: str, splits=("train", "test")) -> None:
         for split in splits:
             key = json.dumps([data_id if split == "train" else test_id, spec, split], sort_keys=True, default=str)
-            references[key] = refs[split] * (feature_flops(spec) or 0)
+            references[key] = refs[split] * (counts.get("feature_flops", spec)[0] or 0)
 
     if spaces["copy"] != "none" and (d := features(spaces["copy"], S)):
         per["copy"] = 2 * S * n * d

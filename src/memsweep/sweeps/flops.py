@@ -1,6 +1,7 @@
-"""FLOPs of memsweep's networks, counted in one place (read by the dry run's cost, sweeps.cost, and by
-scripts/gpu_check.py): those torch.utils.flop_counter counts (matrix products and convolutions, 2 per
-multiply-add; normalizations and other elementwise work are not counted), on the meta device: no weights, no data.
+"""FLOP counts of a run's parts, by torch.utils.flop_counter on the meta device (no weights, no data): matrix
+products and convolutions, 2 per multiply-add. sweeps.cost keeps each count (in the user's cache folder) and turns
+them into a run's cost (this module is loaded only for a count not yet kept); scripts/gpu_check.py counts a
+training step with it.
 """
 from __future__ import annotations
 
@@ -11,8 +12,9 @@ import torch
 from omegaconf import OmegaConf
 from torch.utils.flop_counter import FlopCounterMode
 
+from memsweep import lazy
 from memsweep.eval import features as feat
-from memsweep.science import networks
+from memsweep.science import networks, objective
 
 INCEPTION_SIZE = 299  # clean-fid resizes every image to 299 x 299 for InceptionV3
 
@@ -44,8 +46,14 @@ def forward_flops(model_cfg, image_size: int, channels: int, num_classes: int) -
     """FLOPs of one forward pass of the run's network for one sample (cached by model config and image shape:
     a sweep of 1,000 runs counts each architecture once); None when its network cannot be run on the meta
     device (`uncounted` says why)."""
-    model = json.dumps(OmegaConf.to_container(model_cfg, resolve=True), sort_keys=True)
+    model = json.dumps(OmegaConf.to_container(OmegaConf.create(model_cfg), resolve=True), sort_keys=True)
     return _forward_flops(model, int(image_size), int(channels), int(num_classes))
+
+
+def uncounted(model_cfg) -> str | None:
+    """Why the FLOPs of this model config could not be counted (forward_flops returned None), else None."""
+    return _uncounted.get(json.dumps(OmegaConf.to_container(OmegaConf.create(model_cfg), resolve=True),
+                                     sort_keys=True))
 
 
 @lru_cache(maxsize=None)
@@ -55,9 +63,8 @@ def feature_flops(spec: str) -> int | None:
         return 0
     with torch.device("meta"):
         if spec == "inception":  # clean-fid's network is InceptionV3 up to the pool3 features
-            # imported here, not at the top: torchvision pulls in torch._dynamo (~3 s at every command start)
-            import torchvision
-
+            # torchvision pulls in torch._dynamo (~3 s): loaded for this count only
+            torchvision = lazy.load("torchvision")
             net = torchvision.models.inception_v3(weights=None, aux_logits=False, init_weights=False).eval()
             net.fc = torch.nn.Identity()
             x = torch.empty(1, 3, INCEPTION_SIZE, INCEPTION_SIZE)
@@ -67,16 +74,6 @@ def feature_flops(spec: str) -> int | None:
         else:
             return None
     return count(net, x)
-
-
-@lru_cache(maxsize=None)
-def feature_dim(spec: str, pixels: int) -> int | None:
-    return {"pixels": pixels, "inception": 2048, "digitnet": 64}.get(spec)
-
-
-def uncounted(model_cfg) -> str | None:
-    """Why the FLOPs of this model config could not be counted (forward_flops returned None), else None."""
-    return _uncounted.get(json.dumps(OmegaConf.to_container(model_cfg, resolve=True), sort_keys=True))
 
 
 def step_flops(model_cfg, image_size: int, channels: int, num_classes: int) -> tuple[int, int]:
@@ -93,3 +90,16 @@ def step_flops(model_cfg, image_size: int, channels: int, num_classes: int) -> t
         out.float().pow(2).mean().backward()
         both = counter.get_total_flops()
     return forward // batch, both // batch
+
+
+def sampler_evaluations(objective_block: dict, method: str, steps: int) -> int:
+    """How many times the sampler of the formulation `objective_block` (a run's objective block) calls the
+    network per sample: counted by running it on a stand-in field."""
+    calls = []
+
+    def field_(x, t, labels):
+        calls.append(1)
+        return torch.zeros_like(x)
+    formulation = objective.of_config({"objective": objective_block})
+    formulation.sample_field(field_, torch.zeros(1, 1, 2, 2), torch.zeros(1, dtype=torch.long), steps, method)
+    return len(calls)

@@ -13,12 +13,12 @@ from concurrent.futures.process import BrokenProcessPool
 import torch
 from omegaconf import open_dict
 
-from memsweep.store.run import ELSEWHERE, RunLocked
+from memsweep.store.run_dir import ELSEWHERE, RunLocked
 from memsweep.errors import StorageError
 from memsweep.sweeps.groups import run_groups
 from memsweep.sweeps.jobs import TrainJob, payload
 from memsweep.sweeps.status import LiveProgress
-from memsweep.train.packed import make_packs
+from memsweep.train.packing import make_packs
 from memsweep.train.signals import STOP_SIGNALS, Interrupted, interruptible
 from memsweep.states import State
 
@@ -93,7 +93,7 @@ def _collect(done, futures, results, stopping: bool = False) -> set:
 
 def run_local(runs, workers: int | None = None, show_progress: bool = True, pack: int = 1) -> dict:
     """Train runs in parallel worker processes, one thread each; wait for all and show progress.
-    `pack` > 1: runs that can share a pack (memsweep.train.packed.pack_key) are trained up to `pack` per process."""
+    `pack` > 1: runs that can share a pack (memsweep.train.packing.pack_key) are trained up to `pack` per process."""
     if any(r.cfg.runtime.processes > 1 for r in runs):  # runs on K processes: K devices each (sweeps.groups)
         return run_groups(runs, workers, show_progress)
     workers = workers or os.cpu_count() or 1

@@ -1,7 +1,6 @@
 """Slurm launching through submitit: job arrays (one run or one pack per job), submitted and left running."""
 from __future__ import annotations
 
-import math
 import shutil
 import subprocess
 from pathlib import Path
@@ -10,8 +9,8 @@ import submitit
 from omegaconf import open_dict
 
 from memsweep.errors import ConfigError
-from memsweep.sweeps.jobs import TrainJob, container, payload
-from memsweep.train.packed import make_packs
+from memsweep.sweeps.jobs import TrainJob, payload
+from memsweep.sweeps.slurm_jobs import slurm_jobs, task_layout
 from memsweep.states import State
 
 
@@ -24,11 +23,6 @@ def check_slurm() -> None:
         subprocess.run(["sinfo", "-h"], check=True, capture_output=True, timeout=20)
     except (subprocess.SubprocessError, OSError):
         raise ConfigError("launcher=slurm: the Slurm controller does not answer (sinfo failed)") from None
-
-
-SLURM_KEYS = ("pack", "partition", "account", "qos", "timeout_min", "gpus_per_node", "cpus_per_task", "mem_gb",
-              "max_array_size", "array_parallelism", "signal_delay_s", "constraint", "additional_parameters",
-              "folder", "name", "processes")  # processes: the run's runtime.processes (its tasks)
 
 
 def _executor(folder: Path, res: dict) -> submitit.AutoExecutor:
@@ -47,38 +41,6 @@ def _executor(folder: Path, res: dict) -> submitit.AutoExecutor:
             params[f"slurm_{key}"] = res[key]
     ex.update_parameters(name="memsweep", **params)
     return ex
-
-
-def task_layout(processes: int, gpus_per_node: int) -> dict:
-    """submitit's tasks_per_node and nodes for a run on K processes (issue 31): one task per GPU, on as many
-    nodes as K needs; on CPUs, K tasks on one node."""
-    if processes == 1:
-        return {}
-    per_node = min(processes, gpus_per_node) if gpus_per_node else processes
-    if processes % per_node:
-        raise ConfigError(f"runtime.processes={processes} does not fill nodes of launcher.gpus_per_node="
-                          f"{gpus_per_node} GPUs")
-    return {"tasks_per_node": per_node, "nodes": math.ceil(processes / per_node)}
-
-
-def slurm_jobs(runs) -> list[tuple[dict, list[list]]]:
-    """The Slurm jobs that train `runs`, by resources: [(resources, [the runs of each job])]. A job trains one
-    run, or up to launcher.pack runs that share a pack (memsweep.train.packed.pack_key) and their resources."""
-    groups: dict[str, list] = {}
-    for run in runs:
-        res = {**container(run.cfg.launcher), **run.resources}
-        if run.cfg.runtime.get("processes", 1) > 1:  # one run on K tasks, never packed
-            res.update(processes=int(run.cfg.runtime.processes), pack=1)
-        unknown = set(res) - set(SLURM_KEYS)
-        if unknown:
-            raise ConfigError(f"launcher.{sorted(unknown)[0]}: unknown Slurm setting (known: {', '.join(SLURM_KEYS)})")
-        groups.setdefault(repr(sorted(res.items(), key=str)), []).append((run, res))
-    out = []
-    for items in groups.values():
-        res, by_cfg = items[0][1], {id(run.cfg): run for run, _ in items}
-        packs = make_packs([run.cfg for run, _ in items], max(1, int(res.get("pack") or 1)), workers=1)
-        out.append((res, [[by_cfg[id(c)] for c in pack] for pack in packs]))
-    return out
 
 
 def submit_slurm(runs, sweep_dir: Path) -> list[tuple[str, str]]:

@@ -55,7 +55,7 @@ from memsweep import config as config_mod
 from memsweep.errors import ConfigError, path_problem, yaml_problem
 from memsweep.science.normalized_time import reference_values
 from memsweep.store.files import atomic_write_text, read_json
-from memsweep.store.run import RunStore
+from memsweep.store.run_dir import RunDir
 from memsweep.store import identity
 from memsweep.store.live import is_active, needs_slurm, slurm_active_jobs
 from memsweep.states import State, DONE
@@ -79,8 +79,8 @@ class PlannedRun:
         return identity.run_id(self.cfg)
 
     @cached_property
-    def store(self) -> RunStore:
-        return RunStore(identity.output_root(self.cfg) / "runs" / self.run_id)
+    def store(self) -> RunDir:
+        return RunDir(identity.output_root(self.cfg) / "runs" / self.run_id)
 
 
 @dataclass
@@ -365,14 +365,6 @@ def record(sweep: Sweep, output_root: Path) -> Path:
         body["arms"] = arm_keys(sweep.spec)
     atomic_write_text(path, json.dumps(body, indent=1, default=str))
     return path
-
-
-def load_record(output_root: Path, name: str) -> dict:
-    path = Path(output_root) / "sweeps" / name / "sweep.json"
-    body = read_json(path)
-    if body is None:
-        raise ConfigError(f"sweep {name}: not launched yet under {Path(output_root)} (no {path.name})")
-    return body
 
 
 def plan(sweep: Sweep, retry: bool = False) -> tuple[list[PlannedRun], dict]:

@@ -13,8 +13,10 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from memsweep.errors import ConfigError
+from memsweep.store.files import read_json
 from memsweep.store.live import live_state
-from memsweep.store.run import RunStore
+from memsweep.store.run_dir import RunDir
 from memsweep.states import State
 
 
@@ -64,11 +66,20 @@ def sizes(groups) -> str:
     return ", ".join(f"{counts[k]} x {k}" for k in sorted(counts, reverse=True)) + " runs"
 
 
+def load_record(output_root: Path, name: str) -> dict:
+    """outputs/sweeps/<name>/sweep.json, as spec.record wrote it."""
+    path = Path(output_root) / "sweeps" / name / "sweep.json"
+    body = read_json(path)
+    if body is None:
+        raise ConfigError(f"sweep {name}: not launched yet under {Path(output_root)} (no {path.name})")
+    return body
+
+
 def status_rows(record: dict, runs_root) -> list[dict]:
     """One row per run, from its status.json and the last row of its metrics.jsonl (nothing else is read)."""
     rows = []
     for entry in record["runs"]:
-        store = RunStore(runs_root / entry["run_id"])
+        store = RunDir(runs_root / entry["run_id"])
         status = store.status()
         last = store.last_metrics() or {}
         rows.append({"run_id": entry["run_id"], **entry["axes"], "state": live_state(status),
@@ -106,27 +117,40 @@ def print_status(record: dict, runs_root, console: Console | None = None, show_a
 
 
 class LiveProgress:
-    """One bar per run, fed from each run's status.json while local workers train."""
+    """One bar per run, fed from each run's status.json and its latest evaluation (the last row of its
+    metrics.jsonl) while local workers train."""
 
     def __init__(self, runs, enabled: bool = True):
         self.runs, self.enabled = runs, enabled
         self.progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                                 TextColumn("{task.fields[state]}"), TimeElapsedColumn(),
+                                 TextColumn("{task.fields[state]}"), TextColumn("{task.fields[latest]}"),
+                                 TimeElapsedColumn(),
                                  console=Console(stderr=True), disable=not enabled)
         self.tasks = {}
+        self.steps, self.latest = {}, {}   # per run: the step and latest evaluation last shown
 
     def __enter__(self):
         self.progress.__enter__()
         for run in self.runs:
             label = " ".join(f"{k}={v}" for k, v in run.axes.items())
             self.tasks[run.run_id] = (run, self.progress.add_task(f"{run.run_id} {label}",
-                                                                  total=run.cfg.train.total_steps, state=""))
+                                                                  total=run.cfg.train.total_steps, state="",
+                                                                  latest=""))
         return self
 
     def refresh(self) -> None:
+        if not self.enabled:
+            return
         for run, task in self.tasks.values():
             status = run.store.status()
-            self.progress.update(task, completed=status.get("step", 0), state=status.get("state", State.PENDING))
+            step = status.get("step", 0)
+            if self.steps.get(run.run_id) != step:  # metrics.jsonl is read again only once the run moved on
+                self.steps[run.run_id] = step
+                last = run.store.last_metrics()
+                self.latest[run.run_id] = (f"gap={_fmt(last.get('loss_gap'), 4)} mem={_fmt(last.get('mem_ratio'), 2)}"
+                                           if last else "")
+            self.progress.update(task, completed=step, state=status.get("state", State.PENDING),
+                                 latest=self.latest[run.run_id])
 
     def __exit__(self, *exc):
         self.refresh()

@@ -12,7 +12,6 @@ import os
 import socket
 import time
 
-import numpy as np
 import torch
 
 from memsweep.data.datasets import load_for_model as load_data
@@ -24,17 +23,11 @@ from memsweep.store.cache import data_cache
 from memsweep.store.files import failpoint
 from memsweep.store.run import RunStore
 from memsweep.train import distributed
+from memsweep.train.schedule import eval_steps
 from memsweep.train.wandb_logger import NullLogger, make_logger
 from memsweep.states import State
 
 log = logging.getLogger("memsweep")
-
-
-def eval_steps(total: int, first: int, num: int) -> list[int]:
-    """`num` log-spaced steps from `first` to `total`, rounded and deduplicated; `total` always included."""
-    first = min(max(1, first), total)
-    steps = np.unique(np.round(np.geomspace(first, total, num)).astype(int)).tolist()
-    return sorted(set(steps) | {total})
 
 
 def pick_device(name: str) -> torch.device:

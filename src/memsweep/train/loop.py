@@ -16,11 +16,13 @@ import time
 import torch
 from tqdm import tqdm
 
-from memsweep.data.datasets import FILE_SOURCES, decoded, missing
+from memsweep.data.datasets import decoded
+from memsweep.data.sources import FILE_SOURCES, missing
 from memsweep.errors import ConfigError
 from memsweep.store.cache import data_cache
 from memsweep.store.identity import run_dir
-from memsweep.store.run import ELSEWHERE, RunLocked, RunStore
+from memsweep.store.run import RunStore
+from memsweep.store.run_dir import ELSEWHERE, RunLocked
 from memsweep.train import distributed
 from memsweep.train.packed import PackedStep
 from memsweep.train.active_run import Run, pick_device
@@ -188,11 +190,12 @@ def _steps(stepper, guard: SignalGuard, bar) -> None:
             losses = stepper.step()  # one training step of every run in training
             seconds = (time.perf_counter() - started) / len(active)
             for run, loss in zip(active, losses):
-                if run.advance(loss, seconds) is not None:
+                done = run.advance(loss, seconds)
+                if run.step in run.schedule and run.last_row is not None:  # rank 0 evaluated: the bar shows it,
+                    bar.set_postfix(gap=f"{run.last_row['loss_gap']:.4f}",  # the final evaluation too (issue 29)
+                                    mem=f"{run.last_row['mem_ratio']:.2f}", refresh=False)
+                if done is not None:
                     stepper.leave(run)
-                elif run.step in run.schedule and run.last_row is not None:  # rank 0 evaluates
-                    bar.set_postfix(gap=f"{run.last_row['loss_gap']:.4f}", mem=f"{run.last_row['mem_ratio']:.2f}",
-                                    refresh=False)
             bar.update(len(active))
             if stepper.runs:
                 distributed.agree(guard, device)

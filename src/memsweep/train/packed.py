@@ -21,55 +21,16 @@ again whenever a run leaves); runtime.channels_last does not matter, a pack is a
 """
 from __future__ import annotations
 
-import heapq
-import json
 import math
 
 import torch
-from omegaconf import OmegaConf
 from torch.optim.adam import adam
 
-from memsweep.data import datasets as data_mod
-from memsweep.science import objective, networks
+from memsweep.science import networks
 from memsweep.store.files import failpoint
 from memsweep.train.active_run import Run
+from memsweep.train.packing import pack_key
 from memsweep.train.solo import compiled
-
-
-def pack_key(cfg) -> str | None:
-    """Runs with equal keys can be trained in one pack; None: this run trains alone."""
-    if networks.is_target(cfg.model):
-        return None   # a network named by _target_ (science.networks): only memsweep's U-Net builds K copies as one
-    if float(cfg.model.get("dropout") or 0.0) > 0 or objective.trains_on_closed_form(cfg):
-        return None   # the closed-form target is over one run's own training set
-    return json.dumps({"model": OmegaConf.to_container(cfg.model, resolve=True),
-                       "objective": objective.block(cfg),
-                       "image": [cfg.data.image_size, cfg.data.channels, data_mod.model_classes(cfg.data)],
-                       "batch_size": cfg.train.batch_size, "dtype": cfg.train.dtype, "device": str(cfg.runtime.device),
-                       "compile": cfg.runtime.compile, "fused_adam": cfg.runtime.fused_adam}, sort_keys=True)
-
-
-def make_packs(cfgs, size: int, workers: int) -> list[list]:
-    """Group configs into packs of at most `size` runs with equal `pack_key`, balanced by training steps over
-    at least `workers` packs (longest run first into the pack with the fewest steps), longest pack first."""
-    steps = {id(cfg): cfg.train.total_steps for cfg in cfgs}  # read once: a config's attributes are slow to get
-    packs, groups = [], {}
-    for cfg in cfgs:
-        key = pack_key(cfg) if size > 1 else None
-        if key is None:
-            packs.append([cfg])
-        else:
-            groups.setdefault(key, []).append(cfg)
-    for members in groups.values():
-        bins = [[] for _ in range(max(min(workers, len(members)), math.ceil(len(members) / size)))]
-        open_bins = [(0, i) for i in range(len(bins))]  # a heap of (steps, index): the fewest steps, first on ties
-        for cfg in sorted(members, key=lambda c: -steps[id(c)]):
-            total, i = heapq.heappop(open_bins)
-            bins[i].append(cfg)
-            if len(bins[i]) < size:
-                heapq.heappush(open_bins, (total + steps[id(cfg)], i))
-        packs += bins
-    return sorted(packs, key=lambda p: -sum(steps[id(c)] for c in p))
 
 
 def rows(t: torch.Tensor, copies: int) -> torch.Tensor:
@@ -85,7 +46,7 @@ class PackedStep:
         cfg = runs[0].cfg
         if pack_key(cfg) is None or len({pack_key(r.cfg) for r in runs}) > 1:
             raise ValueError("these runs cannot share a pack (architecture, batch size, precision, device or "
-                             "runtime options differ, or dropout > 0); see memsweep.train.packed.pack_key")
+                             "runtime options differ, or dropout > 0); see memsweep.train.packing.pack_key")
         self.autocast = torch.autocast(runs[0].device.type, dtype=torch.bfloat16, enabled=cfg.train.dtype == "bfloat16")
         self.fused = bool(cfg.runtime.fused_adam)
         self.formulation = runs[0].formulation  # one per pack (pack_key)
