@@ -6,7 +6,8 @@ import torch
 
 from memsweep import config
 from memsweep.cli import main
-from memsweep.metrics.probes import ProbeInputs, ProbeSettings, probe_keys, run_probes
+from memsweep.metrics.probe_settings import ProbeSettings, probe_keys
+from memsweep.metrics.probes import ProbeInputs, run_probes
 from memsweep.science.els import bank_patches, calibrate, els_field, els_prediction, patch_size
 from memsweep.science.rectified_flow import RectifiedFlow
 from memsweep.science.vp import VP

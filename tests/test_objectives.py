@@ -15,7 +15,8 @@ from memsweep.errors import ConfigError
 from memsweep.metrics.field import FieldProbe
 from memsweep.metrics.loss import FixedLossBatch, fixed_loss
 from memsweep.metrics.memorization import nearest_neighbours
-from memsweep.metrics.probes import ProbeInputs, ProbeSettings, run_probes
+from memsweep.metrics.probe_settings import ProbeSettings
+from memsweep.metrics.probes import ProbeInputs, run_probes
 from memsweep.report.gap_by_noise import run_formulation, snr_edges
 from memsweep.science.edm import EDM
 from memsweep.science.rectified_flow import RectifiedFlow

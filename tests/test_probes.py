@@ -6,7 +6,8 @@ import torch
 from memsweep.data.datasets import load
 from memsweep import config
 from memsweep.metrics.memorization import mem_ratio
-from memsweep.metrics.probes import ProbeInputs, ProbeSettings, run_probes
+from memsweep.metrics.probe_settings import ProbeSettings
+from memsweep.metrics.probes import ProbeInputs, run_probes
 from memsweep.science.els import els_field, els_prediction, patch_size, patches
 from memsweep.science.hybrid import switch_at
 from memsweep.science.rectified_flow import RectifiedFlow

@@ -24,15 +24,15 @@ your own: [the configs guide](../guides/configs.md)."""
 
 
 def value_text(value) -> str:
-    """A default as one writes it on the command line (null, true, [1, 2])."""
+    """A value as one writes it on the command line (null, true, [1,2]: no spaces, one word for the shell)."""
     if value is None:
         return "null"
     if isinstance(value, bool):
         return str(value).lower()
     if isinstance(value, list):
-        return "[" + ", ".join(map(value_text, value)) + "]"
+        return "[" + ",".join(map(value_text, value)) + "]"
     if isinstance(value, dict):
-        return "{" + ", ".join(f"{k}: {value_text(v)}" for k, v in value.items()) + "}"
+        return "{" + ",".join(f"{k}:{value_text(v)}" for k, v in value.items()) + "}"
     return str(value)
 
 

@@ -36,9 +36,10 @@ OpenUnit = Annotated[float, at.Gt(0), at.Lt(1), AllowInfNan(False)]    # (0, 1):
 Seed = Annotated[int, at.Ge(0), at.Lt(2 ** 63)]
 
 
-# A setting that a config may lack because it came after configs were first stored: absent, it takes the value in
-# configs/<group>/default.yaml (shipped_configs.complete), the one place a default is written; the schema only
-# lets it be absent (pydantic does not validate a field's default).
+# A setting that a config may lack (it came after configs were first stored, or its group is optional): absent, it
+# takes the value in configs/<group>/default.yaml (shipped_configs.complete) or, for the probes, which have no YAML,
+# in metrics.probe_settings.ProbeSettings: the one place each default is written. The schema only lets the setting
+# be absent (pydantic does not validate a field's default).
 LATER: Any = None
 
 
@@ -207,17 +208,18 @@ Odd = Annotated[int, at.Ge(1), AfterValidator(_odd)]
 
 class Probes(Group):
     """Not part of the run id (they only add keys to the rows); absent from the shipped configs."""
-    hybrid_tau: list[Annotated[float, at.Ge(0), at.Le(1), AllowInfNan(False)]] = []
-    els: bool = True
+    # a setting left out takes its default from metrics.probe_settings.ProbeSettings (LATER)
+    hybrid_tau: list[Annotated[float, at.Ge(0), at.Le(1), AllowInfNan(False)]] = LATER
+    els: bool = LATER
     els_patch: Annotated[Union[Literal["calibrated"], Odd, Annotated[list[Odd], at.MinLen(1)]], Field(
-        description="an odd patch size, a non-empty list of them (per equal bin of t) or calibrated")] = 5
-    els_equivariant: bool = True
-    els_padding: Literal["zeros", "circular"] = "zeros"
-    els_bank: Literal["padded", "interior"] = "padded"
+        description="an odd patch size, a non-empty list of them (per equal bin of t) or calibrated")] = LATER
+    els_equivariant: bool = LATER
+    els_padding: Literal["zeros", "circular"] = LATER
+    els_bank: Literal["padded", "interior"] = LATER
     els_calibration_sizes: Annotated[list[Odd], at.MinLen(1), Field(description="a non-empty list of odd patch "
-                                                                                 "sizes")] = [3]
-    els_calibration_samples: PosInt = 20
-    traj_seed: Seed = 1
+                                                                                 "sizes")] = LATER
+    els_calibration_samples: PosInt = LATER
+    traj_seed: Seed = LATER
 
 
 # -- how a run is logged, launched and executed (not part of its id) --------------------------------------------

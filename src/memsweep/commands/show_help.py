@@ -6,6 +6,7 @@ from __future__ import annotations
 from omegaconf import OmegaConf
 
 from memsweep import config, schema
+from memsweep.reference import value_text
 from memsweep.errors import ConfigError
 from memsweep.sweeps import spec
 
@@ -61,13 +62,3 @@ def settings(cfg: dict) -> list[tuple[str, str, str]]:
             out.append((f"{group}.{key}" if group else key, given, accepts))
     return out
 
-
-def value_text(value) -> str:
-    """A value as one writes it on the command line (null, true, [1,2])."""
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return str(value).lower()
-    if isinstance(value, list):
-        return "[" + ",".join(map(value_text, value)) + "]"
-    return str(value)

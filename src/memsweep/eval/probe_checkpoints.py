@@ -6,7 +6,8 @@ from __future__ import annotations
 import logging
 import time
 
-from memsweep.metrics.probes import ProbeInputs, ProbeSettings, run_probes
+from memsweep.metrics.probe_settings import ProbeSettings
+from memsweep.metrics.probes import ProbeInputs, run_probes
 from memsweep.science import networks
 from memsweep.store.run import RunStore
 
