@@ -6,6 +6,7 @@ import subprocess
 import sys
 import time
 
+import numpy as np
 import pytest
 import yaml
 
@@ -27,6 +28,20 @@ def test_eval_steps_are_log_spaced_and_end_at_the_last_step():
     ratios = [b / a for a, b in zip(s, s[1:])]
     assert max(ratios) / min(ratios) < 1.3  # geometric spacing
     assert eval_steps(5, 10, 20) == [5]
+
+
+def test_eval_steps_are_numpys_geomspace_rounded():
+    """The steps every stored run evaluated at were numpy's: the pure-Python schedule (no numpy for a dry run)
+    must give the same ones, ties of the rounding included."""
+    def numpy_steps(total, first, num):
+        first = min(max(1, first), total)
+        return sorted(set(np.unique(np.round(np.geomspace(first, total, num)).astype(int)).tolist()) | {total})
+    rng = np.random.default_rng(0)
+    cases = [(t, f, k) for t in range(1, 2001) for f in (0, 1, 20) for k in (1, 2, 3, 8, 20, 30)]
+    cases += [(int(t), int(f), int(k)) for t, f, k in zip(rng.integers(1, 10 ** 7, 20000),
+                                                          rng.choice([1, 5, 10, 20, 100, 1000], 20000),
+                                                          rng.integers(1, 61, 20000))]
+    assert [c for c in cases if eval_steps(*c) != numpy_steps(*c)] == []
 
 
 def test_short_run_writes_the_run_directory(out):

@@ -4,33 +4,34 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
-
 
 # The exponent of the onset in each variable of the normalized step when the curves collapse under it:
 # tau ∝ n / (B lr). The paper claims it for n and B; for lr it is the reference the paper's claim departs from.
 COLLAPSE_EXPONENT = {"n": 1.0, "batch_size": -1.0, "lr": -1.0}
 
 
-def normalization_factor(n, batch_size, lr, n0, b0, lr0):
-    """(B / B0) * (lr / lr0) / (n / n0): multiply a step by this to get the normalized step."""
-    return (np.asarray(batch_size, float) / b0) * (np.asarray(lr, float) / lr0) / (np.asarray(n, float) / n0)
+def normalization_factor(n, batch_size, lr, n0, b0, lr0) -> float:
+    """(B / B0) * (lr / lr0) / (n / n0): multiply a step by this to get the normalized step. Plain floats, no
+    numpy: a sweep's composition reads this module, and numpy's import is a third of a `--cfg job`."""
+    return (float(batch_size) / b0) * (float(lr) / lr0) / (float(n) / n0)
+
 
 def normalized_step(step, n, batch_size, lr, n0, b0, lr0):
-    """s_norm = s * (B / B0) * (lr / lr0) / (n / n0)."""
-    return np.asarray(step, float) * normalization_factor(n, batch_size, lr, n0, b0, lr0)
+    """s_norm = s * (B / B0) * (lr / lr0) / (n / n0), of a step or of a sequence of steps."""
+    factor = normalization_factor(n, batch_size, lr, n0, b0, lr0)
+    return [s * factor for s in step] if isinstance(step, (list, tuple)) else step * factor
 
 def reference_values(n, batch_size, lr) -> dict:
     """n0, B0, lr0: the smallest values in the sweep (non-numbers ignored; NaN if none), as given (an int stays
     an int)."""
     def smallest(values):
         values = list(values)
-        v = np.array([_number(x) for x in values], dtype=float)
-        if not np.isfinite(v).any():
+        finite = [(v, i) for i, v in enumerate(map(_number, values)) if math.isfinite(v)]
+        if not finite:
             return float("nan")
-        i = int(np.nanargmin(np.where(np.isfinite(v), v, np.nan)))
+        v, i = min(finite)   # the first of the smallest
         given = values[i]
-        return given if isinstance(given, (int, float)) and not isinstance(given, bool) else float(v[i])
+        return given if isinstance(given, (int, float)) and not isinstance(given, bool) else v
     return {"n0": smallest(n), "b0": smallest(batch_size), "lr0": smallest(lr)}
 
 
