@@ -154,7 +154,7 @@ def _print_cost(console, costs, gpu: str | None, utilization: float, todo) -> No
     by_part = ", ".join(f"{k} {v:.3g}" for k, v in sorted(parts.items(), key=lambda kv: -kv[1]) if v)
     console.print(f"cost of {len(known)} runs ({sum(c.evaluations for c in known)} evaluations): training "
                   f"{sum(train.values()):.3g} FLOPs, evaluation {evaluation:.3g} FLOPs ({by_part}); "
-                  "FLOPs of matrix products and convolutions (README: Planning without the data)", markup=False)
+                  "FLOPs of matrix products and convolutions (docs/guides/sweeps.md: what a sweep costs)", markup=False)
     for note in dict.fromkeys(n for c in known for n in c.notes):
         console.print(f"cost: {note}", markup=False)
     if gpu is None:
