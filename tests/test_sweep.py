@@ -143,7 +143,6 @@ def test_failed_runs_are_retried_only_when_asked(tmp_path, out):
 def test_slurm_launch_without_slurm_fails_before_submitting(tmp_path, out, monkeypatch):
     monkeypatch.setenv("PATH", "/nonexistent")
     path = write_sweep(tmp_path, {"axes": {"data.n": [8]}, "overrides": FAST}, name="noslurm")
-    import sys, subprocess, os
     r = subprocess.run([sys.executable, "-m", "memsweep.cli", "sweep", path, "launcher=slurm"],
                        capture_output=True, text=True, env=dict(os.environ))
     assert r.returncode == 2 and "launcher=slurm" in r.stderr and "Traceback" not in r.stderr
