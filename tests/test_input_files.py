@@ -204,7 +204,7 @@ def test_every_mode_decodes_to_what_its_pixels_say(case, tmp_path, out, caplog):
     image_dir.mkdir()
     written = [write_case(case, image_dir / f"{i:03d}") for i in range(COUNT)]
     first = Image.open(written[0][0])
-    cfg = config.compose_run(["logger=none", "data=folder", f"data.path={folder}", "data.test_size=2", "data.n=2"])
+    cfg = config.compose_run(["logger=none", "data=folder", f"data.path={image_dir}", "data.test_size=2", "data.n=2"])
     with caplog.at_level(logging.WARNING):
         got_l, got_rgb = decoded(cfg, True), decoded(cfg, False)
     for i, (f, want_l, want_rgb, atol) in enumerate(written):
@@ -249,7 +249,7 @@ def test_images_with_no_faithful_reading_are_refused_naming_the_file_and_mode(ca
         else:
             v[0, 0] = np.nan if case == "float nan" else v[0, 0]
             tiff(image_dir / f"{i}.tif", v, [(340, 12, [0.0]), (341, 12, [1.0])])
-    line = refused(capsys, ["train", "logger=none", "data=folder", f"data.path={folder}", "data.test_size=2", "data.n=2",
+    line = refused(capsys, ["train", "logger=none", "data=folder", f"data.path={image_dir}", "data.test_size=2", "data.n=2",
                             "data.grayscale=true", "train.steps=2"], named, out)
     assert "0.tif" in line
 
@@ -265,7 +265,7 @@ def test_what_decoding_leaves_out_is_said_once(tmp_path, out, caplog, capsys):
     for i in range(COUNT):
         frames = [Image.fromarray(RNG.integers(0, 8, (4, 4)).astype(np.uint8)) for _ in range(2)]
         frames[0].save(image_dir / f"{i}.tif", save_all=True, append_images=frames[1:], exif=exif)
-    cfg = config.compose_run(["logger=none", "data=folder", f"data.path={folder}", "data.test_size=2", "data.n=2"])
+    cfg = config.compose_run(["logger=none", "data=folder", f"data.path={image_dir}", "data.test_size=2", "data.n=2"])
     with caplog.at_level(logging.WARNING):
         decoded(cfg, True)
     lines = [r.getMessage() for r in caplog.records]
@@ -467,7 +467,7 @@ def test_a_flat_folder_keeps_its_sorted_run_ids(tmp_path, out):
     image_dir.mkdir()
     for i in range(12):
         Image.fromarray(np.full((4, 4), i, np.uint8)).save(image_dir / f"{i:03d}.png")
-    args = ["logger=none", "data=folder", f"data.path={folder}", "data.n=4", "data.test_size=4"]
+    args = ["logger=none", "data=folder", f"data.path={image_dir}", "data.n=4", "data.test_size=4"]
     auto = config.compose_run(args)
     assert auto.data.order == "sorted"
     assert identity.run_id(auto) == identity.run_id(config.compose_run([*args, "data.order=sorted"]))
