@@ -33,9 +33,11 @@ from pathlib import Path
 
 import torch
 from torch.utils.data import DataLoader, RandomSampler, TensorDataset
+from torch.profiler import profile
 from torch.utils.flop_counter import FlopCounterMode
 
 from memsweep import config
+from memsweep.data import datasets
 from memsweep.science import unet
 from memsweep.eval.evaluator import Evaluator
 from memsweep.metrics.loss import fixed_loss
@@ -45,6 +47,7 @@ from memsweep.train.active_run import Run
 from memsweep.train.schedule import eval_steps
 from memsweep.train.solo import SoloStep
 from memsweep.store import identity
+from memsweep.sweeps.spec import expand
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO_EPOCHS = 2000
@@ -90,8 +93,7 @@ class Textbook:
 
 def textbook_run(cfg) -> list[dict]:
     """A whole run with the textbook loop, evaluated at memsweep's steps by memsweep's evaluator."""
-    from memsweep.data import datasets as data_mod
-    data = data_mod.load(cfg.data)
+    data = datasets.load(cfg.data)
     tb = Textbook(cfg, data)
     evaluator = Evaluator(cfg, data, torch.device("cpu"))
     schedule = set(eval_steps(cfg.train.total_steps, cfg.eval.first_step, cfg.eval.num_points))
@@ -132,7 +134,6 @@ CONV_OPS = {"aten::mkldnn_convolution", "aten::convolution_backward", "aten::_co
 
 def conv_share(fn, steps: int) -> float:
     """The fraction of fn's time spent in convolution kernels (forward and backward), from torch.profiler."""
-    from torch.profiler import profile
     with profile() as prof:
         for _ in range(steps):
             fn()
@@ -228,7 +229,6 @@ def bench_eval(root, reps: int) -> dict:
 
 
 def demo_steps(epochs: int) -> list[int]:
-    from memsweep.sweeps.spec import expand
     return [r.cfg.train.total_steps for r in expand("demo", [f"train.epochs={epochs}"]).runs]
 
 
@@ -263,7 +263,6 @@ def run_timings(root: Path) -> list[dict]:
 
 def bench_textbook_sweep(root, epochs: int) -> dict:
     """Wall time of the demo's runs one after another with the textbook loop (torch's default threads)."""
-    from memsweep.sweeps.spec import expand
     torch.set_num_threads(os.cpu_count() or 1)
     t = time.perf_counter()
     for r in expand("demo", [f"train.epochs={epochs}", "logger=none", f"paths.output_root={root / 'tb'}"]).runs:

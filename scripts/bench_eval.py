@@ -28,6 +28,8 @@ from pathlib import Path
 
 import numpy as np
 
+from memsweep.data.datasets import write_cifar_batch
+
 SRC = Path(__file__).resolve().parents[1] / "src"
 PARTS = {"losses": "fixed_loss", "field_dist": "distance", "sampling": "generate", "mem_ratio": "mem_metrics",
          "sw": "sw_metrics", "fd (both splits)": "fd_metrics", "of which frechet_distance": "frechet_distance"}
@@ -76,9 +78,6 @@ print(json.dumps(out))
 
 def write_data(root: Path, n: int, test: int) -> Path:
     """CIFAR-10's python batches under root/cifar-10-batches-py (5 training batches, n images in all)."""
-    sys.path.insert(0, str(SRC))
-    from memsweep.data.datasets import write_cifar_batch
-
     rng = np.random.default_rng(0)
     means = rng.uniform(-0.8, 0.8, (10, 32, 32, 3)).astype(np.float32)
 

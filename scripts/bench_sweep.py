@@ -28,7 +28,7 @@ from pathlib import Path
 
 import yaml
 
-from memsweep.sweeps import spec as sweep_mod
+from memsweep.sweeps import spec
 
 N_VALUES = [16 * (i + 1) for i in range(10)]
 METRIC_ROWS = 5
@@ -59,7 +59,7 @@ def write_sweep(folder: Path, size: int) -> Path:
 
 def finish_runs(path: Path) -> int:
     """Write every run of the sweep as a finished run leaves it; returns the number of runs."""
-    sweep = sweep_mod.expand(str(path))
+    sweep = spec.expand(str(path))
     for run in sweep.runs:
         store, total = run.store, int(run.cfg.train.total_steps)
         store.write_config(run.cfg)

@@ -5,6 +5,8 @@ import sys
 import pytest
 import torch
 
+from memsweep.store.run import RunStore
+
 os.environ.setdefault("WANDB_MODE", "disabled")  # tests never talk to wandb's servers
 os.environ.setdefault("WANDB_SILENT", "true")
 
@@ -53,7 +55,6 @@ FLOAT_KEYS = ("train_loss", "test_loss", "nn_dist", "sw_train", "sw_test", "fid_
 def assert_same_run(got_dir, want_dir, total_steps: int):
     """Two run directories (a run trained two ways): same files, same metrics rows and same final checkpoint,
     within float tolerance (a pack's grouped kernels sum in another order)."""
-    from memsweep.store.run import RunStore
 
     got, want = RunStore(got_dir), RunStore(want_dir)
     files = lambda s: sorted(p.relative_to(s.dir).as_posix() for p in s.dir.rglob("*") if p.is_file())  # noqa: E731

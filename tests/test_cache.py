@@ -13,7 +13,7 @@ from memsweep import config
 from memsweep.store.cache import Cache
 from memsweep.data.datasets import load
 from memsweep.eval.evaluator import Evaluator, References
-from memsweep.eval import features as feat
+from memsweep.eval import features
 from memsweep.metrics.fid import frechet_distance
 
 from conftest import FAST
@@ -81,7 +81,7 @@ def test_changed_data_or_extractor_recomputes(tmp_path):
     torch.manual_seed(0)
     net = torch.jit.script(torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 16)))
     net.save(str(tmp_path / "net.pt"))
-    space = feat.build(f"torchscript:{tmp_path / 'net.pt'}")
+    space = features.build(f"torchscript:{tmp_path / 'net.pt'}")
     a = References(data, cfg, Cache(tmp_path / "cache"), "cpu").features(space, "train")
     assert torch.allclose(a, space(data.train_x))
     References(data, cfg, Cache(tmp_path / "cache"), "cpu").features(space, "train")
@@ -92,7 +92,7 @@ def test_changed_data_or_extractor_recomputes(tmp_path):
     with torch.no_grad():  # the extractor's weights change, under the same file name
         net[1].weight.mul_(2)
     net.save(str(tmp_path / "net.pt"))
-    space2 = feat.build(f"torchscript:{tmp_path / 'net.pt'}")
+    space2 = features.build(f"torchscript:{tmp_path / 'net.pt'}")
     c = References(data, cfg, Cache(tmp_path / "cache"), "cpu").features(space2, "train")
     assert len(computed(cache)) == 3 and torch.allclose(c, space2(data.train_x))
 
@@ -112,22 +112,22 @@ def test_runs_of_a_sweep_share_the_reference_features(tmp_path):
 
 
 def test_digitnet_is_trained_once_per_cache_and_deterministic(tmp_path, monkeypatch):
-    monkeypatch.setitem(feat.DIGITNET_RECIPE, "steps", 5)  # the plumbing, not the accuracy: a short recipe
+    monkeypatch.setitem(features.DIGITNET_RECIPE, "steps", 5)  # the plumbing, not the accuracy: a short recipe
     cfg, data = digits()
-    a = feat.build("digitnet", data_cfg=cfg, cache=Cache(tmp_path / "one"))
-    b = feat.build("digitnet", data_cfg=cfg, cache=Cache(tmp_path / "one"))
-    c = feat.build("digitnet", data_cfg=cfg, cache=Cache(tmp_path / "two"))  # trained again, elsewhere
+    a = features.build("digitnet", data_cfg=cfg, cache=Cache(tmp_path / "one"))
+    b = features.build("digitnet", data_cfg=cfg, cache=Cache(tmp_path / "one"))
+    c = features.build("digitnet", data_cfg=cfg, cache=Cache(tmp_path / "two"))  # trained again, elsewhere
     assert computed(Cache(tmp_path / "one")) == ["digitnet (test_size=100)"]
     fa = a(data.train_x)
     assert fa.shape == (32, 64) and torch.equal(fa, b(data.train_x)) and torch.equal(fa, c(data.train_x))
     assert a.identity() == c.identity()
-    with pytest.raises(feat.FeatureUnavailable, match="data=digits"):
-        feat.build("digitnet", data_cfg=OmegaConf.create({"name": "synthetic"}))
+    with pytest.raises(features.FeatureUnavailable, match="data=digits"):
+        features.build("digitnet", data_cfg=OmegaConf.create({"name": "synthetic"}))
 
 
 def test_reference_stats_keep_the_low_rank_factor_and_entries_cached_without_one_still_load(tmp_path):
     cfg, data = digits(n=32)  # 32 training images of 64 pixels: fewer than dimensions
-    space = feat.build("pixels")
+    space = features.build("pixels")
     new = References(data, cfg, Cache(tmp_path / "cache"), "cpu").stats(space, "train")
     assert new.factor is not None and new.factor.shape == (32, 64)
     path = next((tmp_path / "cache" / "features").glob("*.pt"))

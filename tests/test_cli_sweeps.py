@@ -8,7 +8,7 @@ from memsweep import config
 from memsweep.cli import main
 from memsweep.errors import ConfigError
 from memsweep.store import identity
-from memsweep.sweeps import spec as sweep_mod
+from memsweep.sweeps import spec
 
 from conftest import FAST
 
@@ -38,28 +38,28 @@ def write_sweep(tmp_path, body, name="tiny"):
 
 
 def test_a_command_line_sweep_is_the_file_sweep_it_spells(tmp_path, out):
-    cli = sweep_mod.expand(None, ["data.n=8,16", "seed=0,1", *FAST], "cli")
-    file = sweep_mod.expand(write_sweep(tmp_path, {"axes": {"data.n": [8, 16], "seed": [0, 1]}, "overrides": FAST}))
+    cli = spec.expand(None, ["data.n=8,16", "seed=0,1", *FAST], "cli")
+    file = spec.expand(write_sweep(tmp_path, {"axes": {"data.n": [8, 16], "seed": [0, 1]}, "overrides": FAST}))
     assert cli.name == "cli" and cli.axes == ["data.n", "seed"] == file.axes
     assert [r.run_id for r in cli.runs] == [r.run_id for r in file.runs] and len(set(r.run_id for r in cli.runs)) == 4
     assert [r.axes for r in cli.runs] == [r.axes for r in file.runs]  # typed like a file's: 8, not "8"
 
 
 def test_range_choice_and_glob(out):
-    sw = sweep_mod.expand(None, ["data.n=range(8,25,8)", "model=choice(tiny,c32)", *FAST])
+    sw = spec.expand(None, ["data.n=range(8,25,8)", "model=choice(tiny,c32)", *FAST])
     assert sw.name == "data.n_model" and sw.spec["axes"] == {"data.n": [8, 16, 24], "model": ["tiny", "c32"]}
     assert sorted({r.cfg.model.channels for r in sw.runs}) == sorted({config.compose_run([f"model={m}"]).model.channels
                                                                       for m in ("tiny", "c32")})
-    glob = sweep_mod.expand(None, ["model=glob(c3*)", "data.n=8,16", *FAST])
+    glob = spec.expand(None, ["model=glob(c3*)", "data.n=8,16", *FAST])
     assert glob.spec["axes"]["model"] == ["c32"]
 
 
 def test_axes_on_top_of_a_file_and_replacing_one(tmp_path, out):
     path = write_sweep(tmp_path, {"axes": {"data.n": [8, 16]}, "overrides": FAST})
-    more = sweep_mod.expand(path, ["seed=0,1"])
+    more = spec.expand(path, ["seed=0,1"])
     assert more.name == "tiny_seed" and len(more.runs) == 4
-    assert {r.run_id for r in sweep_mod.expand(path).runs} < {r.run_id for r in more.runs}  # the file's runs, shared
-    other = sweep_mod.expand(path, ["data.n=8,24", "train.steps=30"])  # the command line's axis wins; fixed ones apply
+    assert {r.run_id for r in spec.expand(path).runs} < {r.run_id for r in more.runs}  # the file's runs, shared
+    other = spec.expand(path, ["data.n=8,24", "train.steps=30"])  # the command line's axis wins; fixed ones apply
     assert sorted(r.cfg.data.n for r in other.runs) == [8, 24] and {r.cfg.train.total_steps for r in other.runs} == {30}
 
 
@@ -81,7 +81,7 @@ def test_a_lab_config_dir(lab, out, monkeypatch, capsys, caplog):
     config.use_config_dirs([lab])
     assert config.compose_run(["data=mydigits"]).data.n == 24
     assert config.compose_run(["+experiment=bigger"]).data.n == 40
-    sw = sweep_mod.expand("labsweep")
+    sw = spec.expand("labsweep")
     assert len(sw.runs) == 2 and {r.cfg.data.n for r in sw.runs} == {24}
     # a clash: memsweep's own model/tiny.yaml wins, and one line says so, naming both files
     assert config.compose_run([]).model.channels != 7
@@ -151,5 +151,5 @@ def test_a_name_recorded_with_other_axes_is_refused(out):
     (out / "sweeps" / "mine").mkdir(parents=True)
     (out / "sweeps" / "mine" / "sweep.json").write_text(json.dumps({"name": "mine", "axes": ["seed"], "runs": []}))
     with pytest.raises(ConfigError, match="--name mine: already a sweep over seed"):
-        sweep_mod.expand(None, ["data.n=8,16", *FAST], "mine")
-    assert len(sweep_mod.expand(None, ["seed=0,1,2", *FAST], "mine").runs) == 3  # more values: the same sweep
+        spec.expand(None, ["data.n=8,16", *FAST], "mine")
+    assert len(spec.expand(None, ["seed=0,1,2", *FAST], "mine").runs) == 3  # more values: the same sweep

@@ -11,7 +11,7 @@ from memsweep.errors import ConfigError
 from memsweep.eval.evaluator import keys_of
 from memsweep.science import networks, unet
 from memsweep.store import identity
-from memsweep.sweeps import spec as sweep_mod
+from memsweep.sweeps import spec
 
 CONFIGS = Path(config.config_dir())
 
@@ -108,14 +108,14 @@ OLD_PAPER_SWEEP_IDS = {
 def test_paper_cifar10_v0_composes_the_runs_made_before_and_the_new_sweeps_share_figure_1s_run():
     assert identity.run_id(config.compose_run(["+experiment=paper_cifar10_v0"], data_here=False)) == OLD_PAPER_ID
     for name, ids in OLD_PAPER_SWEEP_IDS.items():
-        assert [r.run_id for r in sweep_mod.expand(f"{name}_v0", data_here=False).runs] == ids, name
+        assert [r.run_id for r in spec.expand(f"{name}_v0", data_here=False).runs] == ids, name
     centre = config.compose_run(["+experiment=paper_cifar10"], data_here=False)
     assert (centre.data.n, centre.train.batch_size, centre.optim.lr) == (2048, 16, 1e-4)
     assert centre.model.name == "c128_paper"
     smallest = {"dataset_size": ("data.n", 2048), "batch_size": ("train.batch_size", 16),
                 "learning_rate": ("optim.lr", 1e-5), "model_size": ("model", "c64_paper")}
     for name, (key, first) in smallest.items():
-        runs = sweep_mod.expand(name, data_here=False).runs
+        runs = spec.expand(name, data_here=False).runs
         assert runs[0].axes[key] == first and identity.run_id(centre) in [r.run_id for r in runs], name
         assert not {r.run_id for r in runs} & {i for ids in OLD_PAPER_SWEEP_IDS.values() for i in ids}, name
 

@@ -7,12 +7,15 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
 
 from memsweep import config
+from memsweep.cli import main
 from memsweep.data.datasets import load_for_model
+from memsweep.errors import ConfigError, RankLost
 from memsweep.eval.evaluator import Evaluator
 from memsweep.eval.shares import bounds
 from memsweep.science import networks
@@ -21,9 +24,10 @@ from memsweep.train import distributed
 from memsweep.store import identity
 from memsweep.store.live import live_state
 from memsweep.store.run import RunStore
+from memsweep.sweeps import cost, groups
 from memsweep.train.loop import train
 
-from conftest import FAST, assert_same_run, run_cli
+from conftest import FAST, FLOAT_KEYS, assert_same_run, run_cli
 from test_slurm import finished_or_raise, slurm_cluster, states, wait_for, write_sweep  # noqa: F401 (a fixture)
 
 ARGS = [*FAST, "runtime.checkpoint_every=10"]
@@ -92,7 +96,6 @@ def test_stopped_on_two_processes_resumes_on_one_as_if_never_stopped(tmp_path, o
 ])
 def test_impossible_runs_are_one_line_and_nothing_written(tmp_path, overrides, message):
     if "cuda" in message:
-        import torch
         if torch.cuda.is_available():
             pytest.skip("CUDA is here")
     r = run_cli("train", *FAST, *overrides, env={"MEMSWEEP_OUTPUT_ROOT": str(tmp_path / "out")})
@@ -103,7 +106,6 @@ def test_impossible_runs_are_one_line_and_nothing_written(tmp_path, overrides, m
 
 
 def test_a_missing_backend_is_one_line(monkeypatch):
-    from memsweep.errors import ConfigError
     monkeypatch.setattr(torch.distributed, "is_gloo_available", lambda: False)
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     with pytest.raises(ConfigError, match=r"^runtime.processes=2: this torch build has no torch.distributed gloo "):
@@ -112,7 +114,6 @@ def test_a_missing_backend_is_one_line(monkeypatch):
 
 
 def test_more_processes_than_gpus_is_one_line(monkeypatch):
-    from memsweep.errors import ConfigError
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
     monkeypatch.setattr(torch.distributed, "is_nccl_available", lambda: True)
@@ -122,7 +123,6 @@ def test_more_processes_than_gpus_is_one_line(monkeypatch):
 
 def test_a_lost_rank_is_told_apart_from_other_errors(tmp_path):
     """What a collective raises when a peer is gone becomes one line (errors.RankLost); other errors stay."""
-    from memsweep.errors import RankLost
 
     gone = RuntimeError("[/__w/pytorch/third_party/gloo/gloo/transport/tcp/pair.cc:561] Connection closed by peer "
                         "[127.0.0.1]:3. This is typically caused by a remote worker crashing.")
@@ -144,16 +144,12 @@ def test_the_run_id_does_not_hold_the_number_of_processes():
 
 
 def test_several_processes_are_refused_in_one_process_and_in_a_pack(out):
-    from memsweep.errors import ConfigError
     with pytest.raises(ConfigError, match="started by `memsweep train` or torchrun"):
         train(config.compose_run([*FAST, "runtime.processes=2"]))
     assert not out.exists()
 
 
 def test_a_dry_run_counts_the_gpus_of_each_run_and_too_many_processes_are_refused(out, capsys):
-    from memsweep.cli import main
-    from memsweep.sweeps import cost
-
     sweep = ["sweep", "seed=0,1", *FAST, "--name", "k"]
     assert main([*sweep, "--dry-run", "--gpu", "h100", "--all"]) == 0
     one = float(" ".join(capsys.readouterr().out.split()).split("estimate: ")[1].split()[0])
@@ -185,10 +181,6 @@ def test_a_dry_run_counts_the_gpus_of_each_run_and_too_many_processes_are_refuse
 def test_a_local_sweep_gives_each_run_a_group_of_k_gpus(monkeypatch):
     """On a machine with GPUs each run gets K of the visible ones (CUDA_VISIBLE_DEVICES for its ranks), runs
     starting as groups free up; K beyond them is refused (checked here with CUDA's answers mocked)."""
-    from types import SimpleNamespace
-
-    from memsweep.errors import ConfigError
-    from memsweep.sweeps import groups
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 4)
@@ -212,7 +204,6 @@ def test_a_local_sweep_gives_each_run_a_group_of_k_gpus(monkeypatch):
 def test_a_local_sweep_of_runs_on_two_processes(tmp_path, out, one_process):
     """launcher=local with runtime.processes=2 on 2 CPU slots: one run at a time on its 2 gloo processes; each
     run is the one-process run."""
-    from memsweep.cli import main
 
     assert main(["sweep", "seed=0,1", *ARGS, "runtime.processes=2", "launcher.workers=2", "--name", "k2",
                  "--quiet"]) == 0
@@ -246,7 +237,6 @@ def test_a_two_task_job_preempted_requeues_and_ends_as_the_one_process_run(slurm
                                                                             monkeypatch):
     """Preempted (USR2 to both tasks), the ranks stop at one step, rank 0 checkpoints it and submitit requeues;
     the requeued 2-task job ends with the metrics of an uninterrupted one-process run (rel 1e-4, a count)."""
-    from conftest import FLOAT_KEYS
 
     extra = ["train.steps=600", "eval.num_points=8", "runtime.checkpoint_every=100000"]
     path = write_sweep(tmp_path, "preempt2", {"seed": [0]}, [*extra, "runtime.processes=2"])

@@ -9,6 +9,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+import yaml
 
 from memsweep import config
 from memsweep.store.run import RunStore
@@ -166,7 +167,6 @@ def test_sigterm_checkpoints_at_the_current_step_and_a_relaunch_resumes(tmp_path
 
 
 def write_sweep(tmp_path, name="two"):
-    import yaml
     path = tmp_path / f"{name}.yaml"
     path.write_text(yaml.safe_dump({"axes": {"data.n": [16, 24]}, "overrides": [*ARGS, "launcher.workers=2",
                                                                                 "launcher.pack=1"]}))

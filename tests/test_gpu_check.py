@@ -4,8 +4,11 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
+import torch
+from gpucheck import scaling
 
 ROOT = Path(__file__).resolve().parents[1]
 PARTS = ("scaling", "correctness", "speed", "evaluation", "pack", "sweeps")
@@ -58,13 +61,6 @@ def test_cpu_smoke_measures_every_part_and_the_options_are_correct(tmp_path):
 
 
 def test_the_scaling_part_skips_in_one_line_without_two_gpus(monkeypatch):
-    from types import SimpleNamespace
-
-    import torch
-
-    monkeypatch.syspath_prepend(str(ROOT / "scripts"))
-    from gpucheck import scaling
-
     cpu = SimpleNamespace(cuda=False, smoke=False)
     assert scaling.part_scaling(cpu, {}) == {"skipped": "skipped: no CUDA device here"}
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)

@@ -19,7 +19,7 @@ from PIL import Image
 
 from memsweep import config, schema
 from memsweep.cli import main
-from memsweep.data import datasets, folder as folder_mod
+from memsweep.data import datasets, folder
 from memsweep.eval.features import INCEPTION_FILE
 from memsweep.store import identity
 
@@ -200,11 +200,11 @@ def test_every_mode_decodes_to_what_its_pixels_say(case, tmp_path, out, caplog):
     """Mode by mode: the decoded training and test images against an independent reading of the same pixels
     (numpy from the values written), as grayscale and as RGB; 8-bit modes also pixel for pixel as memsweep
     always read them (PIL's convert), so existing folders train on the same images."""
-    folder = tmp_path / "images"
-    folder.mkdir()
-    written = [write_case(case, folder / f"{i:03d}") for i in range(COUNT)]
+    image_dir = tmp_path / "images"
+    image_dir.mkdir()
+    written = [write_case(case, image_dir / f"{i:03d}") for i in range(COUNT)]
     first = Image.open(written[0][0])
-    cfg = config.compose_run(["logger=none", "data=folder", f"data.path={folder}", "data.test_size=2", "data.n=2"])
+    cfg = config.compose_run(["logger=none", "data=folder", f"data.path={image_dir}", "data.test_size=2", "data.n=2"])
     with caplog.at_level(logging.WARNING):
         got_l, got_rgb = decoded(cfg, True), decoded(cfg, False)
     for i, (f, want_l, want_rgb, atol) in enumerate(written):
@@ -238,18 +238,18 @@ def test_16_bit_images_resize_like_their_8_bit_content(tmp_path, out):
     ("LAB as grayscale", "is a LAB image, which PIL cannot convert to L"),
 ])
 def test_images_with_no_faithful_reading_are_refused_naming_the_file_and_mode(case, named, tmp_path, out, capsys):
-    folder = tmp_path / "images"
-    folder.mkdir()
+    image_dir = tmp_path / "images"
+    image_dir.mkdir()
     for i in range(COUNT):
         v = (RNG.random((4, 4)) * (3 if case == "float outside its range" else 1)).astype(np.float32)
         if case == "float without a range":
-            Image.fromarray(v).save(folder / f"{i}.tif")
+            Image.fromarray(v).save(image_dir / f"{i}.tif")
         elif case == "LAB as grayscale":
-            Image.frombytes("LAB", (4, 4), RNG.integers(0, 256, (4, 4, 3)).astype(np.uint8).tobytes()).save(folder / f"{i}.tif")
+            Image.frombytes("LAB", (4, 4), RNG.integers(0, 256, (4, 4, 3)).astype(np.uint8).tobytes()).save(image_dir / f"{i}.tif")
         else:
             v[0, 0] = np.nan if case == "float nan" else v[0, 0]
-            tiff(folder / f"{i}.tif", v, [(340, 12, [0.0]), (341, 12, [1.0])])
-    line = refused(capsys, ["train", "logger=none", "data=folder", f"data.path={folder}", "data.test_size=2", "data.n=2",
+            tiff(image_dir / f"{i}.tif", v, [(340, 12, [0.0]), (341, 12, [1.0])])
+    line = refused(capsys, ["train", "logger=none", "data=folder", f"data.path={image_dir}", "data.test_size=2", "data.n=2",
                             "data.grayscale=true", "train.steps=2"], named, out)
     assert "0.tif" in line
 
@@ -258,14 +258,14 @@ def test_what_decoding_leaves_out_is_said_once(tmp_path, out, caplog, capsys):
     """Several frames (the first is read), an EXIF orientation (not applied), nearly uniform 8-bit images: one
     warning line each. 16-bit images that span a few levels read by their declared range (12-bit values in files
     that say 16 bits) are refused: 4 bits of them would be left."""
-    folder = tmp_path / "images"
-    folder.mkdir()
+    image_dir = tmp_path / "images"
+    image_dir.mkdir()
     exif = Image.Exif()
     exif[0x0112] = 6
     for i in range(COUNT):
         frames = [Image.fromarray(RNG.integers(0, 8, (4, 4)).astype(np.uint8)) for _ in range(2)]
-        frames[0].save(folder / f"{i}.tif", save_all=True, append_images=frames[1:], exif=exif)
-    cfg = config.compose_run(["logger=none", "data=folder", f"data.path={folder}", "data.test_size=2", "data.n=2"])
+        frames[0].save(image_dir / f"{i}.tif", save_all=True, append_images=frames[1:], exif=exif)
+    cfg = config.compose_run(["logger=none", "data=folder", f"data.path={image_dir}", "data.test_size=2", "data.n=2"])
     with caplog.at_level(logging.WARNING):
         decoded(cfg, True)
     lines = [r.getMessage() for r in caplog.records]
@@ -290,7 +290,7 @@ def test_eight_bit_folders_keep_their_run_ids_and_wide_ones_get_new_ones(tmp_pat
             Image.fromarray(RNG.integers(0, 200, (4, 4)).astype(dtype)).save(tmp_path / name / f"{i}.png")
         cfg = config.compose_run(["logger=none", "data=folder", f"data.path={tmp_path / name}", "data.test_size=2",
                                   "data.n=2"])
-        before = hashlib.sha256(json.dumps([folder_mod.scan(cfg.data.path).describe(False)]).encode()).hexdigest()[:16]
+        before = hashlib.sha256(json.dumps([folder.scan(cfg.data.path).describe(False)]).encode()).hexdigest()[:16]
         assert (cfg.data.fingerprint == before) == (name == "narrow"), name
 
 
@@ -463,11 +463,11 @@ def test_class_subfolders_are_interleaved_by_default_and_sorted_stays_reachable(
 
 
 def test_a_flat_folder_keeps_its_sorted_run_ids(tmp_path, out):
-    folder = tmp_path / "flat"
-    folder.mkdir()
+    image_dir = tmp_path / "flat"
+    image_dir.mkdir()
     for i in range(12):
-        Image.fromarray(np.full((4, 4), i, np.uint8)).save(folder / f"{i:03d}.png")
-    args = ["logger=none", "data=folder", f"data.path={folder}", "data.n=4", "data.test_size=4"]
+        Image.fromarray(np.full((4, 4), i, np.uint8)).save(image_dir / f"{i:03d}.png")
+    args = ["logger=none", "data=folder", f"data.path={image_dir}", "data.n=4", "data.test_size=4"]
     auto = config.compose_run(args)
     assert auto.data.order == "sorted"
     assert identity.run_id(auto) == identity.run_id(config.compose_run([*args, "data.order=sorted"]))

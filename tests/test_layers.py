@@ -6,6 +6,7 @@ from pathlib import Path
 import memsweep
 
 SRC = Path(memsweep.__file__).parent
+ROOT = Path(__file__).resolve().parents[1]   # the checkout: src/, scripts/, tests/
 
 # package -> the memsweep packages it may import (besides itself)
 BOTTOM = {"errors", "states", "hashing", "threads", "lazy", "shipped_configs"}   # layer 0: anything may import these
@@ -105,16 +106,67 @@ def test_no_import_cycles():
     assert not cycles, "\n".join(cycles)
 
 
-def test_memsweep_imports_are_at_module_level():
-    """An import of memsweep inside a function hides a dependency (and often a cycle) from the reader."""
-    hidden = []
-    for name, path in modules().items():
-        tree = ast.parse(path.read_text())
-        for fn in (n for n in ast.walk(tree) if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))):
-            for node in ast.walk(fn):
-                mod = (node.module or "") if isinstance(node, ast.ImportFrom) else ""
-                names = [a.name for a in node.names] if isinstance(node, ast.Import) else []
-                if (isinstance(node, ast.ImportFrom) and (node.level or mod.startswith("memsweep"))) or any(
-                        n.startswith("memsweep") for n in names):
-                    hidden.append(f"{name}: line {node.lineno}")
+def functions_importing(tree: ast.AST):
+    """(function, import) pairs: each import statement inside a function (at any depth), with its innermost one."""
+    parent = {child: node for node in ast.walk(tree) for child in ast.iter_child_nodes(node)}
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.Import, ast.ImportFrom)):
+            up = parent.get(node)
+            while up is not None and not isinstance(up, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                up = parent.get(up)
+            if up is not None:
+                yield up, node
+
+
+def test_no_imports_inside_functions():
+    """An import inside a function hides a dependency (and often a cycle) from the reader. A module memsweep loads
+    only when it needs it goes through memsweep.lazy, whose docstring says which and why."""
+    hidden = [f"{name}: line {node.lineno} in {fn.name}(): {ast.unparse(node)}"
+              for name, path in sorted(modules().items())
+              for fn, node in functions_importing(ast.parse(path.read_text()))]
     assert not hidden, "\n".join(hidden)
+
+
+def renamed_memsweep_imports(tree: ast.AST, relative_is_memsweep: bool) -> list[ast.AST]:
+    """The import statements that bind a memsweep module (or a name from one) under another name."""
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            ours = [a for a in node.names if a.name.split(".")[0] == "memsweep"]
+        elif isinstance(node, ast.ImportFrom):
+            from_ours = (node.module or "").split(".")[0] == "memsweep" or (node.level and relative_is_memsweep)
+            ours = node.names if from_ours else []
+        else:
+            continue
+        if any(a.asname for a in ours):
+            found.append(node)
+    return found
+
+
+def test_memsweep_modules_are_imported_by_their_own_names():
+    """`from memsweep.sweeps import spec`, never `... import spec as sweep_mod`: a module reads the same in every
+    file (a local variable that clashes is renamed instead). Third-party aliases (np, pd, plt, F) stay."""
+    renamed = []
+    for folder in ("src", "scripts", "tests"):
+        for path in sorted((ROOT / folder).rglob("*.py")):
+            for node in renamed_memsweep_imports(ast.parse(path.read_text()), relative_is_memsweep=folder == "src"):
+                renamed.append(f"{path.relative_to(ROOT)}: line {node.lineno}: {ast.unparse(node)}")
+    assert not renamed, "\n".join(renamed)
+
+
+def test_the_import_checks_find_what_they_look_for():
+    """The two checks above on code that breaks them (a check that finds nothing in good code must still see)."""
+    code = ast.parse("import json\n"
+                     "from memsweep.sweeps import spec as sweep_mod\n"
+                     "import memsweep.eval.features as feat\n"
+                     "import numpy as np\n"
+                     "def f():\n"
+                     "    if True:\n"
+                     "        import wandb\n"
+                     "    class Inner:\n"
+                     "        def g(self):\n"
+                     "            from . import lazy\n"
+                     "async def h():\n"
+                     "    import torch\n")
+    assert sorted((fn.name, node.lineno) for fn, node in functions_importing(code)) == [("f", 7), ("g", 10), ("h", 12)]
+    assert sorted(node.lineno for node in renamed_memsweep_imports(code, relative_is_memsweep=True)) == [2, 3]

@@ -2,7 +2,7 @@
 import pytest
 
 from memsweep import config
-from memsweep.train.wandb_logger import flatten, loggable
+from memsweep.train.wandb_logger import flatten, loggable, make_logger
 from memsweep.train.loop import train
 from memsweep.store import identity
 
@@ -32,7 +32,6 @@ def test_offline_wandb_run_is_named_by_the_run_id_and_holds_no_secret(out, monke
 def test_a_pack_logs_each_run_to_its_own_wandb_run(out, monkeypatch):
     """K runs trained in one process (memsweep.train.packed) each get their own wandb run, not the first one's."""
     pytest.importorskip("wandb")
-    from memsweep.train.wandb_logger import make_logger
 
     monkeypatch.setenv("WANDB_MODE", "offline")
     args = [a for a in FAST if a != "logger=none"] + ["logger=wandb", "logger.mode=offline"]

@@ -5,7 +5,9 @@ import scipy.linalg
 import torch
 
 from memsweep.metrics.fid import frechet_distance, gaussian_stats
+from memsweep.metrics.kid import kid
 from memsweep.metrics.memorization import mem_ratio, nearest_neighbours, nn_ratio
+from memsweep.metrics.mifid import mifid
 from memsweep.metrics.sliced_wasserstein import projections, sliced_wasserstein, wasserstein_1d_squared
 from memsweep.data.datasets import load
 from omegaconf import OmegaConf
@@ -169,7 +171,6 @@ def mmd2_unbiased_cubic(x: np.ndarray, y: np.ndarray) -> float:
 
 
 def test_kid_equals_the_unbiased_mmd_by_hand():
-    from memsweep.metrics.kid import kid
     g = torch.Generator().manual_seed(0)
     x, y = torch.randn(40, 6, generator=g), torch.randn(40, 6, generator=g) * 1.3 + 0.4
     mean, std = kid(x, y, subsets=1, subset_size=1000)  # one subset of every row: the plain estimator
@@ -186,7 +187,6 @@ def test_kid_equals_the_unbiased_mmd_by_hand():
 
 
 def test_mifid_equals_fid_over_the_samples_mean_minimum_cosine_distance():
-    from memsweep.metrics.mifid import mifid
     g = torch.Generator().manual_seed(1)
     train = torch.randn(30, 5, generator=g)
     near_copies = train[:12] + 0.05 * torch.randn(12, 5, generator=g)  # samples that copy 12 training points

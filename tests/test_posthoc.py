@@ -4,14 +4,20 @@ from pathlib import Path
 
 import pytest
 import torch
+from cleanfid.fid import get_folder_features
+from cleanfid.inception_torchscript import InceptionV3W
+from PIL import Image
 
 from memsweep import config
 from memsweep.science import unet
 from memsweep.cli import main
 from memsweep.data.datasets import load
-from memsweep.eval.evaluator import Evaluator
+from memsweep.eval.evaluator import Evaluator, keys_of
+from memsweep.eval.features import INCEPTION_FILE, build
 from memsweep.metrics.copy_detection import copy_fraction
+from memsweep.metrics.kid import kid
 from memsweep.metrics.memorization import mem_ratio
+from memsweep.metrics.mifid import mifid
 from memsweep.store.run import RunStore
 from memsweep.store import identity
 
@@ -82,8 +88,6 @@ def test_eval_refuses_a_run_being_trained(run, capsys):
 
 
 def test_the_evaluator_writes_the_keys_memsweep_eval_looks_for(run):
-    from memsweep.eval.evaluator import keys_of
-
     store, _, ev, _ = run
     row = store.read_metrics()[0]
     for kind, spec in (("mem", "pixels"), ("sw", "pixels"), ("fd", "pixels")):
@@ -95,7 +99,6 @@ def test_the_evaluator_writes_the_keys_memsweep_eval_looks_for(run):
 def test_missing_inception_weights_give_one_warning_and_no_fid(tmp_path, caplog):
     """eval.inception_path unset and clean-fid's cache without the weights: a default location that is absent is
     a warning (a path the user gives must hold them: tests/test_input_files.py)."""
-    from memsweep.eval.features import INCEPTION_FILE
 
     if Path("/tmp", INCEPTION_FILE).exists():
         pytest.skip("Inception weights in clean-fid's cache")
@@ -116,11 +119,6 @@ def test_inception_space_matches_clean_fid_pipeline(tmp_path, one_thread):
     preprocessing (8-bit, clean-fid's PIL bicubic resize to 299, grayscale to RGB) against clean-fid's own
     folder pipeline feeding the same network. (The Frechet distance of its features is the code path tested
     in pixels; a 2048-d one costs a minute of scipy sqrtm on this CPU.)"""
-    from PIL import Image
-    from cleanfid.fid import get_folder_features
-    from cleanfid.inception_torchscript import InceptionV3W
-
-    from memsweep.eval.features import INCEPTION_FILE, build
 
     class StandIn(torch.nn.Module):  # what clean-fid calls: .layers on 299x299 inputs -> 2048 features
         def __init__(self):
@@ -154,8 +152,6 @@ def test_kid_and_mifid_are_off_by_default_and_leave_run_ids_alone():
 
 
 def test_kid_and_mifid_in_an_evaluation_and_after_the_fact(run, capsys):
-    from memsweep.metrics.kid import kid
-    from memsweep.metrics.mifid import mifid
     store, data, ev, model = run
     assert not any(k.startswith(("kid_", "mifid_")) for k in store.read_metrics()[0])  # off by default
     cfg = config.compose_run([*FAST, f"paths.output_root={store.dir.parents[1]}", "eval.kid_features=pixels",

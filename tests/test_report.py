@@ -13,11 +13,13 @@ import yaml  # noqa: E402
 
 from conftest import FAST  # noqa: E402
 import torch  # noqa: E402
+from omegaconf import OmegaConf  # noqa: E402
 
 from memsweep.report.summary import SUMMARY_COLUMNS
 from memsweep.report.markdown import fmt  # noqa: E402
 from memsweep.report import build, curves, document, figure_cache, probe_report, samples, style  # noqa: E402
 from memsweep.science.capacity import effective_memorization  # noqa: E402
+from memsweep.data import datasets  # noqa: E402
 from memsweep.store.run import RunStore  # noqa: E402
 from memsweep.cli import main  # noqa: E402
 from memsweep.store import identity  # noqa: E402
@@ -67,10 +69,8 @@ def synthetic_rows(n, steps, rng):
 def write_samples(store, n, rows, rng):
     """Saved samples like an evaluation's: a fraction mem_ratio of them copies of training image i % n
     (to within 1/255), the rest uniform noise images (far from every digit)."""
-    from omegaconf import OmegaConf
-    from memsweep.data import datasets as data_mod
 
-    d = data_mod.load(OmegaConf.create({**DIGITS, "n": n}))
+    d = datasets.load(OmegaConf.create({**DIGITS, "n": n}))
     idx = torch.arange(NUM_SAMPLES) % n
     for r in rows:
         k = round(r["mem_ratio"] * NUM_SAMPLES)

@@ -15,7 +15,7 @@ from memsweep.errors import ConfigError
 from memsweep.report import build, claims
 from memsweep.science.verdicts import (AGREES, DISAGREES, INCONCLUSIVE, equivalence_verdict, exponent_verdict,
                                        sign_verdict, wilson_interval)
-from memsweep.sweeps import spec as sweep_mod
+from memsweep.sweeps import spec
 
 
 def test_verdicts_read_the_interval():
@@ -47,7 +47,7 @@ def write_study(tmp_path, arms, axes=None, centre=("data.n=16", "train.batch_siz
 def test_a_study_is_its_arms_around_one_shared_centre(tmp_path, out):
     path = write_study(tmp_path, {"n": {"data.n": [8, 16]}, "batch_size": {"train.batch_size": [4, 8]}},
                        axes={"seed": [0, 1]})
-    sw = sweep_mod.expand(path)
+    sw = spec.expand(path)
     assert sw.axes == ["seed", "data.n", "train.batch_size"]
     assert len(sw.runs) == 6 and len({r.run_id for r in sw.runs}) == 6     # 2 seeds x (1 centre + 1 + 1)
     by = {(r.axes["seed"], r.axes["data.n"], r.axes["train.batch_size"]): r for r in sw.runs}
@@ -56,7 +56,7 @@ def test_a_study_is_its_arms_around_one_shared_centre(tmp_path, out):
     assert by[(0, 8, 8)].arms == ["n"] and by[(1, 16, 4)].arms == ["batch_size"]
     for (s, n, b), r in by.items():
         assert (r.cfg.seed, r.cfg.data.n, r.cfg.train.batch_size) == (s, n, b)
-    record = json.loads(sweep_mod.record(sw, out).read_text())
+    record = json.loads(spec.record(sw, out).read_text())
     assert record["arms"] == {"n": ["data.n"], "batch_size": ["train.batch_size"]}
     assert {e["run_id"]: e["arms"] for e in record["runs"]}[by[(1, 16, 8)].run_id] == ["n", "batch_size"]
 
@@ -72,14 +72,14 @@ def test_a_study_is_its_arms_around_one_shared_centre(tmp_path, out):
 ])
 def test_bad_studies_are_named(tmp_path, out, arms, axes, message):
     with pytest.raises(ConfigError, match=message):
-        sweep_mod.expand(write_study(tmp_path, arms, axes))
+        spec.expand(write_study(tmp_path, arms, axes))
 
 
 def test_an_arm_may_zip_keys_like_a_sweep(tmp_path, out):
     path = write_study(tmp_path, {"n": {"data.n": [8, 16]},
                                   "lr": {"zip": {"optim.lr": [1e-3, 2e-3], "train.steps": [60, 30]}}},
                        centre=("data.n=16", "optim.lr=1e-3"))
-    sw = sweep_mod.expand(path)
+    sw = spec.expand(path)
     got = sorted((r.cfg.data.n, r.cfg.optim.lr, r.cfg.train.total_steps, tuple(r.arms)) for r in sw.runs)
     assert got == [(8, 1e-3, 60, ("n",)), (16, 1e-3, 60, ("n", "lr")), (16, 2e-3, 30, ("lr",))]
     assert sw.axes == ["data.n", "optim.lr", "train.steps"]
@@ -88,8 +88,8 @@ def test_an_arm_may_zip_keys_like_a_sweep(tmp_path, out):
 def test_an_arm_cannot_be_swept_again_on_the_command_line(tmp_path, out):
     path = write_study(tmp_path, {"n": {"data.n": [8, 16]}})
     with pytest.raises(ConfigError, match="data.n is an arm of the study"):
-        sweep_mod.expand(path, ["data.n=8,32"])
-    assert len(sweep_mod.expand(path, ["seed=0,1"]).runs) == 4               # other axes cross every arm
+        spec.expand(path, ["data.n=8,32"])
+    assert len(spec.expand(path, ["seed=0,1"]).runs) == 4               # other axes cross every arm
 
 
 # -- a fake study whose curves follow known laws ------------------------------------------------------------

@@ -12,7 +12,7 @@ from omegaconf import OmegaConf
 
 from memsweep import config
 from memsweep.cli import main
-from memsweep.sweeps import spec as sweep_mod
+from memsweep.sweeps import spec
 from memsweep.errors import ConfigError
 from memsweep.store.run import RunStore
 from memsweep.store import identity
@@ -33,7 +33,7 @@ def test_axes_zip_overrides_and_resources_expand(tmp_path, out):
         "overrides": FAST,
         "launcher": {"timeout_min": 10},
         "resources": [{"when": {"data.n": 16}, "set": {"timeout_min": 99}}]})
-    sw = sweep_mod.expand(path)
+    sw = spec.expand(path)
     assert len(sw.runs) == 4 and sw.axes == ["data.n", "model", "train.batch_size", "optim.lr"]
     pairs = {(r.cfg.data.n, r.cfg.train.batch_size, r.cfg.optim.lr) for r in sw.runs}
     assert pairs == {(8, 16, 1e-3), (8, 32, 2e-3), (16, 16, 1e-3), (16, 32, 2e-3)}
@@ -45,7 +45,7 @@ def test_axes_zip_overrides_and_resources_expand(tmp_path, out):
 def test_a_value_may_follow_another_setting(tmp_path, out):
     # the second subset starts where the first ends, whatever n: data.offset follows data.n
     path = write_sweep(tmp_path, {"axes": {"data.n": [8, 16], "data.offset": [0, "\\${data.n}"]}, "overrides": FAST})
-    sw = sweep_mod.expand(path)
+    sw = spec.expand(path)
     got = sorted((r.axes["data.n"], r.axes["data.offset"], r.cfg.data.offset) for r in sw.runs)
     assert got == [(8, 0, 0), (8, 8, 8), (16, 0, 0), (16, 16, 16)]
     literal = {identity.run_id(config.compose_run([*FAST, f"data.n={n}", f"data.offset={o}"])) for n, o, _ in got}
@@ -64,21 +64,21 @@ def test_a_value_may_follow_another_setting(tmp_path, out):
 ])
 def test_bad_sweep_files_are_named(tmp_path, body, message):
     with pytest.raises(ConfigError, match=message):
-        sweep_mod.expand(write_sweep(tmp_path, body))
+        spec.expand(write_sweep(tmp_path, body))
 
 
 def test_settings_by_objective_apply_to_that_objective_only(tmp_path, out):
     # after the file's overrides (they win over them), before the command line's (which win over them)
     path = write_sweep(tmp_path, {"axes": {"data.n": [8]}, "overrides": [*FAST, "optim.lr=1e-3"],
                                   "by_objective": {"vp": ["optim.lr=2e-3", "train.batch_size=8"]}})
-    plain = sweep_mod.expand(path).runs[0]
+    plain = spec.expand(path).runs[0]
     assert plain.cfg.optim.lr == 1e-3 and plain.run_id == identity.run_id(config.compose_run([*FAST, "optim.lr=1e-3",
                                                                                                 "data.n=8"]))
-    vp = sweep_mod.expand(path, ["objective=vp"]).runs[0]
+    vp = spec.expand(path, ["objective=vp"]).runs[0]
     assert (vp.cfg.objective.name, vp.cfg.optim.lr, vp.cfg.train.batch_size) == ("vp", 2e-3, 8)
-    mine = sweep_mod.expand(path, ["objective=vp", "optim.lr=5e-4"]).runs[0]
+    mine = spec.expand(path, ["objective=vp", "optim.lr=5e-4"]).runs[0]
     assert (mine.cfg.optim.lr, mine.cfg.train.batch_size) == (5e-4, 8)
-    edm = sweep_mod.expand(path, ["objective=edm"]).runs[0]
+    edm = spec.expand(path, ["objective=edm"]).runs[0]
     assert edm.cfg.optim.lr == 1e-3 and edm.cfg.train.batch_size == plain.cfg.train.batch_size
 
 
@@ -88,7 +88,7 @@ def test_shipped_sweeps_expand():
     for path in (config.config_dir() / "sweep").glob("*.yaml"):
         if path.stem in bundles:
             continue
-        sw = sweep_mod.expand(path.stem, ["data.download=true"] if path.stem != "demo" else [])
+        sw = spec.expand(path.stem, ["data.download=true"] if path.stem != "demo" else [])
         assert len(sw.runs) >= 3, path.stem
 
 
@@ -134,16 +134,15 @@ def test_local_sweep_runs_resumes_nothing_twice_and_shares_runs(tmp_path, out, c
 
 def test_failed_runs_are_retried_only_when_asked(tmp_path, out):
     path = write_sweep(tmp_path, {"axes": {"data.n": [8]}, "overrides": FAST}, name="retry")
-    sw = sweep_mod.expand(path)
+    sw = spec.expand(path)
     sw.runs[0].store.set_status(state="failed", error="boom")
-    assert sweep_mod.plan(sw)[0] == []
-    assert [r.run_id for r in sweep_mod.plan(sw, retry=True)[0]] == [sw.runs[0].run_id]
+    assert spec.plan(sw)[0] == []
+    assert [r.run_id for r in spec.plan(sw, retry=True)[0]] == [sw.runs[0].run_id]
 
 
 def test_slurm_launch_without_slurm_fails_before_submitting(tmp_path, out, monkeypatch):
     monkeypatch.setenv("PATH", "/nonexistent")
     path = write_sweep(tmp_path, {"axes": {"data.n": [8]}, "overrides": FAST}, name="noslurm")
-    import sys, subprocess, os
     r = subprocess.run([sys.executable, "-m", "memsweep.cli", "sweep", path, "launcher=slurm"],
                        capture_output=True, text=True, env=dict(os.environ))
     assert r.returncode == 2 and "launcher=slurm" in r.stderr and "Traceback" not in r.stderr
@@ -165,7 +164,7 @@ def test_two_sweeps_at_once_under_one_root_share_a_run_and_corrupt_nothing(tmp_p
             assert store.status()["state"] == "finished"
             steps = [row["step"] for row in store.read_metrics()]
             assert steps == sorted(set(steps)) and steps[-1] == 60  # no row twice, none missing at the end
-    shared = sweep_mod.expand(a).runs[1].run_id
+    shared = spec.expand(a).runs[1].run_id
     assert shared in [e["run_id"] for e in json.loads((out / "sweeps" / "b" / "sweep.json").read_text())["runs"]]
     assert not list(out.rglob("*.tmp*"))  # no half-written file left behind
 
@@ -191,7 +190,7 @@ def test_composing_once_per_choice_of_groups_gives_each_run_as_composed_alone(tm
     path = write_sweep(tmp_path, {"axes": axes,
                                   "zip": {"launcher": ["local", "slurm"], "optim.lr": [1e-3, 2e-3]},
                                   "overrides": [*FAST, *extra]})
-    sw = sweep_mod.expand(path)
+    sw = spec.expand(path)
     with config.Composer() as compose:
         derived = [compose(r.overrides) for r in sw.runs]
         assert len(derived) == 16 and compose.composed == 4  # one per (model, launcher)
@@ -231,8 +230,8 @@ def test_long_tables_are_summarized_and_written_whole_when_asked(tmp_path, out, 
 
 def test_status_reads_the_last_complete_row_only(tmp_path, out, capsys):
     path = write_sweep(tmp_path, {"axes": {"data.n": [8, 16]}, "overrides": FAST}, name="last")
-    sw = sweep_mod.expand(path)
-    sweep_mod.record(sw, out)
+    sw = spec.expand(path)
+    spec.record(sw, out)
     for k, run in enumerate(sw.runs):
         run.store.set_status(state="finished", step=60, total_steps=60)
         for step in (10, 60):
@@ -253,10 +252,10 @@ def test_plan_asks_slurm_once_for_the_whole_sweep(tmp_path, out, monkeypatch):
     (bin_dir / "squeue").chmod(0o755)
     monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
     path = write_sweep(tmp_path, {"axes": {"data.n": [8, 16, 24, 32]}, "overrides": FAST}, name="queued")
-    sw = sweep_mod.expand(path)
+    sw = spec.expand(path)
     for run, job in zip(sw.runs, ["123_0", "123_1", "77", None]):
         if job:
             run.store.set_status(state="queued", job_id=job)
-    todo, counts = sweep_mod.plan(sw)
+    todo, counts = spec.plan(sw)
     assert counts["active"] == 2 and [r.run_id for r in todo] == [sw.runs[1].run_id, sw.runs[3].run_id]
     assert calls.read_text().count("x") == 1

@@ -2,8 +2,10 @@
 import contextlib
 import json
 import os
+import signal
 import subprocess
 import sys
+import threading
 import time
 
 import numpy as np
@@ -11,9 +13,13 @@ import pytest
 import yaml
 
 from memsweep import config
+from memsweep.data.datasets import make_synthetic_cifar
+from memsweep.errors import ConfigError
 from memsweep.store.run import RunStore
+from memsweep.store.run_dir import RunLocked
 from memsweep.train.loop import train
 from memsweep.train.schedule import eval_steps
+from memsweep.train.signals import SignalGuard
 from memsweep.store import identity
 
 from conftest import FAST, run_cli
@@ -92,8 +98,6 @@ def lock_held_elsewhere(store, seconds):
 
 
 def test_a_run_is_never_trained_by_two_processes_at_once(out):
-    from memsweep.store.run import RunStore
-    from memsweep.store.run_dir import RunLocked
     cfg = config.compose_run(FAST)
     with lock_held_elsewhere(RunStore(identity.run_dir(cfg)), 60):
         with pytest.raises(RunLocked, match="another process"):
@@ -105,7 +109,6 @@ def test_a_run_is_never_trained_by_two_processes_at_once(out):
 
 
 def test_a_requeued_job_waits_for_its_previous_attempt_to_let_go(out, caplog):
-    from memsweep.store.run import RunStore
     store = RunStore(out / "runs" / "r")
     with lock_held_elsewhere(store, 3) as holder:
         with store.lock(wait_s=60):  # taken once the holder lets go, not refused
@@ -114,27 +117,22 @@ def test_a_requeued_job_waits_for_its_previous_attempt_to_let_go(out, caplog):
 
 
 def test_signal_guard_defers_handlers_until_the_step_is_done():
-    import signal as sig
-    import threading
-    from memsweep.train.signals import SignalGuard
     calls = []
-    previous = sig.signal(sig.SIGUSR2, lambda s, f: calls.append("handler"))
+    previous = signal.signal(signal.SIGUSR2, lambda s, f: calls.append("handler"))
     try:
-        guard = SignalGuard([sig.SIGUSR2])
+        guard = SignalGuard([signal.SIGUSR2])
         with guard.hold():
-            t = threading.Thread(target=os.kill, args=(os.getpid(), sig.SIGUSR2))  # from another thread
+            t = threading.Thread(target=os.kill, args=(os.getpid(), signal.SIGUSR2))  # from another thread
             t.start()
             t.join()
             time.sleep(0.05)
             calls.append("step done")
         assert calls == ["step done", "handler"]
     finally:
-        sig.signal(sig.SIGUSR2, previous)
+        signal.signal(signal.SIGUSR2, previous)
 
 
 def test_a_run_that_fails_while_setting_up_says_failed(tmp_path, out):
-    from memsweep.data.datasets import make_synthetic_cifar
-    from memsweep.errors import ConfigError
     make_synthetic_cifar(tmp_path, per_batch=20)
     (tmp_path / "cifar-10-batches-py" / "data_batch_1").write_bytes(b"not a pickle")  # a corrupt download
     cfg = config.compose_run([*FAST, "data=cifar10", f"data.root={tmp_path}", "data.n=16", "data.test_size=10",

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from memsweep import lazy
 from memsweep.data.sources import FILE_SOURCES, conditional, file_source
 from memsweep.data.splits import subset_problem
 from memsweep.errors import ConfigError
@@ -102,8 +103,8 @@ def _cifar10(cfg):
                           "(or set data.download=true on a machine with internet)")
     folder = root / "cifar-10-batches-py"
     if not folder.is_dir() and cfg.get("download", False):
-        from torchvision.datasets.utils import download_and_extract_archive  # only ever with data.download=true
-        download_and_extract_archive(CIFAR10_URL, str(root), md5=CIFAR10_MD5)
+        # torchvision loaded here (memsweep.lazy): ~1 s of import, only ever with data.download=true
+        lazy.load("torchvision.datasets.utils").download_and_extract_archive(CIFAR10_URL, str(root), md5=CIFAR10_MD5)
     if not folder.is_dir():
         raise ConfigError(f"data.root={cfg.root}: no cifar-10-batches-py folder there "
                           "(download it, or set data.download=true on a machine with internet)")

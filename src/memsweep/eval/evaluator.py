@@ -37,7 +37,8 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from memsweep.eval import features as feat
+from memsweep import lazy
+from memsweep.eval import features
 from memsweep.eval.references import References
 from memsweep.eval.shares import gathered, rank_and_size
 from memsweep.eval.feature_specs import space_name
@@ -52,7 +53,7 @@ from memsweep.metrics.memorization import is_copy, nearest_neighbours
 from memsweep.metrics.mifid import mifid
 from memsweep.metrics.sliced_wasserstein import projections, sliced_wasserstein
 from memsweep.science import objective
-from memsweep.store import cache as cache_mod
+from memsweep.store import cache
 from memsweep.shipped_configs import complete
 from memsweep.store.files import atomic_write
 
@@ -137,9 +138,9 @@ class Evaluator:
         # sample labels follow the training set's labels, in order (its class proportions)
         self.sample_labels = self.labels(0, ev.num_samples)
         self.null_label = data.num_classes
-        self.cache = cache_mod.for_config(cfg)
+        self.cache = cache.for_config(cfg)
         self.refs = References(data, cfg.data, self.cache, device)
-        self._spaces: dict[str, feat.FeatureSpace | None] = {}
+        self._spaces: dict[str, features.FeatureSpace | None] = {}
         self._proj: dict[int, torch.Tensor] = {}
         self.seconds: dict[str, float] = {}   # by part, summed over this process's evaluations
         self._memo_of, self._memo = None, {}   # features of the current samples (features())
@@ -175,22 +176,22 @@ class Evaluator:
     def block(self) -> int:
         return int(self.cfg.nn_block)
 
-    def space(self, spec, required: bool = False) -> feat.FeatureSpace | None:
+    def space(self, spec, required: bool = False) -> features.FeatureSpace | None:
         """The feature space of a spec, built once; None (with a warning) if unavailable here, or if `none`."""
         spec = str(spec)
         if spec == "none":
             return None
         if spec not in self._spaces:
             try:
-                self._spaces[spec] = feat.build(spec, self.device, self.cfg.inception_path,
-                                                data_cfg=self.run_cfg.data, cache=self.cache)
-            except feat.FeatureUnavailable as e:
+                self._spaces[spec] = features.build(spec, self.device, self.cfg.inception_path,
+                                                    data_cfg=self.run_cfg.data, cache=self.cache)
+            except features.FeatureUnavailable as e:
                 if required:
                     raise
                 log.warning("%s: no metric in this space is computed or logged. %s", spec, e)
                 self._spaces[spec] = None
         if required and self._spaces[spec] is None:
-            raise feat.FeatureUnavailable(f"feature space {spec} is unavailable here (see the warning above)")
+            raise features.FeatureUnavailable(f"feature space {spec} is unavailable here (see the warning above)")
         return self._spaces[spec]
 
     def projections(self, dim: int) -> torch.Tensor:
@@ -264,7 +265,7 @@ class Evaluator:
         return torch.cat(out) if out else self.sample_noise[:0]
 
     # -- metrics of a set of samples -------------------------------------------------------------------
-    def features(self, space: feat.FeatureSpace, samples: torch.Tensor, count: int) -> torch.Tensor:
+    def features(self, space: features.FeatureSpace, samples: torch.Tensor, count: int) -> torch.Tensor:
         """space(samples[:count]) on the evaluation's device, computed once per evaluation and shared by every
         metric in that space (e.g. SW and FID both in Inception's space). The memo holds the last samples seen:
         a new set of samples (the next evaluation) starts it afresh."""
@@ -310,27 +311,27 @@ class Evaluator:
 
     def fd_metrics(self, samples, spec: str, count=None, train_test: bool = True) -> dict:
         space = self.space(spec, required=True)
-        row, cache = {}, {}
+        row, by_count = {}, {}
         for split in SPLITS:
             k = self.sample_count(count, split)
-            if k not in cache:
-                cache[k] = gaussian_stats(self.features(space, samples, k))
+            if k not in by_count:
+                by_count[k] = gaussian_stats(self.features(space, samples, k))
             row[metric_key("fd", space.name, split, samples=self.sample_tag(count))] = frechet_distance(
-                cache[k], self.refs.stats(space, split))
+                by_count[k], self.refs.stats(space, split))
         if train_test:
             row[metric_key("fd", space.name, "train_test")] = self.refs.fd_train_test(space)
         return row
 
     def sw_metrics(self, samples, spec: str, count=None) -> dict:
         space = self.space(spec, required=True)
-        row, cache = {}, {}
+        row, by_count = {}, {}
         for split in SPLITS:
             k = self.sample_count(count, split)
-            if k not in cache:
-                cache[k] = self.features(space, samples, k)
+            if k not in by_count:
+                by_count[k] = self.features(space, samples, k)
             refs = self.refs.features(space, split)
             row[metric_key("sw", space.name, split, samples=self.sample_tag(count))] = sliced_wasserstein(
-                cache[k], refs, self.projections(refs.shape[1]))
+                by_count[k], refs, self.projections(refs.shape[1]))
         return row
 
     def kid_metrics(self, samples, spec: str, count=None) -> dict:
@@ -446,14 +447,15 @@ class Evaluator:
 
     def save_grid(self, path: Path, samples: torch.Tensor, nn_idx: torch.Tensor) -> None:
         """Generated samples (top row) above their nearest training images (bottom row)."""
-        # imported here, not at the top: torchvision's import pulls in torch._dynamo (~3 s), which commands that
-        # never save a grid (status, report, a launcher) would pay at every start
-        from torchvision.utils import make_grid, save_image
+        # torchvision loaded here (memsweep.lazy): ~1 s of import after torch, which `memsweep eval` (metrics of
+        # saved samples, no grid) would pay
+        torchvision_utils = lazy.load("torchvision.utils")
 
         k = min(self.cfg.grid_samples, len(samples))
         pairs = torch.cat([samples[:k], self.data.train_x[nn_idx[:k]]]).cpu()
         scale = max(1, math.ceil(32 / pairs.shape[-1]))  # small images are enlarged to be seen
         pairs = F.interpolate(pairs, scale_factor=scale, mode="nearest")
         path.parent.mkdir(parents=True, exist_ok=True)
-        grid = make_grid(pairs, nrow=k, padding=2, normalize=True, value_range=(-1, 1))
-        atomic_write(path, lambda f: save_image(grid, f, format="png"))  # a full disk leaves no half a PNG
+        grid = torchvision_utils.make_grid(pairs, nrow=k, padding=2, normalize=True, value_range=(-1, 1))
+        # a full disk leaves no half a PNG
+        atomic_write(path, lambda f: torchvision_utils.save_image(grid, f, format="png"))

@@ -30,6 +30,8 @@ import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from cleanfid.inception_torchscript import InceptionV3W
+from cleanfid.resize import build_resizer
 from omegaconf import OmegaConf
 
 from memsweep.data import sources
@@ -80,11 +82,6 @@ class Inception(FeatureSpace):
         if path.name != INCEPTION_FILE:  # clean-fid loads the network by its folder and this file name
             raise FeatureUnavailable(f"eval.inception_path={weights_path}: the file must be named {INCEPTION_FILE}")
         self.path = path
-        # imported here, not at the top: clean-fid's modules cost every command start ~0.5 s, and only the
-        # inception space needs them
-        from cleanfid.inception_torchscript import InceptionV3W
-        from cleanfid.resize import build_resizer
-
         self.model = InceptionV3W(str(path.parent), download=False).to(device).eval()
         self.resize = build_resizer("clean")
         self.device, self.batch_size = device, batch_size

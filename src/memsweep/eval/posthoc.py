@@ -39,7 +39,7 @@ import torch
 import yaml
 from omegaconf import open_dict
 
-from memsweep.data import datasets as data_mod
+from memsweep.data import datasets
 from memsweep.errors import ConfigError, path_problem, yaml_problem
 from memsweep.eval.evaluator import Evaluator, keys_of, metric_key, sample_tag
 from memsweep.eval.feature_specs import SPACES, file_problem, inception_problem, space_name
@@ -269,7 +269,7 @@ def evaluate_run(run_dir: Path, metrics=(), output_root: Path | None = None, *, 
                 result["notes"].append("nothing missing")
                 return {**result, "keys": sorted(added)}
             dev = torch.device(device)
-            data = data_mod.load_for_model(cfg.data, data_cache(cfg)).to(dev)
+            data = datasets.load_for_model(cfg.data, data_cache(cfg)).to(dev)
             ev = Evaluator(cfg, data, dev, eager=False)
             source = _Samples(store, cfg, ev, dev)
             by_row: dict[int, tuple[dict, list[Job]]] = {}

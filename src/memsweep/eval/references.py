@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from memsweep.eval import features as feat
+from memsweep.eval.features import FeatureSpace
 from memsweep.metrics.fid import GaussianStats, frechet_distance, gaussian_stats
 from memsweep.store.cache import Cache, tensor_hash
 
@@ -28,7 +28,7 @@ class References:
             d.update(n=c.get("n"), offset=c.get("offset"))
         return d
 
-    def entry(self, space: feat.FeatureSpace, split: str) -> dict:
+    def entry(self, space: FeatureSpace, split: str) -> dict:
         """{"mean", "cov"[, "features"]} of a split in a space."""
         parts = {**self.describe(split), "space": space.identity()}
         images = self.images[split]
@@ -47,16 +47,16 @@ class References:
         return self.cache.get("features", parts, compute,
                               what=f"{space.name} {parts['dataset']} {split} ({len(images)} images)")
 
-    def features(self, space: feat.FeatureSpace, split: str) -> torch.Tensor:
+    def features(self, space: FeatureSpace, split: str) -> torch.Tensor:
         if not space.cache_features:
             return space(self.images[split])
         return self.entry(space, split)["features"].to(self.device)
 
-    def stats(self, space: feat.FeatureSpace, split: str) -> GaussianStats:
+    def stats(self, space: FeatureSpace, split: str) -> GaussianStats:
         e = self.entry(space, split)
         return GaussianStats(e["mean"], e["cov"], e.get("factor"))
 
-    def fd_train_test(self, space: feat.FeatureSpace) -> float:
+    def fd_train_test(self, space: FeatureSpace) -> float:
         """The Frechet distance between the training subset and the test subset: what a model that generates
         exactly its training set would score against the test set (the floor of FID at small n)."""
         parts = {"train": {**self.describe("train"), "space": space.identity()},

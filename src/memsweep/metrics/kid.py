@@ -11,6 +11,8 @@ import warnings
 
 import torch
 
+from memsweep import lazy
+
 
 class Precomputed(torch.nn.Identity):
     """The `feature` extractor of torchmetrics' image metrics for features computed already: `update`
@@ -23,9 +25,9 @@ def kid(real: torch.Tensor, fake: torch.Tensor, subsets: int = 100, subset_size:
     subsets of min(subset_size, N_real, N_fake) rows each (one subset of all rows when both sets are
     smaller: the plain unbiased MMD^2). The subsets come from `seed`, never from the global random stream a
     run trains with."""
-    # imported here, not at the top: torchmetrics takes ~3 s to import (scipy.signal among others), which every
-    # start of the memsweep command would pay; only runs with eval.kid_features need it
-    from torchmetrics.image.kid import KernelInceptionDistance
+    # loaded here (memsweep.lazy): torchmetrics' image metrics take ~2 s to import after torch, which every
+    # evaluation module's import would pay; only runs with eval.kid_features need them
+    KernelInceptionDistance = lazy.load("torchmetrics.image.kid").KernelInceptionDistance
 
     size = min(int(subset_size), len(real), len(fake))
     with warnings.catch_warnings():  # that it keeps the features: they are what we hand it

@@ -13,7 +13,7 @@ from omegaconf import OmegaConf
 from torch.utils.flop_counter import FlopCounterMode
 
 from memsweep import lazy
-from memsweep.eval import features as feat
+from memsweep.eval import features
 from memsweep.science import networks, objective
 
 INCEPTION_SIZE = 299  # clean-fid resizes every image to 299 x 299 for InceptionV3
@@ -69,7 +69,7 @@ def feature_flops(spec: str) -> int | None:
             net.fc = torch.nn.Identity()
             x = torch.empty(1, 3, INCEPTION_SIZE, INCEPTION_SIZE)
         elif spec == "digitnet":
-            net, x = feat._DigitCNN(), torch.empty(1, 1, 8, 8)  # its architecture; no weights needed
+            net, x = features._DigitCNN(), torch.empty(1, 1, 8, 8)  # its architecture; no weights needed
             return count(net.embed, x)
         else:
             return None

@@ -51,7 +51,7 @@ from pathlib import Path
 import yaml
 from omegaconf import OmegaConf, open_dict
 
-from memsweep import config as config_mod
+from memsweep import config
 from memsweep.errors import ConfigError, path_problem, yaml_problem
 from memsweep.science.normalized_time import reference_values
 from memsweep.store.files import atomic_write_text, read_json
@@ -107,7 +107,7 @@ def sweep_file(name: str) -> Path:
         if problem:
             raise ConfigError(f"sweep {name}: {problem}")
         return path
-    found = config_mod.find_config(f"sweep/{name}.yaml")
+    found = config.find_config(f"sweep/{name}.yaml")
     if found is None:
         raise ConfigError(f"sweep {name!r}: no such sweep file (known: {', '.join(known_sweeps())})")
     return found
@@ -115,7 +115,7 @@ def sweep_file(name: str) -> Path:
 
 def group_options(group: str) -> list[str]:
     """The options of a config group (or sweep/) on the config search path, by file name."""
-    return sorted({p.stem for d in config_mod.search_dirs() for p in (d / group).glob("*.yaml")})
+    return sorted({p.stem for d in config.search_dirs() for p in (d / group).glob("*.yaml")})
 
 
 def known_sweeps() -> list[str]:
@@ -220,7 +220,7 @@ def expand(name: str | None, cli_overrides=(), sweep_name: str | None = None, da
     instead of refused (config.compose_run)."""
     spec = load_spec(name) if name else {}
     runs = []
-    with config_mod.Composer(data_here) as compose:  # Hydra once, one compose per choice of config groups
+    with config.Composer(data_here) as compose:  # Hydra once, one compose per choice of config groups
         cli_axes, cli_overrides = compose.sweep_axes(cli_overrides)
         named = sweep_name is not None or bool(cli_axes)  # not simply a file's sweep
         sweep_name = _name(name, cli_axes, sweep_name)
@@ -254,7 +254,7 @@ def _name(file: str | None, cli_axes: dict, given: str | None) -> str:
     if given is not None:
         if not re.fullmatch(r"[\w.+-]+", given) or given.startswith("."):
             raise ConfigError(f"--name {given!r}: use letters, digits and . _ + - (it names a folder)")
-        taken = config_mod.find_config(f"sweep/{given}.yaml")
+        taken = config.find_config(f"sweep/{given}.yaml")
         if taken is not None and (cli_axes or not file or sweep_file(file).resolve() != taken.resolve()):
             raise ConfigError(f"--name {given}: the name of the sweep file {taken}; choose another name")
         return given

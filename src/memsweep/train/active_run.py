@@ -14,7 +14,7 @@ import time
 
 import torch
 
-from memsweep.data.datasets import load_for_model as load_data
+from memsweep.data.datasets import load_for_model
 from memsweep.errors import ConfigError
 from memsweep.eval.evaluator import Evaluator
 from memsweep.science import objective, networks, unet
@@ -62,7 +62,7 @@ class Run:
 
         # -- data, model, optimizer, random stream ---------------------------------------------------
         torch.manual_seed(cfg.seed)
-        self.data = load_data(cfg.data, data_cache(cfg)).to(device)   # unconditional (data.conditional=false): no classes
+        self.data = load_for_model(cfg.data, data_cache(cfg)).to(device)   # unconditional (data.conditional=false): no classes
         # what the batches and the loss follow (the training target may need the training set)
         self.formulation = objective.of_config(cfg, self.data)
         self.model = networks.build(cfg.model, cfg.data.image_size, cfg.data.channels, self.data.num_classes).to(device)

@@ -10,6 +10,7 @@ import os
 
 from omegaconf import OmegaConf
 
+from memsweep import lazy
 from memsweep.science.normalized_time import normalization_factor
 
 
@@ -43,7 +44,7 @@ class NullLogger:
 
 class WandbLogger:
     def __init__(self, cfg, run_id: str, run_dir, extra_config: dict | None = None):
-        import wandb  # here, not at the top: 3.5 s of import that logger=none and every `memsweep status` skip
+        wandb = lazy.load("wandb")  # loaded here: ~0.3 s of import that runs with logger=none skip
 
         lg = cfg.logger
         os.environ.setdefault("WANDB_SILENT", "true")
