@@ -73,7 +73,7 @@ def _single(group: str, model: type[BaseModel], options: dict, default: str, not
     same = {o: v for o, v in options.items() if "_target_" not in v}
     if len(same) > 1:
         keys = [k for k in model.model_fields if k != "name"]
-        lines += ["", f"Each option's values:", "", "| option | " + " | ".join(f"`{k}`" for k in keys) + " |",
+        lines += ["", "Each option's values:", "", "| option | " + " | ".join(f"`{k}`" for k in keys) + " |",
                   "|---|" + "---|" * len(keys)]
         lines += [f"| `{o}` | " + " | ".join(_cell(value_text(v.get(k, schema_default(model, k)))) for k in keys) + " |"
                   for o, v in same.items()]
