@@ -5,6 +5,10 @@ import sys
 import pytest
 import torch
 
+from memsweep.data.datasets import load
+from memsweep.eval.evaluator import Evaluator
+from memsweep.science import unet
+from memsweep.store import identity
 from memsweep.store.run import RunStore
 
 os.environ.setdefault("WANDB_MODE", "disabled")  # tests never talk to wandb's servers
@@ -76,3 +80,21 @@ def assert_same_run(got_dir, want_dir, total_steps: int):
         assert ca["optimizer"]["state"][i]["step"] == state["step"]
         torch.testing.assert_close(ca["optimizer"]["state"][i]["exp_avg"], state["exp_avg"], rtol=1e-3, atol=1e-6)
     assert torch.equal(ca["generator"], cb["generator"])  # each run drew its batches from its own stream
+
+
+def evaluated_run(cfg, steps):
+    """A run directory as training leaves it, from evaluations of an untrained model at `steps` (no training
+    needed): its config, and each evaluation's samples, weights and metrics row. Returns (store, data, evaluator,
+    model)."""
+    store = RunStore(identity.run_dir(cfg))
+    store.write_config(cfg)
+    data = load(cfg.data)
+    torch.manual_seed(0)
+    model = unet.build(cfg.model, cfg.data.image_size, cfg.data.channels, data.num_classes).eval()
+    ev = Evaluator(cfg, data, torch.device("cpu"))
+    for step in steps:
+        row, samples, _ = ev(model, step)
+        store.save_samples(step, samples, ev.sample_labels)
+        store.save_eval_weights(step, model.state_dict())
+        store.append_metrics(row)
+    return store, data, ev, model

@@ -12,14 +12,9 @@ import torch
 
 from memsweep import config, reference, schema
 from memsweep.cli import main
-from memsweep.data.datasets import load
-from memsweep.eval.evaluator import Evaluator
-from memsweep.science import unet
-from memsweep.store import identity
-from memsweep.store.run import RunStore
 from memsweep.train.wandb_logger import WandbLogger
 
-from conftest import FAST
+from conftest import FAST, evaluated_run
 
 pytestmark = pytest.mark.xdist_group("test_docs")   # its module fixture evaluates once, on one worker
 
@@ -84,16 +79,7 @@ def written_keys(tmp_path_factory):
     cfg = config.compose_run([*FAST, f"paths.output_root={tmp / 'out'}", "eval.copy_features=pixels",
                               "eval.kid_features=pixels", "eval.kid_subsets=4", "eval.kid_subset_size=8",
                               "eval.mifid_features=pixels"])
-    store = RunStore(identity.run_dir(cfg))
-    store.write_config(cfg)
-    data = load(cfg.data)
-    torch.manual_seed(0)
-    model = unet.build(cfg.model, cfg.data.image_size, cfg.data.channels, data.num_classes).eval()
-    ev = Evaluator(cfg, data, torch.device("cpu"))
-    row, samples, _ = ev(model, 10)
-    store.save_samples(10, samples, ev.sample_labels)
-    store.save_eval_weights(10, model.state_dict())
-    store.append_metrics(row)
+    store = evaluated_run(cfg, [10])[0]
     for args in (["mem", "--threshold", "0.25", "--num-samples", "40"], ["fd", "--num-samples", "reference"],
                  ["mem", "--features", f"torchscript:pool={tmp / 'pool.pt'}"], ["mifid", "--threshold", "0.2"],
                  ["hybrid", "els", "traj"]):

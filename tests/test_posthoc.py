@@ -18,10 +18,9 @@ from memsweep.metrics.copy_detection import copy_fraction
 from memsweep.metrics.kid import kid
 from memsweep.metrics.memorization import mem_ratio
 from memsweep.metrics.mifid import mifid
-from memsweep.store.run import RunStore
 from memsweep.store import identity
 
-from conftest import FAST
+from conftest import FAST, evaluated_run
 
 
 pytestmark = pytest.mark.xdist_group("test_posthoc")   # its module fixture evaluates once, on one worker
@@ -33,18 +32,7 @@ def run(tmp_path_factory):
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # as runtime.threads=1 does for training
     cfg = config.compose_run([*FAST, f"paths.output_root={tmp_path_factory.mktemp('out')}"])
-    store = RunStore(identity.run_dir(cfg))
-    store.write_config(cfg)
-    data = load(cfg.data)
-    torch.manual_seed(0)
-    model = unet.build(cfg.model, cfg.data.image_size, cfg.data.channels, data.num_classes).eval()
-    ev = Evaluator(cfg, data, torch.device("cpu"))
-    for step in (10, 20):
-        row, samples, _ = ev(model, step)
-        store.save_samples(step, samples, ev.sample_labels)
-        store.save_eval_weights(step, model.state_dict())
-        store.append_metrics(row)
-    yield store, data, ev, model
+    yield evaluated_run(cfg, (10, 20))
     torch.set_num_threads(threads)
 
 
