@@ -128,8 +128,11 @@ from pathlib import Path
 import matplotlib
 matplotlib.use("Agg")
 import importlib.util
-from memsweep.report import build, samples
+from memsweep.report import build
 spent = [0.0]
+# the module of the sample analyses: report.sample_analyses, report.samples in older code
+analyses = importlib.import_module(next(m.name for m in (importlib.util.find_spec(f"memsweep.report.{n}")
+                                                        for n in ("sample_analyses", "samples")) if m))
 # the sample analyses alone, where the report calls them: report.beyond_paper, report.extra in older code
 caller = next(m for m in (importlib.util.find_spec(f"memsweep.report.{n}") for n in ("beyond_paper", "extra")) if m)
 caller = importlib.import_module(caller.name)
@@ -144,7 +147,7 @@ caller.analyze_samples = timed
 t = time.perf_counter()
 build.make_report(Path(sys.argv[1]), sys.argv[2])
 seconds = time.perf_counter() - t
-print(json.dumps({"seconds": seconds, "analyses_s": spent[0], "computed": dict(getattr(samples, "COMPUTED", {})),
+print(json.dumps({"seconds": seconds, "analyses_s": spent[0], "computed": dict(getattr(analyses, "COMPUTED", {})),
                   "peak_rss_mb": max(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
                                      resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss) / 1024}))
 """

@@ -17,7 +17,7 @@ from omegaconf import OmegaConf  # noqa: E402
 
 from memsweep.report.summary import SUMMARY_COLUMNS
 from memsweep.report.markdown import fmt  # noqa: E402
-from memsweep.report import build, curves, document, figure_cache, probe_report, samples, style  # noqa: E402
+from memsweep.report import build, curves, document, figure_cache, probe_report, sample_analyses, style  # noqa: E402
 from memsweep.science.capacity import effective_memorization  # noqa: E402
 from memsweep.data import datasets  # noqa: E402
 from memsweep.store.run import RunStore  # noqa: E402
@@ -326,6 +326,6 @@ def test_report_from_a_real_tiny_sweep(out):
                        for n in ("novelty.csv", "copies_by_image.csv", "copies_by_class.csv", "summary.csv",
                                  "report.md")}
     first = outputs()
-    computed = samples.COMPUTED.copy()
+    computed = sample_analyses.COMPUTED.copy()
     build.make_report(out, "real")
-    assert samples.COMPUTED == computed and outputs() == first
+    assert sample_analyses.COMPUTED == computed and outputs() == first

@@ -14,7 +14,7 @@ from memsweep.cli import main
 from memsweep.metrics.memorization import nearest_neighbours
 from memsweep.metrics.novelty import evaluation_stats, reference_radii
 from memsweep.metrics.scan import scan, self_knn
-from memsweep.report import copies, samples
+from memsweep.report import copies, sample_analyses
 from memsweep.report.build import make_report
 from memsweep.store import analysis_cache
 
@@ -70,53 +70,53 @@ def _mtimes(run_dir):
 
 def test_computed_once_then_read_back_equal(fake_sweep):  # noqa: F811
     run_dir = fake_sweep / "runs" / RUN
-    steps = samples.saved_steps(run_dir)
-    before = samples.COMPUTED.copy()
+    steps = sample_analyses.saved_steps(run_dir)
+    before = sample_analyses.COMPUTED.copy()
     shared = {}   # what a report's runs share
-    first = samples.analyze_samples(run_dir, shared)
-    assert samples.COMPUTED["evaluation"] - before["evaluation"] == len(steps)
-    assert samples.COMPUTED["reference"] - before["reference"] == 2            # the training set's, the test split's
-    other = samples.analyze_samples(fake_sweep / "runs" / "run032abcdef", shared)
-    assert samples.COMPUTED["reference"] - before["reference"] == 3            # another n: the same test split
-    refs = [analysis_cache.read(d, "reference", samples.VERSION, samples._RunInputs(
-        samples.RunStore(d), samples.RunStore(d).read_config(), {}, "cpu").inputs())[0] for d in
+    first = sample_analyses.analyze_samples(run_dir, shared)
+    assert sample_analyses.COMPUTED["evaluation"] - before["evaluation"] == len(steps)
+    assert sample_analyses.COMPUTED["reference"] - before["reference"] == 2            # the training set's, the test split's
+    other = sample_analyses.analyze_samples(fake_sweep / "runs" / "run032abcdef", shared)
+    assert sample_analyses.COMPUTED["reference"] - before["reference"] == 3            # another n: the same test split
+    refs = [analysis_cache.read(d, "reference", sample_analyses.VERSION, sample_analyses._RunInputs(
+        sample_analyses.RunStore(d), sample_analyses.RunStore(d).read_config(), {}, "cpu").inputs())[0] for d in
         (run_dir, fake_sweep / "runs" / "run032abcdef")]
     assert np.array_equal(refs[0]["test"], refs[1]["test"]) and len(refs[0]["train"]) != len(refs[1]["train"])
-    assert len(other.novelty) and samples.COMPUTED["data"] - before["data"] == 2
+    assert len(other.novelty) and sample_analyses.COMPUTED["data"] - before["data"] == 2
     files = _mtimes(run_dir)
     assert len(files) == len(steps) + 1 and not [p for p in files if p.endswith(".tmp")]
-    computed = samples.COMPUTED.copy()
-    again = samples.analyze_samples(run_dir)
-    assert samples.COMPUTED == computed and _mtimes(run_dir) == files      # read only: nothing computed or written
+    computed = sample_analyses.COMPUTED.copy()
+    again = sample_analyses.analyze_samples(run_dir)
+    assert sample_analyses.COMPUTED == computed and _mtimes(run_dir) == files      # read only: nothing computed or written
     for name, frame in _frames(first).items():
         pd.testing.assert_frame_equal(_frames(again)[name], frame, check_exact=True)
     i = int(again.images.sort_values("copies").iloc[-1]["index"])
     assert torch.equal(again.train_x[i], first.train_x.inputs.data()[0].train_x[i])   # stored image, exact
-    assert samples.COMPUTED["data"] == computed["data"]
+    assert sample_analyses.COMPUTED["data"] == computed["data"]
 
 
 def test_a_changed_definition_or_input_recomputes(fake_sweep, monkeypatch):  # noqa: F811
     run_dir = fake_sweep / "runs" / RUN
-    steps = samples.saved_steps(run_dir)
-    first = samples.analyze_samples(run_dir)
-    c = samples.COMPUTED.copy()
+    steps = sample_analyses.saved_steps(run_dir)
+    first = sample_analyses.analyze_samples(run_dir)
+    c = sample_analyses.COMPUTED.copy()
     os.utime(run_dir / "samples" / f"step_{steps[2]:09d}.npz")               # an evaluation saved again
-    samples.analyze_samples(run_dir)
-    assert samples.COMPUTED["evaluation"] - c["evaluation"] == 1 and samples.COMPUTED["reference"] == c["reference"]
-    monkeypatch.setattr(samples, "VERSION", samples.VERSION + 1)
-    c = samples.COMPUTED.copy()
-    second = samples.analyze_samples(run_dir)
-    assert samples.COMPUTED["evaluation"] - c["evaluation"] == len(steps)
-    assert analysis_cache.path(run_dir, "reference", samples.VERSION).is_file()
+    sample_analyses.analyze_samples(run_dir)
+    assert sample_analyses.COMPUTED["evaluation"] - c["evaluation"] == 1 and sample_analyses.COMPUTED["reference"] == c["reference"]
+    monkeypatch.setattr(sample_analyses, "VERSION", sample_analyses.VERSION + 1)
+    c = sample_analyses.COMPUTED.copy()
+    second = sample_analyses.analyze_samples(run_dir)
+    assert sample_analyses.COMPUTED["evaluation"] - c["evaluation"] == len(steps)
+    assert analysis_cache.path(run_dir, "reference", sample_analyses.VERSION).is_file()
     pd.testing.assert_frame_equal(second.novelty, first.novelty)
-    analysis_cache.path(run_dir, f"step_{steps[0]:09d}.novelty", samples.VERSION).write_bytes(b"torn")
-    c = samples.COMPUTED.copy()
-    samples.analyze_samples(run_dir)                                          # unreadable: computed again
-    assert samples.COMPUTED["evaluation"] - c["evaluation"] == 1
+    analysis_cache.path(run_dir, f"step_{steps[0]:09d}.novelty", sample_analyses.VERSION).write_bytes(b"torn")
+    c = sample_analyses.COMPUTED.copy()
+    sample_analyses.analyze_samples(run_dir)                                          # unreadable: computed again
+    assert sample_analyses.COMPUTED["evaluation"] - c["evaluation"] == 1
 
 
 def _analyze_in_child(run_dir, queue):
-    res = samples.analyze_samples(run_dir)
+    res = sample_analyses.analyze_samples(run_dir)
     queue.put(res.novelty.drop(columns="nn_ratio_hist").to_dict("list"))
 
 
@@ -133,7 +133,7 @@ def test_two_reports_at_once(fake_sweep):  # noqa: F811
         assert p.exitcode == 0
     assert got[0] == got[1]
     assert not [p for p in (run_dir / "analysis").iterdir() if p.name.endswith(".tmp")]
-    res = samples.analyze_samples(run_dir)
+    res = sample_analyses.analyze_samples(run_dir)
     assert res.novelty.drop(columns="nn_ratio_hist").to_dict("list") == got[0]
 
 
@@ -141,9 +141,9 @@ def test_second_report_reads_and_equals_the_first(fake_sweep):  # noqa: F811
     out = fake_sweep / "sweeps" / "fake"
     make_report(fake_sweep, "fake")
     first = _outputs(out)
-    c = samples.COMPUTED.copy()
+    c = sample_analyses.COMPUTED.copy()
     make_report(fake_sweep, "fake")
-    assert samples.COMPUTED == c                        # no evaluation, reference or data computed or loaded
+    assert sample_analyses.COMPUTED == c                        # no evaluation, reference or data computed or loaded
     assert _outputs(out) == first
 
 
@@ -161,11 +161,11 @@ def test_max_samples_is_used_and_stated(fake_sweep, capsys):  # noqa: F811
     text = (fake_sweep / "sweeps" / "fake" / "report.md").read_text()
     assert "at most the first 10 samples of each evaluation (`--max-samples`)" in text
     run_dir = fake_sweep / "runs" / RUN
-    step = samples.saved_steps(run_dir)[-1]
-    arrays, meta = analysis_cache.read(run_dir, f"step_{step:09d}.novelty.max10", samples.VERSION, {
-        **samples._RunInputs(samples.RunStore(run_dir), samples.RunStore(run_dir).read_config(), {}, "cpu").inputs(),
+    step = sample_analyses.saved_steps(run_dir)[-1]
+    arrays, meta = analysis_cache.read(run_dir, f"step_{step:09d}.novelty.max10", sample_analyses.VERSION, {
+        **sample_analyses._RunInputs(sample_analyses.RunStore(run_dir), sample_analyses.RunStore(run_dir).read_config(), {}, "cpu").inputs(),
         "samples": analysis_cache.stamp(run_dir / "samples" / f"step_{step:09d}.npz"), "threshold": 1 / 3,
-        "bins": samples.BINS, "max_samples": 10})
+        "bins": sample_analyses.BINS, "max_samples": 10})
     assert meta["samples_used"] == 10 and len(arrays["target"]) == 10 < NUM_SAMPLES
     assert main(["report", "fake", "--output-root", str(fake_sweep)]) == 0     # uncapped again: all samples
     assert "--max-samples" not in (fake_sweep / "sweeps" / "fake" / "report.md").read_text()

@@ -12,7 +12,7 @@ section; the shared pieces (reading the sweep, the figure style, the number form
   curves.py            the training curves figures by axis
   gap_by_noise.py      where in the noise level the train/test gap opens: the heatmaps
   sample_grids.py      the saved sample grids beside their nearest training images
-  samples.py           the analyses of saved samples (novelty, copies), stored in each run's analysis cache
+  sample_analyses.py   the analyses of saved samples (novelty, copies), stored in each run's analysis cache
   novelty_fidelity.py  novelty beside fidelity: section and figures
   copies.py            which training images are copied: computed, section and figure
   disjoint.py          the disjoint-subsets test: computed, section and figure

@@ -1,6 +1,6 @@
 """The report's sections beyond the paper: field-level memorization (field_dist), double descent, novelty beside
 fidelity (report.novelty_fidelity), which samples are copied (report.copies), effective model memorization, and
-the disjoint-subsets test (report.disjoint). This module runs their analyses (the saved samples', report.samples;
+the disjoint-subsets test (report.disjoint). This module runs their analyses (the saved samples', report.sample_analyses;
 the disjoint pairs'; EMM), queues their figures, and writes the three sections that are a table or a list of
 summary columns (field_dist, double descent, EMM). Every number comes from the run store; what cannot be
 computed is said, never filled in.
@@ -14,7 +14,7 @@ import pandas as pd
 
 from memsweep.report import copies, disjoint, gap_by_noise, novelty_fidelity
 from memsweep.report.markdown import fmt, markdown_table
-from memsweep.report.samples import NOVELTY_COLUMNS, analyze_samples, final_columns, progress_bar
+from memsweep.report.sample_analyses import NOVELTY_COLUMNS, analyze_samples, final_columns, progress_bar
 from memsweep.report.style import LABELS, slug
 from memsweep.report.summary import axes_text, axis_column, axis_columns
 from memsweep.science.capacity import EMM_LEVEL, effective_memorization
@@ -27,7 +27,7 @@ from memsweep.threads import torch_threads
 def compute(runs, summary: pd.DataFrame, keys: list[str], out, device="cpu", max_samples: int | None = None) -> dict:
     """Report-time analyses; adds final_<novelty> columns to `summary` in place; writes novelty.csv,
     copies_by_image.csv, copies_by_class.csv and (with a data.offset axis) disjoint.csv into `out`.
-    `device`, `max_samples`: of the sample analyses (report.samples.analyze_samples)."""
+    `device`, `max_samples`: of the sample analyses (report.sample_analyses.analyze_samples)."""
     notes, results, cache = [], {}, {}
     _analyze(runs, results, cache, notes, device, max_samples)   # its threads by the data's size
     table, shown = [], {}

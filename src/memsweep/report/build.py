@@ -113,7 +113,7 @@ def _draw_jobs(jobs: list[tuple], cache: FigureCache) -> tuple[list, list]:
 def make_report(output_root: Path, name: str, threshold: float = DEFAULT_GAP_THRESHOLD, device="cpu",
                 max_samples: int | None = None, probes: bool = True) -> Path:
     """Write summary.csv, fits.csv, the figures and report.md into <output_root>/sweeps/<name>/ and return
-    the path of report.md. `device`, `max_samples`: of the analyses of saved samples (report.samples); `probes`:
+    the path of report.md. `device`, `max_samples`: of the analyses of saved samples (report.sample_analyses); `probes`:
     compute the probes missing from metrics.jsonl (report.probe_report)."""
     output_root = Path(output_root)
     record, runs = load_sweep(output_root, name)

@@ -1,5 +1,5 @@
 """Which samples are memorized: per class and per training image, computed (from the copy assignments of
-report.samples' analyses), in the report's section and in copies_<axis>.png.
+report.sample_analyses' analyses), in the report's section and in copies_<axis>.png.
 
 A sample is a copy when it passes the 1/3 nearest-neighbour rule (mem_ratio's); it is a copy of its nearest
 training image. Per training image: how many samples copy it, how far those copies are, and how isolated the

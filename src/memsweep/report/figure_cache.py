@@ -1,6 +1,6 @@
 """Figures drawn once: a report keeps a figure of the previous report whose inputs and drawing code are unchanged.
 
-Drawing is most of a report once the sample analyses are stored (report.samples): 15 figures of a 4-run
+Drawing is most of a report once the sample analyses are stored (report.sample_analyses): 15 figures of a 4-run
 CIFAR-sized sweep took 28 s of a 30 s second report here, all of it matplotlib's layout and rendering. So
 each figure is keyed by a fingerprint of what it is drawn from: its arguments (runs by their metrics, status,
 config values and the listing of their saved sample grids; tables and arrays by content), the source of

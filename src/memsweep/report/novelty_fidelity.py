@@ -1,5 +1,5 @@
 """Novelty beside fidelity (Alaa et al. 2022; Kynkäänniemi et al. 2019), from each evaluation's saved samples
-(report.samples computes it): the section's table at each run's last evaluation, novelty_<axis>.png over training
+(report.sample_analyses computes it): the section's table at each run's last evaluation, novelty_<axis>.png over training
 and nn_ratio_<axis>.png, the distribution of nearest-neighbour distance ratios at each evaluation."""
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pandas as pd
 
 from memsweep.metrics.memorization import MEM_THRESHOLD
 from memsweep.report.markdown import fmt, markdown_table
-from memsweep.report.samples import NOVELTY_COLUMNS
+from memsweep.report.sample_analyses import NOVELTY_COLUMNS
 from memsweep.report.style import (SHORT, axis_label, fixed_text, legend_handles, log_edges, plain_log_ticks,
                                    runs_with_results, save)
 from memsweep.report.summary import axis_columns
