@@ -138,16 +138,22 @@ def broadcast(obj):
     return box[0]
 
 
-def agree(guard, device: torch.device) -> None:
-    """Signals reach the ranks at different steps: after each step every rank takes the held-back signal any
-    rank has (the highest number), so all stop at the same step and rank 0's checkpoint is that step's."""
+def agree(guard, device: torch.device) -> list:
+    """The held-back signals to act on after this step (guard.run). Signals reach the ranks at different steps:
+    every rank takes those it held before the agreement and the one any rank has (the highest number), so all
+    stop at the same step and rank 0's checkpoint is that step's. A signal that arrives during the agreement
+    waits for the next step's: acting on it now would stop this rank alone."""
+    held = len(guard.pending)
+    now = guard.pending[:held]
+    del guard.pending[:held]
     if rank_and_size()[1] == 1:
-        return
-    flag = torch.tensor([max(guard.pending, default=0)], device=device)
+        return now
+    flag = torch.tensor([max(now, default=0)], device=device)
     dist.all_reduce(flag, op=dist.ReduceOp.MAX)
     signum = int(flag.item())
-    if signum and signum not in guard.pending and signum in guard.handlers:
-        guard.pending.append(signal.Signals(signum))
+    if signum and signum not in now and signum in guard.handlers:
+        now.append(signal.Signals(signum))
+    return now
 
 
 class Replica(RunStore):

@@ -198,5 +198,6 @@ def _steps(stepper, guard: SignalGuard, bar) -> None:
                     stepper.leave(run)
             bar.update(len(active))
             if stepper.runs:
-                distributed.agree(guard, device)
-            guard.flush()
+                guard.run(distributed.agree(guard, device))   # on several ranks: the signals they agree on
+            else:
+                guard.flush()

@@ -40,6 +40,11 @@ class SignalGuard:
             self.busy = False
             self.flush()
 
+    def run(self, signals) -> None:
+        """Run the handlers of `signals` (taken from `pending` by the caller: train.distributed.agree)."""
+        for signum in signals:
+            self.handlers[signum](signum, None)
+
     def flush(self) -> None:
         """Run the handlers of the signals held back so far (inside `hold` too: a loop on several ranks runs
         them only once every rank has them, train.distributed.agree)."""
