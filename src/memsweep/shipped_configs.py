@@ -60,9 +60,17 @@ def with_defaults(group: str, block) -> DictConfig:
 
 
 def complete(cfg) -> DictConfig:
-    """A copy of a run's config whose FILLED groups have every key their default.yaml has."""
+    """A run's config whose FILLED groups have every key their default.yaml has: the config itself when it lacks
+    none (a composed one: merging costs ~9 ms a run, most of a 1,000-run dry run's cost), else a filled copy."""
+    lacking = [g for g in FILLED if g in cfg and not _keys(config_dir() / g / "default.yaml") <= set(cfg[g].keys())]
+    if not lacking:
+        return cfg
     out = cfg.copy()
-    for group in FILLED:
-        if group in out:
-            out[group] = with_defaults(group, out[group])
+    for group in lacking:
+        out[group] = with_defaults(group, out[group])
     return out
+
+
+@functools.cache
+def _keys(path: Path) -> frozenset:
+    return frozenset(_load(path).keys())
