@@ -36,8 +36,8 @@ def test_the_config_reference_lists_every_setting_of_the_schema():
     listed = set(re.findall(r"^\| `([\w.]+)` \|", text, re.M))
     for group, found in schema.GROUPS.items():
         for model in (found.values() if isinstance(found, dict) else [found]):
-            for name, field in model.model_fields.items():
-                assert f"{group}.{field.alias or name}" in listed, f"{group}.{name}"
+            for setting in model.settings.values():
+                assert f"{group}.{setting.key}" in listed, f"{group}.{setting.key}"
     assert "seed" in listed
 
 

@@ -394,13 +394,13 @@ def test_every_key_the_configs_guide_lists_is_settable_for_every_option_that_has
             if group == "experiment":
                 continue
             for key in keys:
-                assert any(key.split(".", 1)[1] in _schema(group, o).model_fields for o in options
+                assert any(key.split(".", 1)[1] in _schema(group, o).settings for o in options
                            if _schema(group, o)), f"{key}: no option of {group} has it"
             for option in options:
                 model = _schema(group, option)
                 base = compose([f"{group}={option}"])
                 for key in keys:
-                    if model is None or key.split(".", 1)[1] not in model.model_fields:
+                    if model is None or key.split(".", 1)[1] not in model.settings:
                         continue
                     value = OmegaConf.select(base, key)
                     cfg = compose([f"{group}={option}", f"{key}={_cli(value)}"])
@@ -416,7 +416,7 @@ def test_every_key_of_every_data_option_is_in_its_config(out):
     for group in ("data", "objective", "logger", "launcher"):
         for option, model in schema.GROUPS[group].items():
             cfg = config.compose_run([f"{group}={option}"], data_here=False)
-            missing = set(model.model_fields) - set(cfg[group])
+            missing = set(model.settings) - set(cfg[group])
             assert not missing, (group, option, missing)
 
 

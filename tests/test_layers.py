@@ -24,7 +24,7 @@ ALLOWED = {
     "eval": {*BOTTOM, "science", "metrics", "data", "store"},
     "train": {*BOTTOM, "science", "metrics", "data", "store", "eval"},
     "report": {*BOTTOM, "science", "metrics", "data", "store"},
-    "schema": BOTTOM,         # the settings' types and ranges (pydantic), read by config
+    "schema": BOTTOM,         # the settings' types and ranges, read by config
     "reference": {*BOTTOM, "schema"},   # the config reference page, written from the schema (no torch)
     "config": {*BOTTOM, "science", "metrics", "data", "store", "eval", "schema"},
     "sweeps": {*BOTTOM, "science", "metrics", "data", "store", "eval", "train", "config", "schema"},

@@ -1,4 +1,4 @@
-"""The type and range of every setting, one schema per config group (pydantic models, strict).
+"""The type and range of every setting, one schema per config group (strict).
 
 A composed config is checked against its group's schema right after Hydra composes it, before anything is
 read or written: a value of the wrong type or out of range, or a key no schema knows, fails with one line
@@ -11,40 +11,89 @@ Strict: an integer setting takes no float (1.5, 1.5e30), a number takes integers
 inf, true/false take only booleans, strings only strings. A group whose options differ in their keys (data,
 logger, launcher, objective) has one schema per option, chosen by its `name`. Checks across keys (n against
 the dataset's size, the sampler against the objective, ...) stay in config.validate.
-"""
-from __future__ import annotations
 
+A schema is a class whose annotations are its settings: a type, its range as annotated_types metadata
+(at.Ge(1)), as pydantic reads them. The check is written here rather than by pydantic (which it was, with the
+same messages): building pydantic's models and loading its plugins took 0.065 s of every command that composes
+a config, more than Hydra's composition itself (docs/measurements.md, 2026-12-03), for a check of a handful of
+types that reads 35 lines.
+"""
 import math
+import re
 import types
 import typing
-from typing import Annotated, Any, Literal, Optional, Union
+from dataclasses import dataclass
+from typing import Annotated, Any, ClassVar, Literal, Optional, Union
 
 import annotated_types as at
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
-from pydantic.types import AllowInfNan
 
 from memsweep.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class Words:
+    """What a setting accepts, in words, where its type says it badly (annotation metadata)."""
+    description: str
+
+
+@dataclass(frozen=True)
+class Alias:
+    """The setting's key in the config when it is not a Python name (`_target_`)."""
+    key: str
+
+
+def _metadata(tp) -> tuple:
+    return typing.get_args(tp)[1:] if typing.get_origin(tp) is Annotated else ()
+
 
 # -- the types of settings ----------------------------------------------------------------------------------
 PosInt = Annotated[int, at.Ge(1)]
 Count = Annotated[int, at.Ge(0)]
-Number = Annotated[float, AllowInfNan(False)]
-Positive = Annotated[float, at.Gt(0), AllowInfNan(False)]
-NonNegative = Annotated[float, at.Ge(0), AllowInfNan(False)]
-Fraction = Annotated[float, at.Ge(0), at.Lt(1), AllowInfNan(False)]    # [0, 1): probabilities, decays
-OpenUnit = Annotated[float, at.Gt(0), at.Lt(1), AllowInfNan(False)]    # (0, 1): a VP step's beta
+Number = float                          # every float setting is finite (_accepts)
+Positive = Annotated[float, at.Gt(0)]
+NonNegative = Annotated[float, at.Ge(0)]
+Fraction = Annotated[float, at.Ge(0), at.Lt(1)]    # [0, 1): probabilities, decays
+OpenUnit = Annotated[float, at.Gt(0), at.Lt(1)]    # (0, 1): a VP step's beta
 Seed = Annotated[int, at.Ge(0), at.Lt(2 ** 63)]
 
 
 # A setting that a config may lack (it came after configs were first stored, or its group is optional): absent, it
 # takes the value in configs/<group>/default.yaml (shipped_configs.complete) or, for the probes, which have no YAML,
 # in metrics.probe_settings.ProbeSettings: the one place each default is written. The schema only lets the setting
-# be absent (pydantic does not validate a field's default).
+# be absent (the check never reads a setting's default).
 LATER: Any = None
+REQUIRED: Any = ...   # a setting every config has
 
 
-class Group(BaseModel):
-    model_config = ConfigDict(strict=True, extra="forbid")
+@dataclass(frozen=True)
+class Setting:
+    """One setting of a schema: its name, its key in the config (the name unless an Alias gives another), its type
+    (with its range) and its default (REQUIRED: a config must have it)."""
+    name: str
+    key: str
+    type: Any
+    default: Any = REQUIRED
+
+    @property
+    def required(self) -> bool:
+        return self.default is REQUIRED
+
+
+class Group:
+    """A config group's schema: each annotated class attribute a setting, in order (a subclass's settings after
+    its parent's), its value if any the default. `extra`: keys beyond the settings are allowed and passed on."""
+    extra: ClassVar[bool] = False
+    settings: ClassVar[dict[str, Setting]] = {}
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        settings = dict(cls.settings)
+        for name, tp in cls.__dict__.get("__annotations__", {}).items():
+            if typing.get_origin(tp) is ClassVar:
+                continue
+            alias = next((m.key for m in _metadata(tp) if isinstance(m, Alias)), name)
+            settings[name] = Setting(name, alias, tp, cls.__dict__.get(name, REQUIRED))
+        cls.settings = settings
 
 
 # -- data ------------------------------------------------------------------------------------------------
@@ -109,9 +158,8 @@ class Model(Group):
 class TargetModel(Group):
     """Any network, named by Hydra's `_target_` (science.networks, docs/networks.md): its keyword arguments are
     the target's own (any keys; config.validate builds and runs it once), `name` is memsweep's label for it."""
-    model_config = ConfigDict(strict=True, extra="allow")
-    target: Annotated[str, Field(alias="_target_", min_length=1,
-                                 description="an import path, module.Class or module.function")]
+    extra = True
+    target: Annotated[str, Alias("_target_"), at.MinLen(1), Words("an import path, module.Class or module.function")]
     name: Optional[str] = None
 
 
@@ -134,7 +182,7 @@ class Train(Group):
     dtype: Literal["float32", "bfloat16"]
 
 
-Space = Annotated[str, Field(description="pixels, inception, digitnet, torchscript:[<name>=]<path> or none")]
+Space = Annotated[str, Words("pixels, inception, digitnet, torchscript:[<name>=]<path> or none")]
 
 
 class Eval(Group):
@@ -148,9 +196,9 @@ class Eval(Group):
     sampler: str                            # one of the objective's samplers (config.validate)
     sampler_steps: PosInt
     cfg_weight: Number
-    mem_threshold: Annotated[float, at.Gt(0), at.Lt(1), AllowInfNan(False)]
+    mem_threshold: OpenUnit
     field_points: Count
-    field_t: list[Annotated[float, at.Ge(0), at.Lt(1), AllowInfNan(False)]]
+    field_t: list[Fraction]
     sw_features: Space
     sw_projections: PosInt
     sw_seed: Seed
@@ -158,12 +206,12 @@ class Eval(Group):
     fid_samples: Union[None, Literal["reference", "ref"], Annotated[int, at.Ge(2)]] = LATER
     fd_train_test: bool
     copy_features: Space = LATER
-    copy_threshold: Annotated[float, at.Gt(-1), at.Lt(1), AllowInfNan(False)] = LATER
+    copy_threshold: Annotated[float, at.Gt(-1), at.Lt(1)] = LATER
     kid_features: Space = LATER
     kid_subsets: PosInt = LATER
     kid_subset_size: Annotated[int, at.Ge(2)] = LATER
     mifid_features: Space = LATER
-    mifid_epsilon: Annotated[float, at.Gt(0), at.Le(1), AllowInfNan(False)] = LATER
+    mifid_epsilon: Annotated[float, at.Gt(0), at.Le(1)] = LATER
     bootstrap: Count = LATER
     feature_cache: bool = LATER
     nn_block: PosInt = LATER
@@ -197,34 +245,31 @@ class EDM(Group):                          # the rules across settings: objectiv
 
 
 # -- the probes (metrics.probes; `+probes.KEY=VALUE`): what `memsweep eval RUN els` and the report compute -----
-def _odd(k: int) -> int:
-    if k % 2 == 0:
-        raise ValueError("an even patch size has no centre pixel")
-    return k
+def _odd(k: int) -> bool:
+    return k % 2 == 1   # an even patch has no centre pixel
 
 
-Odd = Annotated[int, at.Ge(1), AfterValidator(_odd)]
+Odd = Annotated[int, at.Ge(1), at.Predicate(_odd)]
 
 
 class Probes(Group):
     """Not part of the run id (they only add keys to the rows); absent from the shipped configs."""
     # a setting left out takes its default from metrics.probe_settings.ProbeSettings (LATER)
-    hybrid_tau: list[Annotated[float, at.Ge(0), at.Le(1), AllowInfNan(False)]] = LATER
+    hybrid_tau: list[Annotated[float, at.Ge(0), at.Le(1)]] = LATER
     els: bool = LATER
-    els_patch: Annotated[Union[Literal["calibrated"], Odd, Annotated[list[Odd], at.MinLen(1)]], Field(
-        description="an odd patch size, a non-empty list of them (per equal bin of t) or calibrated")] = LATER
+    els_patch: Annotated[Union[Literal["calibrated"], Odd, Annotated[list[Odd], at.MinLen(1)]], Words(
+        "an odd patch size, a non-empty list of them (per equal bin of t) or calibrated")] = LATER
     els_equivariant: bool = LATER
     els_padding: Literal["zeros", "circular"] = LATER
     els_bank: Literal["padded", "interior"] = LATER
-    els_calibration_sizes: Annotated[list[Odd], at.MinLen(1), Field(description="a non-empty list of odd patch "
-                                                                                 "sizes")] = LATER
+    els_calibration_sizes: Annotated[list[Odd], at.MinLen(1), Words("a non-empty list of odd patch sizes")] = LATER
     els_calibration_samples: PosInt = LATER
     traj_seed: Seed = LATER
 
 
 # -- how a run is logged, launched and executed (not part of its id) --------------------------------------------
 class Wandb(Group):
-    model_config = ConfigDict(strict=True, extra="allow")  # free-form wandb settings a lab adds (+logger.KEY=)
+    extra = True   # free-form wandb settings a lab adds (+logger.KEY=)
     name: Literal["wandb"]
     mode: Literal["online", "offline", "disabled"]
     project: str
@@ -234,7 +279,7 @@ class Wandb(Group):
 
 
 class NoLogger(Group):
-    model_config = ConfigDict(strict=True, extra="allow")
+    extra = True
     name: Literal["none"]
 
 
@@ -267,13 +312,13 @@ class Paths(Group):
 
 
 class Runtime(Group):
-    device: Annotated[str, Field(pattern=r"^(auto|cpu|cuda(:\d+)?)$", description="auto, cpu, cuda or cuda:N")]
+    device: Annotated[str, at.Predicate(re.compile(r"auto|cpu|cuda(:\d+)?").fullmatch), Words("auto, cpu, cuda or cuda:N")]
     threads: Optional[PosInt] = LATER
     progress: bool = LATER
     checkpoint_every: PosInt
     keep_checkpoints: PosInt
     channels_last: bool = LATER
-    compile: Union[bool, Annotated[str, Field(description="a torch.compile backend name")]] = LATER
+    compile: Union[bool, Annotated[str, Words("a torch.compile backend name")]] = LATER
     fused_adam: bool = LATER
     processes: PosInt = LATER   # one run on K processes (DDP, one per device): docs/guides/runs.md
 
@@ -307,8 +352,8 @@ def check(config: dict) -> None:
     """Refuse the first setting of a composed config (a plain dict, resolved) that its schema does not accept,
     with one line naming it and what it accepts."""
     for key in config:
-        if key not in GROUPS and key not in Top.model_fields:
-            raise ConfigError(f"{key}: unknown setting (the settings are {', '.join([*GROUPS, *Top.model_fields])})")
+        if key not in GROUPS and key not in Top.settings:
+            raise ConfigError(f"{key}: unknown setting (the settings are {', '.join([*GROUPS, *Top.settings])})")
     for group, schema in GROUPS.items():
         if group not in config:
             if group in OPTIONAL:
@@ -329,36 +374,72 @@ def check(config: dict) -> None:
     _validate(Top, top, "")
 
 
-def _validate(schema: type[BaseModel], value: dict, prefix: str) -> None:
-    try:
-        schema.model_validate(value)
-    except ValidationError as e:
-        raise ConfigError(_message(schema, value, e.errors()[0], prefix)) from None
+def _validate(schema: type[Group], value: dict, prefix: str) -> None:
+    """The first setting, in the schema's order, that is missing or not accepted, then the first unknown key:
+    `<key>=<value>: must be <what the setting accepts>`."""
+    where = f"{prefix}." if prefix else ""
+    for setting in schema.settings.values():
+        if setting.key not in value:
+            if setting.required:
+                raise ConfigError(f"{where}{setting.key}: missing ({accepts(setting)})")
+        elif not _accepts(setting.type, value[setting.key]):
+            raise ConfigError(f"{where}{setting.key}={_show(value[setting.key])}: must be {accepts(setting)}")
+    if not schema.extra:
+        keys = {s.key for s in schema.settings.values()}
+        for key in value:
+            if key not in keys:
+                raise ConfigError(f"{where}{key}: unknown setting ({prefix or 'the config'} has: "
+                                  f"{', '.join(schema.settings)})")
 
 
-def _message(schema: type[BaseModel], value: dict, error: dict, prefix: str) -> str:
-    """`<key>=<value>: must be <what the field accepts>`, for the field the first error is about."""
-    field, given = None, value
-    path = [prefix] if prefix else []
-    key = error["loc"][0]
-    if isinstance(key, str):   # a field by its name, or by its alias (TargetModel's _target_)
-        field = schema.model_fields.get(key) or next((f for f in schema.model_fields.values() if f.alias == key), None)
-        given = value.get(key) if field is not None else value
-    path.append(str(key))
-    name = ".".join(path)
-    if error["type"] == "extra_forbidden":
-        known = ", ".join(schema.model_fields)
-        return f"{name}: unknown setting ({prefix or 'the config'} has: {known})"
-    if field is None:
-        return f"{name}: {error['msg']}"
-    if error["type"] == "missing":
-        return f"{name}: missing ({accepts(field)})"
-    return f"{name}={_show(given)}: must be {accepts(field)}"
+def _accepts(tp, value) -> bool:
+    """Whether a value is of a type and in its range, strictly: no conversion (an int is no bool, a float no int,
+    a number finite)."""
+    meta = _metadata(tp)
+    if meta:
+        tp = typing.get_args(tp)[0]
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if tp is Any:
+        ok = True
+    elif origin in (Union, types.UnionType):
+        ok = any(_accepts(arm, value) for arm in args)
+    elif origin is Literal:
+        ok = any(type(value) is type(a) and value == a for a in args)
+    elif origin is list:
+        ok = isinstance(value, list) and all(_accepts(args[0], v) for v in value)
+    elif origin is dict or tp is dict:
+        ok = isinstance(value, dict) and all(isinstance(k, str) for k in value)
+    elif tp is float:
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    elif tp is int:
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    else:   # bool, str, NoneType
+        ok = isinstance(value, tp)
+    return ok and all(_holds(m, value) for m in meta)
 
 
-def accepts(field) -> str:
-    """What a setting (a pydantic field) accepts, in words: its description, else its type and range."""
-    return field.description or _describe(field.annotation, field.metadata)
+def _holds(meta, value) -> bool:
+    """One annotated_types constraint on an accepted value (Words and Alias constrain nothing)."""
+    if isinstance(meta, at.Ge):
+        return value >= meta.ge
+    if isinstance(meta, at.Gt):
+        return value > meta.gt
+    if isinstance(meta, at.Le):
+        return value <= meta.le
+    if isinstance(meta, at.Lt):
+        return value < meta.lt
+    if isinstance(meta, at.Len):
+        return meta.min_length <= len(value) <= (len(value) if meta.max_length is None else meta.max_length)
+    if isinstance(meta, at.MinLen):
+        return len(value) >= meta.min_length
+    if isinstance(meta, at.Predicate):
+        return bool(meta.func(value))
+    return True
+
+
+def accepts(setting: Setting) -> str:
+    """What a setting accepts, in words: its Words, else its type and range."""
+    return _describe(setting.type)
 
 
 def _show(value) -> str:

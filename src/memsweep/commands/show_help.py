@@ -54,11 +54,11 @@ def settings(cfg: dict) -> list[tuple[str, str, str]]:
             model = model.get(values.get("name"))
             if model is None:
                 continue
-        for name, field in model.model_fields.items():
-            key = field.alias or name
+        for setting in model.settings.values():
+            key = setting.key
             given = value_text(values[key]) if key in values else "unset"
-            option = name == "name" and isinstance(options, dict)   # the group's option, chosen by group=OPTION
-            accepts = f"the option: {', '.join(options)} ({group}=OPTION)" if option else schema.accepts(field)
+            option = setting.name == "name" and isinstance(options, dict)   # the group's option, chosen by group=OPTION
+            accepts = f"the option: {', '.join(options)} ({group}=OPTION)" if option else schema.accepts(setting)
             out.append((f"{group}.{key}" if group else key, given, accepts))
     return out
 
