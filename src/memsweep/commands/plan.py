@@ -35,20 +35,11 @@ class Plan:
     console: Console
 
 
-def sweep_file_and_overrides(args) -> tuple[str | None, list[str]]:
-    """The sweep file's name (None: none) and the overrides: in `memsweep sweep data.n=16,32 seed=0,1` there is
-    no sweep file, the first word is an override."""
-    file, overrides = args.sweep, list(args.overrides)
-    if file is not None and ("=" in file or file.startswith("~")):
-        file, overrides = None, [file, *overrides]
-    return file, overrides
-
-
 def prepare(args) -> Plan:
     """Every run composed and validated (data not on this machine is checked where it is read), the options
     checked, and the plan; refused before anything is written."""
     config.use_config_dirs(args.config_dir)
-    file, overrides = sweep_file_and_overrides(args)
+    file, overrides = spec.file_and_overrides(args.sweep, args.overrides)
     sweep = spec.expand(file, overrides, args.sweep_name, data_here=False)
     launcher = sweep.runs[0].cfg.launcher.name
     if launcher not in ("local", "slurm"):

@@ -5,7 +5,6 @@ from __future__ import annotations
 from omegaconf import OmegaConf
 
 from memsweep import config
-from memsweep.commands.plan import sweep_file_and_overrides
 from memsweep.store import identity
 from memsweep.sweeps import spec
 
@@ -15,7 +14,7 @@ def run(args) -> int:
     if args.command == "train":
         cfg = config.compose_run(args.overrides)
     else:
-        file, overrides = sweep_file_and_overrides(args)
+        file, overrides = spec.file_and_overrides(args.sweep, args.overrides)
         cfg = spec.expand(file, overrides, args.sweep_name, data_here=False).runs[0].cfg
     print(f"# run {identity.run_id(cfg)}\n{OmegaConf.to_yaml(cfg)}", end="")
     return 0

@@ -213,6 +213,15 @@ def _format(value) -> str:
     return "null" if value is None else str(value)
 
 
+def file_and_overrides(first: str | None, overrides) -> tuple[str | None, list[str]]:
+    """The sweep file's name (None: none) and the overrides, from `memsweep sweep`'s words: in
+    `memsweep sweep data.n=16,32 seed=0,1` there is no sweep file, the first word is an override."""
+    overrides = list(overrides)
+    if first is not None and ("=" in first or first.startswith("~")):
+        return None, [first, *overrides]
+    return first, overrides
+
+
 def expand(name: str | None, cli_overrides=(), sweep_name: str | None = None, data_here: bool = True) -> Sweep:
     """Compose and validate every run of the sweep: a sweep file's (name; None: none) with the command line's
     sweeps as more axes, named sweep_name (default: the file's, then the command line's axis keys); nothing is
