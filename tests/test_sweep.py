@@ -15,7 +15,7 @@ from memsweep.cli import main
 from memsweep.sweeps import spec
 from memsweep.errors import ConfigError
 from memsweep.store.run import RunStore
-from memsweep.store import identity
+from memsweep.store import identity, user_cache
 
 from conftest import FAST, run_cli
 
@@ -193,11 +193,14 @@ def test_composing_once_per_choice_of_groups_gives_each_run_as_composed_alone(tm
     sw = spec.expand(path)
     with config.Composer() as compose:
         derived = [compose(r.overrides) for r in sw.runs]
-        assert len(derived) == 16 and compose.composed == 4  # one per (model, launcher)
-    for run, cfg in zip(sw.runs, derived):
-        alone = config.compose_run(run.overrides)
-        assert OmegaConf.to_yaml(cfg) == OmegaConf.to_yaml(alone), run.overrides
-        assert identity.run_id(cfg) == identity.run_id(alone) == run.run_id
+        assert len(derived) == 16 and compose.composed == 0   # the bases spec.expand composed were kept:
+    assert len(list((user_cache.folder() / "compositions").rglob("*.pkl"))) == 4   # one per (model, launcher)
+    with config.Composer(whole=True) as hydra_alone:   # Hydra's compose with every override, run by run
+        for run, cfg in zip(sw.runs, derived):
+            alone = hydra_alone(run.overrides)
+            assert OmegaConf.to_yaml(cfg) == OmegaConf.to_yaml(alone), run.overrides
+            assert identity.run_id(cfg) == identity.run_id(alone) == run.run_id
+        assert hydra_alone.composed == len(sw.runs)
     assert {(r.cfg.data.n, r.cfg.data.offset) for r in sw.runs} == {(8, 0), (8, 8), (16, 0), (16, 16)}
 
 
@@ -205,10 +208,10 @@ def test_composing_once_per_choice_of_groups_gives_each_run_as_composed_alone(tm
                                  ["data.offset=${data.nope}"], ["~data.nope"], ["data.n=1,2"], ["optim.lr=0"]])
 def test_a_bad_value_fails_alike_both_ways(bad):
     messages = []
-    with config.Composer() as compose:
-        for way in (compose, config.compose_run):
+    for whole in (False, True):   # a base with the keys applied, and Hydra's compose with every override
+        with config.Composer(whole=whole) as compose:
             with pytest.raises(ConfigError) as e:
-                way([*FAST, "data.n=16", *bad])
+                compose([*FAST, "data.n=16", *bad])
             messages.append(str(e.value))
     assert messages[0] == messages[1]
 

@@ -6,13 +6,17 @@ report, eval), composes many runs in one process for a sweep, and must validate 
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import logging
 import math
 import os
 import pickle
 import re
+import sys
 from pathlib import Path
 
+import hydra
+import omegaconf
 import yaml
 from hydra import compose, initialize_config_dir
 from hydra._internal.config_loader_impl import ConfigLoaderImpl
@@ -34,6 +38,7 @@ from memsweep.eval.feature_specs import check_spec, inception_problem
 from memsweep.metrics.probe_settings import ProbeSettings, settings_problem
 from memsweep.science import objective_settings
 from memsweep.science.network_spec import TARGET, is_target
+from memsweep.store import compositions
 from memsweep.store.identity import output_root
 
 # ${min:512,${data.n}}: Bonnaire et al. 2025's batch size B = min(512, n) (configs/experiment/bonnaire_celeba.yaml)
@@ -94,19 +99,45 @@ def _hydra():
     return context
 
 
+def _fingerprint(loader) -> str:
+    """All a composition is made from (store.compositions): the search path, the files in its folders and
+    packages, this module's code, and the versions of Python, Hydra and OmegaConf."""
+    elements = loader.get_search_path().get_path()
+    files = [("memsweep/config.py", Path(__file__))]
+    for element in elements:
+        folder = _search_folder(element.path)
+        if folder is not None and folder.is_dir():
+            files += [(f"{element.path}/{p.relative_to(folder).as_posix()}", p) for p in sorted(folder.rglob("*"))
+                      if p.is_file() and "__pycache__" not in p.parts]
+    return compositions.fingerprint(files, str(elements), sys.version, hydra.__version__, omegaconf.__version__)
+
+
+def _search_folder(path: str) -> Path | None:
+    """The folder of an element of Hydra's search path (None: structured configs, which are code)."""
+    if path.startswith("pkg://"):
+        spec = importlib.util.find_spec(path[len("pkg://"):])
+        return Path(next(iter(spec.submodule_search_locations))) if spec and spec.submodule_search_locations else None
+    if path.startswith("structured://"):
+        return None
+    return Path(path.removeprefix("file://"))
+
+
+def _readable(data: bytes) -> bool:
+    """Whether a kept composition unpickles (a file cut short by a full disk does not)."""
+    try:
+        pickle.loads(data)
+        return True
+    except Exception:
+        return False
+
+
 def config_groups() -> dict[str, tuple[list[str], str | None]]:
     """Each config group on the search path: its options and the one train.yaml picks (None: add it with +)."""
-    GlobalHydra.instance().clear()
-    try:
-        with _hydra():
-            loader = GlobalHydra.instance().config_loader()
-            choices = compose(config_name="train", return_hydra_config=True).hydra.runtime.choices
-            return {g: (loader.get_group_options(g, results_filter=ObjectType.CONFIG), choices.get(g))
-                    for g in sorted(loader.list_groups("")) if g not in ("hydra", "sweep")}
-    except (HydraException, OmegaConfBaseException, yaml.YAMLError) as e:
-        raise ConfigError(_one_line(e)) from None
-    finally:
-        GlobalHydra.instance().clear()
+    with Composer() as composer:
+        choices = composer.choices()
+        loader = GlobalHydra.instance().config_loader()
+        return {g: (loader.get_group_options(g, results_filter=ObjectType.CONFIG), choices.get(g))
+                for g in sorted(loader.list_groups("")) if g not in ("hydra", "sweep")}
 
 
 def option_defaults() -> dict[str, dict[str, dict]]:
@@ -171,20 +202,11 @@ def _notes(text: str) -> dict[str, str]:
 
 
 def compose_run(overrides=(), data_here: bool = True) -> DictConfig:
-    """The resolved config of one run, from configs/train.yaml and command-line style overrides.
+    """The resolved config of one run, from configs/train.yaml and command-line style overrides (Composer).
     `data_here=False` (planning: a dry run, a Slurm submission): data not readable on this machine is a warning
     (Composer.unread), checked where the run reads it."""
-    overrides = list(overrides)
-    GlobalHydra.instance().clear()
-    try:
-        with _hydra():
-            cfg = compose(config_name="train", overrides=overrides)
-        OmegaConf.resolve(cfg)
-    except (HydraException, OmegaConfBaseException, yaml.YAMLError) as e:
-        raise ConfigError(_one_line(e)) from None
-    finally:
-        GlobalHydra.instance().clear()
-    return _checked(cfg, None if data_here else {})
+    with Composer(data_here) as compose:
+        return compose(overrides)
 
 
 def _checked(cfg, unread: dict | None = None) -> DictConfig:
@@ -208,18 +230,20 @@ def _checked(cfg, unread: dict | None = None) -> DictConfig:
 
 
 class Composer:
-    """compose_run for many runs (a sweep): Hydra initialized once, and a config composed once per distinct
-    choice of config groups (model=c64, +experiment=...). Each run is a copy of that unresolved base with its
-    key overrides (data.n=16, ~key, +key=, ++key=) applied by Hydra's own code, as compose does after
-    composing the defaults, then resolved and checked like compose_run: the same config, the same errors.
-    Overrides that are not plain assignments (sweeps, hydra.* keys, hydra: resolvers) are composed in full.
+    """Composing runs: Hydra initialized once, and a base composed once per distinct choice of config groups
+    (model=c64, +experiment=...), and kept between commands (store.compositions). Each run is a copy of that
+    unresolved base with its key overrides (data.n=16, ~key, +key=, ++key=) applied by Hydra's own code, as
+    compose does after composing the defaults, then resolved and checked: the config and the errors of Hydra's
+    compose with every override (`whole=True`, the reference this is tested against). Overrides that are not
+    plain assignments (sweeps, hydra.* keys, hydra: resolvers) are composed in full.
 
         with Composer() as compose:
             cfgs = [compose(overrides) for overrides in runs]
     """
 
-    def __init__(self, data_here: bool = True):
+    def __init__(self, data_here: bool = True, whole: bool = False):
         self.unread = None if data_here else {}  # data not readable here: message -> runs (see compose_run)
+        self.whole = whole
         self._parser = OverridesParser.create()
         self._bases: dict[tuple, bytes] = {}  # pickled: unpickling copies a config 5x faster than deepcopy
         self._parsed: dict = {}
@@ -228,7 +252,14 @@ class Composer:
         self.composed = 0  # how many times Hydra composed a config
 
     def __enter__(self) -> "Composer":
-        self._initialize()
+        try:
+            self._initialize()
+        except (HydraException, OmegaConfBaseException, yaml.YAMLError) as e:
+            GlobalHydra.instance().clear()
+            raise ConfigError(_one_line(e)) from None
+        except BaseException:
+            GlobalHydra.instance().clear()
+            raise
         return self
 
     def __exit__(self, *exc):
@@ -242,29 +273,50 @@ class Composer:
         GlobalHydra.instance().clear()
         self._context = _hydra()
         self._context.__enter__()
-        self._repo = GlobalHydra.instance().config_loader().repository
-        # with the config loader: glob(*) lists a group's options
-        self._sweep_parser = OverridesParser.create(config_loader=GlobalHydra.instance().config_loader())
+        loader = GlobalHydra.instance().config_loader()
+        self._repo = loader.repository
+        self._sweep_parser = OverridesParser.create(config_loader=loader)   # glob(*) lists a group's options
+        self._kept = compositions.Kept(_fingerprint(loader))
 
     def __call__(self, overrides=()) -> DictConfig:
         overrides = [str(o) for o in overrides]
-        if not GlobalHydra.instance().is_initialized():  # cleared meanwhile (compose_run in between)
+        if not GlobalHydra.instance().is_initialized():  # cleared meanwhile (another Composer in between)
             self._initialize()
         try:
-            split = self._split(overrides)
+            split = None if self.whole else self._split(overrides)
             if split is None:
                 cfg = self._compose(overrides)
             else:
                 groups, keys = split
-                if groups not in self._bases:
-                    self._bases[groups] = pickle.dumps(self._compose(list(groups)))
-                cfg = pickle.loads(self._bases[groups])
+                cfg, _ = pickle.loads(self._base(groups))
                 # the function compose itself applies key overrides with (Hydra 1.3): its types, +, ++, ~ and errors
                 ConfigLoaderImpl._apply_overrides_to_config(keys, cfg)
             OmegaConf.resolve(cfg)
         except (HydraException, OmegaConfBaseException, yaml.YAMLError) as e:
             raise ConfigError(_one_line(e)) from None
         return _checked(cfg, self.unread)
+
+    def choices(self) -> dict[str, str | None]:
+        """The option train.yaml picks in each config group (Hydra's runtime choices)."""
+        try:
+            return pickle.loads(self._base(()))[1]
+        except (HydraException, OmegaConfBaseException, yaml.YAMLError) as e:
+            raise ConfigError(_one_line(e)) from None
+
+    def _base(self, groups: tuple) -> bytes:
+        """(the unresolved config, the groups' choices) of a choice of config groups, pickled: composed by Hydra
+        once, or kept from an earlier command."""
+        if groups not in self._bases:
+            data = self._kept.get(groups)
+            if data is None or not _readable(data):
+                cfg = self._compose(list(groups), with_hydra=True)
+                choices = OmegaConf.to_container(cfg.hydra.runtime.choices)
+                with open_dict(cfg):
+                    del cfg["hydra"]   # as compose() does without return_hydra_config
+                data = pickle.dumps((cfg, choices))
+                self._kept.put(groups, data)
+            self._bases[groups] = data
+        return self._bases[groups]
 
     def sweep_axes(self, overrides=()) -> tuple[dict[str, list], list[str]]:
         """Hydra's sweep syntax (seed=0,1  data.n=range(16,65,16)  model=choice(tiny,c32)  model=glob(c*)) parsed
@@ -288,9 +340,9 @@ class Composer:
                 raise ConfigError(f"{line}: {_one_line(e).split(' See https:')[0]}") from None
         return axes, fixed
 
-    def _compose(self, overrides: list[str]) -> DictConfig:
+    def _compose(self, overrides: list[str], with_hydra: bool = False) -> DictConfig:
         self.composed += 1
-        return compose(config_name="train", overrides=overrides)
+        return compose(config_name="train", overrides=overrides, return_hydra_config=with_hydra)
 
     def _split(self, overrides: list[str]):
         """(the group overrides, the parsed key overrides) as Hydra's defaults list tells them apart (a key that

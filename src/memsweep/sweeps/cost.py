@@ -23,7 +23,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 from dataclasses import dataclass, field
 from functools import lru_cache
 from importlib.metadata import PackageNotFoundError, version
@@ -36,7 +35,7 @@ from memsweep.data.sources import model_classes
 from memsweep.science import objective_settings
 from memsweep.science.network_spec import is_target, label
 from memsweep.shipped_configs import complete
-from memsweep.store import identity
+from memsweep.store import identity, user_cache
 from memsweep.store.files import atomic_write_text, read_json
 from memsweep.sweeps.gpus import peaks, rates
 from memsweep.train.schedule import eval_steps
@@ -69,11 +68,8 @@ def code_fingerprint() -> str:
 
 
 def counts_file() -> Path:
-    """Where the FLOP counts are kept: memsweep/flops.json in the user's cache folder ($XDG_CACHE_HOME, else
-    ~/.cache). Not in the output root: the counts depend on the code, not on the runs, and a dry run writes nothing
-    there."""
-    home = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(home).expanduser() / "memsweep" / "flops.json"
+    """Where the FLOP counts are kept: flops.json in memsweep's folder of the user's cache (store.user_cache)."""
+    return user_cache.folder() / "flops.json"
 
 
 class Counts:
