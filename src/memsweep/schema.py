@@ -12,8 +12,8 @@ inf, true/false take only booleans, strings only strings. A group whose options 
 logger, launcher, objective) has one schema per option, chosen by its `name`. Checks across keys (n against
 the dataset's size, the sampler against the objective, ...) stay in config.validate.
 
-A schema is a class whose annotations are its settings: a type, its range as annotated_types metadata
-(at.Ge(1)), as pydantic reads them. The check is written here rather than by pydantic (which it was, with the
+A schema is a class whose annotations are its settings: a type, its range as metadata (Annotated[int, Ge(1)],
+named as annotated_types names them). The check is written here rather than by pydantic (which it was, with the
 same messages): building pydantic's models and loading its plugins took 0.065 s of every command that composes
 a config, more than Hydra's composition itself (docs/measurements.md, 2026-12-03), for a check of a handful of
 types that reads 35 lines.
@@ -25,9 +25,86 @@ import typing
 from dataclasses import dataclass
 from typing import Annotated, Any, ClassVar, Literal, Optional, Union
 
-import annotated_types as at
-
 from memsweep.errors import ConfigError
+
+
+class Constraint:
+    """A rule a setting's value keeps, as annotation metadata (Annotated[int, Ge(1)]). Plain classes named as
+    annotated_types names them: its 30 dataclasses took 4.6 ms to import, a tenth of a dry run's imports."""
+    __slots__ = ()
+
+    def holds(self, value) -> bool:
+        raise NotImplementedError
+
+
+class Ge(Constraint):
+    __slots__ = ("ge",)
+
+    def __init__(self, ge):
+        self.ge = ge
+
+    def holds(self, value) -> bool:
+        return value >= self.ge
+
+
+class Gt(Constraint):
+    __slots__ = ("gt",)
+
+    def __init__(self, gt):
+        self.gt = gt
+
+    def holds(self, value) -> bool:
+        return value > self.gt
+
+
+class Le(Constraint):
+    __slots__ = ("le",)
+
+    def __init__(self, le):
+        self.le = le
+
+    def holds(self, value) -> bool:
+        return value <= self.le
+
+
+class Lt(Constraint):
+    __slots__ = ("lt",)
+
+    def __init__(self, lt):
+        self.lt = lt
+
+    def holds(self, value) -> bool:
+        return value < self.lt
+
+
+class MinLen(Constraint):
+    __slots__ = ("min_length",)
+
+    def __init__(self, min_length: int):
+        self.min_length = min_length
+
+    def holds(self, value) -> bool:
+        return len(value) >= self.min_length
+
+
+class Len(Constraint):
+    __slots__ = ("min_length", "max_length")
+
+    def __init__(self, min_length: int, max_length: int):
+        self.min_length, self.max_length = min_length, max_length
+
+    def holds(self, value) -> bool:
+        return self.min_length <= len(value) <= self.max_length
+
+
+class Predicate(Constraint):
+    __slots__ = ("func",)
+
+    def __init__(self, func):
+        self.func = func
+
+    def holds(self, value) -> bool:
+        return bool(self.func(value))
 
 
 @dataclass(frozen=True)
@@ -47,14 +124,14 @@ def _metadata(tp) -> tuple:
 
 
 # -- the types of settings ----------------------------------------------------------------------------------
-PosInt = Annotated[int, at.Ge(1)]
-Count = Annotated[int, at.Ge(0)]
+PosInt = Annotated[int, Ge(1)]
+Count = Annotated[int, Ge(0)]
 Number = float                          # every float setting is finite (_accepts)
-Positive = Annotated[float, at.Gt(0)]
-NonNegative = Annotated[float, at.Ge(0)]
-Fraction = Annotated[float, at.Ge(0), at.Lt(1)]    # [0, 1): probabilities, decays
-OpenUnit = Annotated[float, at.Gt(0), at.Lt(1)]    # (0, 1): a VP step's beta
-Seed = Annotated[int, at.Ge(0), at.Lt(2 ** 63)]
+Positive = Annotated[float, Gt(0)]
+NonNegative = Annotated[float, Ge(0)]
+Fraction = Annotated[float, Ge(0), Lt(1)]    # [0, 1): probabilities, decays
+OpenUnit = Annotated[float, Gt(0), Lt(1)]    # (0, 1): a VP step's beta
+Seed = Annotated[int, Ge(0), Lt(2 ** 63)]
 
 
 # A setting that a config may lack (it came after configs were first stored, or its group is optional): absent, it
@@ -99,9 +176,9 @@ class Group:
 # -- data ------------------------------------------------------------------------------------------------
 class _Data(Group):
     name: str
-    n: Annotated[int, at.Ge(2)]            # the 1/3 rule needs a nearest and a second-nearest image
+    n: Annotated[int, Ge(2)]            # the 1/3 rule needs a nearest and a second-nearest image
     offset: Count
-    test_size: Annotated[int, at.Ge(2)]
+    test_size: Annotated[int, Ge(2)]
     conditional: bool = True               # false: unconditional (no labels)
 
 
@@ -146,7 +223,7 @@ class Npz(_Data):
 class Model(Group):
     name: str
     channels: PosInt
-    channel_mult: Annotated[list[PosInt], at.MinLen(1)]
+    channel_mult: Annotated[list[PosInt], MinLen(1)]
     num_res_blocks: PosInt
     attn_resolutions: list[PosInt]
     head_dim: PosInt
@@ -159,14 +236,14 @@ class TargetModel(Group):
     """Any network, named by Hydra's `_target_` (science.networks, docs/networks.md): its keyword arguments are
     the target's own (any keys; config.validate builds and runs it once), `name` is memsweep's label for it."""
     extra = True
-    target: Annotated[str, Alias("_target_"), at.MinLen(1), Words("an import path, module.Class or module.function")]
+    target: Annotated[str, Alias("_target_"), MinLen(1), Words("an import path, module.Class or module.function")]
     name: Optional[str] = None
 
 
 class Adam(Group):
     name: Literal["adam"]
     lr: Positive
-    betas: Annotated[list[Fraction], at.Len(2, 2)]
+    betas: Annotated[list[Fraction], Len(2, 2)]
     eps: Positive
     weight_decay: NonNegative
     grad_clip: Optional[Positive] = None
@@ -203,15 +280,15 @@ class Eval(Group):
     sw_projections: PosInt
     sw_seed: Seed
     fid_features: Space
-    fid_samples: Union[None, Literal["reference", "ref"], Annotated[int, at.Ge(2)]] = LATER
+    fid_samples: Union[None, Literal["reference", "ref"], Annotated[int, Ge(2)]] = LATER
     fd_train_test: bool
     copy_features: Space = LATER
-    copy_threshold: Annotated[float, at.Gt(-1), at.Lt(1)] = LATER
+    copy_threshold: Annotated[float, Gt(-1), Lt(1)] = LATER
     kid_features: Space = LATER
     kid_subsets: PosInt = LATER
-    kid_subset_size: Annotated[int, at.Ge(2)] = LATER
+    kid_subset_size: Annotated[int, Ge(2)] = LATER
     mifid_features: Space = LATER
-    mifid_epsilon: Annotated[float, at.Gt(0), at.Le(1)] = LATER
+    mifid_epsilon: Annotated[float, Gt(0), Le(1)] = LATER
     bootstrap: Count = LATER
     feature_cache: bool = LATER
     nn_block: PosInt = LATER
@@ -249,20 +326,20 @@ def _odd(k: int) -> bool:
     return k % 2 == 1   # an even patch has no centre pixel
 
 
-Odd = Annotated[int, at.Ge(1), at.Predicate(_odd)]
+Odd = Annotated[int, Ge(1), Predicate(_odd)]
 
 
 class Probes(Group):
     """Not part of the run id (they only add keys to the rows); absent from the shipped configs."""
     # a setting left out takes its default from metrics.probe_settings.ProbeSettings (LATER)
-    hybrid_tau: list[Annotated[float, at.Ge(0), at.Le(1)]] = LATER
+    hybrid_tau: list[Annotated[float, Ge(0), Le(1)]] = LATER
     els: bool = LATER
-    els_patch: Annotated[Union[Literal["calibrated"], Odd, Annotated[list[Odd], at.MinLen(1)]], Words(
+    els_patch: Annotated[Union[Literal["calibrated"], Odd, Annotated[list[Odd], MinLen(1)]], Words(
         "an odd patch size, a non-empty list of them (per equal bin of t) or calibrated")] = LATER
     els_equivariant: bool = LATER
     els_padding: Literal["zeros", "circular"] = LATER
     els_bank: Literal["padded", "interior"] = LATER
-    els_calibration_sizes: Annotated[list[Odd], at.MinLen(1), Words("a non-empty list of odd patch sizes")] = LATER
+    els_calibration_sizes: Annotated[list[Odd], MinLen(1), Words("a non-empty list of odd patch sizes")] = LATER
     els_calibration_samples: PosInt = LATER
     traj_seed: Seed = LATER
 
@@ -312,7 +389,7 @@ class Paths(Group):
 
 
 class Runtime(Group):
-    device: Annotated[str, at.Predicate(re.compile(r"auto|cpu|cuda(:\d+)?").fullmatch), Words("auto, cpu, cuda or cuda:N")]
+    device: Annotated[str, Predicate(re.compile(r"auto|cpu|cuda(:\d+)?").fullmatch), Words("auto, cpu, cuda or cuda:N")]
     threads: Optional[PosInt] = LATER
     progress: bool = LATER
     checkpoint_every: PosInt
@@ -415,26 +492,10 @@ def _accepts(tp, value) -> bool:
         ok = isinstance(value, int) and not isinstance(value, bool)
     else:   # bool, str, NoneType
         ok = isinstance(value, tp)
-    return ok and all(_holds(m, value) for m in meta)
+    return ok and all(m.holds(value) for m in meta if isinstance(m, Constraint))
 
 
-def _holds(meta, value) -> bool:
-    """One annotated_types constraint on an accepted value (Words and Alias constrain nothing)."""
-    if isinstance(meta, at.Ge):
-        return value >= meta.ge
-    if isinstance(meta, at.Gt):
-        return value > meta.gt
-    if isinstance(meta, at.Le):
-        return value <= meta.le
-    if isinstance(meta, at.Lt):
-        return value < meta.lt
-    if isinstance(meta, at.Len):
-        return meta.min_length <= len(value) <= (len(value) if meta.max_length is None else meta.max_length)
-    if isinstance(meta, at.MinLen):
-        return len(value) >= meta.min_length
-    if isinstance(meta, at.Predicate):
-        return bool(meta.func(value))
-    return True
+
 
 
 def accepts(setting: Setting) -> str:
@@ -454,16 +515,16 @@ def _show(value) -> str:
 
 
 def _bounds(meta) -> str:
-    lo = next((m for m in meta if isinstance(m, (at.Ge, at.Gt))), None)
-    hi = next((m for m in meta if isinstance(m, (at.Le, at.Lt))), None)
+    lo = next((m for m in meta if isinstance(m, (Ge, Gt))), None)
+    hi = next((m for m in meta if isinstance(m, (Le, Lt))), None)
     if lo is not None and hi is not None:
-        a, b = (lo.ge if isinstance(lo, at.Ge) else lo.gt), (hi.le if isinstance(hi, at.Le) else hi.lt)
+        a, b = (lo.ge if isinstance(lo, Ge) else lo.gt), (hi.le if isinstance(hi, Le) else hi.lt)
         b = "2^63" if b == 2 ** 63 else f"{b:g}"
-        return f" in {'[' if isinstance(lo, at.Ge) else '('}{a:g}, {b}{']' if isinstance(hi, at.Le) else ')'}"
+        return f" in {'[' if isinstance(lo, Ge) else '('}{a:g}, {b}{']' if isinstance(hi, Le) else ')'}"
     if lo is not None:
-        return f" >= {lo.ge:g}" if isinstance(lo, at.Ge) else f" > {lo.gt:g}"
+        return f" >= {lo.ge:g}" if isinstance(lo, Ge) else f" > {lo.gt:g}"
     if hi is not None:
-        return f" <= {hi.le:g}" if isinstance(hi, at.Le) else f" < {hi.lt:g}"
+        return f" <= {hi.le:g}" if isinstance(hi, Le) else f" < {hi.lt:g}"
     return ""
 
 
@@ -482,8 +543,8 @@ def _describe(tp, meta=()) -> str:
     if origin is Literal:
         return "one of " + ", ".join(map(str, args)) if len(args) > 1 else str(args[0])
     if origin is list:
-        length = next((m for m in meta if isinstance(m, at.Len)), None)
-        least = next((m.min_length for m in meta if isinstance(m, at.MinLen)), 0)
+        length = next((m for m in meta if isinstance(m, Len)), None)
+        least = next((m.min_length for m in meta if isinstance(m, MinLen)), 0)
         count = f" of {length.min_length}" if length and length.min_length == length.max_length else ""
         return f"a {'non-empty ' if least else ''}list{count}, each {_describe(args[0])}"
     if origin is dict or tp is dict:

@@ -30,14 +30,13 @@ from pathlib import Path
 import yaml
 from omegaconf import OmegaConf
 
-from memsweep.shipped_configs import complete
+from memsweep.shipped_configs import YAML_LOADER, complete
 from memsweep.states import State
 from memsweep.store.files import append_line, atomic_write_text, failpoint, read_json
 
 log = logging.getLogger("memsweep")
 
 TAIL_BLOCK = 64 * 1024  # bytes read at a time from the end of metrics.jsonl
-YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml's, where PyYAML has it
 
 # per-step files of a run directory: kind -> (subdirectory, prefix, suffix)
 FILES = {"checkpoint": ("checkpoints", "step_", ".pt"),

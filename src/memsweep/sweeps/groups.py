@@ -20,7 +20,7 @@ from omegaconf import open_dict
 from memsweep.errors import ConfigError, RankLost
 from memsweep.states import State
 from memsweep.sweeps.jobs import TrainJob, container
-from memsweep.sweeps.status import LiveProgress
+from memsweep.sweeps.progress import LiveProgress
 from memsweep.train import distributed
 from memsweep.train.signals import STOP_SIGNALS, Interrupted, interruptible
 

@@ -17,7 +17,7 @@ from memsweep.store.run_dir import ELSEWHERE, RunLocked
 from memsweep.errors import StorageError
 from memsweep.sweeps.groups import run_groups
 from memsweep.sweeps.jobs import TrainJob, payload
-from memsweep.sweeps.status import LiveProgress
+from memsweep.sweeps.progress import LiveProgress
 from memsweep.train.packing import make_packs
 from memsweep.train.signals import STOP_SIGNALS, Interrupted, interruptible
 from memsweep.states import State

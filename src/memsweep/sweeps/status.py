@@ -1,4 +1,5 @@
-"""What a sweep's runs are doing: the `memsweep status` table and the live progress of a local launch.
+"""What a sweep's runs are doing: the `memsweep status` table (the live progress of a local launch:
+sweeps.progress).
 
 Everything is read from the run store (status.json, metrics.jsonl), so it works from any shell, also after
 the launching terminal is gone.
@@ -10,17 +11,15 @@ from collections import Counter
 from pathlib import Path
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from memsweep.errors import ConfigError
 from memsweep.store.files import read_json
 from memsweep.store.live import live_state
 from memsweep.store.run_dir import RunDir
-from memsweep.states import State
 
 
-def _fmt(x, digits=3) -> str:
+def fmt(x, digits=3) -> str:
     return "-" if x is None else (f"{x:.{digits}f}" if isinstance(x, float) else str(x))
 
 
@@ -97,7 +96,7 @@ def print_status(record: dict, runs_root, console: Console | None = None, show_a
     columns = ["run_id", *axes, "state", "step", "loss_gap", "mem_ratio", "job"]
     cells = [[r["run_id"], *[_axis_value(r.get(a)) for a in axes], r["state"],
               f"{r['step']}/{r['total']}" if r["total"] else str(r["step"]),
-              _fmt(r["loss_gap"], 4), _fmt(r["mem_ratio"], 2), _fmt(r["job"])] for r in rows]
+              fmt(r["loss_gap"], 4), fmt(r["mem_ratio"], 2), fmt(r["job"])] for r in rows]
     print_table(console, f"sweep {record['name']}: {len(rows)} runs", columns, cells, show_all,
                 right=tuple(columns[1:len(axes) + 1]) + ("step", "loss_gap", "mem_ratio", "job"))
     counts = Counter(r["state"] for r in rows)
@@ -114,44 +113,3 @@ def print_status(record: dict, runs_root, console: Console | None = None, show_a
         path = write_table(table_path, ["run_id", *axes, "state", "step", "total", "loss_gap", "mem_ratio", "job"], raw)
         console.print(f"table of {len(rows)} runs: {path}")
     return rows
-
-
-class LiveProgress:
-    """One bar per run, fed from each run's status.json and its latest evaluation (the last row of its
-    metrics.jsonl) while local workers train."""
-
-    def __init__(self, runs, enabled: bool = True):
-        self.runs, self.enabled = runs, enabled
-        self.progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                                 TextColumn("{task.fields[state]}"), TextColumn("{task.fields[latest]}"),
-                                 TimeElapsedColumn(),
-                                 console=Console(stderr=True), disable=not enabled)
-        self.tasks = {}
-        self.steps, self.latest = {}, {}   # per run: the step and latest evaluation last shown
-
-    def __enter__(self):
-        self.progress.__enter__()
-        for run in self.runs:
-            label = " ".join(f"{k}={v}" for k, v in run.axes.items())
-            self.tasks[run.run_id] = (run, self.progress.add_task(f"{run.run_id} {label}",
-                                                                  total=run.cfg.train.total_steps, state="",
-                                                                  latest=""))
-        return self
-
-    def refresh(self) -> None:
-        if not self.enabled:
-            return
-        for run, task in self.tasks.values():
-            status = run.store.status()
-            step = status.get("step", 0)
-            if self.steps.get(run.run_id) != step:  # metrics.jsonl is read again only once the run moved on
-                self.steps[run.run_id] = step
-                last = run.store.last_metrics()
-                self.latest[run.run_id] = (f"gap={_fmt(last.get('loss_gap'), 4)} mem={_fmt(last.get('mem_ratio'), 2)}"
-                                           if last else "")
-            self.progress.update(task, completed=step, state=status.get("state", State.PENDING),
-                                 latest=self.latest[run.run_id])
-
-    def __exit__(self, *exc):
-        self.refresh()
-        return self.progress.__exit__(*exc)
