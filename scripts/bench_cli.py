@@ -6,7 +6,10 @@ Each command runs `--repeats` times in a fresh interpreter (memsweep.cli.main, a
 baseline `python -c "import hydra, omegaconf, pydantic, rich"`; the median wall time of each is printed with its
 ratio to the baseline's median (the issue asks for at most 1.5x), and which of torch, matplotlib, pandas and wandb
 the command loaded. The store read is a tiny sweep of two digits runs trained first in a temporary output root;
-each command runs once untimed first (a dry run then keeps its FLOP counts, in a temporary user cache folder).
+each command runs once untimed first (a dry run then keeps its FLOP counts, and every command Hydra's
+compositions, in a temporary user cache folder; memsweep's modules are byte-compiled then, as an installed package's
+are: PYTHONDONTWRITEBYTECODE is dropped for the commands, or they would time compiling memsweep's sources while the
+libraries of the baseline load their .pyc).
 `--src DIR`: time another checkout's src/ (e.g. an older commit's) with the same commands; commands it does not
 know fail and are shown as such. On a shared machine run it under `nice` and compare numbers of one run only.
 """
@@ -15,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -68,16 +72,23 @@ def main() -> int:
     args = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="bench_cli_") as root:
         env = {**os.environ, "PYTHONPATH": args.src, "WANDB_MODE": "disabled", "MEMSWEEP_OUTPUT_ROOT": root,
-               "XDG_CACHE_HOME": str(Path(root) / "user-cache")}   # where the dry runs keep their FLOP counts
+               "XDG_CACHE_HOME": str(Path(root) / "user-cache")}   # what the commands keep (store.user_cache)
+        env.pop("PYTHONDONTWRITEBYTECODE", None)
         # the store the commands read: two tiny runs, trained before any timing
         subprocess.run([sys.executable, "-m", "memsweep.cli", "sweep", *SWEEP, "--quiet"], env=env, check=True,
                        capture_output=True)
         record = json.loads((Path(root) / "sweeps" / "bench" / "sweep.json").read_text())
         run_id = record["runs"][0]["run_id"]
         cmds = commands(run_id)
-        for argv in cmds.values():  # once untimed: the FLOP counts of the dry runs are counted and kept
+        for argv in cmds.values():  # once untimed: FLOP counts and compositions kept, memsweep byte-compiled
             subprocess.run([sys.executable, "-c", CHILD, *argv], env=env, capture_output=True)
+        # 'none kept': the same commands with a copy of the user cache folder whose compositions are removed before
+        # each run (its FLOP counts kept), as for the first command after a config file is edited
+        env_cold = {**env, "XDG_CACHE_HOME": str(Path(root) / "cold-cache")}
+        shutil.copytree(Path(root) / "user-cache", env_cold["XDG_CACHE_HOME"])
+        kept = Path(env_cold["XDG_CACHE_HOME"]) / "memsweep" / "compositions"
         times: dict[str, list[float]] = {name: [] for name in ["baseline", *cmds]}
+        cold: dict[str, list[float]] = {name: [] for name in cmds}
         status: dict[str, tuple[int, str]] = {}
         for _ in range(args.repeats):  # interleaved: a change in the machine's load touches every command alike
             times["baseline"].append(timed([sys.executable, "-c", BASELINE], env)[0])
@@ -85,14 +96,17 @@ def main() -> int:
                 wall, code, loaded = timed([sys.executable, "-c", CHILD, *argv], env)
                 times[name].append(wall)
                 status[name] = (code, loaded)
+                shutil.rmtree(kept, ignore_errors=True)
+                cold[name].append(timed([sys.executable, "-c", CHILD, *argv], env_cold)[0])
     base = statistics.median(times["baseline"])
-    print(f"src: {args.src}; median of {args.repeats} runs each, interleaved")
-    print(f"{'command':36s} {'median s':>9s} {'ratio':>6s}  exit  heavy modules loaded")
-    print(f"{'python -c (bare imports)':36s} {base:9.2f} {1.0:6.2f}")
+    print(f"src: {args.src}; median of {args.repeats} runs each, interleaved; 'none kept': Hydra's compositions "
+          "and parsed overrides not kept from an earlier command (store.compositions)")
+    print(f"{'command':36s} {'median s':>9s} {'ratio':>6s}  {'none kept':>9s} {'ratio':>6s}  exit  heavy modules loaded")
+    print(f"{'python -c (bare imports)':36s} {base:9.3f} {1.0:6.2f}")
     for name in cmds:
-        t = statistics.median(times[name])
+        t, c = statistics.median(times[name]), statistics.median(cold[name])
         code, loaded = status[name]
-        print(f"{name:36s} {t:9.2f} {t / base:6.2f}  {code:4d}  {loaded or '-'}")
+        print(f"{name:36s} {t:9.3f} {t / base:6.2f}  {c:9.3f} {c / base:6.2f}  {code:4d}  {loaded or '-'}")
     return 0
 
 

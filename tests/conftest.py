@@ -29,7 +29,8 @@ def pytest_collection_modifyitems(config, items):
 
 @pytest.fixture
 def out(tmp_path, monkeypatch):
-    """A private output root for the test, and a private user cache folder (the kept FLOP counts, sweeps.cost)."""
+    """A private output root for the test, and a private user cache folder (the kept FLOP counts and Hydra's
+    compositions: store.user_cache)."""
     root = tmp_path / "outputs"
     monkeypatch.setenv("MEMSWEEP_OUTPUT_ROOT", str(root))
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "user-cache"))

@@ -48,6 +48,7 @@ if not OmegaConf.has_resolver("min"):
 log = logging.getLogger(__name__)
 _config_dirs: list[Path] = []  # this command's --config-dir folders (use_config_dirs)
 _warned: set = set()  # the clashes already named in this process
+_scanned: set = set()  # the search paths already scanned for clashes in this process
 
 
 def use_config_dirs(dirs=()) -> None:
@@ -70,6 +71,9 @@ def search_dirs() -> list[Path]:
         if problem:
             raise ConfigError(f"{CONFIG_PATH_ENV}: {path}: {problem}")
     dirs = list(dict.fromkeys([config_dir(), *_config_dirs, *env]))
+    if len(dirs) == 1 or tuple(dirs) in _scanned:   # one folder has no clashes; a scan's warnings are said once
+        return dirs
+    _scanned.add(tuple(dirs))
     seen: dict[str, Path] = {}
     for d in dirs:
         for path in sorted(d.rglob("*.yaml")):
@@ -120,15 +124,6 @@ def _search_folder(path: str) -> Path | None:
     if path.startswith("structured://"):
         return None
     return Path(path.removeprefix("file://"))
-
-
-def _readable(data: bytes) -> bool:
-    """Whether a kept composition unpickles (a file cut short by a full disk does not)."""
-    try:
-        pickle.loads(data)
-        return True
-    except Exception:
-        return False
 
 
 def config_groups() -> dict[str, tuple[list[str], str | None]]:
@@ -246,10 +241,12 @@ class Composer:
         self.whole = whole
         self._parser = OverridesParser.create()
         self._bases: dict[tuple, bytes] = {}  # pickled: unpickling copies a config 5x faster than deepcopy
-        self._parsed: dict = {}
+        self._parsed: dict = {}   # line -> Override, parsed by Hydra (here or by an earlier command: kept)
+        self._parsed_now: set[str] = set()   # the lines this Composer parsed itself
         self._is_group: dict[str, bool] = {}
         self._context = None
         self.composed = 0  # how many times Hydra composed a config
+        self.parsed = 0    # how many override lines Hydra parsed (not kept from an earlier command)
 
     def __enter__(self) -> "Composer":
         try:
@@ -265,6 +262,8 @@ class Composer:
     def __exit__(self, *exc):
         try:
             self._context.__exit__(*exc)
+            if self._parsed_now:
+                self._kept.keep_parsed(self._parsed, self._parsed_now)
         finally:
             GlobalHydra.instance().clear()
             self._bases.clear()
@@ -277,6 +276,8 @@ class Composer:
         self._repo = loader.repository
         self._sweep_parser = OverridesParser.create(config_loader=loader)   # glob(*) lists a group's options
         self._kept = compositions.Kept(_fingerprint(loader))
+        self._bases.clear()   # composed on another search path, maybe
+        self._parsed = {**self._kept.parsed(), **self._parsed}
 
     def __call__(self, overrides=()) -> DictConfig:
         overrides = [str(o) for o in overrides]
@@ -307,14 +308,14 @@ class Composer:
         """(the unresolved config, the groups' choices) of a choice of config groups, pickled: composed by Hydra
         once, or kept from an earlier command."""
         if groups not in self._bases:
-            data = self._kept.get(groups)
-            if data is None or not _readable(data):
+            data = self._kept.base(groups)
+            if data is None:
                 cfg = self._compose(list(groups), with_hydra=True)
                 choices = OmegaConf.to_container(cfg.hydra.runtime.choices)
                 with open_dict(cfg):
                     del cfg["hydra"]   # as compose() does without return_hydra_config
                 data = pickle.dumps((cfg, choices))
-                self._kept.put(groups, data)
+                self._kept.keep_base(groups, data)
             self._bases[groups] = data
         return self._bases[groups]
 
@@ -351,6 +352,8 @@ class Composer:
         for line in overrides:
             if line not in self._parsed:  # a sweep repeats its fixed overrides in every run: parse each once
                 self._parsed[line] = self._parser.parse_overrides(overrides=[line])[0]
+                self._parsed_now.add(line)
+                self.parsed += 1
             o = self._parsed[line]
             if o.is_sweep_override() or o.is_hydra_override() or "hydra:" in (o.input_line or ""):
                 return None
