@@ -104,15 +104,15 @@ def _hydra():
 
 
 def _fingerprint(loader) -> str:
-    """All a composition is made from (store.compositions): the search path, the files in its folders and
-    packages, this module's code, and the versions of Python, Hydra and OmegaConf."""
+    """All a composition is made from (store.compositions): the search path, the config files in its folders and
+    packages (Hydra reads *.yaml), this module's code, and the versions of Python, Hydra and OmegaConf."""
     elements = loader.get_search_path().get_path()
     files = [("memsweep/config.py", Path(__file__))]
     for element in elements:
         folder = _search_folder(element.path)
         if folder is not None and folder.is_dir():
-            files += [(f"{element.path}/{p.relative_to(folder).as_posix()}", p) for p in sorted(folder.rglob("*"))
-                      if p.is_file() and "__pycache__" not in p.parts]
+            files += [(f"{element.path}/{p.relative_to(folder).as_posix()}", p)
+                      for p in sorted(folder.rglob("*.yaml")) if p.is_file()]
     return compositions.fingerprint(files, str(elements), sys.version, hydra.__version__, omegaconf.__version__)
 
 
