@@ -6,7 +6,7 @@ from __future__ import annotations
 from omegaconf import OmegaConf
 
 from memsweep import config, schema
-from memsweep.reference import value_text
+from memsweep.setting_types import value_text
 from memsweep.errors import ConfigError
 from memsweep.sweeps import spec
 
