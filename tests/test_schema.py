@@ -1,6 +1,7 @@
 """Typed settings (memsweep.schema): a wrong type or a value out of range fails at composition with one line
 naming the key and what it accepts, exit 2, nothing written; the check never changes the config (run ids)."""
 import copy
+import inspect
 
 import pytest
 from omegaconf import OmegaConf
@@ -8,6 +9,7 @@ from omegaconf import OmegaConf
 from memsweep import config, schema, shipped_configs
 from memsweep.cli import main
 from memsweep.errors import ConfigError
+from memsweep.science import unet
 from memsweep.store import identity
 from memsweep.store.run import RunStore
 
@@ -151,12 +153,16 @@ def test_shipped_experiments_pass_the_schema(out, tmp_path):
 
 
 def test_a_later_setting_has_its_default_in_the_yaml_only(out, tmp_path):
-    """The schema holds no second default for the eval and runtime settings: a setting a config may lack is
-    marked LATER, and a config that lacks it (written before it existed) reads the YAML's value when used; the
-    config as composed, hence its run id, is left alone."""
-    for group in shipped_configs.FILLED:
-        for name, setting in schema.GROUPS[group].settings.items():
-            assert setting.required or setting.default is schema.LATER, f"{group}.{name}: a default in the schema"
+    """The schema holds no second default: a setting a config may lack is marked LATER, and a config that lacks it
+    (written before it existed) reads the YAML's value when used (eval, runtime); the config as composed, hence
+    its run id, is left alone. The one default the schema writes, model.resample's (absent from the model configs
+    to keep run ids), is the U-Net's."""
+    for group, found in [*schema.GROUPS.items(), ("", schema.Top), ("model", schema.TargetModel)]:
+        for model in found.values() if isinstance(found, dict) else [found]:
+            for name, setting in model.settings.items():
+                assert setting.required or setting.default is schema.LATER or (model, name) == (schema.Model, "resample"), (
+                    f"{group}.{name}: a default in the schema")
+    assert schema.Model.settings["resample"].default == inspect.signature(unet.UNet).parameters["resample"].default
     cfg = config.compose_run(["data.n=16"])
     stored = OmegaConf.to_container(cfg, resolve=True)
     for key in ("kid_features", "copy_threshold", "bootstrap", "fd_train_test", "nn_block"):

@@ -34,26 +34,31 @@ OpenUnit = Annotated[float, Gt(0), Lt(1)]    # (0, 1): a VP step's beta
 Seed = Annotated[int, Ge(0), Lt(2 ** 63)]
 
 
-# A setting that a config may lack (it came after configs were first stored, or its group is optional): absent, it
-# takes the value in configs/<group>/default.yaml (shipped_configs.complete) or, for the probes, which have no YAML,
-# in metrics.probe_settings.ProbeSettings: the one place each default is written. The schema only lets the setting
-# be absent (the check never reads a setting's default).
+# A setting that a config may lack (it came after configs were first stored, its group is optional, or one of its
+# alternatives is set): the schema only lets it be absent, it holds no default. A composed config has the value of
+# its YAML (configs/); a stored one lacking it reads configs/<group>/default.yaml for eval and runtime
+# (shipped_configs.complete), metrics.probe_settings.ProbeSettings for the probes, else the default of the code that
+# reads it (data.sources.is_conditional: runs before data.conditional were conditional). One exception: model.resample
+# is absent from the model configs (adding it would change run ids), so its default, the U-Net's, is written here
+# for the config reference too (tests/test_schema.py checks the two agree).
 LATER: Any = None
+
+
 # -- data ------------------------------------------------------------------------------------------------
 class _Data(Group):
     name: str
     n: Annotated[int, Ge(2)]            # the 1/3 rule needs a nearest and a second-nearest image
     offset: Count
     test_size: Annotated[int, Ge(2)]
-    conditional: bool = True               # false: unconditional (no labels)
+    conditional: bool = LATER               # false: unconditional (no labels)
 
 
 class _Builtin(_Data):
     image_size: PosInt
     channels: PosInt
     num_classes: PosInt
-    root: Optional[str] = None
-    download: bool = False
+    root: Optional[str] = LATER
+    download: bool = LATER
 
 
 class Digits(_Builtin):
@@ -73,16 +78,16 @@ class Synthetic(_Builtin):
 
 class Folder(_Data):
     name: Literal["folder"]
-    path: Optional[str] = None
-    test_path: Optional[str] = None
-    grayscale: bool = False
-    size: Optional[PosInt] = None
-    order: Literal["auto", "sorted", "interleave"] = "sorted"   # auto: resolved from the files (data.folder.resolved)
+    path: Optional[str] = LATER
+    test_path: Optional[str] = LATER
+    grayscale: bool = LATER
+    size: Optional[PosInt] = LATER
+    order: Literal["auto", "sorted", "interleave"] = LATER   # auto: resolved from the files (data.folder.resolved)
 
 
 class Npz(_Data):
     name: Literal["npz"]
-    path: Optional[str] = None
+    path: Optional[str] = LATER
 
 
 # -- model, optimizer, training, evaluation -----------------------------------------------------------------
@@ -103,7 +108,7 @@ class TargetModel(Group):
     the target's own (any keys; config.validate builds and runs it once), `name` is memsweep's label for it."""
     extra = True
     target: Annotated[str, Alias("_target_"), MinLen(1), Words("an import path, module.Class or module.function")]
-    name: Optional[str] = None
+    name: Optional[str] = LATER
 
 
 class Adam(Group):
@@ -112,14 +117,14 @@ class Adam(Group):
     betas: Annotated[list[Fraction], Len(2, 2)]
     eps: Positive
     weight_decay: NonNegative
-    grad_clip: Optional[Positive] = None
+    grad_clip: Optional[Positive] = LATER
 
 
 class Train(Group):
     batch_size: PosInt
-    steps: Optional[PosInt] = None         # exactly one of steps, epochs, images (config.total_steps)
-    epochs: Optional[Positive] = None
-    images: Optional[Positive] = None
+    steps: Optional[PosInt] = LATER         # exactly one of steps, epochs, images (config.total_steps)
+    epochs: Optional[Positive] = LATER
+    images: Optional[Positive] = LATER
     ema_decay: Fraction
     label_dropout: Fraction
     dtype: Literal["float32", "bfloat16"]
@@ -167,7 +172,7 @@ class Eval(Group):
 # -- objective (configs/objective/, issue 13): absent from configs written before it -------------------------
 class RectifiedFlow(Group):
     name: Literal["rectified_flow"]
-    target: Literal["velocity", "closed_form"] = "velocity"
+    target: Literal["velocity", "closed_form"] = LATER
 
 
 class VP(Group):
@@ -216,9 +221,9 @@ class Wandb(Group):
     name: Literal["wandb"]
     mode: Literal["online", "offline", "disabled"]
     project: str
-    entity: Optional[str] = None
-    group: Optional[str] = None
-    tags: list[str] = []
+    entity: Optional[str] = LATER
+    group: Optional[str] = LATER
+    tags: list[str] = LATER
 
 
 class NoLogger(Group):
@@ -228,26 +233,26 @@ class NoLogger(Group):
 
 class Local(Group):
     name: Literal["local"]
-    workers: Optional[PosInt] = None
-    pack: PosInt = 1
+    workers: Optional[PosInt] = LATER
+    pack: PosInt = LATER
 
 
 class Slurm(Group):
     name: Literal["slurm"]
-    pack: PosInt = 1
-    partition: Optional[str] = None
-    account: Optional[str] = None
-    qos: Optional[str] = None
-    constraint: Optional[str] = None
+    pack: PosInt = LATER
+    partition: Optional[str] = LATER
+    account: Optional[str] = LATER
+    qos: Optional[str] = LATER
+    constraint: Optional[str] = LATER
     timeout_min: PosInt
     gpus_per_node: Count
     cpus_per_task: PosInt
-    mem_gb: Optional[NonNegative] = None
+    mem_gb: Optional[NonNegative] = LATER
     max_array_size: PosInt
     array_parallelism: PosInt
     signal_delay_s: Count
-    additional_parameters: dict[str, Any] = {}
-    folder: Optional[str] = None
+    additional_parameters: dict[str, Any] = LATER
+    folder: Optional[str] = LATER
 
 
 class Paths(Group):

@@ -207,11 +207,12 @@ class UNet(nn.Module):
 
 
 def build(model_cfg, image_size: int, in_channels: int, num_classes: int, copies: int = 1) -> UNet:
+    """The U-Net of a model config; model.resample, absent from the shipped configs, takes UNet's default."""
+    given = {"resample": model_cfg.resample} if "resample" in model_cfg else {}
     return UNet(image_size, in_channels, num_classes, channels=model_cfg.channels,
                 channel_mult=tuple(model_cfg.channel_mult), num_res_blocks=model_cfg.num_res_blocks,
                 attn_resolutions=tuple(model_cfg.attn_resolutions), head_dim=model_cfg.head_dim,
-                emb_dim=model_cfg.emb_dim, dropout=model_cfg.dropout, copies=copies,
-                resample=model_cfg.get("resample", "conv"))
+                emb_dim=model_cfg.emb_dim, dropout=model_cfg.dropout, copies=copies, **given)
 
 
 def count_parameters(model: nn.Module) -> int:
