@@ -26,7 +26,7 @@ from memsweep.setting_types import (Alias, Ge, Group, Gt, Le, Len, Lt, MinLen, P
 # -- the types of settings ----------------------------------------------------------------------------------
 PosInt = Annotated[int, Ge(1)]
 Count = Annotated[int, Ge(0)]
-Number = float                          # every float setting is finite (_accepts)
+Number = float                          # every float setting is finite (setting_types.accepted)
 Positive = Annotated[float, Gt(0)]
 NonNegative = Annotated[float, Ge(0)]
 Fraction = Annotated[float, Ge(0), Lt(1)]    # [0, 1): probabilities, decays
